@@ -1,0 +1,50 @@
+"""Event payloads encoded with msgspec.
+
+Each event class is decoded straight into its declared field types (datetimes, UUIDs,
+Structs), which is several times faster than the library's JSON transcoder and keeps
+payload types checked on the way back in.
+"""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import resolve_topic
+
+# Supplied by the stored event's own columns, not by its payload.
+_ENVELOPE = {"originator_id", "originator_version"}
+
+
+class MsgspecTranscoder(Transcoder):
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+
+    def encode(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return msgspec.json.decode(data)
+
+
+@cache
+def _decoder(cls: type) -> msgspec.json.Decoder:
+    hints = {k: v for k, v in typing.get_type_hints(cls).items() if k not in _ENVELOPE and not k.startswith("_")}
+    hints = {k: v for k, v in hints.items() if typing.get_origin(v) is not typing.ClassVar}
+    return msgspec.json.Decoder(typing.TypedDict(f"{cls.__qualname__}State", hints))  # type: ignore[operator]
+
+
+class MsgspecMapper(Mapper):
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        cls = resolve_topic(stored_event.topic)
+        if getattr(cls, "class_version", 1) > 1 or self.cipher or self.compressor:
+            return super().to_domain_event(stored_event)  # upcasting works on untyped state
+        state = _decoder(cls).decode(stored_event.state)
+        state["originator_id"] = stored_event.originator_id
+        state["originator_version"] = stored_event.originator_version
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", state)
+        return domain_event

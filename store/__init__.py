@@ -1,0 +1,70 @@
+"""The event store: eventsourcing's own SQLite and PostgreSQL modules, chosen by environment.
+
+Defaults to an SQLite file in the data folder. `PERSISTENCE_MODULE=eventsourcing.postgres`
+with the library's `POSTGRES_*` variables selects PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from eventsourcing.persistence import ApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from store.sqlite import DoorbellSQLiteApplicationRecorder
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("AGORA_DATA_DIR", "var"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def environment() -> dict[str, str]:
+    """The event store settings: the environment's, or the embedded SQLite default."""
+    if os.environ.get("PERSISTENCE_MODULE"):
+        return {}
+    return {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir() / "agora.sqlite")}
+
+
+class Doorbell:
+    """Rings when new events may be in the log, so followers wake at once instead of polling.
+
+    Callers clear it before reading the log and wait on it after finding nothing new. Writes
+    from other processes are seen by the timeout (SQLite) or by LISTEN/NOTIFY (PostgreSQL).
+    """
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self._rung = threading.Event()
+        self._stopped = threading.Event()
+        self._listener: threading.Thread | None = None
+        if isinstance(recorder, DoorbellSQLiteApplicationRecorder):
+            recorder.doorbells.add(self._rung)
+        elif hasattr(recorder, "channel_name"):  # eventsourcing.postgres
+            self._listener = threading.Thread(target=self._listen, args=(recorder,), daemon=True)
+            self._listener.start()
+
+    def clear(self) -> None:
+        self._rung.clear()
+
+    def wait(self, timeout: float) -> None:
+        self._rung.wait(timeout)
+
+    def ring(self) -> None:
+        self._rung.set()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._rung.set()
+        if self._listener:
+            self._listener.join()
+
+    def _listen(self, recorder) -> None:
+        with recorder.datastore.get_connection() as conn:
+            conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+            conn.commit()
+            while not self._stopped.is_set():
+                for _ in conn.notifies(timeout=0.2, stop_after=1):
+                    self._rung.set()
