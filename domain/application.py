@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -14,20 +14,22 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
-from domain.consultation import Answer, Consultation, Definition, consultation_id
+from domain.consultation import Consultation, Definition, consultation_id
 from domain.errors import ConsultationNotFound, DomainError
 from domain.response import Response
 
 
 class Submission(msgspec.Struct, frozen=True):
     slug: str
-    answers: dict[str, Answer]
+    answers: dict[str, Any]  # as received; the consultation checks each against its question
 
 
 class Receipt(msgspec.Struct, frozen=True):
+    """A recorded response. The receipt is the respondent's secret: only its hash is stored."""
+
     id: UUID
     receipt: str
-    position: int
+    position: Annotated[int, msgspec.Meta(description="Notification position; pass as `?after=` to read your write")]
 
 
 def hash_receipt(receipt: str) -> str:
@@ -71,7 +73,7 @@ class Agora(Application[UUID]):
 
     # Responses
 
-    def submit(self, slug: str, answers: dict[str, Answer]) -> Receipt:
+    def submit(self, slug: str, answers: dict[str, Any]) -> Receipt:
         (result,) = self.submit_batch([Submission(slug, answers)])
         if isinstance(result, DomainError):
             raise result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
@@ -164,7 +165,7 @@ class Consultation(Aggregate):
     def _set_draft_url(self, draft_url: str) -> None:
         self.draft_url = draft_url
 
-    def check_response(self, answers: dict[str, Answer], now: datetime) -> dict[str, Answer]:
+    def check_response(self, answers: Mapping[str, object], now: datetime) -> dict[str, Answer]:
         """The answers as they will be recorded, or the reasons they cannot be."""
         if not self.is_open:
             raise NotAcceptingResponses(f"The consultation '{self.slug}' is closed.")
@@ -197,7 +198,7 @@ def accepts_responses(is_open: bool, opens_at: datetime | None, closes_at: datet
     return is_open and (opens_at is None or opens_at <= now) and (closes_at is None or now < closes_at)
 
 
-def _check_answer(q: Question, value: Answer) -> str | None:
+def _check_answer(q: Question, value: object) -> str | None:
     if q.kind is Kind.CONTACT:
         return (
             "Contact details are not stored on a response, which stays anonymous. "

@@ -1,0 +1,85 @@
+"""Composes the HTTP application: routes, problem handlers, stores, rate limits, lifespan."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
+from litestar.stores.redis import RedisStore
+
+import store
+import workers
+from api.consultations import form, stats, submit
+from api.problems import exception_handlers
+from api.services import Services
+from api.settings import Settings
+from domain.application import Agora
+
+
+def provide_services(state: State) -> Services:
+    return state.services
+
+
+def create_app(settings: Settings | None = None, store_env: dict[str, str] | None = None) -> Litestar:
+    """The API; `store_env` chooses the event store (default: `store.environment()`)."""
+    settings = settings or Settings.from_env()
+    store_env = store.environment() if store_env is None else store_env
+    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    salt = bytearray()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # The client's address is only ever used as a salted hash, and only as a rate-limit key
+        # in Redis with a TTL. The salt is shared by every API process of the deployment.
+        salt_key = f"{settings.redis_prefix}:rate-limit-salt"
+        await client.set(salt_key, secrets.token_bytes(32), nx=True)
+        salt[:] = await client.get(salt_key)
+        agora = Agora(env=store_env)
+        app.state.services = services = Services(agora, client, settings)
+        services.commits.start()
+        followers = None
+        if settings.inline_followers:
+            followers = workers.followers(Agora(env=store_env), redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+            followers.start()
+        try:
+            yield
+        finally:
+            await services.commits.stop()
+            if followers:
+                followers.stop()
+            agora.close()
+            await client.aclose()
+
+    def client_key(request: Request) -> str:
+        return hmac.new(bytes(salt), get_remote_address(request).encode(), hashlib.sha256).hexdigest()
+
+    async def public_post(request: Request) -> bool:
+        return request.method == "POST" and settings.rate_limit_per_minute > 0
+
+    rate_limit = RateLimitConfig(
+        rate_limit=("minute", max(settings.rate_limit_per_minute, 1)),
+        identifier_for_request=client_key,
+        check_throttle_handler=public_post,
+    )
+    return Litestar(
+        route_handlers=[form, submit, stats],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=exception_handlers,
+        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
+        middleware=[rate_limit.middleware],
+        stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Agora", version="0.1.0", description="Public consultations, event-sourced."),
+        lifespan=[lifespan],
+    )

@@ -1,0 +1,76 @@
+"""Every refusal as an RFC 9457 problem: one place maps domain and HTTP errors to problem types."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsException
+
+from domain.errors import ConsultationNotFound, DomainError, InvalidDefinition, InvalidResponse, NotAcceptingResponses
+
+log = logging.getLogger(__name__)
+
+_DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
+    ConsultationNotFound: (404, "consultation-not-found", "Consultation not found"),
+    NotAcceptingResponses: (409, "consultation-not-open", "The consultation is not taking responses"),
+    InvalidResponse: (422, "invalid-response", "The response breaks the consultation's rules"),
+    InvalidDefinition: (422, "invalid-definition", "The consultation definition is invalid"),
+}
+
+_HTTP: dict[int, tuple[str, str]] = {
+    400: ("malformed-request", "The request could not be read"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "The request body is too large"),
+    429: ("rate-limited", "Too many requests"),
+}
+
+
+def problem(
+    status: int, name: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status, type_=f"/problems/{name}", title=title, detail=detail, headers=headers, extra=extra or None
+    )
+
+
+def domain_problem(request: Request, exc: DomainError) -> Response:
+    status, name, title = next(v for cls, v in _DOMAIN.items() if isinstance(exc, cls))
+    extra = {"errors": [{"field": e.field, "detail": e.detail} for e in exc.errors]} if isinstance(exc, InvalidResponse) else {}
+    return problem(status, name, title, exc.detail, **extra).to_response(request)
+
+
+def http_problem(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, ProblemDetailsException):
+        return exc.to_response(request)
+    name, title = _HTTP.get(exc.status_code, ("http-error", exc.detail))
+    headers = dict(exc.headers or {})
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        extra["errors"] = [_field_error(e) for e in exc.extra]
+    if exc.status_code == 429 and "RateLimit-Reset" in headers:
+        headers["Retry-After"] = headers["RateLimit-Reset"]
+    return problem(exc.status_code, name, title, exc.detail, headers=headers, **extra).to_response(request)
+
+
+def store_problem(request: Request, exc: PersistenceError) -> Response:
+    log.exception("event store unavailable")
+    detail = "The event store is busy or unavailable; nothing was recorded. Try again shortly."
+    return problem(503, "store-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    """litestar's validation entries name the field as `key`; msgspec's message names it as a path."""
+    message = str(error.get("message", ""))
+    field = error.get("key") or ""
+    if " - at `$." in message:
+        message, path = message.split(" - at `$.", 1)
+        field = path.rstrip("`")
+    return {"field": field or "body", "detail": message}
+
+
+exception_handlers = {DomainError: domain_problem, HTTPException: http_problem, PersistenceError: store_problem}

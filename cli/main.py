@@ -1,0 +1,134 @@
+"""`agora`: see `agora --help`, and the README's "Operating" section."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+import store
+import workers
+from api.settings import Settings
+from cli.embedded import redis_server, socket_path
+from domain.application import Agora
+from domain.consultation import read_definition
+from domain.errors import DomainError
+
+
+def redis_url() -> str:
+    """REDIS_URL if set, else the embedded server's socket if one is running, else the settings' default."""
+    if "REDIS_URL" in os.environ:
+        return os.environ["REDIS_URL"]
+    sock = socket_path(store.data_dir())
+    return f"unix://{sock}" if sock.exists() else Settings().redis_url
+
+
+def consultation_files() -> list[Path]:
+    folder = Path(os.environ.get("AGORA_CONSULTATIONS", "consultations"))
+    return sorted(folder.glob("*.toml"))
+
+
+def load(app: Agora, path: Path) -> None:
+    consultation_id, created = app.load(read_definition(path.read_bytes()))
+    print(f"{'created' if created else 'exists '} {path.name} -> {consultation_id}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    with ExitStack() as stack:
+        if "REDIS_URL" not in os.environ:
+            os.environ["REDIS_URL"] = stack.enter_context(redis_server(store.data_dir()))
+        with Agora(env=store.environment()) as app:
+            for path in consultation_files():
+                load(app, path)
+        port = int(os.environ.get("PORT", "8000"))
+        uvicorn.run(create_app(), host=os.environ.get("HOST", "127.0.0.1"), port=port, log_level="info")
+
+
+def work(args: argparse.Namespace) -> None:
+    """Run the projection followers in this process until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    followers = workers.followers(Agora(env=store.environment()), redis.Redis.from_url(redis_url()), prefix()).start()
+    stop.wait()
+    followers.stop()
+
+
+def prefix() -> str:
+    return os.environ.get("AGORA_REDIS_PREFIX", Settings().redis_prefix)
+
+
+def status(args: argparse.Namespace) -> None:
+    with Agora(env=store.environment()) as app:
+        head = app.head()
+        print(f"log head: {head}")
+        for name, position in workers.positions(app, redis.Redis.from_url(redis_url()), prefix()).items():
+            print(f"view {name:<8} at {position:>10}  behind by {head - position}")
+
+
+def rebuild(args: argparse.Namespace) -> None:
+    client = redis.Redis.from_url(redis_url())
+    with Agora(env=store.environment()) as app:
+        for name in args.views or list(workers.PROJECTIONS):
+            events, seconds = workers.rebuild(app, client, prefix(), name)
+            print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
+
+
+def consultation(args: argparse.Namespace) -> None:
+    with Agora(env=store.environment()) as app:
+        if args.action == "load":
+            load(app, Path(args.path))
+            return
+        position = {
+            "open": lambda: app.open_consultation(args.slug),
+            "close": lambda: app.close_consultation(args.slug),
+            "closes": lambda: app.move_closing_time(args.slug, None if args.at == "never" else datetime.fromisoformat(args.at)),
+            "draft-url": lambda: app.set_draft_url(args.slug, args.url),
+        }[args.action]()
+        print(f"recorded at position {position}" if position else "no change")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agora", description="Agora: event-sourced public consultations.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="serve the API (embedded Redis unless REDIS_URL is set)").set_defaults(run=serve)
+    sub.add_parser("work", help="run the projection followers in this process").set_defaults(run=work)
+    sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
+    r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
+    r.add_argument("views", nargs="*", choices=[*workers.PROJECTIONS, []], metavar="VIEW", help=f"one of {', '.join(workers.PROJECTIONS)} (default: all)")
+    r.set_defaults(run=rebuild)
+
+    c = sub.add_parser("consultation", help="create and operate consultations").add_subparsers(required=True, dest="action", metavar="ACTION")
+    c.add_parser("load", help="create a consultation from a file, unless it exists").add_argument("path")
+    for action, text in (("open", "take responses"), ("close", "stop taking responses")):
+        c.add_parser(action, help=text).add_argument("slug")
+    closes = c.add_parser("closes", help="move the closing time")
+    closes.add_argument("slug")
+    closes.add_argument("at", help="an ISO 8601 time with offset, e.g. 2026-12-31T23:59:00Z, or 'never'")
+    draft = c.add_parser("draft-url", help="set the link to the draft")
+    draft.add_argument("slug")
+    draft.add_argument("url")
+    for parser_ in c.choices.values():
+        parser_.set_defaults(run=consultation)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except DomainError as e:
+        sys.exit(f"agora: {e.detail}")
+    except ValueError as e:
+        sys.exit(f"agora: {e}")
