@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from api.problems import problem
 from api.services import Services
@@ -18,8 +19,10 @@ from domain.consultation import consultation_id
 from domain.errors import ConsultationNotFound
 from projections.form import ConsultationForm
 from projections.stats import Stats
+from projections.view import ViewReader
 
-QuestionIdIn = Annotated[str, msgspec.Meta(max_length=40, description="A question id from the form")]
+MAX_QUESTION_ID = 40
+QuestionIdIn = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_ID)]
 # Answers are checked against the question's kind by the consultation itself, which names the
 # offending question in its problem; the body size limit bounds what can arrive here.
 AnswerIn = Annotated[
@@ -28,13 +31,36 @@ AnswerIn = Annotated[
 ]
 
 
+MAX_ANSWERS = 50
+
+
 class ResponseIn(msgspec.Struct, forbid_unknown_fields=True):
     """A respondent's answers, keyed by question id. Contact details are refused: responses stay anonymous."""
 
-    answers: Annotated[dict[QuestionIdIn, AnswerIn], msgspec.Meta(max_length=50)]
+    answers: Annotated[
+        dict[QuestionIdIn, AnswerIn],
+        # litestar's schema generation does not carry a mapping's size over by itself.
+        msgspec.Meta(
+            max_length=MAX_ANSWERS,
+            description="Answers keyed by question id (see the form)",
+            extra_json_schema={"extra": {"maxProperties": MAX_ANSWERS, "propertyNames": {"maxLength": MAX_QUESTION_ID}}},
+        ),
+    ]
 
 
-IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", max_length=255, required=False)]
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)]
+
+
+After = Annotated[
+    int | None, QueryParameter(ge=0, description="Answer once the view has processed this notification position")
+]
+
+
+async def wait(services: Services, view: ViewReader, after: int | None) -> None:
+    """Read-your-writes: hold the answer until the view has caught up, or say it has not."""
+    if after is not None and not await services.caught_up(view, after):
+        detail = f"This view has not reached position {after} yet; retry shortly."
+        raise problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
 
 
 @get(
@@ -42,7 +68,8 @@ IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key", max_l
     responses={200: ResponseSpec(data_container=ConsultationForm, description="The public form")},
     summary="The consultation's public form",
 )
-async def form(slug: str, request: Request, services: Services) -> Response[bytes]:
+async def form(slug: FromPath[str], request: Request, services: NamedDependency[Services], after: After = None) -> Response[bytes]:
+    await wait(services, services.forms, after)
     current = await services.forms.form(consultation_id(slug))
     if current is None:
         raise ConsultationNotFound(slug)
@@ -59,7 +86,7 @@ async def form(slug: str, request: Request, services: Services) -> Response[byte
     responses={201: ResponseSpec(data_container=Receipt, description="The response was recorded")},
     summary="Submit a response",
 )
-async def submit(slug: str, data: ResponseIn, services: Services, idempotency_key: IdempotencyKey = None) -> Response[bytes]:
+async def submit(slug: FromPath[str], data: JSONBody[ResponseIn], services: NamedDependency[Services], idempotency_key: IdempotencyKey = None) -> Response[bytes]:
     # Shielded: once accepted, a submission is recorded and remembered even if the client goes away.
     body = await asyncio.shield(asyncio.ensure_future(services.submit(slug, data.answers, idempotency_key)))
     return Response(body, status_code=201, media_type="application/json")
@@ -67,15 +94,11 @@ async def submit(slug: str, data: ResponseIn, services: Services, idempotency_ke
 
 @get("/consultations/{slug:str}/stats", summary="Responses counted so far")
 async def stats(
-    slug: str,
-    services: Services,
-    after: Annotated[int | None, Parameter(ge=0, description="Wait until the view has processed this position")] = None,
+    slug: FromPath[str],
+    services: NamedDependency[Services],
+    after: After = None,
 ) -> Stats:
-    if after is not None and not await services.wait_for_stats(after):
-        raise problem(
-            503, "view-behind", "The statistics have not caught up yet",
-            f"The statistics have not reached position {after} yet; retry shortly.", headers={"Retry-After": "1"},
-        )
+    await wait(services, services.stats, after)
     result = await services.stats.stats(consultation_id(slug), services.agora.name)
     if result is None:
         raise ConsultationNotFound(slug)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -28,6 +29,9 @@ _HTTP: dict[int, tuple[str, str]] = {
     413: ("body-too-large", "The request body is too large"),
     429: ("rate-limited", "Too many requests"),
 }
+
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
 
 def problem(
@@ -64,13 +68,11 @@ def store_problem(request: Request, exc: PersistenceError) -> Response:
 
 
 def _field_error(error: dict[str, Any]) -> dict[str, str]:
-    """litestar's validation entries name the field as `key`; msgspec's message names it as a path."""
+    """litestar names the offending field as `key`, or `data` for the body as a whole."""
     message = str(error.get("message", ""))
-    field = error.get("key") or ""
-    if " - at `$." in message:
-        message, path = message.split(" - at `$.", 1)
-        field = path.rstrip("`")
-    return {"field": field or "body", "detail": message}
+    unknown = _UNKNOWN_FIELD.search(message)
+    field = unknown.group(1) if unknown else str(error.get("key") or "data")
+    return {"field": "body" if field == "data" else field, "detail": message}
 
 
 exception_handlers = {DomainError: domain_problem, HTTPException: http_problem, PersistenceError: store_problem}

@@ -14,6 +14,7 @@ from api.submissions import GroupCommit
 from domain.application import Agora, Submission
 from projections.form import FormReader
 from projections.stats import StatsReader
+from projections.view import ViewReader
 
 
 class Services:
@@ -43,11 +44,11 @@ class Services:
             await self.idempotency.finish(slug, idempotency_key, request, body)
         return body
 
-    async def wait_for_stats(self, position: int) -> bool:
-        """Whether the statistics view reached `position` within the configured wait."""
+    async def caught_up(self, view: ViewReader, position: int) -> bool:
+        """Whether `view` reached `position` within the configured wait (read-your-writes)."""
         deadline = time.monotonic() + self.settings.view_wait_seconds
         pause = 0.002
-        while await self.stats.position(self.agora.name) < position:
+        while await view.position(self.agora.name) < position:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(pause)

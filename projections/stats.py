@@ -13,7 +13,7 @@ from eventsourcing.utils import get_topic
 
 from domain.consultation import Consultation, Kind
 from domain.response import Response
-from projections.form import FormView, decode_form
+from projections.form import FormReader
 from projections.view import POSITION, RedisView, ViewReader
 
 COUNTED = (Kind.SINGLE_CHOICE, Kind.YES_NO)
@@ -81,21 +81,16 @@ class Stats(msgspec.Struct, frozen=True):
     position: int
 
 
-class StatsReader:
+class StatsReader(ViewReader):
     def __init__(self, client: Any, prefix: str) -> None:
-        self._stats = ViewReader(client, prefix, StatsView.name)
-        self._form = ViewReader(client, prefix, FormView.name)
-
-    async def position(self, application_name: str) -> int:
-        (position,) = await self._stats.read(("HGET", POSITION, (application_name,)))
-        return int(position or 0)
+        super().__init__(client, prefix, StatsView.name)
+        self._forms = FormReader(client, prefix)
 
     async def stats(self, consultation_id: UUID, application_name: str) -> Stats | None:
-        (fields,) = await self._form.read(("HGETALL", f"form:{consultation_id}", ()))
-        form = decode_form(fields)
+        form = await self._forms.form(consultation_id)
         if form is None:
             return None
-        counts, position = await self._stats.read(
+        counts, position = await self.read(
             ("HGETALL", f"stats:{consultation_id}", ()), ("HGET", POSITION, (application_name,))
         )
         counted = dict(zip((k.decode() for k in counts[::2]), (int(v) for v in counts[1::2]), strict=True))

@@ -78,6 +78,10 @@ class ViewReader:
         self.keys = Keys(prefix, name)
         self._read = client.register_script(_READ)
 
+    async def position(self, application_name: str) -> int:
+        (position,) = await self.read(("HGET", POSITION, (application_name,)))
+        return int(position or 0)
+
     async def read(self, *commands: tuple[str, str, tuple[Any, ...]]) -> list[Any]:
         args: list[Any] = [self.keys.base]
         for command, suffix, params in commands:

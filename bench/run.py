@@ -1,0 +1,364 @@
+"""Benchmark: Agora served the way a user runs it, loaded by real HTTP clients on loopback.
+
+Run from the project folder:  make bench  (or  .venv/bin/python bench/run.py [options])
+e.g.  make bench BENCH_ARGS="--duration 5 --rebuild-events 20000 --only sqlite --only bare"
+
+For each store (SQLite, PostgreSQL) it starts `agora serve` in its own process and measures
+  - sustained POST /responses per second with --connections clients (wrk, closed loop), p50 and p99;
+  - at a fixed --rate (open loop, asyncio client): POST p99, measured from each request's
+    scheduled time, and projection lag p99: from a 201 to the answer of the
+    `GET stats?after=position` sent right after it, for every 10th submission;
+  - `agora rebuild` speed on a store filled to --rebuild-events events;
+and the same POST load against bench/bare.py (the same body and one SQLite row per request,
+no event sourcing), whose figure is also a lower bound of the load generator's own ceiling.
+
+Needs wrk (installed with apt-get if missing), Redis at 127.0.0.1:6379 and, for PostgreSQL,
+a server at 127.0.0.1:5432 with database `test` (trust auth). Everything it creates (temporary
+folder, Redis keys under a fresh prefix, a PostgreSQL schema) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import msgspec
+import psycopg
+import redis
+import uvloop
+
+from domain.application import Agora, Submission
+
+ROOT = Path(__file__).resolve().parent.parent
+AGORA = str(ROOT / ".venv" / "bin" / "agora")
+SLUG = "code-of-conduct-2026"
+ANSWERS = {"familiarity": "read", "works_well": "some text", "join_session": True}
+BODY = msgspec.json.encode({"answers": ANSWERS})
+POST = (
+    f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+).encode() + BODY
+LAG_SAMPLE = 10  # every 10th submission of the fixed-rate phase also measures projection lag
+WARM_UP = 2  # seconds of load before each measured wrk run
+TARGETS = {  # (figure, backend) -> target
+    ("posts", "sqlite"): 4000, ("posts", "postgres"): 3000,
+    ("rate_p99", None): 0.050, ("lag_p99", None): 0.100, ("rebuild", None): 50_000,
+}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], log_file: Path):
+    """A server process, listening on env["PORT"] until the block ends."""
+    port = int(env["PORT"])
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command} did not start:\n{log_file.read_text()[-3000:]}") from None
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wrk(script: Path, port: int, seconds: int, connections: int, pid: int) -> dict[str, float]:
+    """Closed-loop POST load; requests per second (201s only), latency percentiles, CPU use."""
+    children, server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_seconds(pid)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+         f"http://127.0.0.1:{port}/consultations/{SLUG}/responses"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests, micros, bad_status, socket_errors, p50, p99 = map(int, re.search(r"^RESULT (.+)$", out, re.M).group(1).split())
+    wall = micros / 1e6
+    return {
+        "ok": requests - bad_status, "rate": (requests - bad_status) / wall, "errors": bad_status + socket_errors,
+        "p50": p50 / 1e6, "p99": p99 / 1e6, "server_cpu": (cpu_seconds(pid) - server_cpu) / wall,
+        "wrk_cpu": (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / wall,
+    }
+
+
+class Connection:
+    """HTTP/1.1 keep-alive on raw streams, one request in flight."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        self.writer.write(data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+        return int(head[9:12]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def fixed_rate(port: int, rate: float, seconds: float) -> dict[str, object]:
+    """Open-loop POSTs at `rate`; latency counts from each request's scheduled time."""
+    idle: list[Connection] = []
+    slots = asyncio.Semaphore(512)  # bounds the connections a stalled server can make us open
+    posts: list[float] = []
+    lags: list[float] = []
+    errors: Counter[str] = Counter()
+    acknowledged = last_position = 0
+
+    async def one(i: int, due: float) -> None:
+        nonlocal acknowledged, last_position
+        async with slots:
+            conn = None
+            try:
+                async with asyncio.timeout(10):
+                    conn = idle.pop() if idle else await Connection.open(port)
+                    status, body = await conn.request(POST)
+                    answered = time.perf_counter()
+                    posts.append(answered - due)
+                    acknowledged += status == 201
+                    if status != 201:
+                        errors[f"POST {status}"] += 1
+                    elif i % LAG_SAMPLE == 0:
+                        position = msgspec.json.decode(body)["position"]
+                        last_position = max(last_position, position)
+                        status, _ = await conn.request(f"GET /consultations/{SLUG}/stats?after={position} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                        lags.append(time.perf_counter() - answered)
+                        if status != 200:
+                            errors[f"GET stats {status}"] += 1
+                idle.append(conn)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+                errors[type(e).__name__] += 1
+                if conn:
+                    conn.close()
+
+    cpu = time.process_time()
+    start = time.perf_counter() + 0.05
+    late = 0.0
+    tasks = []
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        late = max(late, time.perf_counter() - due)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.wait(tasks, timeout=15)  # each request has its own 10 s limit
+    wall = time.perf_counter() - start
+    for conn in idle:
+        conn.close()
+    return {
+        "sent": len(tasks), "rate": len(tasks) / (wall if tasks else 1), "posts": posts, "lags": lags,
+        "errors": errors, "ok": acknowledged, "last_position": last_position,
+        "late": late, "client_cpu": (time.process_time() - cpu) / wall,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def stats_responses(port: int, after: int) -> int:
+    async def get() -> int:
+        conn = await Connection.open(port)
+        status, body = await conn.request(f"GET /consultations/{SLUG}/stats?after={after} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        conn.close()
+        return msgspec.json.decode(body)["responses"] if status == 200 else -1
+
+    return asyncio.run(asyncio.wait_for(get(), 10))
+
+
+def fill(store_env: dict[str, str], events: int) -> None:
+    """Top the log up to `events` events with responses, 1,000 per transaction."""
+    with Agora(env=store_env) as app:
+        while (head := app.head()) < events:
+            app.submit_batch([Submission(SLUG, ANSWERS)] * min(1000, events - head))
+
+
+def rebuild(env: dict[str, str]) -> dict[str, tuple[int, float]]:
+    out = subprocess.run([AGORA, "rebuild"], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=900, check=True).stdout
+    return {name: (int(n), int(n) / float(s)) for name, n, s in re.findall(r"rebuilt (\w+): (\d+) events in ([\d.]+)s", out)}
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ...]] = []
+
+    def add(self, what: str, backend: str, figure: str, target: float | None = None, value: float | None = None, at_most: bool = False, note: str = "") -> None:
+        if target is None:
+            goal = verdict = ""
+        else:
+            goal = f"<= {target * 1000:.0f} ms" if at_most else f">= {target:,.0f}/s"
+            verdict = "ok" if value is not None and (value <= target if at_most else value >= target) else "MISS"
+        self.rows.append((what, backend, figure, goal, verdict, note))
+        log(f"  {what} [{backend}]: {figure} {note}")
+
+    def print(self) -> None:
+        header = ("measurement", "backend", "figure", "target", "", "notes")
+        widths = [max(len(r[i]) for r in [header, *self.rows]) for i in range(len(header))]
+        for row in [header, tuple("-" * w for w in widths), *self.rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], args: argparse.Namespace, script: Path, table: Table, folder: Path) -> float:
+    """Load `agora serve` on one store, then rebuild its views; returns the sustained POST rate."""
+    port = free_port()
+    env = {**env, "PORT": str(port)}
+    log(f"{backend}: agora serve on port {port}")
+    with server([AGORA, "serve"], env, folder / f"{backend}.log") as process:
+        wrk(script, port, WARM_UP, args.connections, process.pid)
+        w = wrk(script, port, args.duration, args.connections, process.pid)
+        table.add(f"POST/s, {args.connections} clients", backend, f"{w['rate']:,.0f}/s  p50 {ms(w['p50'])}  p99 {ms(w['p99'])}",
+                  TARGETS[("posts", backend)], w["rate"],
+                  note=f"server {w['server_cpu']:.0%} CPU, wrk {w['wrk_cpu']:.0%}" + (f", {w['errors']} errors" if w["errors"] else ""))
+        f = uvloop.run(fixed_rate(port, args.rate, args.duration))
+        p99, lag99 = percentile(f["posts"], 0.99), percentile(f["lags"], 0.99)
+        note = f"sent {f['rate']:,.0f}/s, client {f['client_cpu']:.0%} CPU, late <= {ms(f['late'])}"
+        if f["errors"]:
+            note += ", errors: " + ", ".join(f"{n} {k}" for k, n in f["errors"].items())
+        table.add(f"POST p99 at {args.rate:,.0f}/s", backend, f"{ms(p99)}  (p50 {ms(percentile(f['posts'], 0.5))})", TARGETS[("rate_p99", None)], p99, at_most=True, note=note)
+        table.add(f"lag p99 at {args.rate:,.0f}/s", backend, f"{ms(lag99)}  (p50 {ms(percentile(f['lags'], 0.5))}, n={len(f['lags'])})", TARGETS[("lag_p99", None)], lag99, at_most=True)
+        # Every acknowledged submission must be counted (a wrk run that ends leaves a few unacknowledged ones recorded).
+        acknowledged = w["ok"] + f["ok"]
+        counted = stats_responses(port, f["last_position"])
+        if counted < acknowledged:
+            table.add("201s counted in stats", backend, f"{counted:,} of {acknowledged:,}", note="LOST")
+    log(f"{backend}: filling the store to {args.rebuild_events:,} events, then agora rebuild")
+    fill(store_env, args.rebuild_events)
+    for name, (events, rate) in rebuild(env).items():
+        target = TARGETS[("rebuild", None)] if name == "stats" else None
+        table.add(f"rebuild {name} view, {events:,} events", backend, f"{rate:,.0f} events/s", target, rate)
+    return w["rate"]
+
+
+def bench_bare(args: argparse.Namespace, script: Path, table: Table, folder: Path) -> float:
+    port = free_port()
+    log(f"bare: bench/bare.py on port {port}")
+    command = [sys.executable, str(ROOT / "bench" / "bare.py"), str(port), str(folder / "bare.sqlite")]
+    with server(command, {"PORT": str(port)}, folder / "bare.log") as process:
+        wrk(script, port, WARM_UP, args.connections, process.pid)
+        w = wrk(script, port, args.duration, args.connections, process.pid)
+    table.add(f"POST/s, {args.connections} clients", "bare", f"{w['rate']:,.0f}/s  p50 {ms(w['p50'])}  p99 {ms(w['p99'])}",
+              note=f"server {w['server_cpu']:.0%} CPU, wrk {w['wrk_cpu']:.0%}; also wrk's ceiling, at least" + (f", {w['errors']} errors" if w["errors"] else ""))
+    return w["rate"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=int, default=15, help="seconds of each measured load phase (default 15)")
+    p.add_argument("--connections", type=int, default=64, help="concurrent clients for the sustained POST rate (default 64)")
+    p.add_argument("--rate", type=float, default=1000, help="submissions per second of the fixed-rate phase (default 1000)")
+    p.add_argument("--rebuild-events", type=int, default=100_000, help="events in the store that is rebuilt (default 100000)")
+    p.add_argument("--only", action="append", choices=["bare", "sqlite", "postgres"], help="run only these (repeatable)")
+    args = p.parse_args()
+    only = args.only or ["bare", "sqlite", "postgres"]
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=300)
+
+    run_id = secrets.token_hex(4)
+    table = Table()
+    rates: dict[str, float] = {}
+    started = time.monotonic()
+    with ExitStack() as cleanup:
+        folder = Path(tempfile.mkdtemp(prefix="agora-bench-"))
+        cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+        script = folder / "post.lua"
+        script.write_text(WRK_SCRIPT % BODY.decode())
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        base_env = {
+            "AGORA_CONSULTATIONS": str(ROOT / "consultations"), "AGORA_RATE_LIMIT_PER_MINUTE": "0",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+        if "bare" in only:
+            rates["bare"] = bench_bare(args, script, table, folder)
+        if "sqlite" in only:
+            prefix = f"agora-bench-{run_id}-sqlite"
+            cleanup.callback(lambda p=prefix: [client.delete(k) for k in client.scan_iter(f"{p}:*", count=1000)])
+            data = folder / "sqlite"
+            store_env = {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data / "agora.sqlite")}
+            env = {**base_env, "AGORA_DATA_DIR": str(data), "AGORA_REDIS_PREFIX": prefix}
+            rates["sqlite"] = bench_service("sqlite", env, store_env, args, script, table, folder)
+        if "postgres" in only:
+            prefix, schema = f"agora-bench-{run_id}-postgres", f"agora_bench_{run_id}"
+            cleanup.callback(lambda p=prefix: [client.delete(k) for k in client.scan_iter(f"{p}:*", count=1000)])
+            with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as db:
+                db.execute(f"CREATE SCHEMA {schema}")
+
+            def drop_schema() -> None:
+                with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as db:
+                    db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+            cleanup.callback(drop_schema)
+            store_env = {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": "test", "POSTGRES_HOST": "127.0.0.1",
+                "POSTGRES_PORT": "5432", "POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema,
+            }
+            env = {**base_env, **store_env, "AGORA_DATA_DIR": str(folder / "postgres"), "AGORA_REDIS_PREFIX": prefix}
+            rates["postgres"] = bench_service("postgres", env, store_env, args, script, table, folder)
+    for backend in ("sqlite", "postgres"):
+        if "bare" in rates and backend in rates:
+            table.add("bare / event-sourced POST/s", backend, f"{rates['bare'] / rates[backend]:.1f}x")
+    print()
+    table.print()
+    print(f"\n{time.monotonic() - started:.0f} s in all; {os.cpu_count()} cores; wrk -t1 -c{args.connections}; durations {args.duration:g} s")
+
+
+if __name__ == "__main__":
+    main()

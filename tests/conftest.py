@@ -1,0 +1,98 @@
+"""Fixtures that start real things: an SQLite file or a PostgreSQL schema, a Redis key space, the app."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.settings import Settings
+from domain.application import Agora
+from domain.consultation import Definition, read_definition
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "consultations" / "code-of-conduct-2026.toml"
+SLUG = "code-of-conduct-2026"
+POSTGRES = "dbname=test host=127.0.0.1 port=5432 user=postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An empty event store of each kind the project supports."""
+    if request.param == "sqlite":
+        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite")}
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": "test",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "5432",
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": "",
+        "POSTGRES_SCHEMA": schema,
+    }
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def seed() -> Definition:
+    return read_definition(SEED.read_bytes())
+
+
+@pytest.fixture
+def agora(store_env: dict[str, str], seed: Definition) -> Iterator[Agora]:
+    """The application on a fresh store holding the seed consultation."""
+    app = Agora(env=store_env)
+    app.load(seed)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key space of our own on the real Redis, removed afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def sync_redis() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_prefix: str) -> Settings:
+    return Settings(redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000, view_wait_seconds=5.0)
+
+
+@pytest.fixture
+async def client(agora: Agora, store_env: dict[str, str], settings: Settings):
+    """The HTTP API on the seeded store, with its followers running in-process."""
+    async with AsyncTestClient(create_app(settings, store_env)) as test_client:
+        await caught_up(test_client, agora.head())
+        yield test_client
+
+
+async def caught_up(client: AsyncTestClient, position: int) -> None:
+    """Wait (bounded, server-side) until both views have processed `position`."""
+    for path in (f"/consultations/{SLUG}", f"/consultations/{SLUG}/stats"):
+        r = await client.get(path, params={"after": position})
+        assert r.status_code == 200, r.text

@@ -1,0 +1,108 @@
+"""The consultation's rules, without any infrastructure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from domain.consultation import Consultation, Definition, Kind, Question, read_definition
+from domain.errors import InvalidDefinition, InvalidResponse, NotAcceptingResponses
+from tests.conftest import SEED
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def consultation(**changes: object) -> Consultation:
+    return Consultation(msgspec.structs.replace(read_definition(SEED.read_bytes()), **changes))
+
+
+def test_seed_file_holds_the_consultation_as_published() -> None:
+    d = read_definition(SEED.read_bytes())
+    assert d.slug == "code-of-conduct-2026"
+    assert d.title == "Help Shape Our Global Community Code of Conduct"
+    assert [q.kind for q in d.questions] == [
+        Kind.SINGLE_CHOICE, Kind.LONG_TEXT, Kind.LONG_TEXT, Kind.LONG_TEXT, Kind.YES_NO, Kind.CONTACT, Kind.LONG_TEXT,
+    ]
+    assert d.questions[0].prompt == "How familiar are you with the current Code of Conduct?"
+    assert d.questions[0].required and d.questions[0].options
+    assert len(d.faq) == 7 and d.faq[5].question == "Is my survey response anonymous?"
+    assert [s.starts_at for s in d.sessions] == [
+        datetime(2026, 5, 7, 13, tzinfo=UTC), datetime(2026, 5, 7, 18, tzinfo=UTC),
+    ]
+    assert all(s.language == "en" and s.venue == "online" for s in d.sessions)
+    assert len(d.next_steps) == 3 and "Every response is read and considered." in d.next_steps[0]
+    assert d.draft_url == "" and d.open and d.closes_at is None
+
+
+def test_answers_are_recorded_without_blank_text() -> None:
+    c = consultation()
+    recorded = c.check_response({"familiarity": "read", "works_well": "  ", "join_session": False}, NOW)
+    assert recorded == {"familiarity": "read", "join_session": False}
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "words"),
+    [
+        ({"familiarity": "read", "colour": "blue"}, "answers.colour", "no such question"),
+        ({"familiarity": 3}, "answers.familiarity", "Expected a string"),
+        ({"familiarity": "often"}, "answers.familiarity", "not one of the options"),
+        ({"familiarity": "read", "join_session": "yes"}, "answers.join_session", "true or false"),
+        ({"familiarity": "read", "works_well": "x" * 5001}, "answers.works_well", "at most 5000"),
+        ({"works_well": "fine"}, "answers.familiarity", "needs an answer"),
+        ({"familiarity": "read", "contact": {"name": "A", "email": "a@example.org"}}, "answers.contact", "anonymous"),
+    ],
+)
+def test_a_broken_rule_names_its_field(answers: dict[str, object], field: str, words: str) -> None:
+    with pytest.raises(InvalidResponse) as refused:
+        consultation().check_response(answers, NOW)
+    assert [(e.field, words in e.detail) for e in refused.value.errors] == [(field, True)]
+
+
+def test_closed_consultation_takes_no_response() -> None:
+    c = consultation()
+    c.close()
+    with pytest.raises(NotAcceptingResponses, match="closed"):
+        c.check_response({"familiarity": "read"}, NOW)
+
+
+def test_consultation_takes_responses_only_between_opening_and_closing() -> None:
+    c = consultation(opens_at=NOW + timedelta(days=1))
+    with pytest.raises(NotAcceptingResponses, match="opens at"):
+        c.check_response({"familiarity": "read"}, NOW)
+    c = consultation(closes_at=NOW)
+    with pytest.raises(NotAcceptingResponses, match="closed at"):
+        c.check_response({"familiarity": "read"}, NOW)
+    c.move_closing_time(None)
+    assert c.check_response({"familiarity": "read"}, NOW) == {"familiarity": "read"}
+
+
+def test_commands_that_change_nothing_record_nothing() -> None:
+    c = consultation()
+    c.open()
+    c.set_draft_url("")
+    c.move_closing_time(None)
+    assert len(c.collect_events()) == 1  # only Created
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"questions": ()}, "at least one question"),
+        ({"opens_at": datetime(2026, 1, 1)}, "UTC offset"),
+    ],
+)
+def test_a_definition_that_cannot_work_is_refused(change: dict[str, object], words: str) -> None:
+    with pytest.raises(InvalidDefinition, match=words):
+        msgspec.structs.replace(read_definition(SEED.read_bytes()), **change)
+
+
+def test_question_rules_are_checked_in_files() -> None:
+    with pytest.raises(InvalidDefinition, match="max_length"):
+        Definition(slug="x", title="t", introduction="i", questions=(Question(id="q", kind=Kind.LONG_TEXT, prompt="p"),))
+    with pytest.raises(InvalidDefinition, match="unique"):
+        q = Question(id="q", kind=Kind.YES_NO, prompt="p")
+        Definition(slug="x", title="t", introduction="i", questions=(q, q))
+    with pytest.raises(InvalidDefinition, match="slug"):
+        read_definition(b'slug = "Not A Slug"\ntitle = "t"\nintroduction = "i"\n[[questions]]\nid = "q"\nkind = "yes_no"\nprompt = "p"\n')

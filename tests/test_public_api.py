@@ -1,0 +1,236 @@
+"""The public form, submitting and the statistics, through HTTP, on both event stores."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from domain.application import Agora
+from domain.consultation import Definition
+from domain.response import Response
+from tests.conftest import SLUG
+
+FORM = f"/consultations/{SLUG}"
+RESPONSES = f"{FORM}/responses"
+STATS = f"{FORM}/stats"
+GOOD = {"answers": {"familiarity": "read", "works_well": "The section on AI use.", "join_session": True}}
+
+
+def assert_problem(r: Any, status: int, type_: str, field: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["type"] == f"/problems/{type_}" and body["title"] and body["detail"]
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+    return body
+
+
+async def test_form_shows_the_seed_consultation_from_its_view(client: AsyncTestClient) -> None:
+    r = await client.get(FORM)
+    assert r.status_code == 200
+    form = r.json()
+    assert form["title"] == "Help Shape Our Global Community Code of Conduct"
+    assert form["open"] is True and form["closes_at"] is None and form["draft_url"] == ""
+    assert [q["id"] for q in form["questions"]] == [
+        "familiarity", "works_well", "missing_or_unclear", "add_remove_rethink", "join_session", "contact", "other_questions",
+    ]
+    first = form["questions"][0]
+    assert first["kind"] == "single_choice" and first["required"] and len(first["options"]) == 4
+    assert form["questions"][1]["max_length"] == 5000
+    assert [s["starts_at"] for s in form["sessions"]] == ["2026-05-07T13:00:00Z", "2026-05-07T18:00:00Z"]
+    assert len(form["faq"]) == 7 and len(form["next_steps"]) == 3
+
+
+async def test_form_answers_if_none_match_with_304_until_it_changes(client: AsyncTestClient, agora: Agora) -> None:
+    first = await client.get(FORM)
+    etag = first.headers["etag"]
+    again = await client.get(FORM, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    position = agora.close_consultation(SLUG)
+    changed = await client.get(FORM, params={"after": position}, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json()["open"] is False and changed.headers["etag"] != etag
+
+
+async def test_unknown_consultation_is_a_404_problem(client: AsyncTestClient) -> None:
+    assert_problem(await client.get("/consultations/no-such-thing"), 404, "consultation-not-found")
+    assert_problem(await client.get("/consultations/no-such-thing/stats"), 404, "consultation-not-found")
+
+
+async def test_submitting_records_one_response_and_is_counted(client: AsyncTestClient, agora: Agora) -> None:
+    r = await client.post(RESPONSES, json=GOOD)
+    assert r.status_code == 201, r.text
+    receipt = r.json()
+    assert receipt["position"] == agora.head()
+    response = agora.response(msgspec.convert(receipt["id"], type=msgspec.UUID if hasattr(msgspec, "UUID") else __import__("uuid").UUID))
+    assert response.answers == GOOD["answers"]
+    # Only the receipt's hash is kept.
+    assert response.receipt_hash == hashlib.sha256(receipt["receipt"].encode()).hexdigest()
+    stats = await client.get(STATS, params={"after": receipt["position"]})
+    assert stats.status_code == 200
+    body = stats.json()
+    assert body["responses"] == 1 and body["position"] >= receipt["position"]
+    assert body["answers"]["familiarity"] == {"not_aware": 0, "aware_not_read": 0, "read": 1, "know_well": 0}
+    assert body["answers"]["join_session"] == {"true": 1, "false": 0}
+
+
+async def test_many_concurrent_submissions_are_all_counted(client: AsyncTestClient) -> None:
+    import asyncio
+
+    choices = ["not_aware", "aware_not_read", "read", "know_well"]
+    results = await asyncio.gather(
+        *(client.post(RESPONSES, json={"answers": {"familiarity": choices[i % 4]}}) for i in range(40))
+    )
+    assert [r.status_code for r in results] == [201] * 40
+    positions = [r.json()["position"] for r in results]
+    assert len(set(positions)) == 40
+    body = (await client.get(STATS, params={"after": max(positions)})).json()
+    assert body["responses"] == 40 and set(body["answers"]["familiarity"].values()) == {10}
+
+
+BAD_BODIES = [
+    pytest.param(b'{"answers": {"familiarity": "read"', "malformed-request", None, id="malformed-json"),
+    pytest.param(b'{"answers": {"familiarity": "read"}, "name": "A"}', "malformed-request", "name", id="unknown-top-level-field"),
+    pytest.param(b'{"answers": []}', "malformed-request", "answers", id="answers-not-an-object"),
+]
+
+BAD_ANSWERS = [
+    pytest.param({"familiarity": "read", "colour": "blue"}, "answers.colour", id="unknown-question"),
+    pytest.param({"familiarity": True}, "answers.familiarity", id="wrong-kind"),
+    pytest.param({"familiarity": "often"}, "answers.familiarity", id="option-not-offered"),
+    pytest.param({"familiarity": "read", "works_well": "x" * 5001}, "answers.works_well", id="over-long-text"),
+    pytest.param({"works_well": "fine"}, "answers.familiarity", id="missing-required"),
+    pytest.param({"familiarity": "read", "contact": {"name": "Ada", "email": "ada@example.org"}}, "answers.contact", id="contact-details"),
+]
+
+
+@pytest.mark.parametrize(("body", "type_", "field"), BAD_BODIES)
+async def test_unreadable_body_is_refused_and_records_nothing(
+    client: AsyncTestClient, agora: Agora, body: bytes, type_: str, field: str | None
+) -> None:
+    head = agora.head()
+    r = await client.post(RESPONSES, content=body, headers={"content-type": "application/json"})
+    assert_problem(r, 400, type_, field)
+    assert agora.head() == head
+
+
+@pytest.mark.parametrize(("answers", "field"), BAD_ANSWERS)
+async def test_answer_breaking_a_rule_is_refused_naming_it_and_records_nothing(
+    client: AsyncTestClient, agora: Agora, answers: dict[str, Any], field: str
+) -> None:
+    head = agora.head()
+    assert_problem(await client.post(RESPONSES, json={"answers": answers}), 422, "invalid-response", field)
+    assert agora.head() == head
+
+
+async def test_contact_details_problem_says_responses_stay_anonymous(client: AsyncTestClient) -> None:
+    r = await client.post(RESPONSES, json={"answers": {"familiarity": "read", "contact": "Ada <ada@example.org>"}})
+    body = assert_problem(r, 422, "invalid-response", "answers.contact")
+    assert "anonymous" in body["errors"][0]["detail"] and "sign up" in body["errors"][0]["detail"]
+
+
+async def test_body_over_the_size_limit_is_refused_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
+    head = agora.head()
+    big = {"answers": {"familiarity": "read", "works_well": "x" * 70_000}}
+    assert_problem(await client.post(RESPONSES, json=big), 413, "body-too-large")
+    assert agora.head() == head
+
+
+async def test_closed_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
+    agora.close_consultation(SLUG)
+    head = agora.head()
+    body = assert_problem(await client.post(RESPONSES, json=GOOD), 409, "consultation-not-open")
+    assert "closed" in body["detail"]
+    assert agora.head() == head
+
+
+async def test_consultation_not_yet_open_refuses_response_and_records_nothing(
+    client: AsyncTestClient, agora: Agora, seed: Definition
+) -> None:
+    later = msgspec.structs.replace(seed, slug="opens-tomorrow", opens_at=datetime.now(UTC) + timedelta(days=1))
+    agora.load(later)
+    head = agora.head()
+    body = assert_problem(await client.post("/consultations/opens-tomorrow/responses", json=GOOD), 409, "consultation-not-open")
+    assert "opens at" in body["detail"]
+    assert agora.head() == head
+
+
+async def test_unknown_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
+    head = agora.head()
+    assert_problem(await client.post("/consultations/nowhere/responses", json=GOOD), 404, "consultation-not-found")
+    assert agora.head() == head
+
+
+async def test_retry_with_the_same_idempotency_key_returns_the_first_receipt(client: AsyncTestClient, agora: Agora) -> None:
+    first = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-1"})
+    head = agora.head()
+    again = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert agora.head() == head
+
+
+async def test_idempotency_key_reused_with_another_body_is_a_problem(client: AsyncTestClient, agora: Agora) -> None:
+    await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-2"})
+    head = agora.head()
+    other = {"answers": {"familiarity": "not_aware"}}
+    body = assert_problem(await client.post(RESPONSES, json=other, headers={"Idempotency-Key": "retry-2"}), 422, "idempotency-key-reused")
+    assert body["field"] == "Idempotency-Key"
+    assert agora.head() == head
+
+
+async def test_refused_request_frees_its_idempotency_key_for_a_corrected_retry(client: AsyncTestClient) -> None:
+    bad = await client.post(RESPONSES, json={"answers": {"familiarity": "often"}}, headers={"Idempotency-Key": "k3"})
+    assert bad.status_code == 422
+    good = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "k3"})
+    assert good.status_code == 201
+
+
+async def test_stats_waiting_for_a_position_never_reached_answers_503(agora: Agora, store_env: dict[str, str], settings) -> None:
+    quick = msgspec.structs.replace(settings, view_wait_seconds=0.2)
+    async with AsyncTestClient(create_app(quick, store_env)) as client:
+        r = await client.get(STATS, params={"after": agora.head() + 1000})
+    assert_problem(r, 503, "view-behind")
+    assert r.headers["retry-after"] == "1"
+
+
+async def test_stats_after_must_be_a_non_negative_integer(client: AsyncTestClient) -> None:
+    assert_problem(await client.get(STATS, params={"after": "-1"}), 400, "malformed-request")
+    assert_problem(await client.get(STATS, params={"after": "soon"}), 400, "malformed-request")
+
+
+async def test_public_posts_are_rate_limited_per_client_without_storing_the_address(
+    agora: Agora, store_env: dict[str, str], settings, sync_redis
+) -> None:
+    strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
+    async with AsyncTestClient(create_app(strict, store_env)) as client:
+        statuses = [(await client.post(RESPONSES, json=GOOD)).status_code for _ in range(4)]
+        assert statuses == [201, 201, 201, 429]
+        limited = await client.post(RESPONSES, json=GOOD)
+        assert_problem(limited, 429, "rate-limited")
+        assert int(limited.headers["retry-after"]) > 0
+        assert (await client.get(FORM)).status_code == 200  # reading is not limited
+    keys = [k.decode() for k in sync_redis.scan_iter(match=f"{settings.redis_prefix}:*")]
+    address = "testclient"  # what the test client reports as its host
+    assert not any(address in k for k in keys)
+    for key in keys:
+        if sync_redis.type(key) == b"string":
+            assert address.encode() not in sync_redis.get(key)
+    events = agora.recorder.select_notifications(start=1, limit=1000)
+    assert not any(address.encode() in n.state for n in events)
+
+
+async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    response_in = schema["components"]["schemas"]["ResponseIn"]
+    answers = response_in["properties"]["answers"]
+    assert answers["maxProperties"] == 50 and answers["propertyNames"] == {"maxLength": 40}
+    assert response_in["required"] == ["answers"]
+    params = schema["paths"][f"/consultations/{{slug}}/responses"]["post"]["parameters"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in params)
