@@ -35,6 +35,7 @@ class Follower:
         self.batch = batch
         self.topics = frozenset(projection.topics)
         self.position = self.view.max_tracking_id(app.name) or 0
+        self.bell: Doorbell | None = None  # while running
 
     def step(self) -> int:
         """Process one batch past the view's position; returns how many events it read."""
@@ -61,11 +62,11 @@ class Follower:
             pass
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until `stop` is set, surviving Redis or store outages."""
-        bell = Doorbell(self.app.recorder)
+        """Follow the log until `stop` is set (then ring `bell`), surviving Redis or store outages."""
+        self.bell = Doorbell(self.app.recorder)
         try:
             while not stop.is_set():
-                bell.clear()
+                self.bell.clear()
                 try:
                     if self.step():
                         continue
@@ -74,9 +75,9 @@ class Follower:
                     stop.wait(1.0)
                     self._resume()
                     continue
-                bell.wait(IDLE_POLL)
+                self.bell.wait(IDLE_POLL)
         finally:
-            bell.close()
+            self.bell.close()
 
     def _resume(self) -> None:
         self.view.discard()
@@ -101,5 +102,8 @@ class Followers:
 
     def stop(self) -> None:
         self._stop.set()
+        for f in self.followers:
+            if f.bell:
+                f.bell.ring()
         for t in self._threads:
             t.join()
