@@ -14,7 +14,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.consultation import Consultation, Definition, FaqEntry, Question, Session, accepts_responses
-from projections.view import RedisView, ViewReader
+from projections.view import RedisView, ViewReader, pairs
 
 
 class ConsultationForm(msgspec.Struct, frozen=True):
@@ -110,11 +110,10 @@ class Form(msgspec.Struct, frozen=True):
 _DEFINITION = msgspec.json.Decoder(Definition)
 
 
-def decode_form(fields: list[bytes]) -> Form | None:
-    """A form from the view hash's flat HGETALL reply, or None if there is no such consultation."""
-    if not fields:
+def decode_form(h: dict[bytes, bytes]) -> Form | None:
+    """A form from the view's hash, or None if there is no such consultation."""
+    if not h:
         return None
-    h = dict(zip(fields[::2], fields[1::2], strict=True))
     closes_at = h[b"closes_at"].decode()
     return Form(
         definition=_DEFINITION.decode(h[b"definition"]),
@@ -130,4 +129,4 @@ class FormReader(ViewReader):
 
     async def form(self, consultation_id: UUID) -> Form | None:
         (fields,) = await self.read(("HGETALL", f"form:{consultation_id}", ()))
-        return decode_form(fields)
+        return decode_form(pairs(fields))

@@ -14,7 +14,7 @@ from eventsourcing.utils import get_topic
 from domain.consultation import Consultation, Kind
 from domain.response import Response
 from projections.form import FormReader
-from projections.view import POSITION, RedisView, ViewReader
+from projections.view import POSITION, RedisView, ViewReader, pairs
 
 COUNTED = (Kind.SINGLE_CHOICE, Kind.YES_NO)
 
@@ -93,7 +93,7 @@ class StatsReader(ViewReader):
         counts, position = await self.read(
             ("HGETALL", f"stats:{consultation_id}", ()), ("HGET", POSITION, (application_name,))
         )
-        counted = dict(zip((k.decode() for k in counts[::2]), (int(v) for v in counts[1::2]), strict=True))
+        counted = {k.decode(): int(v) for k, v in pairs(counts).items()}
         answers = {}
         for q in form.definition.questions:
             if q.kind in COUNTED:

@@ -71,6 +71,11 @@ class Keys:
         return f"{self.base}:{generation}:{suffix}"
 
 
+def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash from a script's flat HGETALL reply."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class ViewReader:
     """Reads a view's current generation (asyncio client): several commands, one round trip."""
 

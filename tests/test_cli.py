@@ -1,0 +1,81 @@
+"""The operator's `agora` command, against the real store and Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+import workers
+from cli.main import main
+from domain.application import Agora
+from domain.consultation import consultation_id
+from projections.form import FormView, decode_form
+from tests.conftest import REDIS_URL, SEED, SLUG
+
+
+@pytest.fixture
+def operator_env(monkeypatch: pytest.MonkeyPatch, store_env: dict[str, str], redis_prefix: str) -> dict[str, str]:
+    """The environment an operator's shell would have: the store's variables, Redis and its prefix."""
+    for name, value in {**store_env, "REDIS_URL": REDIS_URL, "AGORA_REDIS_PREFIX": redis_prefix}.items():
+        monkeypatch.setenv(name, value)
+    return store_env
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    main(list(args))
+    return capsys.readouterr().out
+
+
+def test_loading_a_file_twice_creates_the_consultation_once(operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "consultation", "load", str(SEED)).startswith("created")
+    assert run(capsys, "consultation", "load", str(SEED)).startswith("exists")
+    with Agora(env=operator_env) as app:
+        assert app.head() == 1
+
+
+def test_a_broken_file_is_refused_with_its_reason(operator_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('slug = "x"\ntitle = "t"\nintroduction = "i"\nquestions = []\n')
+    with pytest.raises(SystemExit, match="at least one question"):
+        main(["consultation", "load", str(broken)])
+    with Agora(env=operator_env) as app:
+        assert app.head() == 0
+
+
+def test_operators_open_close_and_move_the_closing_time_as_events(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    run(capsys, "consultation", "load", str(SEED))
+    assert "position 2" in run(capsys, "consultation", "close", SLUG)
+    assert run(capsys, "consultation", "close", SLUG).strip() == "no change"
+    assert "position 3" in run(capsys, "consultation", "open", SLUG)
+    assert "position 4" in run(capsys, "consultation", "closes", SLUG, "2027-01-31T23:59:00Z")
+    assert "position 5" in run(capsys, "consultation", "draft-url", SLUG, "https://example.org/draft")
+    with pytest.raises(SystemExit, match="no consultation"):
+        main(["consultation", "close", "nowhere"])
+    with pytest.raises(SystemExit, match="UTC offset"):
+        main(["consultation", "closes", SLUG, "2027-01-31T23:59:00"])
+    with Agora(env=operator_env) as app:
+        assert app.head() == 5
+        workers.rebuild(app, sync_redis, redis_prefix, "form")
+    view = FormView(sync_redis, redis_prefix)
+    form = decode_form(sync_redis.hgetall(view.keys.key(view.generation, f"form:{consultation_id(SLUG)}")))
+    assert form is not None and form.is_open and form.draft_url == "https://example.org/draft"
+    assert form.closes_at is not None and form.closes_at.isoformat() == "2027-01-31T23:59:00+00:00"
+
+
+def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "consultation", "load", str(SEED))
+    assert run(capsys, "status").splitlines() == [
+        "log head: 1",
+        "view form     at          0  behind by 1",
+        "view stats    at          0  behind by 1",
+    ]
+    out = run(capsys, "rebuild")
+    assert "rebuilt form: 1 events" in out and "rebuilt stats: 1 events" in out
+    assert "behind by 0" in run(capsys, "status")
+    assert "rebuilt stats" in run(capsys, "rebuild", "stats")
