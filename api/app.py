@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         finally:
             await services.commits.stop()
             if followers:
-                followers.stop()
+                followers.close()
             agora.close()
             await client.aclose()
 

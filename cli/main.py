@@ -62,7 +62,7 @@ def work(args: argparse.Namespace) -> None:
         signal.signal(sig, lambda *_: stop.set())
     followers = workers.followers(Agora(env=store.environment()), redis.Redis.from_url(redis_url()), prefix()).start()
     stop.wait()
-    followers.stop()
+    followers.close()
 
 
 def prefix() -> str:
@@ -78,6 +78,9 @@ def status(args: argparse.Namespace) -> None:
 
 
 def rebuild(args: argparse.Namespace) -> None:
+    unknown = set(args.views) - set(workers.PROJECTIONS)
+    if unknown:
+        raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(workers.PROJECTIONS)}")
     client = redis.Redis.from_url(redis_url())
     with Agora(env=store.environment()) as app:
         for name in args.views or list(workers.PROJECTIONS):
@@ -106,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("work", help="run the projection followers in this process").set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
-    r.add_argument("views", nargs="*", choices=[*workers.PROJECTIONS, []], metavar="VIEW", help=f"one of {', '.join(workers.PROJECTIONS)} (default: all)")
+    r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(workers.PROJECTIONS)} (default: all)")
     r.set_defaults(run=rebuild)
 
     c = sub.add_parser("consultation", help="create and operate consultations").add_subparsers(required=True, dest="action", metavar="ACTION")

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import IntegrityError, Mapper
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
 from domain.consultation import Consultation, Definition, consultation_id
@@ -53,7 +53,10 @@ class Agora(Application[UUID]):
             return self._consultation(definition.slug).id, False
         except ConsultationNotFound:
             consultation = Consultation(definition)
-            self.save(consultation)
+            try:
+                self.save(consultation)
+            except IntegrityError:  # another process created it meanwhile
+                return consultation.id, False
             return consultation.id, True
 
     def consultation(self, slug: str) -> Consultation:

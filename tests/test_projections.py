@@ -147,5 +147,5 @@ def test_rebuild_while_followers_run_switches_without_losing_events(
         view = StatsView(sync_redis, redis_prefix)
         view.wait(agora.name, agora.head(), timeout=10)
     finally:
-        live.stop()
+        live.close()
     assert counts(sync_redis, redis_prefix, agora)[b"responses"] == b"400"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -14,7 +18,7 @@ from api.app import create_app
 from domain.application import Agora
 from domain.consultation import Definition
 from domain.response import Response
-from tests.conftest import SLUG
+from tests.conftest import POSTGRES, SLUG
 
 FORM = f"/consultations/{SLUG}"
 RESPONSES = f"{FORM}/responses"
@@ -234,3 +238,36 @@ async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient
     assert response_in["required"] == ["answers"]
     params = schema["paths"][f"/consultations/{{slug}}/responses"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in params)
+
+
+@contextmanager
+def writer_lock(store_env: dict[str, str], agora: Agora) -> Iterator[None]:
+    """Another writer holds the event store's write lock, as a long transaction would."""
+    if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
+        conn = sqlite3.connect(store_env["SQLITE_DBNAME"], isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+        return
+    with psycopg.connect(POSTGRES) as conn:
+        conn.execute(f"LOCK TABLE {store_env['POSTGRES_SCHEMA']}.{agora.recorder.events_table_name.split('.')[-1]} IN EXCLUSIVE MODE")
+        yield
+        conn.rollback()
+
+
+async def test_busy_event_store_is_a_503_problem_and_records_nothing(
+    agora: Agora, store_env: dict[str, str], settings
+) -> None:
+    impatient = {**store_env, "SQLITE_LOCK_TIMEOUT": "1", "POSTGRES_LOCK_TIMEOUT": "1"}
+    async with AsyncTestClient(create_app(settings, impatient)) as client:
+        head = agora.head()
+        with writer_lock(store_env, agora):
+            r = await client.post(RESPONSES, json=GOOD)
+        assert_problem(r, 503, "store-unavailable")
+        assert r.headers["retry-after"] == "1"
+        assert agora.head() == head
+        retried = await client.post(RESPONSES, json=GOOD)
+        assert retried.status_code == 201 and agora.head() == head + 1

@@ -107,3 +107,11 @@ class Followers:
                 f.bell.ring()
         for t in self._threads:
             t.join()
+
+    def close(self) -> None:
+        """Stop, and close what the followers were given: their application and Redis client."""
+        self.stop()
+        for app in {f.app for f in self.followers}:
+            app.close()
+        for client in {f.view.redis for f in self.followers}:
+            client.close()
