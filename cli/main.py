@@ -52,6 +52,10 @@ def serve(args: argparse.Namespace) -> None:
             for path in consultation_files():
                 load(app, path)
         port = int(os.environ.get("PORT", "8000"))
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
+        # handlers it found; with these, that re-raise lets us stop Redis instead of dying first.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         uvicorn.run(create_app(), host=os.environ.get("HOST", "127.0.0.1"), port=port, log_level="info")
 
 

@@ -44,9 +44,9 @@ class Server:
                 pytest.fail(f"agora serve did not start:\n{self.process.stdout.read().decode()}")
             time.sleep(0.1)
 
-    def interrupt(self) -> str:
-        """Ctrl-C, as from a terminal; returns what the server printed."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, sig: int = signal.SIGINT) -> str:
+        """Ctrl-C as from a terminal (or another signal); returns what the server printed."""
+        self.process.send_signal(sig)
         output, _ = self.process.communicate(timeout=30)
         return output.decode()
 
@@ -74,6 +74,8 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         stats = httpx.get(f"{again.url}/consultations/{SLUG}/stats", params={"after": position}).json()
         assert stats["responses"] == 1
     finally:
-        again.interrupt()
+        output = again.interrupt(signal.SIGTERM)  # as a service manager stops it
+    assert again.process.returncode == 0, output
+    assert not (data_dir / "redis.sock").exists()
     with Agora(env={"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir / "agora.sqlite")}) as app:
         assert app.head() == 2  # one consultation, one response: the second start created nothing
