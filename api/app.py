@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     """The API; `store_env` chooses the event store (default: `store.environment()`)."""
     settings = settings or Settings.from_env()
     store_env = store.environment() if store_env is None else store_env
-    client = redis.asyncio.Redis.from_url(settings.redis_url)
+    # A bounded pool that makes callers wait for a connection rather than fail at once.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5)
+    client = redis.asyncio.Redis.from_pool(pool)
     salt = bytearray()
 
     @asynccontextmanager
@@ -47,7 +49,6 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         salt[:] = await client.get(salt_key)
         agora = Agora(env=store_env)
         app.state.services = services = Services(agora, client, settings)
-        services.commits.start()
         followers = None
         if settings.inline_followers:
             followers = workers.followers(Agora(env=store_env), redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         try:
             yield
         finally:
-            await services.commits.stop()
+            await services.close()
             if followers:
                 followers.close()
             agora.close()

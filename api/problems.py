@@ -10,6 +10,7 @@ from eventsourcing.persistence import PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsException
+from redis.exceptions import RedisError
 
 from domain.errors import ConsultationNotFound, DomainError, InvalidDefinition, InvalidResponse, NotAcceptingResponses
 
@@ -67,6 +68,12 @@ def store_problem(request: Request, exc: PersistenceError) -> Response:
     return problem(503, "store-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
 
 
+def redis_problem(request: Request, exc: RedisError) -> Response:
+    log.exception("redis unavailable")
+    detail = "A view or the request limits are unavailable; try again shortly."
+    return problem(503, "views-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
+
+
 def _field_error(error: dict[str, Any]) -> dict[str, str]:
     """litestar names the offending field as `key`, or `data` for the body as a whole."""
     message = str(error.get("message", ""))
@@ -75,4 +82,9 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
     return {"field": "body" if field == "data" else field, "detail": message}
 
 
-exception_handlers = {DomainError: domain_problem, HTTPException: http_problem, PersistenceError: store_problem}
+exception_handlers = {
+    DomainError: domain_problem,
+    HTTPException: http_problem,
+    PersistenceError: store_problem,
+    RedisError: redis_problem,
+}

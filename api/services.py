@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+import logging
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 
 from api.idempotency import Idempotency
 from api.settings import Settings
@@ -15,6 +17,8 @@ from domain.application import Agora, Submission
 from projections.form import FormReader
 from projections.stats import StatsReader
 from projections.view import ViewReader
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -25,6 +29,13 @@ class Services:
         self.stats = StatsReader(client, settings.redis_prefix)
         self.commits = GroupCommit(agora)
         self.idempotency = Idempotency(client, settings.redis_prefix, settings.idempotency_ttl_seconds)
+        self._watches: dict[str, Watch] = {}
+        self.commits.start()
+
+    async def close(self) -> None:
+        await self.commits.stop()
+        for watch in self._watches.values():
+            await watch.close()
 
     async def submit(self, slug: str, answers: dict[str, Any], idempotency_key: str | None) -> bytes:
         """Record a response; the receipt's JSON. A repeated key returns the first receipt."""
@@ -46,11 +57,55 @@ class Services:
 
     async def caught_up(self, view: ViewReader, position: int) -> bool:
         """Whether `view` reached `position` within the configured wait (read-your-writes)."""
-        deadline = time.monotonic() + self.settings.view_wait_seconds
-        pause = 0.002
-        while await view.position(self.agora.name) < position:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        return True
+        watch = self._watches.setdefault(view.keys.base, Watch(view, self.agora.name))
+        return await watch.reached(position, self.settings.view_wait_seconds)
+
+
+class Watch:
+    """One poller per view and process, shared by every request waiting for a position.
+
+    Waiters cost no Redis traffic of their own however many there are; the poller runs only
+    while someone waits. A view's position only grows (a rebuild switches over only once it
+    has caught up), so the last position read is a safe lower bound for everyone.
+    """
+
+    INTERVAL = 0.002  # seconds between reads while someone waits
+
+    def __init__(self, view: ViewReader, application_name: str) -> None:
+        self.view = view
+        self.application_name = application_name
+        self.position = 0
+        self._changed = asyncio.Condition()
+        self._waiting = 0
+        self._poller: asyncio.Task[None] | None = None
+
+    async def reached(self, position: int, timeout: float) -> bool:
+        if position <= self.position:
+            return True
+        self._waiting += 1
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.position >= position), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiting -= 1
+
+    async def close(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    async def _poll(self) -> None:
+        while self._waiting:
+            try:
+                self.position = max(self.position, await self.view.position(self.application_name))
+            except RedisError as e:  # waiters time out with a 503; keep trying meanwhile
+                log.warning("reading the %s view's position: %s", self.view.keys.base, e)
+            async with self._changed:
+                self._changed.notify_all()
+            await asyncio.sleep(self.INTERVAL)

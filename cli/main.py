@@ -56,7 +56,9 @@ def serve(args: argparse.Namespace) -> None:
         # handlers it found; with these, that re-raise lets us stop Redis instead of dying first.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        uvicorn.run(create_app(), host=os.environ.get("HOST", "127.0.0.1"), port=port, log_level="info")
+        # No access log by default: it would write every respondent's address to the log.
+        access_log = os.environ.get("AGORA_ACCESS_LOG", "").lower() in ("1", "true", "yes")
+        uvicorn.run(create_app(), host=os.environ.get("HOST", "127.0.0.1"), port=port, log_level="info", access_log=access_log)
 
 
 def work(args: argparse.Namespace) -> None:

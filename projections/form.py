@@ -37,7 +37,7 @@ class FormView(RedisView):
     name = "form"
 
     def set(self, tracking: Tracking, consultation_id: UUID, **fields: str | bytes) -> None:
-        self.stage(tracking, "HSET", f"form:{consultation_id}", *(x for kv in fields.items() for x in kv))
+        self.hset(tracking, f"form:{consultation_id}", **fields)
 
 
 class FormProjection(Projection[FormView]):

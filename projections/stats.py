@@ -28,10 +28,7 @@ class StatsView(RedisView):
 
     def count_questions(self, tracking: Tracking, consultation_id: UUID, question_ids: list[str]) -> None:
         self._counted[consultation_id] = set(question_ids)
-        if question_ids:
-            self.stage(tracking, "SADD", f"counted:{consultation_id}", *question_ids)
-        else:
-            self.insert_tracking(tracking)
+        self.sadd(tracking, f"counted:{consultation_id}", *question_ids)
 
     def counted_questions(self, consultation_id: UUID) -> set[str]:
         """Which questions of a consultation are counted; read back once after a restart."""
@@ -42,9 +39,9 @@ class StatsView(RedisView):
 
     def count_response(self, tracking: Tracking, consultation_id: UUID, answers: dict[str, str | bool]) -> None:
         suffix = f"stats:{consultation_id}"
-        self.stage(tracking, "HINCRBY", suffix, "responses", 1)
+        self.hincrby(tracking, suffix, "responses")
         for question_id in self.counted_questions(consultation_id) & answers.keys():
-            self.stage(tracking, "HINCRBY", suffix, answer_field(question_id, answers[question_id]), 1)
+            self.hincrby(tracking, suffix, answer_field(question_id, answers[question_id]))
 
 
 def answer_value(value: str | bool) -> str:

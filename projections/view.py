@@ -1,9 +1,9 @@
 """Materialised views in Redis, written exactly once per event.
 
-A view's changes are staged per event and written together with its tracking position by
-one Lua script: Redis runs a script atomically, and the script skips every staged change
-whose event is at or below the recorded position, so a crash or a replay never counts an
-event twice.
+A follower hands a view a batch of events; the view folds their changes together (counts
+summed, fields set) and writes them with the batch's last position in one Lua script. Redis
+runs a script atomically, and the script refuses a batch whose first event the view has
+already seen, so a crash or a replay never counts an event twice.
 
 Every key of a view shares the hash tag `{name}`, so a view's script touches one slot and
 stays atomic on Redis Cluster. Keys live under a generation: a rebuild writes a fresh
@@ -13,22 +13,28 @@ never see a half-built view.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, ClassVar
 
 import redis
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
+# KEYS: generation, position, then one key per command. ARGV: generation, must-be-current,
+# application, first and last notification of the batch, then (command, nargs, args...)*.
+# Applies the batch only if the view has not yet seen its first event; either way returns
+# the view's position after it (or -1 if the generation is no longer current).
 _APPLY = """
 if ARGV[2] == '1' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local position = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-local i, k = 5, 3
+if position >= tonumber(ARGV[4]) then return position end
+local i, k = 6, 3
 while i <= #ARGV do
-  local id, n = tonumber(ARGV[i]), tonumber(ARGV[i + 2])
-  if id > position then redis.call(ARGV[i + 1], KEYS[k], unpack(ARGV, i + 3, i + 2 + n)) end
-  i, k = i + 3 + n, k + 1
+  local n = tonumber(ARGV[i + 1])
+  redis.call(ARGV[i], KEYS[k], unpack(ARGV, i + 2, i + 1 + n))
+  i, k = i + 2 + n, k + 1
 end
-if tonumber(ARGV[4]) > position then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
-return 1
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
+return tonumber(ARGV[5])
 """
 
 # Switch readers and writers to a rebuilt generation, if it is at least as far along as the live one.
@@ -95,7 +101,7 @@ class ViewReader:
 
 
 class RedisView(TrackingRecorder):
-    """A view's writer. Subclasses stage changes with `stage()`; a follower calls `flush()` per batch."""
+    """A view's writer. Projections stage changes; a follower calls `flush()` once per batch."""
 
     name: ClassVar[str]
 
@@ -106,33 +112,57 @@ class RedisView(TrackingRecorder):
         self.pinned = generation is not None
         self.generation = generation if self.pinned else self._current_generation()
         self._apply = client.register_script(_APPLY)
-        self._staged: list[tuple[int, str, str, tuple[Any, ...]]] = []
-        self._tracking: Tracking | None = None
+        self.discard()
 
-    def stage(self, tracking: Tracking, command: str, suffix: str, *args: Any) -> None:
-        self._staged.append((tracking.notification_id, command, suffix, args))
+    def hset(self, tracking: Tracking, suffix: str, **fields: str | bytes) -> None:
+        self._fields.setdefault(suffix, {}).update(fields)
+        self.insert_tracking(tracking)
+
+    def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
+        counts = self._counts.setdefault(suffix, Counter())
+        counts[field] += amount
+        self.insert_tracking(tracking)
+
+    def sadd(self, tracking: Tracking, suffix: str, *members: str) -> None:
+        if members:
+            self._members.setdefault(suffix, set()).update(members)
         self.insert_tracking(tracking)
 
     def insert_tracking(self, tracking: Tracking) -> None:
-        self._tracking = tracking
+        self._first = self._first or tracking
+        self._last = tracking
 
-    def flush(self) -> None:
-        """Write the staged changes and the last tracking position in one script call."""
-        if self._tracking is None:
-            return
-        args: list[Any] = [self.generation, "0" if self.pinned else "1", self._tracking.application_name, self._tracking.notification_id]
+    def flush(self) -> int | None:
+        """Write the batch's changes and its last position at once; returns the view's position."""
+        if self._first is None or self._last is None:
+            return None
+        commands: list[tuple[str, str, list[Any]]] = [
+            *(("HSET", suffix, [x for kv in fields.items() for x in kv]) for suffix, fields in self._fields.items()),
+            *(("HINCRBY", suffix, [field, n]) for suffix, counts in self._counts.items() for field, n in counts.items()),
+            *(("SADD", suffix, sorted(members)) for suffix, members in self._members.items()),
+        ]
         keys = [self.keys.generation, self.keys.key(self.generation, POSITION)]
-        for notification_id, command, suffix, params in self._staged:
-            args += [notification_id, command, len(params), *params]
+        args: list[Any] = [
+            self.generation, "0" if self.pinned else "1", self._last.application_name,
+            self._first.notification_id, self._last.notification_id,
+        ]
+        for command, suffix, params in commands:
             keys.append(self.keys.key(self.generation, suffix))
+            args += [command, len(params), *params]
         self.discard()
-        if self._apply(keys=keys, args=args) == -1:
+        position = int(self._apply(keys=keys, args=args))
+        if position == -1:
             self.generation = self._current_generation()
             raise StaleGeneration(f"view {self.name} moved to generation {self.generation}")
+        return position
 
     def discard(self) -> None:
         """Drop staged changes that were not written (the follower re-reads them)."""
-        self._staged, self._tracking = [], None
+        self._fields: dict[str, dict[str, str | bytes]] = {}
+        self._counts: dict[str, Counter[str]] = {}
+        self._members: dict[str, set[str]] = {}
+        self._first: Tracking | None = None
+        self._last: Tracking | None = None
 
     def max_tracking_id(self, application_name: str) -> int | None:
         position = self.redis.hget(self.keys.key(self.generation, POSITION), application_name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import uvicorn
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
@@ -89,6 +93,24 @@ async def client(agora: Agora, store_env: dict[str, str], settings: Settings):
     async with AsyncTestClient(create_app(settings, store_env)) as test_client:
         await caught_up(test_client, agora.head())
         yield test_client
+
+
+@pytest.fixture
+def live_url(agora: Agora, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
+    """The API served by uvicorn on a loopback port, for tests that need requests really in flight together."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, store_env), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join()
 
 
 async def caught_up(client: AsyncTestClient, position: int) -> None:

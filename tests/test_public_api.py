@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -84,18 +86,30 @@ async def test_submitting_records_one_response_and_is_counted(client: AsyncTestC
     assert body["answers"]["join_session"] == {"true": 1, "false": 0}
 
 
-async def test_many_concurrent_submissions_are_all_counted(client: AsyncTestClient) -> None:
-    import asyncio
-
+async def test_concurrent_submissions_are_each_recorded_once_and_all_counted(live_url: str) -> None:
     choices = ["not_aware", "aware_not_read", "read", "know_well"]
-    results = await asyncio.gather(
-        *(client.post(RESPONSES, json={"answers": {"familiarity": choices[i % 4]}}) for i in range(40))
-    )
-    assert [r.status_code for r in results] == [201] * 40
-    positions = [r.json()["position"] for r in results]
-    assert len(set(positions)) == 40
-    body = (await client.get(STATS, params={"after": max(positions)})).json()
-    assert body["responses"] == 40 and set(body["answers"]["familiarity"].values()) == {10}
+    async with httpx.AsyncClient(base_url=live_url) as http:
+        results = await asyncio.gather(
+            *(http.post(RESPONSES, json={"answers": {"familiarity": choices[i % 4]}}) for i in range(80))
+        )
+        assert [r.status_code for r in results] == [201] * 80
+        positions = [r.json()["position"] for r in results]
+        assert len(set(positions)) == 80
+        body = (await http.get(STATS, params={"after": max(positions)})).json()
+    assert body["responses"] == 80 and set(body["answers"]["familiarity"].values()) == {20}
+
+
+async def test_many_readers_waiting_for_the_same_write_all_get_it(live_url: str, agora: Agora) -> None:
+    next_position = agora.head() + 1
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(base_url=live_url, limits=limits, timeout=10) as http:
+        waiting = [asyncio.create_task(http.get(STATS, params={"after": next_position})) for _ in range(150)]
+        await asyncio.sleep(0.2)  # they are waiting before the write exists
+        assert not any(w.done() for w in waiting)
+        assert (await http.post(RESPONSES, json=GOOD)).json()["position"] == next_position
+        answers = await asyncio.gather(*waiting)
+    assert {r.status_code for r in answers} == {200}
+    assert {r.json()["responses"] for r in answers} == {1}
 
 
 BAD_BODIES = [

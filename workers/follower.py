@@ -47,12 +47,11 @@ class Follower:
             else:
                 self.view.insert_tracking(tracking)  # not decoded: this view ignores it
         try:
-            self.view.flush()
+            position = self.view.flush()
         except StaleGeneration:
-            self.position = self.view.max_tracking_id(self.app.name) or 0
-            return len(notifications)
-        if notifications:
-            self.position = notifications[-1].id
+            position = self.view.max_tracking_id(self.app.name)
+        # Normally the batch's last event; further on if the view had seen this batch already.
+        self.position = position or self.position
         return len(notifications)
 
     def catch_up(self, head: int | None = None) -> None:
