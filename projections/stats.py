@@ -24,24 +24,24 @@ class StatsView(RedisView):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._counted: dict[UUID, set[str]] = {}
+        self._counted: dict[UUID, tuple[str, frozenset[str]]] = {}  # per consultation: its hash, its counted questions
 
     def count_questions(self, tracking: Tracking, consultation_id: UUID, question_ids: list[str]) -> None:
-        self._counted[consultation_id] = set(question_ids)
+        self._counted[consultation_id] = (f"stats:{consultation_id}", frozenset(question_ids))
         self.sadd(tracking, f"counted:{consultation_id}", *question_ids)
 
-    def counted_questions(self, consultation_id: UUID) -> set[str]:
+    def count_response(self, tracking: Tracking, consultation_id: UUID, answers: dict[str, str | bool]) -> None:
+        suffix, counted = self._counted_questions(consultation_id)
+        self.hincrby(tracking, suffix, "responses")
+        for question_id in counted & answers.keys():
+            self.hincrby(tracking, suffix, answer_field(question_id, answers[question_id]))
+
+    def _counted_questions(self, consultation_id: UUID) -> tuple[str, frozenset[str]]:
         """Which questions of a consultation are counted; read back once after a restart."""
         if consultation_id not in self._counted:
             members = self.redis.smembers(self.keys.key(self.generation, f"counted:{consultation_id}"))
-            self._counted[consultation_id] = {m.decode() for m in members}
+            self._counted[consultation_id] = (f"stats:{consultation_id}", frozenset(m.decode() for m in members))
         return self._counted[consultation_id]
-
-    def count_response(self, tracking: Tracking, consultation_id: UUID, answers: dict[str, str | bool]) -> None:
-        suffix = f"stats:{consultation_id}"
-        self.hincrby(tracking, suffix, "responses")
-        for question_id in self.counted_questions(consultation_id) & answers.keys():
-            self.hincrby(tracking, suffix, answer_field(question_id, answers[question_id]))
 
 
 def answer_value(value: str | bool) -> str:

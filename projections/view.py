@@ -13,7 +13,7 @@ never see a half-built view.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
 import redis
@@ -119,8 +119,7 @@ class RedisView(TrackingRecorder):
         self.insert_tracking(tracking)
 
     def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
-        counts = self._counts.setdefault(suffix, Counter())
-        counts[field] += amount
+        self._counts[suffix][field] += amount
         self.insert_tracking(tracking)
 
     def sadd(self, tracking: Tracking, suffix: str, *members: str) -> None:
@@ -159,7 +158,7 @@ class RedisView(TrackingRecorder):
     def discard(self) -> None:
         """Drop staged changes that were not written (the follower re-reads them)."""
         self._fields: dict[str, dict[str, str | bytes]] = {}
-        self._counts: dict[str, Counter[str]] = {}
+        self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
         self._first: Tracking | None = None
         self._last: Tracking | None = None
