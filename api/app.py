@@ -20,6 +20,8 @@ from litestar.stores.redis import RedisStore
 
 import store
 import workers
+from api import review, staff
+from api.auth import staff_auth
 from api.consultations import form, stats, submit
 from api.problems import exception_handlers
 from api.services import Services
@@ -48,7 +50,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         await client.set(salt_key, secrets.token_bytes(32), nx=True)
         salt[:] = await client.get(salt_key)
         agora = Agora(env=store_env)
-        app.state.services = services = Services(agora, client, settings)
+        app.state.services = services = Services(agora, client, settings, auth)
         followers = None
         if settings.inline_followers:
             followers = workers.followers(Agora(env=store_env), redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
@@ -66,7 +68,9 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         return hmac.new(bytes(salt), get_remote_address(request).encode(), hashlib.sha256).hexdigest()
 
     async def public_post(request: Request) -> bool:
-        return request.method == "POST" and settings.rate_limit_per_minute > 0
+        return request.method == "POST" and settings.rate_limit_per_minute > 0 and request.route_handler.opt.get("public", False)
+
+    auth = staff_auth(settings.secret or _local_secret(), settings.token_hours)
 
     rate_limit = RateLimitConfig(
         rate_limit=("minute", max(settings.rate_limit_per_minute, 1)),
@@ -74,7 +78,8 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         check_throttle_handler=public_post,
     )
     return Litestar(
-        route_handlers=[form, submit, stats],
+        route_handlers=[form, submit, stats, *staff.routes, *review.routes],
+        on_app_init=[auth.on_app_init],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
@@ -84,3 +89,12 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         openapi_config=OpenAPIConfig(title="Agora", version="0.1.0", description="Public consultations, event-sourced."),
         lifespan=[lifespan],
     )
+
+
+def _local_secret() -> str:
+    """The embedded default's token secret: made once, kept in the data folder, readable by us only."""
+    path = store.data_dir() / "secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text()

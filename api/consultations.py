@@ -83,6 +83,7 @@ async def form(slug: FromPath[str], request: Request, services: NamedDependency[
 @post(
     "/consultations/{slug:str}/responses",
     status_code=201,
+    opt={"public": True},
     responses={201: ResponseSpec(data_container=Receipt, description="The response was recorded")},
     summary="Submit a response",
 )

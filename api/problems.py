@@ -12,7 +12,19 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsException
 from redis.exceptions import RedisError
 
-from domain.errors import ConsultationNotFound, DomainError, InvalidDefinition, InvalidResponse, NotAcceptingResponses
+from domain.errors import (
+    ConsultationNotFound,
+    DomainError,
+    InvalidDefinition,
+    InvalidInput,
+    InvalidResponse,
+    NotAcceptingResponses,
+    NotAuthenticated,
+    ResponseNotFound,
+    StaffNotFound,
+)
+from domain.review import CaseClosed, ClaimConflict
+from domain.staff import NotPermitted, StaffConflict
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +32,21 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     ConsultationNotFound: (404, "consultation-not-found", "Consultation not found"),
     NotAcceptingResponses: (409, "consultation-not-open", "The consultation is not taking responses"),
     InvalidResponse: (422, "invalid-response", "The response breaks the consultation's rules"),
+    InvalidInput: (422, "invalid-input", "The request breaks a rule"),
     InvalidDefinition: (422, "invalid-definition", "The consultation definition is invalid"),
+    ResponseNotFound: (404, "response-not-found", "Response not found"),
+    StaffNotFound: (404, "staff-not-found", "Staff member not found"),
+    NotAuthenticated: (401, "not-authenticated", "Not signed in"),
+    NotPermitted: (403, "not-permitted", "Not permitted"),
+    ClaimConflict: (409, "claim-conflict", "Someone else holds this response"),
+    CaseClosed: (409, "review-completed", "The review is completed"),
+    StaffConflict: (409, "staff-conflict", "The change contradicts the staff member's state"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {
     400: ("malformed-request", "The request could not be read"),
+    401: ("not-authenticated", "Not signed in"),
+    403: ("not-permitted", "Not permitted"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     413: ("body-too-large", "The request body is too large"),
@@ -45,7 +67,11 @@ def problem(
 
 def domain_problem(request: Request, exc: DomainError) -> Response:
     status, name, title = next(v for cls, v in _DOMAIN.items() if isinstance(exc, cls))
-    extra = {"errors": [{"field": e.field, "detail": e.detail} for e in exc.errors]} if isinstance(exc, InvalidResponse) else {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidInput):
+        extra["errors"] = [{"field": e.field, "detail": e.detail} for e in exc.errors]
+    if isinstance(exc, ClaimConflict) and exc.holder:
+        extra.update(holder=str(exc.holder), until=exc.until.isoformat() if exc.until else None)
     return problem(status, name, title, exc.detail, **extra).to_response(request)
 
 

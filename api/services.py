@@ -14,7 +14,10 @@ from api.idempotency import Idempotency
 from api.settings import Settings
 from api.submissions import GroupCommit
 from domain.application import Agora, Submission
+from litestar.security.jwt import JWTAuth
+
 from projections.form import FormReader
+from projections.queue import QueueReader
 from projections.stats import StatsReader
 from projections.view import ViewReader
 
@@ -22,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class Services:
-    def __init__(self, agora: Agora, client: Any, settings: Settings) -> None:
+    def __init__(self, agora: Agora, client: Any, settings: Settings, auth: JWTAuth[Any, Any]) -> None:
         self.agora = agora
         self.settings = settings
+        self.auth = auth
+        self.queue = QueueReader(client, settings.redis_prefix)
         self.forms = FormReader(client, settings.redis_prefix)
         self.stats = StatsReader(client, settings.redis_prefix)
         self.commits = GroupCommit(agora)

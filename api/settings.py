@@ -18,6 +18,10 @@ class Settings(msgspec.Struct, frozen=True):
     idempotency_ttl_seconds: int = 24 * 3600
     # Run the projection followers inside the API process (the embedded default).
     inline_followers: bool = True
+    # Signs staff tokens; every API process of a deployment needs the same one.
+    secret: str = ""
+    token_hours: int = 8
+    lease_minutes: int = 30
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -29,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True):
             "view_wait_seconds": "AGORA_VIEW_WAIT_SECONDS",
             "idempotency_ttl_seconds": "AGORA_IDEMPOTENCY_TTL_SECONDS",
             "inline_followers": "AGORA_INLINE_FOLLOWERS",
+            "secret": "AGORA_SECRET",
+            "token_hours": "AGORA_TOKEN_HOURS",
+            "lease_minutes": "AGORA_LEASE_MINUTES",
         }
         values = {field: os.environ[var] for field, var in names.items() if var in os.environ}
         return msgspec.convert({**values, **overrides}, cls, strict=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from cli.embedded import redis_server, socket_path
 from domain.application import Agora
 from domain.consultation import read_definition
 from domain.errors import DomainError
+from domain.staff import Role
 
 
 def redis_url() -> str:
@@ -108,6 +110,14 @@ def consultation(args: argparse.Namespace) -> None:
         print(f"recorded at position {position}" if position else "no change")
 
 
+def staff(args: argparse.Namespace) -> None:
+    """Enrol a staff member from the command line: how the first admin is bootstrapped."""
+    password = os.environ.get("AGORA_STAFF_PASSWORD") or getpass.getpass(f"Password for {args.email}: ")
+    with Agora(env=store.environment()) as app:
+        member_id = app.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
+    print(f"enrolled {args.email} as {', '.join(args.role)}: {member_id}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agora", description="Agora: event-sourced public consultations.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
@@ -130,6 +140,13 @@ def parser() -> argparse.ArgumentParser:
     draft.add_argument("url")
     for parser_ in c.choices.values():
         parser_.set_defaults(run=consultation)
+
+    s = sub.add_parser("staff", help="staff accounts").add_subparsers(required=True, dest="action", metavar="ACTION")
+    add = s.add_parser("add", help="enrol a staff member (password from AGORA_STAFF_PASSWORD, or asked for)")
+    add.add_argument("email")
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", action="append", choices=[r.value for r in Role], required=True, help="repeat for several")
+    add.set_defaults(run=staff)
     return p
 
 

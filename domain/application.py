@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
+import argon2
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
 from domain.consultation import Consultation, Definition, consultation_id
-from domain.errors import ConsultationNotFound, DomainError
+from domain.errors import ConsultationNotFound, DomainError, FieldError, InvalidInput, NotAuthenticated, ResponseNotFound, StaffNotFound
 from domain.response import Response
+from domain.review import ClaimConflict, Outcome, ReviewCase, case_id
+from domain.staff import Role, StaffConflict, StaffMember, staff_id
+
+_PASSWORDS = argon2.PasswordHasher()
 
 
 class Submission(msgspec.Struct, frozen=True):
@@ -114,7 +120,84 @@ class Agora(Application[UUID]):
         ]
 
     def response(self, response_id: UUID) -> Response:
-        return self.repository.get(response_id)
+        return self._response(response_id)
+
+    # Staff
+
+    def enrol(self, email: str, name: str, password: str, roles: Sequence[Role], by: UUID | None) -> UUID:
+        """Enrol a staff member; `by` is the admin doing it (None: the operator's bootstrap)."""
+        if by is not None:
+            self.staff(by).require(Role.ADMIN)
+        _check_credentials(email, name, password)
+        if self._exists(staff_id(email)):
+            raise StaffConflict(f"{email} is already enrolled.")
+        member = StaffMember(email=email.strip().lower(), name=name.strip(), password_hash=_PASSWORDS.hash(password), roles=tuple(roles), by=by)
+        self.save(member)
+        return member.id
+
+    def staff(self, member_id: UUID) -> StaffMember:
+        try:
+            member = self.repository.get(member_id)
+        except AggregateNotFoundError:
+            member = None
+        if not isinstance(member, StaffMember):
+            raise StaffNotFound(member_id)
+        return member
+
+    def authenticate(self, email: str, password: str) -> StaffMember:
+        refused = NotAuthenticated("Wrong email or password, or the account is deactivated.")
+        try:
+            member = self.staff(staff_id(email))
+            _PASSWORDS.verify(member.password_hash, password)
+        except (StaffNotFound, argon2.exceptions.VerificationError):
+            raise refused from None
+        if not member.active:
+            raise refused
+        return member
+
+    def grant(self, member_id: UUID, role: Role, by: UUID) -> None:
+        member = self.staff(member_id)
+        member.grant(role, self.staff(by))
+        self.save(member)
+
+    def revoke(self, member_id: UUID, role: Role, by: UUID) -> None:
+        member = self.staff(member_id)
+        member.revoke(role, self.staff(by))
+        self.save(member)
+
+    def deactivate(self, member_id: UUID, by: UUID) -> None:
+        member = self.staff(member_id)
+        member.deactivate(self.staff(by))
+        self.save(member)
+
+    # Review
+
+    def claim(self, response_id: UUID, by: UUID, lease: timedelta) -> tuple[datetime, int]:
+        """Claim a response for review; returns when the lease ends, and the event's position."""
+        case = self._case(response_id, create=True)
+        position = self._act(case, by, Role.REVIEWER, lambda now: case.claim(by, now, lease))
+        assert case.until is not None
+        return case.until, position
+
+    def release(self, response_id: UUID, by: UUID) -> int:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.release(by, now))
+
+    def note(self, response_id: UUID, by: UUID, text: str) -> int:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.note(by, text, now))
+
+    def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.complete(by, outcome, reason, now))
+
+    def reopen(self, response_id: UUID, by: UUID, reason: str) -> int:
+        case = self._case(response_id)
+        return self._act(case, by, Role.EDITOR, lambda now: case.reopen(by, reason))
+
+    def history(self, response_id: UUID) -> list[Any]:
+        """Every recorded event about a response, oldest first: its submission, then its review."""
+        return [*self.events.get(self._response(response_id).id), *self.events.get(case_id(response_id))]
 
     # Log
 
@@ -127,9 +210,54 @@ class Agora(Application[UUID]):
         except AggregateNotFoundError:
             raise ConsultationNotFound(slug) from None
 
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+    def _response(self, response_id: UUID) -> Response:
+        try:
+            response = self.repository.get(response_id)
+        except AggregateNotFoundError:
+            response = None
+        if not isinstance(response, Response):  # no such id, or the id of something else
+            raise ResponseNotFound(response_id)
+        return response
+
+    def _case(self, response_id: UUID, create: bool = False) -> ReviewCase:
+        self._response(response_id)
+        try:
+            return self.repository.get(case_id(response_id))
+        except AggregateNotFoundError:
+            if not create:
+                raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.") from None
+            return ReviewCase(response_id)
+
+    def _act(self, case: ReviewCase, by: UUID, role: Role, command: Any) -> int:
+        """Run a review command as `by`, who needs `role`; returns the position of its event."""
+        self.staff(by).require(role)
+        command(datetime.now(UTC))
+        try:
+            return self.save(case)[-1].notification.id
+        except IntegrityError:  # another action on this case was recorded first
+            raise ClaimConflict("Someone else acted on this response a moment ago; look again.") from None
+
     def _change(self, slug: str, command: Any) -> int | None:
         """Apply a command to a consultation; returns the position of its event, or None if nothing changed."""
         consultation = self._consultation(slug)
         command(consultation)
         recordings = self.save(consultation)
         return recordings[-1].notification.id if recordings else None
+
+
+def _check_credentials(email: str, name: str, password: str) -> None:
+    errors = []
+    if not _EMAIL.fullmatch(email.strip()):
+        errors.append(FieldError("email", "Expected an email address."))
+    if not 1 <= len(name.strip()) <= 200:
+        errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
+    if not 12 <= len(password) <= 1024:
+        errors.append(FieldError("password", "A password needs at least 12 characters."))
+    if errors:
+        raise InvalidInput(errors)
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

@@ -31,12 +31,30 @@ class NotAcceptingResponses(DomainError):
     """The consultation is closed, or not open yet."""
 
 
-class InvalidResponse(DomainError):
-    """One or more answers break the consultation's rules; each error names its field."""
+class InvalidInput(DomainError):
+    """One or more fields break a rule; each error names its field."""
 
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(f"{e.field}: {e.detail}" for e in errors))
         self.errors = errors
+
+
+class InvalidResponse(InvalidInput):
+    """One or more answers break the consultation's rules."""
+
+
+class ResponseNotFound(DomainError):
+    def __init__(self, response_id: object) -> None:
+        super().__init__(f"There is no response {response_id}.")
+
+
+class StaffNotFound(DomainError):
+    def __init__(self, staff: object) -> None:
+        super().__init__(f"There is no staff member {staff}.")
+
+
+class NotAuthenticated(DomainError):
+    """Wrong email or password, or a deactivated account."""
 
 
 class InvalidDefinition(DomainError):

@@ -1,7 +1,7 @@
 """Materialised views in Redis, written exactly once per event.
 
 A follower hands a view a batch of events; the view folds their changes together (counts
-summed, fields set) and writes them with the batch's last position in one Lua script. Redis
+summed, fields and memberships set, last change winning) and writes them with the batch's last position in one Lua script. Redis
 runs a script atomically, and the script refuses a batch whose first event the view has
 already seen, so a crash or a replay never counts an event twice.
 
@@ -127,6 +127,14 @@ class RedisView(TrackingRecorder):
             self._members.setdefault(suffix, set()).update(members)
         self.insert_tracking(tracking)
 
+    def zadd(self, tracking: Tracking, suffix: str, member: str, score: float) -> None:
+        self._scores[(suffix, member)] = score
+        self.insert_tracking(tracking)
+
+    def zrem(self, tracking: Tracking, suffix: str, member: str) -> None:
+        self._scores[(suffix, member)] = None
+        self.insert_tracking(tracking)
+
     def insert_tracking(self, tracking: Tracking) -> None:
         self._first = self._first or tracking
         self._last = tracking
@@ -139,6 +147,10 @@ class RedisView(TrackingRecorder):
             *(("HSET", suffix, [x for kv in fields.items() for x in kv]) for suffix, fields in self._fields.items()),
             *(("HINCRBY", suffix, [field, n]) for suffix, counts in self._counts.items() for field, n in counts.items()),
             *(("SADD", suffix, sorted(members)) for suffix, members in self._members.items()),
+            *(
+                ("ZREM", suffix, [member]) if score is None else ("ZADD", suffix, [score, member])
+                for (suffix, member), score in self._scores.items()
+            ),
         ]
         keys = [self.keys.generation, self.keys.key(self.generation, POSITION)]
         args: list[Any] = [
@@ -160,6 +172,7 @@ class RedisView(TrackingRecorder):
         self._fields: dict[str, dict[str, str | bytes]] = {}
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
+        self._scores: dict[tuple[str, str], float | None] = {}  # sorted-set membership, last change wins
         self._first: Tracking | None = None
         self._last: Tracking | None = None
 

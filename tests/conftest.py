@@ -84,7 +84,9 @@ def sync_redis() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(redis_prefix: str) -> Settings:
-    return Settings(redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000, view_wait_seconds=5.0)
+    return Settings(
+        redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000, view_wait_seconds=5.0, secret="t" * 48,
+    )
 
 
 @pytest.fixture

@@ -74,8 +74,9 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
         "log head: 1",
         "view form     at          0  behind by 1",
         "view stats    at          0  behind by 1",
+        "view queue    at          0  behind by 1",
     ]
     out = run(capsys, "rebuild")
-    assert "rebuilt form: 1 events" in out and "rebuilt stats: 1 events" in out
+    assert all(f"rebuilt {view}: 1 events" in out for view in ("form", "stats", "queue"))
     assert "behind by 0" in run(capsys, "status")
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")

@@ -9,10 +9,15 @@ import redis
 from eventsourcing.application import Application
 
 from projections.form import FormProjection, FormView
+from projections.queue import QueueProjection, QueueView
 from projections.stats import StatsProjection, StatsView
 from workers.follower import Follower, Followers
 
-PROJECTIONS = {"form": (FormProjection, FormView), "stats": (StatsProjection, StatsView)}
+PROJECTIONS = {
+    "form": (FormProjection, FormView),
+    "stats": (StatsProjection, StatsView),
+    "queue": (QueueProjection, QueueView),
+}
 
 
 def followers(app: Application[Any], client: redis.Redis, prefix: str) -> Followers:

@@ -1,0 +1,49 @@
+"""Staff authentication (litestar's JWT backend) and role guards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import anyio
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+
+from domain.errors import StaffNotFound
+from domain.staff import Role, StaffMember
+
+PUBLIC = ["^/consultations", "^/schema", "^/staff/token$"]
+
+
+async def current_staff(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> StaffMember | None:
+    """The token's staff member, read from the event store on every request: a deactivated
+    member's tokens stop working at once."""
+    agora = connection.app.state.services.agora
+    try:
+        member = await anyio.to_thread.run_sync(agora.staff, UUID(token.sub))
+    except (StaffNotFound, ValueError):
+        return None
+    return member if member.active else None
+
+
+def staff_auth(secret: str, token_hours: int) -> JWTAuth[StaffMember, Token]:
+    return JWTAuth[StaffMember, Token](
+        retrieve_user_handler=current_staff,
+        token_secret=secret,
+        default_token_expiration=timedelta(hours=token_hours),
+        exclude=PUBLIC,
+    )
+
+
+def requires(*roles: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard: the staff member needs one of `roles`."""
+
+    def guard(connection: ASGIConnection[Any, StaffMember, Any, Any], _: BaseRouteHandler) -> None:
+        if not connection.user.roles & set(roles):
+            raise PermissionDeniedException(f"This needs one of the roles: {', '.join(r.value for r in roles)}.")
+
+    return guard

@@ -1,0 +1,154 @@
+"""The review queue: reviewers claim, note and complete responses; editors reopen; auditors read.
+
+Every action is recorded as an event naming the staff member; the domain enforces who may act
+on which response (only the holder of a live claim), the guards which roles may call at all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import anyio
+import msgspec
+from litestar import Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.security.jwt import Token
+
+from api.auth import requires
+from api.consultations import After, wait
+from api.problems import problem
+from api.services import Services
+from domain.review import MAX_NOTE, CaseClosed, ClaimConflict, Outcome
+from domain.staff import Role, StaffMember
+from projections.queue import Progress, QueuePage
+
+READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR)
+REVIEWERS = requires(Role.REVIEWER)
+EDITORS = requires(Role.EDITOR)
+Staff = Request[StaffMember, Token, Any]
+ResponseId = FromPath[UUID]
+
+
+class Claim(msgspec.Struct):
+    response_id: UUID
+    claimed_until: datetime
+    position: int
+
+
+class Recorded(msgspec.Struct):
+    position: Annotated[int, msgspec.Meta(description="Pass as `?after=` to read the queue with this action in it")]
+
+
+class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
+    text: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
+
+
+class Completion(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: Outcome
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class Reopening(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class ResponseForReview(msgspec.Struct):
+    id: UUID
+    consultation_id: UUID
+    submitted_at: datetime
+    answers: dict[str, str | bool]
+
+
+class HistoryEntry(msgspec.Struct):
+    at: datetime
+    action: str
+    actor: UUID | None
+    details: dict[str, Any]
+
+
+@get("/review/queue", guards=[READERS], summary="Responses to review, oldest first")
+async def queue(
+    services: NamedDependency[Services],
+    review_state: Annotated[Literal["new", "claimed", "completed", "excluded"], QueryParameter(name="state")] = "new",
+    assignee: Annotated[UUID | None, QueryParameter(description="Live claims held by this staff member")] = None,
+    cursor: Annotated[int, QueryParameter(ge=0, description="`next_cursor` of the previous page")] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    after: After = None,
+) -> QueuePage:
+    await wait(services, services.queue, after)
+    return await services.queue.page(services.agora.name, review_state, assignee, cursor, limit, datetime.now(UTC))
+
+
+@get("/review/progress", guards=[READERS], summary="How much of the queue is reviewed")
+async def progress(services: NamedDependency[Services], after: After = None) -> Progress:
+    await wait(services, services.queue, after)
+    return await services.queue.progress(services.agora.name)
+
+
+@post("/review/claim-next", guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
+async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
+    # The view proposes; the event store decides: a response claimed by someone else meanwhile
+    # is refused by optimistic concurrency, and the next candidate is tried.
+    page = await services.queue.page(services.agora.name, "new", None, 0, 20, datetime.now(UTC))
+    for item in page.items:
+        try:
+            return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
+        except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
+            continue
+    raise problem(404, "queue-empty", "Nothing to claim", "Every response is claimed or reviewed.")
+
+
+@post("/review/responses/{response_id:uuid}/claim", sync_to_thread=True, guards=[REVIEWERS], summary="Claim a response")
+def claim(response_id: ResponseId, request: Staff, services: NamedDependency[Services]) -> Claim:
+    return _claim(services, response_id, request.user.id)
+
+
+@post("/review/responses/{response_id:uuid}/release", sync_to_thread=True, guards=[REVIEWERS], summary="Give a claimed response back")
+def release(response_id: ResponseId, request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.release(response_id, request.user.id))
+
+
+@post("/review/responses/{response_id:uuid}/notes", sync_to_thread=True, guards=[REVIEWERS], summary="Add a note")
+def note(response_id: ResponseId, data: JSONBody[NoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.note(response_id, request.user.id, data.text))
+
+
+@post("/review/responses/{response_id:uuid}/complete", sync_to_thread=True, guards=[REVIEWERS], summary="Complete as reviewed or excluded")
+def complete(response_id: ResponseId, data: JSONBody[Completion], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.complete(response_id, request.user.id, data.outcome, data.reason))
+
+
+@post("/review/responses/{response_id:uuid}/reopen", sync_to_thread=True, guards=[EDITORS], summary="Reopen a completed review")
+def reopen(response_id: ResponseId, data: JSONBody[Reopening], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.reopen(response_id, request.user.id, data.reason))
+
+
+@get("/review/responses/{response_id:uuid}", sync_to_thread=True, guards=[READERS], summary="A response's answers")
+def read_response(response_id: ResponseId, services: NamedDependency[Services]) -> ResponseForReview:
+    r = services.agora.response(response_id)
+    return ResponseForReview(r.id, r.consultation_id, r.created_on, r.answers)
+
+
+@get("/review/responses/{response_id:uuid}/history", sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
+def history(response_id: ResponseId, services: NamedDependency[Services]) -> list[HistoryEntry]:
+    return [_entry(e) for e in services.agora.history(response_id)]
+
+
+def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
+    until, position = services.agora.claim(response_id, by, timedelta(minutes=services.settings.lease_minutes))
+    return Claim(response_id, until, position)
+
+
+# What an auditor sees of each event: never the answers themselves, and never a receipt's hash.
+_HIDDEN = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "answers", "receipt_hash"}
+
+
+def _entry(e: Any) -> HistoryEntry:
+    details = {k: v for k, v in vars(e).items() if k not in _HIDDEN}
+    return HistoryEntry(at=e.timestamp, action=type(e).__name__.lower(), actor=getattr(e, "by", None), details=details)
+
+
+routes = [queue, progress, claim_next, claim, release, note, complete, reopen, read_response, history]

@@ -1,0 +1,87 @@
+"""Staff accounts: signing in, and admins enrolling members and changing their roles."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.security.jwt import Token
+
+from api.auth import requires
+from api.services import Services
+from domain.staff import Role, StaffMember
+
+Email = Annotated[str, msgspec.Meta(max_length=320)]
+Password = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class Credentials(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Password
+
+
+class SignedIn(msgspec.Struct):
+    token: str
+    staff_id: UUID
+    roles: list[Role]
+
+
+class Enrolment(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    name: Annotated[str, msgspec.Meta(max_length=200)]
+    password: Password
+    roles: Annotated[list[Role], msgspec.Meta(max_length=4)] = []
+
+
+class Enrolled(msgspec.Struct):
+    id: UUID
+
+
+class Profile(msgspec.Struct):
+    id: UUID
+    email: str
+    name: str
+    roles: list[Role]
+
+
+def profile(member: StaffMember) -> Profile:
+    return Profile(member.id, member.email, member.name, sorted(member.roles))
+
+
+@post("/staff/token", sync_to_thread=True, opt={"public": True}, summary="Sign in: a token for the Authorization header")
+def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
+    member = services.agora.authenticate(data.email, data.password)
+    token = services.auth.create_token(identifier=str(member.id))
+    return Response(SignedIn(token, member.id, sorted(member.roles)), status_code=201)
+
+
+@get("/staff/me", summary="The signed-in staff member")
+async def me(request: Request[StaffMember, Token, object]) -> Profile:
+    return profile(request.user)
+
+
+@post("/staff", sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Enrol a staff member")
+def enrol(data: JSONBody[Enrolment], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Enrolled:
+    return Enrolled(services.agora.enrol(data.email, data.name, data.password, data.roles, by=request.user.id))
+
+
+@put("/staff/{member_id:uuid}/roles/{role:str}", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Grant a role")
+def grant(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.agora.grant(member_id, role, by=request.user.id)
+
+
+@delete("/staff/{member_id:uuid}/roles/{role:str}", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Revoke a role")
+def revoke(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.agora.revoke(member_id, role, by=request.user.id)
+
+
+@post("/staff/{member_id:uuid}/deactivate", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Deactivate: the member's tokens stop working")
+def deactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.agora.deactivate(member_id, by=request.user.id)
+
+
+routes = [sign_in, me, enrol, grant, revoke, deactivate]

@@ -1,0 +1,138 @@
+"""A reviewer's work on one response: claimed under a lease, noted, completed, reopened.
+
+Every event names the acting staff member, so the case's history says who did what, when.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import Enum
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError, FieldError, InvalidInput
+
+MAX_NOTE = 5000
+
+
+class Outcome(str, Enum):
+    REVIEWED = "reviewed"
+    EXCLUDED = "excluded"
+
+
+class ClaimConflict(DomainError):
+    """Someone else holds a live claim on the response, or nobody does and one is needed."""
+
+    def __init__(self, detail: str, holder: UUID | None = None, until: datetime | None = None) -> None:
+        super().__init__(detail)
+        self.holder = holder
+        self.until = until
+
+
+class CaseClosed(DomainError):
+    """The response's review is completed: reopen it first."""
+
+
+def case_id(response_id: UUID) -> UUID:
+    return uuid5(NAMESPACE_URL, f"agora:review-case:{response_id}")
+
+
+class ReviewCase(Aggregate):
+    class Opened(Aggregate.Created):
+        response_id: UUID
+
+    class Claimed(Aggregate.Event):
+        by: UUID
+        until: datetime
+
+    class Released(Aggregate.Event):
+        by: UUID
+
+    class Noted(Aggregate.Event):
+        by: UUID
+        text: str
+
+    class Completed(Aggregate.Event):
+        by: UUID
+        outcome: Outcome
+        reason: str
+
+    class Reopened(Aggregate.Event):
+        by: UUID
+        reason: str
+
+    @staticmethod
+    def create_id(response_id: UUID) -> UUID:
+        return case_id(response_id)
+
+    @event(Opened)
+    def __init__(self, response_id: UUID) -> None:
+        self.response_id = response_id
+        self.holder: UUID | None = None
+        self.until: datetime | None = None
+        self.outcome: Outcome | None = None
+
+    def holds(self, staff: UUID, now: datetime) -> bool:
+        return self.holder == staff and self.until is not None and now < self.until
+
+    def claim(self, by: UUID, now: datetime, lease: timedelta) -> None:
+        self._require_open()
+        if self.holder not in (None, by) and self.until is not None and now < self.until:
+            raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+        self._claim(by, now + lease)
+
+    def release(self, by: UUID, now: datetime) -> None:
+        self._require_claim(by, now)
+        self._release(by)
+
+    def note(self, by: UUID, text: str, now: datetime) -> None:
+        self._require_claim(by, now)
+        if not text.strip() or len(text) > MAX_NOTE:
+            raise InvalidInput([FieldError("text", f"A note needs between 1 and {MAX_NOTE} characters.")])
+        self._note(by, text)
+
+    def complete(self, by: UUID, outcome: Outcome, reason: str, now: datetime) -> None:
+        self._require_claim(by, now)
+        if outcome is Outcome.EXCLUDED and not reason.strip():
+            raise InvalidInput([FieldError("reason", "Excluding a response needs a reason.")])
+        self._complete(by, outcome, reason)
+
+    def reopen(self, by: UUID, reason: str) -> None:
+        if self.outcome is None:
+            raise CaseClosed("The review is not completed, so there is nothing to reopen.")
+        if not reason.strip():
+            raise InvalidInput([FieldError("reason", "Reopening needs a reason.")])
+        self._reopen(by, reason)
+
+    def _require_open(self) -> None:
+        if self.outcome is not None:
+            raise CaseClosed(f"The review was completed as {self.outcome.value}; an editor can reopen it.")
+
+    def _require_claim(self, by: UUID, now: datetime) -> None:
+        self._require_open()
+        if not self.holds(by, now):
+            if self.holder is not None and self.holder != by and self.until is not None and now < self.until:
+                raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+            raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.")
+
+    @event(Claimed)
+    def _claim(self, by: UUID, until: datetime) -> None:
+        self.holder, self.until = by, until
+
+    @event(Released)
+    def _release(self, by: UUID) -> None:
+        self.holder = self.until = None
+
+    @event(Noted)
+    def _note(self, by: UUID, text: str) -> None:
+        pass
+
+    @event(Completed)
+    def _complete(self, by: UUID, outcome: Outcome, reason: str) -> None:
+        self.outcome = outcome
+        self.holder = self.until = None
+
+    @event(Reopened)
+    def _reopen(self, by: UUID, reason: str) -> None:
+        self.outcome = None
