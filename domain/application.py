@@ -22,7 +22,6 @@ from domain.response import Response
 from domain.review import ClaimConflict, Outcome, ReviewCase, case_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
 
-_PASSWORDS = argon2.PasswordHasher()
 
 
 class Submission(msgspec.Struct, frozen=True):
@@ -47,6 +46,12 @@ class Agora(Application[UUID]):
     # Consultations are read on every submission batch; the cache fast-forwards from
     # the store, so a close recorded by another process is still seen.
     env = {"AGGREGATE_CACHE_MAXSIZE": "256"}
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        # argon2id with RFC 9106's low-memory profile; a test suite may choose a cheaper one.
+        profile = self.env.get("AGORA_PASSWORD_PROFILE", "RFC_9106_LOW_MEMORY")
+        self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=MsgspecTranscoder(), mapper_class=MsgspecMapper)
@@ -131,7 +136,7 @@ class Agora(Application[UUID]):
         _check_credentials(email, name, password)
         if self._exists(staff_id(email)):
             raise StaffConflict(f"{email} is already enrolled.")
-        member = StaffMember(email=email.strip().lower(), name=name.strip(), password_hash=_PASSWORDS.hash(password), roles=tuple(roles), by=by)
+        member = StaffMember(email=email.strip().lower(), name=name.strip(), password_hash=self.passwords.hash(password), roles=tuple(roles), by=by)
         self.save(member)
         return member.id
 
@@ -148,7 +153,7 @@ class Agora(Application[UUID]):
         refused = NotAuthenticated("Wrong email or password, or the account is deactivated.")
         try:
             member = self.staff(staff_id(email))
-            _PASSWORDS.verify(member.password_hash, password)
+            self.passwords.verify(member.password_hash, password)
         except (StaffNotFound, argon2.exceptions.VerificationError):
             raise refused from None
         if not member.active:

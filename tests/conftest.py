@@ -30,8 +30,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """An empty event store of each kind the project supports."""
+    cheap = {"AGORA_PASSWORD_PROFILE": "CHEAPEST"}  # argon2 at full cost would dominate the suite's time
     if request.param == "sqlite":
-        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite")}
+        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite"), **cheap}
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
@@ -44,6 +45,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema,
+        **cheap,
     }
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,0 +1,242 @@
+"""Staff and the review queue through HTTP: roles, claims under concurrency, the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from domain.application import Agora, Submission
+from domain.review import ClaimConflict
+from domain.staff import Role, staff_id
+from tests.conftest import SLUG
+
+PASSWORD = "correct horse battery staple"
+ROLES = ["reviewer", "editor", "auditor", "admin"]
+
+
+def enrol_everyone(agora: Agora) -> dict[str, UUID]:
+    """One admin bootstrapped from the command line, then one member per role enrolled by that admin."""
+    admin = agora.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
+    ids = {"admin": admin}
+    for role in ("reviewer", "editor", "auditor"):
+        ids[role] = agora.enrol(f"{role}@example.org", role.title(), PASSWORD, [Role(role)], by=admin)
+    ids["reviewer2"] = agora.enrol("reviewer2@example.org", "Second", PASSWORD, [Role.REVIEWER], by=admin)
+    return ids
+
+
+def submit(agora: Agora, count: int) -> list[UUID]:
+    receipts = agora.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": f"answer {i}"}) for i in range(count)])
+    return [r.id for r in receipts]  # type: ignore[union-attr]
+
+
+async def token(client: Any, email: str) -> dict[str, str]:
+    r = await client.post("/staff/token", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture
+def staff(agora: Agora) -> dict[str, UUID]:
+    return enrol_everyone(agora)
+
+
+@pytest.fixture
+async def headers(client: AsyncTestClient, staff: dict[str, UUID]) -> dict[str, dict[str, str]]:
+    who = {role: f"{role}@example.org" for role in ("reviewer", "editor", "auditor", "reviewer2")}
+    who["admin"] = "root@example.org"
+    return {role: await token(client, email) for role, email in who.items()}
+
+
+def test_the_domain_refuses_actions_without_the_role(agora: Agora, staff: dict[str, UUID]) -> None:
+    (response,) = submit(agora, 1)
+    with pytest.raises(Exception, match="reviewer role"):
+        agora.claim(response, staff["auditor"], timedelta(minutes=30))
+    with pytest.raises(Exception, match="admin role"):
+        agora.enrol("new@example.org", "New", PASSWORD, [Role.REVIEWER], by=staff["editor"])
+
+
+async def test_sign_in_refuses_wrong_passwords_and_unknown_people_alike(client: AsyncTestClient, staff: dict[str, UUID]) -> None:
+    wrong = await client.post("/staff/token", json={"email": "root@example.org", "password": "x" * 20})
+    unknown = await client.post("/staff/token", json={"email": "nobody@example.org", "password": PASSWORD})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"]
+    assert (await client.get("/staff/me", headers={"Authorization": "Bearer not-a-token"})).status_code == 401
+
+
+async def test_a_deactivated_members_token_stops_working(client: AsyncTestClient, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
+    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 200
+    r = await client.post(f"/staff/{staff['reviewer']}/deactivate", headers=headers["admin"])
+    assert r.status_code == 204
+    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 401
+    assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
+
+
+async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
+    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 403
+    assert (await client.put(f"/staff/{staff['admin']}/roles/auditor", headers=headers["admin"])).status_code == 204
+    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 200
+    assert (await client.delete(f"/staff/{staff['auditor']}/roles/auditor", headers=headers["admin"])).status_code == 204
+    assert (await client.get("/review/progress", headers=headers["auditor"])).status_code == 403
+    events = [type(e).__name__ for e in agora.events.get(staff["auditor"])]
+    assert events == ["Enrolled", "RoleRevoked"]
+    bad_role = await client.put(f"/staff/{staff['editor']}/roles/overlord", headers=headers["admin"])
+    assert bad_role.status_code == 400
+    self_revoke = await client.delete(f"/staff/{staff['admin']}/roles/admin", headers=headers["admin"])
+    assert self_revoke.status_code == 409
+
+
+async def test_enrolment_checks_its_input_and_refuses_duplicates(client: AsyncTestClient, headers: dict[str, dict[str, str]], agora: Agora) -> None:
+    head = agora.head()
+    short = await client.post("/staff", json={"email": "not-an-email", "name": "", "password": "short"}, headers=headers["admin"])
+    assert short.status_code == 422
+    assert {e["field"] for e in short.json()["errors"]} == {"email", "name", "password"}
+    again = await client.post("/staff", json={"email": "Editor@Example.org", "name": "E", "password": PASSWORD}, headers=headers["admin"])
+    assert again.status_code == 409
+    assert agora.head() == head
+
+
+# Every staff endpoint, and the roles that may call it. "staff" means any signed-in member.
+R = "/review/responses/{id}"
+MATRIX = [
+    ("GET", "/staff/me", None, {"reviewer", "editor", "auditor", "admin"}),
+    ("POST", "/staff", {"email": "x{n}@example.org", "name": "X", "password": PASSWORD}, {"admin"}),
+    ("PUT", "/staff/{member}/roles/editor", None, {"admin"}),
+    ("DELETE", "/staff/{member}/roles/editor", None, {"admin"}),
+    ("POST", "/staff/{member}/deactivate", None, {"admin"}),
+    ("GET", "/review/queue", None, {"reviewer", "editor", "auditor"}),
+    ("GET", "/review/progress", None, {"reviewer", "editor", "auditor"}),
+    ("POST", "/review/claim-next", None, {"reviewer"}),
+    ("POST", R + "/claim", None, {"reviewer"}),
+    ("POST", R + "/release", None, {"reviewer"}),
+    ("POST", R + "/notes", {"text": "a note"}, {"reviewer"}),
+    ("POST", R + "/complete", {"outcome": "reviewed"}, {"reviewer"}),
+    ("POST", R + "/reopen", {"reason": "look again"}, {"editor"}),
+    ("GET", R, None, {"reviewer", "editor", "auditor"}),
+    ("GET", R + "/history", None, {"reviewer", "editor", "auditor"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+async def test_every_staff_endpoint_with_every_role_and_without_credentials(
+    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+    method: str, path: str, body: dict[str, str] | None, allowed: set[str],
+) -> None:
+    responses = submit(agora, 6)
+    for n, role in enumerate([None, *ROLES]):
+        member = agora.enrol(f"m{uuid4().hex[:8]}@example.org", "M", PASSWORD, [Role.EDITOR], by=staff["admin"]) if "{member}" in path else None
+        url = path.format(id=responses[n], member=member)
+        json = {k: v.format(n=uuid4().hex[:8]) for k, v in body.items()} if body else None
+        r = await client.request(method, url, json=json, headers=headers[role] if role else {})
+        if role is None:
+            assert r.status_code == 401, (role, r.text)
+        elif role in allowed:
+            # Allowed through the guard: the domain may still refuse (no claim yet), never the role check.
+            assert r.status_code not in (401, 403), (role, r.text)
+        else:
+            assert r.status_code == 403, (role, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+    assert [agora.staff(m).active for m in staff.values()] == [True] * len(staff)
+
+
+async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_history(
+    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    first, second = submit(agora, 2)
+    page = (await client.get("/review/queue", params={"after": agora.head()}, headers=headers["reviewer"])).json()
+    assert [i["response_id"] for i in page["items"]] == [str(first), str(second)]
+    claimed = (await client.post("/review/claim-next", headers=headers["reviewer"])).json()
+    assert claimed["response_id"] == str(first)
+    until = datetime.fromisoformat(claimed["claimed_until"])
+    assert timedelta(minutes=29) < until - datetime.now(UTC) <= timedelta(minutes=30)
+
+    taken = await client.post(f"/review/responses/{first}/notes", json={"text": "mine"}, headers=headers["reviewer2"])
+    assert taken.status_code == 409
+    assert taken.json()["holder"] == str(staff["reviewer"]) and datetime.fromisoformat(taken.json()["until"]) == until
+
+    answers = (await client.get(f"/review/responses/{first}", headers=headers["reviewer"])).json()["answers"]
+    assert answers == {"familiarity": "read", "works_well": "answer 0"}
+    assert (await client.post(f"/review/responses/{first}/notes", json={"text": "Concrete about AI."}, headers=headers["reviewer"])).status_code == 201
+    done = await client.post(f"/review/responses/{first}/complete", json={"outcome": "reviewed"}, headers=headers["reviewer"])
+    assert done.status_code == 201
+    progress = (await client.get("/review/progress", params={"after": done.json()["position"]}, headers=headers["auditor"])).json()
+    assert (progress["total"], progress["reviewed"], progress["percent_reviewed"]) == (2, 1, 50.0)
+
+    again = await client.post(f"/review/responses/{first}/notes", json={"text": "more"}, headers=headers["reviewer"])
+    assert again.status_code == 409 and again.json()["type"] == "/problems/review-completed"
+    reopened = await client.post(f"/review/responses/{first}/reopen", json={"reason": "Check the quote."}, headers=headers["editor"])
+    assert reopened.status_code == 201
+
+    history = (await client.get(f"/review/responses/{first}/history", headers=headers["auditor"])).json()
+    assert [(h["action"], h["actor"]) for h in history] == [
+        ("submitted", None),
+        ("opened", None),
+        ("claimed", str(staff["reviewer"])),
+        ("noted", str(staff["reviewer"])),
+        ("completed", str(staff["reviewer"])),
+        ("reopened", str(staff["editor"])),
+    ]
+    assert history[3]["details"] == {"text": "Concrete about AI."}
+    assert "answers" not in history[0]["details"] and "receipt_hash" not in history[0]["details"]
+    times = [h["at"] for h in history]
+    assert times == sorted(times)
+    queue = (await client.get("/review/queue", params={"after": reopened.json()["position"]}, headers=headers["editor"])).json()
+    assert [i["response_id"] for i in queue["items"]] == [str(first), str(second)]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "type_"),
+    [
+        ("notes", {"text": "   "}, 422, "invalid-input"),
+        ("notes", {"text": "x", "extra": 1}, 400, "malformed-request"),
+        ("complete", {"outcome": "excluded", "reason": ""}, 422, "invalid-input"),
+        ("complete", {"outcome": "perfect"}, 400, "malformed-request"),
+        ("reopen", {"reason": "not completed"}, 409, "review-completed"),
+    ],
+)
+async def test_bad_review_actions_are_refused_and_record_nothing(
+    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], status: int, type_: str,
+) -> None:
+    (response,) = submit(agora, 1)
+    assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
+    head = agora.head()
+    who = headers["editor"] if path == "reopen" else headers["reviewer"]
+    r = await client.post(f"/review/responses/{response}/{path}", json=body, headers=who)
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == f"/problems/{type_}"
+    assert agora.head() == head
+
+
+async def test_acting_on_an_unknown_response_is_a_404(client: AsyncTestClient, headers: dict[str, dict[str, str]]) -> None:
+    r = await client.post(f"/review/responses/{uuid4()}/claim", headers=headers["reviewer"])
+    assert r.status_code == 404 and r.json()["type"] == "/problems/response-not-found"
+
+
+def test_an_expired_lease_lets_another_reviewer_claim(agora: Agora, staff: dict[str, UUID]) -> None:
+    (response,) = submit(agora, 1)
+    agora.claim(response, staff["reviewer"], timedelta(seconds=-1))  # a lease that has already run out
+    until, _ = agora.claim(response, staff["reviewer2"], timedelta(minutes=30))
+    assert until > datetime.now(UTC)
+    with pytest.raises(ClaimConflict):
+        agora.claim(response, staff["reviewer"], timedelta(minutes=30))
+
+
+async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url: str, agora: Agora, staff: dict[str, UUID]) -> None:
+    responses = submit(agora, 6)
+    reviewers = [agora.enrol(f"r{i}@example.org", f"R{i}", PASSWORD, [Role.REVIEWER], by=staff["admin"]) for i in range(6)]
+    assert len(reviewers) == 6
+    async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
+        await http.get("/consultations/code-of-conduct-2026", params={"after": agora.head()})
+        tokens = [await token(http, f"r{i}@example.org") for i in range(6)]
+        progress = await http.get("/review/progress", params={"after": agora.head()}, headers=tokens[0])
+        assert progress.json()["total"] == 6
+        claims = await asyncio.gather(*(http.post("/review/claim-next", headers=t) for t in tokens))
+    assert [c.status_code for c in claims] == [201] * 6, [c.text for c in claims]
+    assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
+    assert staff_id("r0@example.org") == reviewers[0]
