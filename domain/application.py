@@ -16,10 +16,11 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
-from domain.consultation import Consultation, Definition, consultation_id
+from domain.consultation import Consultation, Definition, Kind, Theme, consultation_id
+from domain.frame import CodingFrame, frame_id
 from domain.errors import ConsultationNotFound, DomainError, FieldError, InvalidInput, NotAuthenticated, ResponseNotFound, StaffNotFound
 from domain.response import Response
-from domain.review import ClaimConflict, Outcome, ReviewCase, case_id
+from domain.review import ClaimConflict, Flag, Outcome, ReviewCase, case_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
 
 
@@ -65,7 +66,7 @@ class Agora(Application[UUID]):
         except ConsultationNotFound:
             consultation = Consultation(definition)
             try:
-                self.save(consultation)
+                self.save(consultation, CodingFrame(consultation_id=consultation.id, themes=definition.themes))
             except IntegrityError:  # another process created it meanwhile
                 return consultation.id, False
             return consultation.id, True
@@ -192,6 +193,28 @@ class Agora(Application[UUID]):
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.note(by, text, now))
 
+    def tag(self, response_id: UUID, by: UUID, theme_id: str) -> int:
+        case = self._case(response_id)
+        self.frame(self._response(response_id).consultation_id).active(theme_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.tag(by, theme_id, now))
+
+    def untag(self, response_id: UUID, by: UUID, theme_id: str) -> int:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.untag(by, theme_id, now))
+
+    def flag(self, response_id: UUID, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None) -> int:
+        case = self._case(response_id)
+        if duplicate_of is not None:
+            self._response(duplicate_of)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.flag(by, flag, reason, duplicate_of, now))
+
+    def mark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int) -> int:
+        case = self._case(response_id)
+        text = self._response(response_id).answers.get(question_id)
+        if not isinstance(text, str) or self._question_kind(response_id, question_id) is not Kind.LONG_TEXT:
+            raise InvalidInput([FieldError("question_id", "Quotes come from a text answer of this response.")])
+        return self._act(case, by, Role.REVIEWER, lambda now: case.mark_quote(by, question_id, start, end, text, now))
+
     def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int:
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.complete(by, outcome, reason, now))
@@ -199,6 +222,20 @@ class Agora(Application[UUID]):
     def reopen(self, response_id: UUID, by: UUID, reason: str) -> int:
         case = self._case(response_id)
         return self._act(case, by, Role.EDITOR, lambda now: case.reopen(by, reason))
+
+    # Coding frame
+
+    def frame(self, consultation_id: UUID) -> CodingFrame:
+        return self.repository.get(frame_id(consultation_id))
+
+    def add_theme(self, slug: str, theme: Theme, by: UUID) -> int:
+        return self._edit_frame(slug, by, lambda f: f.add(theme, by))
+
+    def revise_theme(self, slug: str, theme: Theme, by: UUID) -> int | None:
+        return self._edit_frame(slug, by, lambda f: f.revise(theme, by))
+
+    def retire_theme(self, slug: str, theme_id: str, by: UUID) -> int:
+        return self._edit_frame(slug, by, lambda f: f.retire(theme_id, by))
 
     def history(self, response_id: UUID) -> list[Any]:
         """Every recorded event about a response, oldest first: its submission, then its review."""
@@ -214,6 +251,17 @@ class Agora(Application[UUID]):
             return self.repository.get(consultation_id(slug))
         except AggregateNotFoundError:
             raise ConsultationNotFound(slug) from None
+
+    def _edit_frame(self, slug: str, by: UUID, command: Any) -> Any:
+        self.staff(by).require(Role.EDITOR)
+        frame = self.frame(self._consultation(slug).id)
+        command(frame)
+        recordings = self.save(frame)
+        return recordings[-1].notification.id if recordings else None
+
+    def _question_kind(self, response_id: UUID, question_id: str) -> Kind | None:
+        consultation = self.repository.get(self._response(response_id).consultation_id)
+        return next((q.kind for q in consultation.definition.questions if q.id == question_id), None)
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))

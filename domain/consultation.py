@@ -55,6 +55,14 @@ class Session(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     capacity: int
 
 
+class Theme(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A theme of the coding frame that reviewers tag responses with."""
+
+    id: QuestionId
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+
+
 class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A consultation as written in its file (see README, "Consultation files")."""
 
@@ -69,6 +77,7 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     opens_at: datetime | None = None
     closes_at: datetime | None = None
     open: bool = True
+    themes: tuple[Theme, ...] = ()  # the coding frame it starts with; editors maintain it afterwards
 
     def __post_init__(self) -> None:
         ids = [q.id for q in self.questions]
@@ -76,6 +85,8 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidDefinition("A consultation needs at least one question.")
         if len(set(ids)) != len(ids):
             raise InvalidDefinition("Question ids must be unique.")
+        if len({t.id for t in self.themes}) != len(self.themes):
+            raise InvalidDefinition("Theme ids must be unique.")
         for q in self.questions:
             if (q.kind is Kind.SINGLE_CHOICE) != bool(q.options):
                 raise InvalidDefinition(f"Question '{q.id}': options belong to single-choice questions only, and those need some.")

@@ -21,6 +21,14 @@ class Outcome(str, Enum):
     EXCLUDED = "excluded"
 
 
+class Flag(str, Enum):
+    SPAM = "spam"
+    ABUSIVE = "abusive"
+    OFF_TOPIC = "off_topic"
+    DUPLICATE = "duplicate"
+    PERSONAL_DATA = "personal_data"
+
+
 class ClaimConflict(DomainError):
     """Someone else holds a live claim on the response, or nobody does and one is needed."""
 
@@ -53,6 +61,26 @@ class ReviewCase(Aggregate):
         by: UUID
         text: str
 
+    class Tagged(Aggregate.Event):
+        by: UUID
+        theme_id: str
+
+    class Untagged(Aggregate.Event):
+        by: UUID
+        theme_id: str
+
+    class Flagged(Aggregate.Event):
+        by: UUID
+        flag: Flag
+        reason: str
+        duplicate_of: UUID | None
+
+    class QuoteMarked(Aggregate.Event):
+        by: UUID
+        question_id: str
+        start: int
+        end: int
+
     class Completed(Aggregate.Event):
         by: UUID
         outcome: Outcome
@@ -72,6 +100,8 @@ class ReviewCase(Aggregate):
         self.holder: UUID | None = None
         self.until: datetime | None = None
         self.outcome: Outcome | None = None
+        self.tags: set[str] = set()
+        self.flags: set[Flag] = set()
 
     def holds(self, staff: UUID, now: datetime) -> bool:
         return self.holder == staff and self.until is not None and now < self.until
@@ -91,6 +121,38 @@ class ReviewCase(Aggregate):
         if not text.strip() or len(text) > MAX_NOTE:
             raise InvalidInput([FieldError("text", f"A note needs between 1 and {MAX_NOTE} characters.")])
         self._note(by, text)
+
+    def tag(self, by: UUID, theme_id: str, now: datetime) -> None:
+        """Tag with a theme; the caller has checked it is an active theme of the frame."""
+        self._require_claim(by, now)
+        if theme_id not in self.tags:
+            self._tag(by, theme_id)
+
+    def untag(self, by: UUID, theme_id: str, now: datetime) -> None:
+        self._require_claim(by, now)
+        if theme_id in self.tags:
+            self._untag(by, theme_id)
+
+    def flag(self, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None, now: datetime) -> None:
+        """Flag; for a duplicate, the caller has checked that `duplicate_of` is another response."""
+        self._require_claim(by, now)
+        errors = []
+        if not reason.strip():
+            errors.append(FieldError("reason", "A flag needs a reason."))
+        if (flag is Flag.DUPLICATE) != (duplicate_of is not None):
+            errors.append(FieldError("duplicate_of", "A duplicate names the response it repeats; other flags do not."))
+        if duplicate_of == self.response_id:
+            errors.append(FieldError("duplicate_of", "A response cannot duplicate itself."))
+        if errors:
+            raise InvalidInput(errors)
+        self._flag(by, flag, reason, duplicate_of)
+
+    def mark_quote(self, by: UUID, question_id: str, start: int, end: int, text: str, now: datetime) -> None:
+        """Mark text[start:end] of a text answer as a candidate quote for the report."""
+        self._require_claim(by, now)
+        if not 0 <= start < end <= len(text):
+            raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
+        self._mark_quote(by, question_id, start, end)
 
     def complete(self, by: UUID, outcome: Outcome, reason: str, now: datetime) -> None:
         self._require_claim(by, now)
@@ -126,6 +188,22 @@ class ReviewCase(Aggregate):
 
     @event(Noted)
     def _note(self, by: UUID, text: str) -> None:
+        pass
+
+    @event(Tagged)
+    def _tag(self, by: UUID, theme_id: str) -> None:
+        self.tags.add(theme_id)
+
+    @event(Untagged)
+    def _untag(self, by: UUID, theme_id: str) -> None:
+        self.tags.discard(theme_id)
+
+    @event(Flagged)
+    def _flag(self, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None) -> None:
+        self.flags.add(flag)
+
+    @event(QuoteMarked)
+    def _mark_quote(self, by: UUID, question_id: str, start: int, end: int) -> None:
         pass
 
     @event(Completed)

@@ -32,7 +32,7 @@ def test_loading_a_file_twice_creates_the_consultation_once(operator_env: dict[s
     assert run(capsys, "consultation", "load", str(SEED)).startswith("created")
     assert run(capsys, "consultation", "load", str(SEED)).startswith("exists")
     with Agora(env=operator_env) as app:
-        assert app.head() == 1
+        assert app.head() == 2  # the consultation and its coding frame
 
 
 def test_a_broken_file_is_refused_with_its_reason(operator_env: dict[str, str], tmp_path: Path) -> None:
@@ -48,17 +48,17 @@ def test_operators_open_close_and_move_the_closing_time_as_events(
     operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], sync_redis: redis.Redis, redis_prefix: str
 ) -> None:
     run(capsys, "consultation", "load", str(SEED))
-    assert "position 2" in run(capsys, "consultation", "close", SLUG)
+    assert "position 3" in run(capsys, "consultation", "close", SLUG)
     assert run(capsys, "consultation", "close", SLUG).strip() == "no change"
-    assert "position 3" in run(capsys, "consultation", "open", SLUG)
-    assert "position 4" in run(capsys, "consultation", "closes", SLUG, "2027-01-31T23:59:00Z")
-    assert "position 5" in run(capsys, "consultation", "draft-url", SLUG, "https://example.org/draft")
+    assert "position 4" in run(capsys, "consultation", "open", SLUG)
+    assert "position 5" in run(capsys, "consultation", "closes", SLUG, "2027-01-31T23:59:00Z")
+    assert "position 6" in run(capsys, "consultation", "draft-url", SLUG, "https://example.org/draft")
     with pytest.raises(SystemExit, match="no consultation"):
         main(["consultation", "close", "nowhere"])
     with pytest.raises(SystemExit, match="UTC offset"):
         main(["consultation", "closes", SLUG, "2027-01-31T23:59:00"])
     with Agora(env=operator_env) as app:
-        assert app.head() == 5
+        assert app.head() == 6
         workers.rebuild(app, sync_redis, redis_prefix, "form")
     view = FormView(sync_redis, redis_prefix)
     form = decode_form(sync_redis.hgetall(view.keys.key(view.generation, f"form:{consultation_id(SLUG)}")))
@@ -71,12 +71,12 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
 ) -> None:
     run(capsys, "consultation", "load", str(SEED))
     assert run(capsys, "status").splitlines() == [
-        "log head: 1",
-        "view form     at          0  behind by 1",
-        "view stats    at          0  behind by 1",
-        "view queue    at          0  behind by 1",
+        "log head: 2",
+        "view form     at          0  behind by 2",
+        "view stats    at          0  behind by 2",
+        "view queue    at          0  behind by 2",
     ]
     out = run(capsys, "rebuild")
-    assert all(f"rebuilt {view}: 1 events" in out for view in ("form", "stats", "queue"))
+    assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue"))
     assert "behind by 0" in run(capsys, "status")
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")

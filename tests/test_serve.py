@@ -78,4 +78,4 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
     assert again.process.returncode == 0, output
     assert not (data_dir / "redis.sock").exists()
     with Agora(env={"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir / "agora.sqlite")}) as app:
-        assert app.head() == 2  # one consultation, one response: the second start created nothing
+        assert app.head() == 3  # one consultation, its coding frame, one response: the second start created nothing

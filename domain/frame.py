@@ -1,0 +1,77 @@
+"""The coding frame: the themes reviewers tag responses with, maintained by editors."""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.consultation import Theme
+from domain.errors import FieldError, InvalidInput
+
+
+def frame_id(consultation_id: UUID) -> UUID:
+    return uuid5(NAMESPACE_URL, f"agora:coding-frame:{consultation_id}")
+
+
+class CodingFrame(Aggregate):
+    class Created(Aggregate.Created):
+        consultation_id: UUID
+        themes: tuple[Theme, ...]
+
+    class ThemeAdded(Aggregate.Event):
+        theme: Theme
+        by: UUID
+
+    class ThemeRevised(Aggregate.Event):
+        theme: Theme
+        by: UUID
+
+    class ThemeRetired(Aggregate.Event):
+        theme_id: str
+        by: UUID
+
+    @staticmethod
+    def create_id(consultation_id: UUID, **_: object) -> UUID:
+        return frame_id(consultation_id)
+
+    @event(Created)
+    def __init__(self, consultation_id: UUID, themes: tuple[Theme, ...]) -> None:
+        self.consultation_id = consultation_id
+        self.themes = {t.id: t for t in themes}
+        self.retired: set[str] = set()
+
+    def active(self, theme_id: str) -> Theme:
+        if theme_id not in self.themes or theme_id in self.retired:
+            raise InvalidInput([FieldError("theme", f"'{theme_id}' is not a theme of the coding frame.")])
+        return self.themes[theme_id]
+
+    def add(self, theme: Theme, by: UUID) -> None:
+        if theme.id in self.themes:
+            raise InvalidInput([FieldError("id", f"The frame already has a theme '{theme.id}'.")])
+        self._add(theme, by)
+
+    def revise(self, theme: Theme, by: UUID) -> None:
+        if self.active(theme.id) != theme:
+            self._revise(theme, by)
+
+    def retire(self, theme_id: str, by: UUID) -> None:
+        self.active(theme_id)
+        self._retire(theme_id, by)
+
+    @event(ThemeAdded)
+    def _add(self, theme: Theme, by: UUID) -> None:
+        self.themes[theme.id] = theme
+
+    @event(ThemeRevised)
+    def _revise(self, theme: Theme, by: UUID) -> None:
+        self.themes[theme.id] = theme
+
+    @event(ThemeRetired)
+    def _retire(self, theme_id: str, by: UUID) -> None:
+        self.retired.add(theme_id)
+
+    def listing(self) -> list[tuple[Theme, bool]]:
+        """Every theme, with whether it is retired."""
+        return [(t, t.id in self.retired) for t in self.themes.values()]
+
