@@ -12,7 +12,7 @@ from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import Request, get, post
+from litestar import Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.security.jwt import Token
@@ -21,7 +21,8 @@ from api.auth import requires
 from api.consultations import After, wait
 from api.problems import problem
 from api.services import Services
-from domain.review import MAX_NOTE, CaseClosed, ClaimConflict, Outcome
+from domain.consultation import Theme
+from domain.review import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
 from domain.staff import Role, StaffMember
 from projections.queue import Progress, QueuePage
 
@@ -44,6 +45,29 @@ class Recorded(msgspec.Struct):
 
 class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
     text: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
+
+
+class TagIn(msgspec.Struct, forbid_unknown_fields=True):
+    theme_id: Annotated[str, msgspec.Meta(max_length=40)]
+
+
+class FlagIn(msgspec.Struct, forbid_unknown_fields=True):
+    flag: Flag
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]
+    duplicate_of: UUID | None = None
+
+
+class QuoteIn(msgspec.Struct, forbid_unknown_fields=True):
+    question_id: Annotated[str, msgspec.Meta(max_length=40)]
+    start: Annotated[int, msgspec.Meta(ge=0)]
+    end: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ThemeOut(msgspec.Struct):
+    id: str
+    label: str
+    description: str
+    retired: bool
 
 
 class Completion(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,14 +96,18 @@ class HistoryEntry(msgspec.Struct):
 @get("/review/queue", guards=[READERS], summary="Responses to review, oldest first")
 async def queue(
     services: NamedDependency[Services],
-    review_state: Annotated[Literal["new", "claimed", "completed", "excluded"], QueryParameter(name="state")] = "new",
+    review_state: Annotated[Literal["new", "claimed", "completed", "excluded"] | None, QueryParameter(name="state")] = None,
     assignee: Annotated[UUID | None, QueryParameter(description="Live claims held by this staff member")] = None,
+    tag: Annotated[str | None, QueryParameter(max_length=40, description="A theme id")] = None,
+    flag: Annotated[Flag | None, QueryParameter()] = None,
     cursor: Annotated[int, QueryParameter(ge=0, description="`next_cursor` of the previous page")] = 0,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     after: After = None,
 ) -> QueuePage:
     await wait(services, services.queue, after)
-    return await services.queue.page(services.agora.name, review_state, assignee, cursor, limit, datetime.now(UTC))
+    return await services.queue.page(
+        services.agora.name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
+    )
 
 
 @get("/review/progress", guards=[READERS], summary="How much of the queue is reviewed")
@@ -92,7 +120,7 @@ async def progress(services: NamedDependency[Services], after: After = None) -> 
 async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried.
-    page = await services.queue.page(services.agora.name, "new", None, 0, 20, datetime.now(UTC))
+    page = await services.queue.page(services.agora.name, "new", None, None, None, 0, 20, datetime.now(UTC))
     for item in page.items:
         try:
             return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
@@ -114,6 +142,50 @@ def release(response_id: ResponseId, request: Staff, services: NamedDependency[S
 @post("/review/responses/{response_id:uuid}/notes", sync_to_thread=True, guards=[REVIEWERS], summary="Add a note")
 def note(response_id: ResponseId, data: JSONBody[NoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.note(response_id, request.user.id, data.text))
+
+
+@post("/review/responses/{response_id:uuid}/tags", sync_to_thread=True, guards=[REVIEWERS], summary="Tag with a theme of the coding frame")
+def tag_response(response_id: ResponseId, data: JSONBody[TagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.tag(response_id, request.user.id, data.theme_id))
+
+
+@delete("/review/responses/{response_id:uuid}/tags/{theme_id:str}", status_code=200, sync_to_thread=True, guards=[REVIEWERS], summary="Remove a theme")
+def untag_response(response_id: ResponseId, theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.untag(response_id, request.user.id, theme_id))
+
+
+@post("/review/responses/{response_id:uuid}/flags", sync_to_thread=True, guards=[REVIEWERS], summary="Flag: spam, abusive, off topic, duplicate, personal data")
+def flag_response(response_id: ResponseId, data: JSONBody[FlagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.flag(response_id, request.user.id, data.flag, data.reason, data.duplicate_of))
+
+
+@post("/review/responses/{response_id:uuid}/quotes", sync_to_thread=True, guards=[REVIEWERS], summary="Mark a passage as a candidate quote")
+def quote(response_id: ResponseId, data: JSONBody[QuoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.mark_quote(response_id, request.user.id, data.question_id, data.start, data.end))
+
+
+@get("/review/consultations/{slug:str}/themes", sync_to_thread=True, guards=[READERS], summary="The coding frame")
+def themes(slug: FromPath[str], services: NamedDependency[Services]) -> list[ThemeOut]:
+    frame = services.agora.frame(services.agora.consultation(slug).id)
+    return [ThemeOut(t.id, t.label, t.description, retired) for t, retired in frame.listing()]
+
+
+@post("/review/consultations/{slug:str}/themes", sync_to_thread=True, guards=[EDITORS], summary="Add a theme")
+def add_theme(slug: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.add_theme(slug, data, request.user.id))
+
+
+@put("/review/consultations/{slug:str}/themes/{theme_id:str}", sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
+def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded | None:
+    if data.id != theme_id:
+        raise problem(422, "invalid-input", "The request breaks a rule", "The body's id must be the theme's id.", errors=[{"field": "id", "detail": "Must match the path."}])
+    position = services.agora.revise_theme(slug, data, request.user.id)
+    return Recorded(position) if position else None
+
+
+@delete("/review/consultations/{slug:str}/themes/{theme_id:str}", status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Retire a theme: no new tags")
+def retire_theme(slug: FromPath[str], theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.retire_theme(slug, theme_id, request.user.id))
 
 
 @post("/review/responses/{response_id:uuid}/complete", sync_to_thread=True, guards=[REVIEWERS], summary="Complete as reviewed or excluded")
@@ -151,4 +223,7 @@ def _entry(e: Any) -> HistoryEntry:
     return HistoryEntry(at=e.timestamp, action=type(e).__name__.lower(), actor=getattr(e, "by", None), details=details)
 
 
-routes = [queue, progress, claim_next, claim, release, note, complete, reopen, read_response, history]
+routes = [
+    queue, progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, quote, complete,
+    reopen, read_response, history, themes, add_theme, revise_theme, retire_theme,
+]

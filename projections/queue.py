@@ -55,14 +55,28 @@ class QueueView(RedisView):
         current.update(fields)
         self.hset(tracking, f"case:{case}", **fields)
 
+    def label(self, tracking: Tracking, case: UUID, field: str, value: str, present: bool) -> None:
+        """Add or remove a tag or flag: the case's `field` and the `{field}:{value}` set stay in step."""
+        current = self.case(case)
+        values = set(filter(None, current.get(field, "").split(",")))
+        member = str(case)
+        if present:
+            values.add(value)
+            self.zadd(tracking, f"{field}:{value}", member, float(current["position"]))
+        else:
+            values.discard(value)
+            self.zrem(tracking, f"{field}:{value}", member)
+        current[field] = ",".join(sorted(values))
+        self.hset(tracking, f"case:{case}", **{field: current[field]})
+
 
 class QueueProjection(Projection[QueueView]):
     name = "queue"
     topics = tuple(
         get_topic(cls)
         for cls in (
-            Response.Submitted, ReviewCase.Claimed, ReviewCase.Released, ReviewCase.Noted,
-            ReviewCase.Completed, ReviewCase.Reopened,
+            Response.Submitted, ReviewCase.Claimed, ReviewCase.Released, ReviewCase.Noted, ReviewCase.Tagged,
+            ReviewCase.Untagged, ReviewCase.Flagged, ReviewCase.QuoteMarked, ReviewCase.Completed, ReviewCase.Reopened,
         )
     )
 
@@ -91,6 +105,22 @@ class QueueProjection(Projection[QueueView]):
         self.view.hincrby(tracking, f"case:{e.originator_id}", "notes")
 
     @process_event.register
+    def _(self, e: ReviewCase.Tagged, tracking: Tracking) -> None:
+        self.view.label(tracking, e.originator_id, "tags", e.theme_id, present=True)
+
+    @process_event.register
+    def _(self, e: ReviewCase.Untagged, tracking: Tracking) -> None:
+        self.view.label(tracking, e.originator_id, "tags", e.theme_id, present=False)
+
+    @process_event.register
+    def _(self, e: ReviewCase.Flagged, tracking: Tracking) -> None:
+        self.view.label(tracking, e.originator_id, "flags", e.flag.value, present=True)
+
+    @process_event.register
+    def _(self, e: ReviewCase.QuoteMarked, tracking: Tracking) -> None:
+        self.view.hincrby(tracking, f"case:{e.originator_id}", "quotes")
+
+    @process_event.register
     def _(self, e: ReviewCase.Completed, tracking: Tracking) -> None:
         self.view.update(tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="")
         self.view.hincrby(tracking, "progress", "reviewed")
@@ -110,6 +140,9 @@ class QueueItem(msgspec.Struct, frozen=True):
     assignee: UUID | None
     claimed_until: datetime | None
     notes: int
+    quotes: int
+    tags: list[str]
+    flags: list[str]
 
 
 class QueuePage(msgspec.Struct, frozen=True):
@@ -130,23 +163,35 @@ class QueueReader(ViewReader):
         super().__init__(client, prefix, QueueView.name)
 
     async def page(
-        self, application_name: str, state: str, assignee: UUID | None, cursor: int, limit: int, now: datetime
+        self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
+        cursor: int, limit: int, now: datetime,
     ) -> QueuePage:
-        """Cases submitted after `cursor` (a position), oldest first, in `state` or claimed by `assignee`.
+        """Cases submitted after `cursor` (a position), oldest first, filtered by state, assignee, tag and flag.
 
-        A claim whose lease has run out is back in the queue: it lists as new.
+        Without any filter it lists the new ones. A claim whose lease has run out is back in
+        the queue: it lists as new.
         """
-        index = f"assignee:{assignee}" if assignee else f"state:{state}"
+        if not (state or assignee or tag or flag):
+            state = "new"
+        index = (
+            f"assignee:{assignee}" if assignee else f"tags:{tag}" if tag else f"flags:{flag}" if flag else f"state:{state}"
+        )
         members, lapsed, position = await self.read(
             ("ZRANGEBYSCORE", index, (f"({cursor}", "+inf", "LIMIT", 0, limit + 1)),
             ("ZRANGEBYSCORE", "leases", ("-inf", f"({now.timestamp()}")),
             ("HGET", POSITION, (application_name,)),
         )
-        if state == "new" and not assignee:
+        if index == "state:new":
             members = [*members, *lapsed]
-        wanted = "claimed" if assignee else state
         items = sorted(
-            (i for i in await self._items(members, set(lapsed)) if i.position > cursor and i.state == wanted),
+            (
+                i for i in await self._items(list(dict.fromkeys(members)), set(lapsed))
+                if i.position > cursor
+                and (state is None or i.state == state)
+                and (assignee is None or i.assignee == assignee)
+                and (tag is None or tag in i.tags)
+                and (flag is None or flag in i.flags)
+            ),
             key=lambda i: i.position,
         )
         more = len(items) > limit
@@ -178,4 +223,7 @@ def _item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
         assignee=UUID(f["assignee"]) if claimed and f.get("assignee") else None,
         claimed_until=datetime.fromisoformat(f["until"]) if claimed and f.get("until") else None,
         notes=int(f.get("notes", 0)),
+        quotes=int(f.get("quotes", 0)),
+        tags=[t for t in f.get("tags", "").split(",") if t],
+        flags=[t for t in f.get("flags", "").split(",") if t],
     )

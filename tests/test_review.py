@@ -116,10 +116,18 @@ MATRIX = [
     ("POST", R + "/claim", None, {"reviewer"}),
     ("POST", R + "/release", None, {"reviewer"}),
     ("POST", R + "/notes", {"text": "a note"}, {"reviewer"}),
+    ("POST", R + "/tags", {"theme_id": "consent"}, {"reviewer"}),
+    ("DELETE", R + "/tags/consent", None, {"reviewer"}),
+    ("POST", R + "/flags", {"flag": "spam", "reason": "advert"}, {"reviewer"}),
+    ("POST", R + "/quotes", {"question_id": "works_well", "start": 0, "end": 6}, {"reviewer"}),
     ("POST", R + "/complete", {"outcome": "reviewed"}, {"reviewer"}),
     ("POST", R + "/reopen", {"reason": "look again"}, {"editor"}),
     ("GET", R, None, {"reviewer", "editor", "auditor"}),
     ("GET", R + "/history", None, {"reviewer", "editor", "auditor"}),
+    ("GET", "/review/consultations/code-of-conduct-2026/themes", None, {"reviewer", "editor", "auditor"}),
+    ("POST", "/review/consultations/code-of-conduct-2026/themes", {"id": "t{n}", "label": "New"}, {"editor"}),
+    ("PUT", "/review/consultations/code-of-conduct-2026/themes/consent", {"id": "consent", "label": "Consent!"}, {"editor"}),
+    ("DELETE", "/review/consultations/code-of-conduct-2026/themes/clarity_language", None, {"editor"}),
 ]
 
 
@@ -132,7 +140,7 @@ async def test_every_staff_endpoint_with_every_role_and_without_credentials(
     for n, role in enumerate([None, *ROLES]):
         member = agora.enrol(f"m{uuid4().hex[:8]}@example.org", "M", PASSWORD, [Role.EDITOR], by=staff["admin"]) if "{member}" in path else None
         url = path.format(id=responses[n], member=member)
-        json = {k: v.format(n=uuid4().hex[:8]) for k, v in body.items()} if body else None
+        json = {k: v.format(n=uuid4().hex[:8]) if isinstance(v, str) else v for k, v in body.items()} if body else None
         r = await client.request(method, url, json=json, headers=headers[role] if role else {})
         if role is None:
             assert r.status_code == 401, (role, r.text)
@@ -240,3 +248,81 @@ async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url:
     assert [c.status_code for c in claims] == [201] * 6, [c.text for c in claims]
     assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
     assert staff_id("r0@example.org") == reviewers[0]
+
+
+async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
+    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    first, second, third = submit(agora, 3)
+    for response in (first, second):
+        assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
+    r = headers["reviewer"]
+    assert (await client.post(f"/review/responses/{first}/tags", json={"theme_id": "ai_use"}, headers=r)).status_code == 201
+    assert (await client.post(f"/review/responses/{first}/tags", json={"theme_id": "consent"}, headers=r)).status_code == 201
+    untag = await client.delete(f"/review/responses/{first}/tags/consent", headers=r)
+    assert untag.status_code == 200
+    flagged = await client.post(f"/review/responses/{second}/flags", json={"flag": "duplicate", "reason": "same text", "duplicate_of": str(first)}, headers=r)
+    assert flagged.status_code == 201
+    quoted = await client.post(f"/review/responses/{first}/quotes", json={"question_id": "works_well", "start": 0, "end": 6}, headers=r)
+    assert quoted.status_code == 201
+
+    after = {"after": quoted.json()["position"]}
+    by_tag = (await client.get("/review/queue", params={"tag": "ai_use", **after}, headers=r)).json()
+    assert [i["response_id"] for i in by_tag["items"]] == [str(first)] and by_tag["items"][0]["tags"] == ["ai_use"]
+    assert by_tag["items"][0]["quotes"] == 1
+    assert (await client.get("/review/queue", params={"tag": "consent", **after}, headers=r)).json()["items"] == []
+    by_flag = (await client.get("/review/queue", params={"flag": "duplicate", **after}, headers=r)).json()
+    assert [(i["response_id"], i["flags"]) for i in by_flag["items"]] == [(str(second), ["duplicate"])]
+    mine = (await client.get("/review/queue", params={"assignee": str(staff["reviewer"]), **after}, headers=r)).json()
+    assert [i["response_id"] for i in mine["items"]] == [str(first), str(second)]
+    new = (await client.get("/review/queue", params=after, headers=r)).json()
+    assert [i["response_id"] for i in new["items"]] == [str(third)]
+    page = (await client.get("/review/queue", params={"state": "claimed", "limit": 1, **after}, headers=r)).json()
+    assert [i["response_id"] for i in page["items"]] == [str(first)] and page["next_cursor"] is not None
+    rest = (await client.get("/review/queue", params={"state": "claimed", "cursor": page["next_cursor"]}, headers=r)).json()
+    assert [i["response_id"] for i in rest["items"]] == [str(second)] and rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("tags", {"theme_id": "weather"}, "theme"),
+        ("flags", {"flag": "spam", "reason": " "}, "reason"),
+        ("flags", {"flag": "duplicate", "reason": "again"}, "duplicate_of"),
+        ("flags", {"flag": "spam", "reason": "ad", "duplicate_of": "SELF"}, "duplicate_of"),
+        ("quotes", {"question_id": "works_well", "start": 3, "end": 500}, "end"),
+        ("quotes", {"question_id": "familiarity", "start": 0, "end": 2}, "question_id"),
+    ],
+)
+async def test_bad_tags_flags_and_quotes_name_their_field_and_record_nothing(
+    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], field: str,
+) -> None:
+    (response,) = submit(agora, 1)
+    assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
+    head = agora.head()
+    body = {k: str(response) if v == "SELF" else v for k, v in body.items()}
+    r = await client.post(f"/review/responses/{response}/{path}", json=body, headers=headers["reviewer"])
+    assert r.status_code == 422, r.text
+    assert field in [e["field"] for e in r.json()["errors"]]
+    assert agora.head() == head
+
+
+async def test_editors_maintain_the_coding_frame_and_retired_themes_take_no_new_tags(
+    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]],
+) -> None:
+    themes = (await client.get("/review/consultations/code-of-conduct-2026/themes", headers=headers["reviewer"])).json()
+    assert [t["id"] for t in themes][:5] == ["ai_use", "consent", "reporting_enforcement", "cultural_context", "scope_of_spaces"]
+    e = headers["editor"]
+    added = await client.post("/review/consultations/code-of-conduct-2026/themes", json={"id": "online_harassment", "label": "Online harassment"}, headers=e)
+    assert added.status_code == 201
+    duplicate = await client.post("/review/consultations/code-of-conduct-2026/themes", json={"id": "consent", "label": "Again"}, headers=e)
+    assert duplicate.status_code == 422
+    assert (await client.delete("/review/consultations/code-of-conduct-2026/themes/consent", headers=e)).status_code == 200
+    (response,) = submit(agora, 1)
+    await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])
+    refused = await client.post(f"/review/responses/{response}/tags", json={"theme_id": "consent"}, headers=headers["reviewer"])
+    assert refused.status_code == 422
+    fresh = await client.post(f"/review/responses/{response}/tags", json={"theme_id": "online_harassment"}, headers=headers["reviewer"])
+    assert fresh.status_code == 201
+    listing = {t["id"]: t["retired"] for t in (await client.get("/review/consultations/code-of-conduct-2026/themes", headers=e)).json()}
+    assert listing["consent"] is True and listing["online_harassment"] is False
