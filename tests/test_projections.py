@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import redis
+from eventsourcing.utils import get_topic
 from eventsourcing.persistence import Tracking
 
 import workers
 from domain.application import Agora, Submission
 from domain.consultation import Definition
+from domain.response import Response
+from domain.review import Flag, Outcome
+from domain.staff import Role
 from projections.stats import StatsProjection, StatsView
 from projections.view import Keys
 from tests.conftest import SLUG
@@ -102,6 +106,26 @@ def test_replaying_events_already_in_the_view_changes_nothing(agora: Agora, sync
     assert counts(sync_redis, redis_prefix, agora) == EXPECTED_50
 
 
+def review_some(agora: Agora) -> None:
+    """A reviewer and an editor at work: claims, tags, flags, notes, completions, a reopening, a release."""
+    admin = agora.enrol("admin@example.org", "Admin", "a long enough password", [Role.ADMIN], by=None)
+    reviewer = agora.enrol("rev@example.org", "Rev", "a long enough password", [Role.REVIEWER], by=admin)
+    editor = agora.enrol("ed@example.org", "Ed", "a long enough password", [Role.EDITOR], by=admin)
+    submitted = agora.recorder.select_notifications(start=1, limit=1000, topics=[get_topic(Response.Submitted)])
+    first, second, third = (n.originator_id for n in submitted[:3])
+    for response in (first, second, third):
+        agora.claim(response, reviewer, timedelta(minutes=30))
+    agora.tag(first, reviewer, "ai_use")
+    agora.tag(first, reviewer, "consent")
+    agora.untag(first, reviewer, "consent")
+    agora.flag(second, reviewer, Flag.DUPLICATE, "same as the first", first)
+    agora.note(first, reviewer, "Clear and concrete.")
+    agora.complete(first, reviewer, Outcome.REVIEWED, "")
+    agora.complete(second, reviewer, Outcome.EXCLUDED, "duplicate")
+    agora.reopen(first, editor, "Look at the quote again.")
+    agora.release(third, reviewer)
+
+
 def test_rebuild_produces_views_identical_to_the_incremental_ones(
     agora: Agora, sync_redis: redis.Redis, redis_prefix: str, seed: Definition
 ) -> None:
@@ -116,10 +140,12 @@ def test_rebuild_produces_views_identical_to_the_incremental_ones(
     agora.set_draft_url(SLUG, "https://example.org/draft")
     submit(agora, 9, slug="second-one")
     submit(agora, 5)
+    review_some(agora)
     for f in incremental:
         f.catch_up()
     before = dump(sync_redis, redis_prefix)
     assert before["stats:stats:" + str(agora.consultation("second-one").id)]
+    assert before["queue:state:excluded"] and before["queue:tags:ai_use"] and before["queue:flags:duplicate"]
     for name in workers.PROJECTIONS:
         events, _ = workers.rebuild(agora, sync_redis, redis_prefix, name)
         assert events == agora.head()
