@@ -22,6 +22,7 @@ from api.consultations import After, wait
 from api.problems import problem
 from api.services import Services
 from domain.consultation import Theme
+from domain.errors import FieldError, InvalidInput
 from domain.review import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
 from domain.staff import Role, StaffMember
 from projections.queue import Progress, QueuePage
@@ -83,7 +84,14 @@ class ResponseForReview(msgspec.Struct):
     id: UUID
     consultation_id: UUID
     submitted_at: datetime
-    answers: dict[str, str | bool]
+    answers: Annotated[dict[str, str | bool | None], msgspec.Meta(description="As they now read: redactions applied; null where erased")]
+
+
+class RedactionIn(msgspec.Struct, forbid_unknown_fields=True):
+    question_id: Annotated[str, msgspec.Meta(max_length=40)]
+    start: Annotated[int, msgspec.Meta(ge=0)]
+    end: Annotated[int, msgspec.Meta(ge=1)]
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class HistoryEntry(msgspec.Struct):
@@ -164,6 +172,19 @@ def quote(response_id: ResponseId, data: JSONBody[QuoteIn], request: Staff, serv
     return Recorded(services.agora.mark_quote(response_id, request.user.id, data.question_id, data.start, data.end))
 
 
+@post("/review/responses/{response_id:uuid}/redactions", sync_to_thread=True, guards=[REVIEWERS], summary="Redact a span of a text answer")
+def redact(response_id: ResponseId, data: JSONBody[RedactionIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
+
+
+@post(
+    "/review/responses/{response_id:uuid}/redactions/{question_id:str}/shred", sync_to_thread=True, guards=[requires(Role.ADMIN)],
+    summary="Confirm a redaction: destroy the earlier versions' keys",
+)
+def shred(response_id: ResponseId, question_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.agora.shred_originals(response_id, request.user.id, question_id))
+
+
 @get("/review/consultations/{slug:str}/themes", sync_to_thread=True, guards=[READERS], summary="The coding frame")
 def themes(slug: FromPath[str], services: NamedDependency[Services]) -> list[ThemeOut]:
     frame = services.agora.frame(services.agora.consultation(slug).id)
@@ -178,7 +199,7 @@ def add_theme(slug: FromPath[str], data: JSONBody[Theme], request: Staff, servic
 @put("/review/consultations/{slug:str}/themes/{theme_id:str}", sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
 def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded | None:
     if data.id != theme_id:
-        raise problem(422, "invalid-input", "The request breaks a rule", "The body's id must be the theme's id.", errors=[{"field": "id", "detail": "Must match the path."}])
+        raise InvalidInput([FieldError("id", "The body's id must be the theme's id in the path.")])
     position = services.agora.revise_theme(slug, data, request.user.id)
     return Recorded(position) if position else None
 
@@ -201,7 +222,7 @@ def reopen(response_id: ResponseId, data: JSONBody[Reopening], request: Staff, s
 @get("/review/responses/{response_id:uuid}", sync_to_thread=True, guards=[READERS], summary="A response's answers")
 def read_response(response_id: ResponseId, services: NamedDependency[Services]) -> ResponseForReview:
     r = services.agora.response(response_id)
-    return ResponseForReview(r.id, r.consultation_id, r.created_on, r.answers)
+    return ResponseForReview(r.id, r.consultation_id, r.created_on, services.agora.answers(response_id))
 
 
 @get("/review/responses/{response_id:uuid}/history", sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
@@ -214,8 +235,8 @@ def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
     return Claim(response_id, until, position)
 
 
-# What an auditor sees of each event: never the answers themselves, and never a receipt's hash.
-_HIDDEN = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "answers", "receipt_hash"}
+# What an auditor sees of each event: never the answers or texts, sealed or not, nor a receipt's hash.
+_HIDDEN = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "answers", "texts", "sealed", "receipt_hash"}
 
 
 def _entry(e: Any) -> HistoryEntry:
@@ -224,6 +245,6 @@ def _entry(e: Any) -> HistoryEntry:
 
 
 routes = [
-    queue, progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, quote, complete,
+    queue, progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, quote, redact, shred, complete,
     reopen, read_response, history, themes, add_theme, revise_theme, retire_theme,
 ]

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import argon2
 import msgspec
@@ -16,10 +16,11 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
-from domain.consultation import Consultation, Definition, Kind, Theme, consultation_id
+from store.keys import KeyStore, seal, unseal
+from domain.consultation import Answer, Consultation, Definition, Theme, consultation_id
 from domain.frame import CodingFrame, frame_id
 from domain.errors import ConsultationNotFound, DomainError, FieldError, InvalidInput, NotAuthenticated, ResponseNotFound, StaffNotFound
-from domain.response import Response
+from domain.response import Response, Sealed
 from domain.review import ClaimConflict, Flag, Outcome, ReviewCase, case_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
 
@@ -53,6 +54,7 @@ class Agora(Application[UUID]):
         # argon2id with RFC 9106's low-memory profile; a test suite may choose a cheaper one.
         profile = self.env.get("AGORA_PASSWORD_PROFILE", "RFC_9106_LOW_MEMORY")
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
+        self.keys = KeyStore(self.factory)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=MsgspecTranscoder(), mapper_class=MsgspecMapper)
@@ -101,7 +103,7 @@ class Agora(Application[UUID]):
         """
         now = now or datetime.now(UTC)
         consultations: dict[str, Consultation | DomainError] = {}
-        results: list[Receipt | DomainError | tuple[Response, str]] = []
+        checked: list[tuple[Consultation, dict[str, Answer]] | DomainError] = []
         for submission in submissions:
             if submission.slug not in consultations:
                 try:
@@ -112,18 +114,35 @@ class Agora(Application[UUID]):
             try:
                 if isinstance(consultation, DomainError):
                     raise consultation
-                answers = consultation.check_response(submission.answers, now)
+                checked.append((consultation, consultation.check_response(submission.answers, now)))
             except DomainError as e:
-                results.append(e)
+                checked.append(e)
+        # Free text is sealed under a key per answer; the batch's keys are recorded in one transaction.
+        texts = [(q, a) for c in checked if isinstance(c, tuple) for q, a in c[1].items() if q in c[0].text_questions]
+        sealed = iter(self._seal(texts))
+        results: list[tuple[Response, str] | DomainError] = []
+        for c in checked:
+            if isinstance(c, DomainError):
+                results.append(c)
                 continue
+            consultation, answers = c
             receipt = secrets.token_urlsafe(24)
-            results.append((Response(consultation.id, consultation.revision, answers, hash_receipt(receipt)), receipt))
+            plain = {q: a for q, a in answers.items() if q not in consultation.text_questions}
+            sealed_texts = {q: next(sealed) for q in answers if q in consultation.text_questions}
+            response = Response(consultation.id, consultation.revision, plain, sealed_texts, hash_receipt(receipt))
+            results.append((response, receipt))
         accepted = [r[0] for r in results if isinstance(r, tuple)]
         positions = {rec.domain_event.originator_id: rec.notification.id for rec in self.save(*accepted)} if accepted else {}
-        return [
-            Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r
-            for r in results
-        ]
+        return [Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r for r in results]
+
+    def answers(self, response_id: UUID) -> dict[str, Answer | None]:
+        """A response's answers as they now read: texts decrypted, redactions applied; None where erased."""
+        response = self._response(response_id)
+        texts = dict(response.texts)
+        case = self._existing_case(response_id)
+        if case:
+            texts.update({q: versions[-1] for q, versions in case.redactions.items()})
+        return {**response.answers, **{q: self._unseal(q, sealed) for q, sealed in texts.items()}}
 
     def response(self, response_id: UUID) -> Response:
         return self._response(response_id)
@@ -210,10 +229,32 @@ class Agora(Application[UUID]):
 
     def mark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int) -> int:
         case = self._case(response_id)
-        text = self._response(response_id).answers.get(question_id)
-        if not isinstance(text, str) or self._question_kind(response_id, question_id) is not Kind.LONG_TEXT:
-            raise InvalidInput([FieldError("question_id", "Quotes come from a text answer of this response.")])
+        text = self._text(response_id, question_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.mark_quote(by, question_id, start, end, text, now))
+
+    def redact(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str) -> int:
+        """Replace a span of a text answer; the earlier version stays readable until an admin shreds it."""
+        case = self._case(response_id)
+        text = self._text(response_id, question_id)
+
+        def seal_(redacted: str) -> Sealed:
+            return self._seal([(question_id, redacted)])[0]
+
+        return self._act(case, by, Role.REVIEWER, lambda now: case.redact(by, question_id, start, end, reason, text, seal_, now))
+
+    def shred_originals(self, response_id: UUID, by: UUID, question_id: str) -> int:
+        """Confirm a redaction: destroy the keys of every earlier version of the answer, for good."""
+        self.staff(by).require(Role.ADMIN)
+        case = self._case(response_id)
+        original = self._response(response_id).texts.get(question_id)
+        if original is None:
+            raise InvalidInput([FieldError("question_id", "This response has no such text answer.")])
+        key_ids = case.superseded_keys(question_id, original)
+        case.shred_originals(by, question_id, key_ids)
+        position = self.save(case)[-1].notification.id  # the record comes first; destroying again is harmless
+        for key_id in key_ids:
+            self.keys.destroy(key_id)
+        return position
 
     def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int:
         case = self._case(response_id)
@@ -259,9 +300,26 @@ class Agora(Application[UUID]):
         recordings = self.save(frame)
         return recordings[-1].notification.id if recordings else None
 
-    def _question_kind(self, response_id: UUID, question_id: str) -> Kind | None:
-        consultation = self.repository.get(self._response(response_id).consultation_id)
-        return next((q.kind for q in consultation.definition.questions if q.id == question_id), None)
+    def _text(self, response_id: UUID, question_id: str) -> str:
+        text = self.answers(response_id).get(question_id)
+        if question_id not in self._response(response_id).texts or not isinstance(text, str):
+            raise InvalidInput([FieldError("question_id", "Choose a text answer of this response that is not erased.")])
+        return text
+
+    def _seal(self, texts: list[tuple[str, str]]) -> list[Sealed]:
+        """Encrypt each (question id, text) under a new key; the question id is bound in as associated data."""
+        keys = self.keys.create(uuid4().hex for _ in texts)
+        return [Sealed(key_id, seal(key, text, question_id)) for (key_id, key), (question_id, text) in zip(keys.items(), texts, strict=True)]
+
+    def _unseal(self, question_id: str, sealed: Sealed) -> str | None:
+        key = self.keys.get(sealed.key_id)
+        return unseal(key, sealed.data, question_id) if key else None
+
+    def _existing_case(self, response_id: UUID) -> ReviewCase | None:
+        try:
+            return self.repository.get(case_id(response_id))
+        except AggregateNotFoundError:
+            return None
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, limit=1))
@@ -277,12 +335,12 @@ class Agora(Application[UUID]):
 
     def _case(self, response_id: UUID, create: bool = False) -> ReviewCase:
         self._response(response_id)
-        try:
-            return self.repository.get(case_id(response_id))
-        except AggregateNotFoundError:
-            if not create:
-                raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.") from None
-            return ReviewCase(response_id)
+        case = self._existing_case(response_id)
+        if case is not None:
+            return case
+        if not create:
+            raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.")
+        return ReviewCase(response_id)
 
     def _act(self, case: ReviewCase, by: UUID, role: Role, command: Any) -> int:
         """Run a review command as `by`, who needs `role`; returns the position of its event."""

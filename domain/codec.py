@@ -37,12 +37,29 @@ def _decoder(cls: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(typing.TypedDict(f"{cls.__qualname__}State", hints))  # type: ignore[operator]
 
 
+@cache
+def _state_type(cls: type) -> Any:
+    return _decoder(cls).type
+
+
 class MsgspecMapper(Mapper):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         cls = resolve_topic(stored_event.topic)
-        if getattr(cls, "class_version", 1) > 1 or self.cipher or self.compressor:
-            return super().to_domain_event(stored_event)  # upcasting works on untyped state
-        state = _decoder(cls).decode(stored_event.state)
+        data = stored_event.state
+        if self.cipher:
+            data = self.cipher.decrypt(data)
+        if self.compressor:
+            data = self.compressor.decompress(data)
+        current = getattr(cls, "class_version", 1)
+        if current == 1:
+            state = _decoder(cls).decode(data)
+        else:  # upcast the old shape as plain data, then check it against the current one
+            raw = msgspec.json.decode(data)
+            version = raw.pop("class_version", 1)
+            while version < current:
+                getattr(cls, f"upcast_v{version}_v{version + 1}")(raw)
+                version += 1
+            state = msgspec.convert(raw, _state_type(cls), strict=False)
         state["originator_id"] = stored_event.originator_id
         state["originator_version"] = stored_event.originator_version
         domain_event = object.__new__(cls)

@@ -142,6 +142,11 @@ class Consultation(Aggregate):
     def slug(self) -> str:
         return self.definition.slug
 
+    @property
+    def text_questions(self) -> frozenset[str]:
+        """Questions answered in free text, which may name people: their answers are sealed."""
+        return frozenset(q.id for q in self.definition.questions if q.kind is Kind.LONG_TEXT)
+
     def open(self) -> None:
         if not self.is_open:
             self._open()

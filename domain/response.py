@@ -1,24 +1,46 @@
-"""A respondent's submitted answers. It holds no name, email or address: responses are anonymous."""
+"""A respondent's submitted answers. It holds no name, email or address: responses are anonymous.
+
+Free text may name people anyway, so it is kept only as ciphertext, each answer under a data key
+of its own (store/keys.py): destroying the key erases the text from the immutable log.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.consultation import Answer
 
 
+class Sealed(msgspec.Struct, frozen=True):
+    """Text encrypted under the data key `key_id`; unreadable once that key is destroyed."""
+
+    key_id: str
+    data: bytes
+
+
 class Response(Aggregate):
     class Submitted(Aggregate.Created):
+        class_version = 2
         consultation_id: UUID
         revision: int
-        answers: dict[str, Answer]
+        answers: dict[str, Answer]  # choices and yes/no, in clear: they name no one
+        texts: dict[str, Sealed]
         receipt_hash: str
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["texts"] = {}  # version 1 kept free text among the answers, in clear
+
     @event(Submitted)
-    def __init__(self, consultation_id: UUID, revision: int, answers: dict[str, Answer], receipt_hash: str) -> None:
+    def __init__(
+        self, consultation_id: UUID, revision: int, answers: dict[str, Answer], texts: dict[str, Sealed], receipt_hash: str
+    ) -> None:
         self.consultation_id = consultation_id
         self.revision = revision
         self.answers = answers
+        self.texts = texts
         self.receipt_hash = receipt_hash

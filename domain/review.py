@@ -5,6 +5,7 @@ Every event names the acting staff member, so the case's history says who did wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import Enum
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -12,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, FieldError, InvalidInput
+from domain.response import Sealed
 
 MAX_NOTE = 5000
 
@@ -40,6 +42,14 @@ class ClaimConflict(DomainError):
 
 class CaseClosed(DomainError):
     """The response's review is completed: reopen it first."""
+
+
+REDACTED = "[redacted]"
+
+
+def _check_span(start: int, end: int, text: str) -> None:
+    if not 0 <= start < end <= len(text):
+        raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
 
 
 def case_id(response_id: UUID) -> UUID:
@@ -81,6 +91,19 @@ class ReviewCase(Aggregate):
         start: int
         end: int
 
+    class Redacted(Aggregate.Event):
+        by: UUID
+        question_id: str
+        start: int
+        end: int
+        reason: str
+        sealed: Sealed  # the answer as it now reads, under a key of its own
+
+    class OriginalsShredded(Aggregate.Event):
+        by: UUID
+        question_id: str
+        key_ids: tuple[str, ...]
+
     class Completed(Aggregate.Event):
         by: UUID
         outcome: Outcome
@@ -102,6 +125,7 @@ class ReviewCase(Aggregate):
         self.outcome: Outcome | None = None
         self.tags: set[str] = set()
         self.flags: set[Flag] = set()
+        self.redactions: dict[str, list[Sealed]] = {}
 
     def holds(self, staff: UUID, now: datetime) -> bool:
         return self.holder == staff and self.until is not None and now < self.until
@@ -150,9 +174,28 @@ class ReviewCase(Aggregate):
     def mark_quote(self, by: UUID, question_id: str, start: int, end: int, text: str, now: datetime) -> None:
         """Mark text[start:end] of a text answer as a candidate quote for the report."""
         self._require_claim(by, now)
-        if not 0 <= start < end <= len(text):
-            raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
+        _check_span(start, end, text)
         self._mark_quote(by, question_id, start, end)
+
+    def redact(
+        self, by: UUID, question_id: str, start: int, end: int, reason: str, text: str, seal: Callable[[str], Sealed], now: datetime
+    ) -> None:
+        """Replace text[start:end] of an answer as it now reads; `seal` encrypts the result under a new key."""
+        self._require_claim(by, now)
+        _check_span(start, end, text)
+        if not reason.strip():
+            raise InvalidInput([FieldError("reason", "A redaction needs a reason.")])
+        self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
+
+    def superseded_keys(self, question_id: str, original: Sealed) -> tuple[str, ...]:
+        """The keys of every earlier version of a redacted answer: what confirming the redaction destroys."""
+        versions = self.redactions.get(question_id)
+        if not versions:
+            raise InvalidInput([FieldError("question_id", "Only a redacted answer's earlier versions can be shredded.")])
+        return tuple(s.key_id for s in [original, *versions[:-1]])
+
+    def shred_originals(self, by: UUID, question_id: str, key_ids: tuple[str, ...]) -> None:
+        self._shred(by, question_id, key_ids)
 
     def complete(self, by: UUID, outcome: Outcome, reason: str, now: datetime) -> None:
         self._require_claim(by, now)
@@ -204,6 +247,14 @@ class ReviewCase(Aggregate):
 
     @event(QuoteMarked)
     def _mark_quote(self, by: UUID, question_id: str, start: int, end: int) -> None:
+        pass
+
+    @event(Redacted)
+    def _redact(self, by: UUID, question_id: str, start: int, end: int, reason: str, sealed: Sealed) -> None:
+        self.redactions.setdefault(question_id, []).append(sealed)
+
+    @event(OriginalsShredded)
+    def _shred(self, by: UUID, question_id: str, key_ids: tuple[str, ...]) -> None:
         pass
 
     @event(Completed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,8 +75,13 @@ async def test_submitting_records_one_response_and_is_counted(client: AsyncTestC
     assert r.status_code == 201, r.text
     receipt = r.json()
     assert receipt["position"] == agora.head()
-    response = agora.response(msgspec.convert(receipt["id"], type=msgspec.UUID if hasattr(msgspec, "UUID") else __import__("uuid").UUID))
-    assert response.answers == GOOD["answers"]
+    response_id = uuid.UUID(receipt["id"])
+    response = agora.response(response_id)
+    assert agora.answers(response_id) == GOOD["answers"]
+    # Free text is stored only sealed, under a key of its own; choices stay in clear.
+    assert list(response.texts) == ["works_well"] and response.answers == {"familiarity": "read", "join_session": True}
+    (stored,) = [n for n in agora.recorder.select_notifications(start=1, limit=100) if n.id == receipt["position"]]
+    assert b"AI use" not in stored.state
     # Only the receipt's hash is kept.
     assert response.receipt_hash == hashlib.sha256(receipt["receipt"].encode()).hexdigest()
     stats = await client.get(STATS, params={"after": receipt["position"]})
