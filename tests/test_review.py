@@ -120,6 +120,8 @@ MATRIX = [
     ("DELETE", R + "/tags/consent", None, {"reviewer"}),
     ("POST", R + "/flags", {"flag": "spam", "reason": "advert"}, {"reviewer"}),
     ("POST", R + "/quotes", {"question_id": "works_well", "start": 0, "end": 6}, {"reviewer"}),
+    ("POST", R + "/redactions", {"question_id": "works_well", "start": 0, "end": 6, "reason": "a name"}, {"reviewer"}),
+    ("POST", R + "/redactions/works_well/shred", None, {"admin"}),
     ("POST", R + "/complete", {"outcome": "reviewed"}, {"reviewer"}),
     ("POST", R + "/reopen", {"reason": "look again"}, {"editor"}),
     ("GET", R, None, {"reviewer", "editor", "auditor"}),

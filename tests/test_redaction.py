@@ -1,0 +1,114 @@
+"""Redaction that removes the data: free text is sealed per answer, and shredding destroys the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from domain.application import Agora, Submission
+from domain.staff import Role
+from tests.conftest import POSTGRES, SLUG
+
+PASSWORD = "correct horse battery staple"
+SECRET = "Call Jane Roe on +41 79 555 01 23 about the AI section."
+
+
+def raw_key_storage(agora: Agora, store_env: dict[str, str]) -> bytes:
+    """Every byte of the key store as it lies on disk."""
+    if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
+        db = Path(store_env["SQLITE_DBNAME"])
+        return b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+        (path,) = conn.execute(f"SELECT pg_relation_filepath('{store_env['POSTGRES_SCHEMA']}.data_keys')").fetchone()
+    return (Path(data_dir) / path).read_bytes()
+
+
+@pytest.fixture
+def people(agora: Agora) -> dict[str, UUID]:
+    admin = agora.enrol("admin@example.org", "Admin", PASSWORD, [Role.ADMIN], by=None)
+    return {
+        "admin": admin,
+        "reviewer": agora.enrol("rev@example.org", "Rev", PASSWORD, [Role.REVIEWER], by=admin),
+        "auditor": agora.enrol("aud@example.org", "Aud", PASSWORD, [Role.AUDITOR], by=admin),
+    }
+
+
+@pytest.fixture
+def tokens(client: AsyncTestClient, people: dict[str, UUID]) -> dict[str, dict[str, str]]:
+    auth = client.app.state.services.auth
+    return {role: {"Authorization": f"Bearer {auth.create_token(identifier=str(member))}"} for role, member in people.items()}
+
+
+def submitted(agora: Agora) -> UUID:
+    (receipt,) = agora.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": SECRET})])
+    return receipt.id  # type: ignore[union-attr]
+
+
+async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original_for_good(
+    client: AsyncTestClient, agora: Agora, store_env: dict[str, str], tokens: dict[str, dict[str, str]],
+) -> None:
+    response = submitted(agora)
+    original = agora.response(response).texts["works_well"]
+    key = agora.keys.get(original.key_id)
+    assert key is not None and key in raw_key_storage(agora, store_env)
+
+    r = tokens["reviewer"]
+    await client.post(f"/review/responses/{response}/claim", headers=r)
+    start, end = SECRET.index("Jane"), SECRET.index(" about")
+    redacted = await client.post(
+        f"/review/responses/{response}/redactions", json={"question_id": "works_well", "start": start, "end": end, "reason": "a name and a phone number"}, headers=r,
+    )
+    assert redacted.status_code == 201, redacted.text
+    now_reads = "Call [redacted] about the AI section."
+    assert (await client.get(f"/review/responses/{response}", headers=tokens["auditor"])).json()["answers"]["works_well"] == now_reads
+    assert agora.keys.get(original.key_id) == key  # not yet confirmed: the original is still there
+
+    shredded = await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
+    assert shredded.status_code == 201, shredded.text
+    assert agora.keys.get(original.key_id) is None
+    assert key not in raw_key_storage(agora, store_env)
+    assert agora.answers(response)["works_well"] == now_reads
+    history = (await client.get(f"/review/responses/{response}/history", headers=tokens["auditor"])).json()
+    assert [h["action"] for h in history][-2:] == ["redacted", "originalsshredded"]
+    assert history[-2]["details"] == {"question_id": "works_well", "start": start, "end": end, "reason": "a name and a phone number"}
+    assert SECRET not in str(history) and "Jane" not in str(history)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"question_id": "works_well", "start": 5, "end": 500, "reason": "name"}, "end"),
+        ({"question_id": "works_well", "start": 0, "end": 4, "reason": " "}, "reason"),
+        ({"question_id": "familiarity", "start": 0, "end": 2, "reason": "name"}, "question_id"),
+        ({"question_id": "other_questions", "start": 0, "end": 2, "reason": "name"}, "question_id"),
+    ],
+)
+async def test_a_redaction_that_cannot_apply_is_refused_and_records_nothing(
+    client: AsyncTestClient, agora: Agora, tokens: dict[str, dict[str, str]], body: dict[str, Any], field: str,
+) -> None:
+    response = submitted(agora)
+    await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
+    head = agora.head()
+    r = await client.post(f"/review/responses/{response}/redactions", json=body, headers=tokens["reviewer"])
+    assert r.status_code == 422 and field in [e["field"] for e in r.json()["errors"]]
+    assert agora.head() == head
+
+
+async def test_shredding_needs_an_admin_and_a_redaction_first(
+    client: AsyncTestClient, agora: Agora, tokens: dict[str, dict[str, str]],
+) -> None:
+    response = submitted(agora)
+    await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
+    head = agora.head()
+    assert (await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["reviewer"])).status_code == 403
+    unredacted = await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
+    assert unredacted.status_code == 422
+    assert agora.head() == head
+    assert agora.answers(response)["works_well"] == SECRET
