@@ -137,15 +137,13 @@ class Consultation(Aggregate):
         self.closes_at = definition.closes_at
         self.draft_url = definition.draft_url
         self.revision = 1
+        # Questions answered in free text, which may name people: their answers are sealed.
+        self.text_questions = frozenset(q.id for q in definition.questions if q.kind is Kind.LONG_TEXT)
 
     @property
     def slug(self) -> str:
         return self.definition.slug
 
-    @property
-    def text_questions(self) -> frozenset[str]:
-        """Questions answered in free text, which may name people: their answers are sealed."""
-        return frozenset(q.id for q in self.definition.questions if q.kind is Kind.LONG_TEXT)
 
     def open(self) -> None:
         if not self.is_open:

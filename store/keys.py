@@ -36,8 +36,7 @@ class KeyStore:
         keys = {key_id: AESGCM.generate_key(bit_length=256) for key_id in key_ids}
         if keys:
             with self.datastore.transaction(commit=True) as c:
-                for key_id, key in keys.items():
-                    c.execute(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", (key_id, key))
+                c.executemany(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", list(keys.items()))
         return keys
 
     def get(self, key_id: str) -> bytes | None:
