@@ -345,7 +345,13 @@ class Agora(Application[UUID]):
     def _act(self, case: ReviewCase, by: UUID, role: Role, command: Any) -> int:
         """Run a review command as `by`, who needs `role`; returns the position of its event."""
         self.staff(by).require(role)
-        command(datetime.now(UTC))
+        try:
+            command(datetime.now(UTC))
+        except ClaimConflict as e:
+            if e.holder is None or e.until is None:
+                raise
+            holder = self.staff(e.holder).name  # say who, in words a colleague recognises
+            raise ClaimConflict(f"Claimed by {holder} until {e.until.isoformat()}.", e.holder, e.until) from None
         try:
             return self.save(case)[-1].notification.id
         except IntegrityError:  # another action on this case was recorded first
