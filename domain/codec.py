@@ -34,6 +34,7 @@ class MsgspecTranscoder(Transcoder):
 def _decoder(cls: type) -> msgspec.json.Decoder:
     hints = {k: v for k, v in typing.get_type_hints(cls).items() if k not in _ENVELOPE and not k.startswith("_")}
     hints = {k: v for k, v in hints.items() if typing.get_origin(v) is not typing.ClassVar}
+    hints["class_version"] = typing.NotRequired[int]  # present when the class has versions
     return msgspec.json.Decoder(typing.TypedDict(f"{cls.__qualname__}State", hints))  # type: ignore[operator]
 
 
@@ -51,9 +52,12 @@ class MsgspecMapper(Mapper):
         if self.compressor:
             data = self.compressor.decompress(data)
         current = getattr(cls, "class_version", 1)
-        if current == 1:
+        try:
             state = _decoder(cls).decode(data)
-        else:  # upcast the old shape as plain data, then check it against the current one
+            version = state.pop("class_version", 1)
+        except msgspec.ValidationError:  # an older shape that no longer fits the class
+            version = 0
+        if version < current:  # upcast the old shape as plain data, then check it against the current one
             raw = msgspec.json.decode(data)
             version = raw.pop("class_version", 1)
             while version < current:

@@ -28,6 +28,19 @@ class QueueView(RedisView):
         # What the view holds for each case, as of the events staged so far; read back once after a restart.
         self._cases: dict[UUID, dict[str, str]] = {}
 
+    MIRRORED = 10_000  # cases kept in memory between batches; the rest are read back when needed
+
+    def open_case(self, tracking: Tracking, case: UUID, **fields: str) -> None:
+        """A new response's case: nothing to read back first."""
+        self._cases[case] = {}
+        self.update(tracking, case, **fields)
+
+    def flush(self) -> int | None:
+        position = super().flush()
+        if len(self._cases) > self.MIRRORED:  # written now, so safe to forget
+            self._cases.clear()
+        return position
+
     def case(self, case: UUID) -> dict[str, str]:
         if case not in self._cases:
             stored = self.redis.hgetall(self.keys.key(self.generation, f"case:{case}"))
@@ -86,9 +99,9 @@ class QueueProjection(Projection[QueueView]):
 
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
-        self.view.update(
+        self.view.open_case(
             tracking, case_id(e.originator_id), response_id=str(e.originator_id), consultation_id=str(e.consultation_id),
-            position=str(tracking.notification_id), submitted_at=e.timestamp.isoformat(), state="new", assignee="", until="",
+            position=str(tracking.notification_id), submitted_at=e.timestamp.isoformat(), state="new",
         )
         self.view.hincrby(tracking, "progress", "total")
 
