@@ -166,7 +166,14 @@ async def fixed_rate(port: int, rate: float, seconds: float) -> dict[str, object
             try:
                 async with asyncio.timeout(10):
                     conn = idle.pop() if idle else await Connection.open(port)
-                    status, body = await conn.request(POST)
+                    try:
+                        status, body = await conn.request(POST)
+                    except (OSError, asyncio.IncompleteReadError):
+                        # The server closes connections idle past its keep-alive timeout: as any
+                        # HTTP client does, send again on a fresh one (nothing was received).
+                        conn.close()
+                        conn = await Connection.open(port)
+                        status, body = await conn.request(POST)
                     answered = time.perf_counter()
                     posts.append(answered - due)
                     acknowledged += status == 201
