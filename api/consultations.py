@@ -48,7 +48,13 @@ class ResponseIn(msgspec.Struct, forbid_unknown_fields=True):
     ]
 
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key", min_length=16, max_length=255, required=False,
+        description="A fresh random value per submission (a UUID fits): it also keys the stored answer",
+    ),
+]
 
 
 After = Annotated[

@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsException
@@ -94,6 +94,16 @@ def store_problem(request: Request, exc: PersistenceError) -> Response:
     return problem(503, "store-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
 
 
+def conflict_problem(request: Request, exc: IntegrityError) -> Response:
+    detail = "Someone else changed this at the same moment; nothing of yours was recorded. Look again and retry."
+    return problem(409, "concurrent-change", "Changed concurrently", detail).to_response(request)
+
+
+def unexpected_problem(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(500, "internal-error", "Internal error", "Something went wrong on our side; it has been logged.").to_response(request)
+
+
 def redis_problem(request: Request, exc: RedisError) -> Response:
     log.exception("redis unavailable")
     detail = "A view or the request limits are unavailable; try again shortly."
@@ -111,6 +121,8 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
 exception_handlers = {
     DomainError: domain_problem,
     HTTPException: http_problem,
+    IntegrityError: conflict_problem,
     PersistenceError: store_problem,
     RedisError: redis_problem,
+    Exception: unexpected_problem,
 }

@@ -41,7 +41,9 @@ class Claim(msgspec.Struct):
 
 
 class Recorded(msgspec.Struct):
-    position: Annotated[int, msgspec.Meta(description="Pass as `?after=` to read the queue with this action in it")]
+    position: Annotated[
+        int | None, msgspec.Meta(description="Pass as `?after=` to read the queue with this action in it; null if nothing changed")
+    ]
 
 
 class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -197,11 +199,10 @@ def add_theme(slug: FromPath[str], data: JSONBody[Theme], request: Staff, servic
 
 
 @put("/review/consultations/{slug:str}/themes/{theme_id:str}", sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
-def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded | None:
+def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
     if data.id != theme_id:
         raise InvalidInput([FieldError("id", "The body's id must be the theme's id in the path.")])
-    position = services.agora.revise_theme(slug, data, request.user.id)
-    return Recorded(position) if position else None
+    return Recorded(services.agora.revise_theme(slug, data, request.user.id))
 
 
 @delete("/review/consultations/{slug:str}/themes/{theme_id:str}", status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Retire a theme: no new tags")

@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -55,6 +56,10 @@ class Agora(Application[UUID]):
         profile = self.env.get("AGORA_PASSWORD_PROFILE", "RFC_9106_LOW_MEMORY")
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
         self.keys = KeyStore(self.factory)
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        return self.passwords.hash(secrets.token_urlsafe(16))
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=MsgspecTranscoder(), mapper_class=MsgspecMapper)
@@ -173,9 +178,17 @@ class Agora(Application[UUID]):
         refused = NotAuthenticated("Wrong email or password, or the account is deactivated.")
         try:
             member = self.staff(staff_id(email))
-            self.passwords.verify(member.password_hash, password)
-        except (StaffNotFound, argon2.exceptions.VerificationError):
+        except StaffNotFound:
+            # Verify anyway, so that an unknown address takes as long as a wrong password.
+            member, hash_ = None, self._dummy_hash
+        else:
+            hash_ = member.password_hash
+        try:
+            self.passwords.verify(hash_, password)
+        except argon2.exceptions.VerificationError:
             raise refused from None
+        if member is None:
+            raise refused
         if not member.active:
             raise refused
         return member
@@ -201,38 +214,38 @@ class Agora(Application[UUID]):
         """Claim a response for review; returns when the lease ends, and the event's position."""
         case = self._case(response_id, create=True)
         position = self._act(case, by, Role.REVIEWER, lambda now: case.claim(by, now, lease))
-        assert case.until is not None
+        assert case.until is not None and position is not None  # a claim always records
         return case.until, position
 
-    def release(self, response_id: UUID, by: UUID) -> int:
+    def release(self, response_id: UUID, by: UUID) -> int | None:
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.release(by, now))
 
-    def note(self, response_id: UUID, by: UUID, text: str) -> int:
+    def note(self, response_id: UUID, by: UUID, text: str) -> int | None:
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.note(by, text, now))
 
-    def tag(self, response_id: UUID, by: UUID, theme_id: str) -> int:
+    def tag(self, response_id: UUID, by: UUID, theme_id: str) -> int | None:
         case = self._case(response_id)
         self.frame(self._response(response_id).consultation_id).active(theme_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.tag(by, theme_id, now))
 
-    def untag(self, response_id: UUID, by: UUID, theme_id: str) -> int:
+    def untag(self, response_id: UUID, by: UUID, theme_id: str) -> int | None:
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.untag(by, theme_id, now))
 
-    def flag(self, response_id: UUID, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None) -> int:
+    def flag(self, response_id: UUID, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None) -> int | None:
         case = self._case(response_id)
         if duplicate_of is not None:
             self._response(duplicate_of)
         return self._act(case, by, Role.REVIEWER, lambda now: case.flag(by, flag, reason, duplicate_of, now))
 
-    def mark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int) -> int:
+    def mark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int) -> int | None:
         case = self._case(response_id)
         text = self._text(response_id, question_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.mark_quote(by, question_id, start, end, text, now))
 
-    def redact(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str) -> int:
+    def redact(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str) -> int | None:
         """Replace a span of a text answer; the earlier version stays readable until an admin shreds it."""
         case = self._case(response_id)
         text = self._text(response_id, question_id)
@@ -256,11 +269,11 @@ class Agora(Application[UUID]):
             self.keys.destroy(key_id)
         return position
 
-    def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int:
+    def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int | None:
         case = self._case(response_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.complete(by, outcome, reason, now))
 
-    def reopen(self, response_id: UUID, by: UUID, reason: str) -> int:
+    def reopen(self, response_id: UUID, by: UUID, reason: str) -> int | None:
         case = self._case(response_id)
         return self._act(case, by, Role.EDITOR, lambda now: case.reopen(by, reason))
 
@@ -342,8 +355,8 @@ class Agora(Application[UUID]):
             raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.")
         return ReviewCase(response_id)
 
-    def _act(self, case: ReviewCase, by: UUID, role: Role, command: Any) -> int:
-        """Run a review command as `by`, who needs `role`; returns the position of its event."""
+    def _act(self, case: ReviewCase, by: UUID, role: Role, command: Any) -> int | None:
+        """Run a review command as `by`, who needs `role`; the position of its event, or None if it changed nothing."""
         self.staff(by).require(role)
         try:
             command(datetime.now(UTC))
@@ -353,9 +366,10 @@ class Agora(Application[UUID]):
             holder = self.staff(e.holder).name  # say who, in words a colleague recognises
             raise ClaimConflict(f"Claimed by {holder} until {e.until.isoformat()}.", e.holder, e.until) from None
         try:
-            return self.save(case)[-1].notification.id
+            recordings = self.save(case)
         except IntegrityError:  # another action on this case was recorded first
             raise ClaimConflict("Someone else acted on this response a moment ago; look again.") from None
+        return recordings[-1].notification.id if recordings else None
 
     def _change(self, slug: str, command: Any) -> int | None:
         """Apply a command to a consultation; returns the position of its event, or None if nothing changed."""

@@ -193,7 +193,8 @@ class Consultation(Aggregate):
         recorded: dict[str, Answer] = {}
         for q in self.definition.questions:
             field = f"answers.{q.id}"
-            if q.id not in answers:
+            blank = isinstance(answers.get(q.id), str) and q.kind is Kind.LONG_TEXT and not answers[q.id].strip()
+            if q.id not in answers or blank:
                 if q.required:
                     errors.append(FieldError(field, "This question needs an answer."))
                 continue
@@ -201,7 +202,7 @@ class Consultation(Aggregate):
             problem = _check_answer(q, value)
             if problem:
                 errors.append(FieldError(field, problem))
-            elif not (q.kind is Kind.LONG_TEXT and not value.strip()):
+            else:
                 recorded[q.id] = value
         if errors:
             raise InvalidResponse(errors)

@@ -35,11 +35,14 @@ class QueueView(RedisView):
         self._cases[case] = {}
         self.update(tracking, case, **fields)
 
-    def flush(self) -> int | None:
-        position = super().flush()
+    def flush(self, start: int) -> int | None:
+        position = super().flush(start)
         if len(self._cases) > self.MIRRORED:  # written now, so safe to forget
-            self._cases.clear()
+            self.forget()
         return position
+
+    def forget(self) -> None:
+        self._cases.clear()
 
     def case(self, case: UUID) -> dict[str, str]:
         if case not in self._cases:

@@ -26,6 +26,9 @@ class StatsView(RedisView):
         super().__init__(*args, **kwargs)
         self._counted: dict[UUID, tuple[str, frozenset[str]]] = {}  # per consultation: its hash, its counted questions
 
+    def forget(self) -> None:
+        self._counted.clear()
+
     def count_questions(self, tracking: Tracking, consultation_id: UUID, question_ids: list[str]) -> None:
         self._counted[consultation_id] = (f"stats:{consultation_id}", frozenset(question_ids))
         self.sadd(tracking, f"counted:{consultation_id}", *question_ids)

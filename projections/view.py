@@ -1,9 +1,10 @@
 """Materialised views in Redis, written exactly once per event.
 
 A follower hands a view a batch of events; the view folds their changes together (counts
-summed, fields and memberships set, last change winning) and writes them with the batch's last position in one Lua script. Redis
-runs a script atomically, and the script refuses a batch whose first event the view has
-already seen, so a crash or a replay never counts an event twice.
+summed, fields and memberships set, last change winning) and writes them with the batch's
+last position in one Lua script. Redis runs a script atomically, and the script refuses a
+batch unless the view is exactly where the batch was read from, so a crash, a replay or a
+Redis that lost data never counts an event twice or skips one.
 
 Every key of a view shares the hash tag `{name}`, so a view's script touches one slot and
 stays atomic on Redis Cluster. Keys live under a generation: a rebuild writes a fresh
@@ -20,13 +21,14 @@ import redis
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 # KEYS: generation, position, then one key per command. ARGV: generation, must-be-current,
-# application, first and last notification of the batch, then (command, nargs, args...)*.
-# Applies the batch only if the view has not yet seen its first event; either way returns
-# the view's position after it (or -1 if the generation is no longer current).
+# application, the position the batch was read from and its last notification, then
+# (command, nargs, args...)*. Applies the batch only if the view is exactly where the batch
+# was read from, so nothing is applied twice or skipped (say, after Redis lost data); either
+# way returns the view's position after it (or -1 if the generation is no longer current).
 _APPLY = """
 if ARGV[2] == '1' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local position = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-if position >= tonumber(ARGV[4]) then return position end
+if position ~= tonumber(ARGV[4]) then return position end
 local i, k = 6, 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 1])
@@ -136,12 +138,15 @@ class RedisView(TrackingRecorder):
         self.insert_tracking(tracking)
 
     def insert_tracking(self, tracking: Tracking) -> None:
-        self._first = self._first or tracking
         self._last = tracking
 
-    def flush(self) -> int | None:
-        """Write the batch's changes and its last position at once; returns the view's position."""
-        if self._first is None or self._last is None:
+    def flush(self, start: int) -> int | None:
+        """Write the batch read from position `start` and its last position at once; returns the view's position.
+
+        Any other answer than the batch's last position means the batch was refused: the
+        caller resumes from the position returned.
+        """
+        if self._last is None:
             return None
         commands: list[tuple[str, str, list[Any]]] = [
             *(("HSET", suffix, [x for kv in fields.items() for x in kv]) for suffix, fields in self._fields.items()),
@@ -153,19 +158,26 @@ class RedisView(TrackingRecorder):
             ),
         ]
         keys = [self.keys.generation, self.keys.key(self.generation, POSITION)]
-        args: list[Any] = [
-            self.generation, "0" if self.pinned else "1", self._last.application_name,
-            self._first.notification_id, self._last.notification_id,
-        ]
+        last = self._last.notification_id
+        args: list[Any] = [self.generation, "0" if self.pinned else "1", self._last.application_name, start, last]
         for command, suffix, params in commands:
             keys.append(self.keys.key(self.generation, suffix))
             args += [command, len(params), *params]
         self.discard()
-        position = int(self._apply(keys=keys, args=args))
+        try:
+            position = int(self._apply(keys=keys, args=args))
+        except Exception:
+            self.forget()
+            raise
+        if position != last:
+            self.forget()
         if position == -1:
             self.generation = self._current_generation()
             raise StaleGeneration(f"view {self.name} moved to generation {self.generation}")
         return position
+
+    def forget(self) -> None:
+        """Drop what the view remembers in memory of its contents: a batch did not land as staged."""
 
     def discard(self) -> None:
         """Drop staged changes that were not written (the follower re-reads them)."""
@@ -173,7 +185,6 @@ class RedisView(TrackingRecorder):
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
         self._scores: dict[tuple[str, str], float | None] = {}  # sorted-set membership, last change wins
-        self._first: Tracking | None = None
         self._last: Tracking | None = None
 
     def max_tracking_id(self, application_name: str) -> int | None:

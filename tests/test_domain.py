@@ -60,6 +60,12 @@ def test_a_broken_rule_names_its_field(answers: dict[str, object], field: str, w
     assert [(e.field, words in e.detail) for e in refused.value.errors] == [(field, True)]
 
 
+def test_a_required_text_answered_with_blanks_is_missing() -> None:
+    c = consultation(questions=(Question(id="why", kind=Kind.LONG_TEXT, prompt="Why?", required=True, max_length=100),))
+    with pytest.raises(InvalidResponse, match="needs an answer"):
+        c.check_response({"why": "   "}, NOW)
+
+
 def test_closed_consultation_takes_no_response() -> None:
     c = consultation()
     c.close()

@@ -177,3 +177,33 @@ def test_rebuild_while_followers_run_switches_without_losing_events(
     finally:
         live.close()
     assert counts(sync_redis, redis_prefix, agora)[b"responses"] == b"400"
+
+
+def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(
+    agora: Agora, sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    submit(agora, 10)
+    review_some(agora)
+    followers = [Follower(agora, projection(view(sync_redis, redis_prefix))) for projection, view in workers.PROJECTIONS.values()]
+    for f in followers:
+        f.catch_up()
+    expected = dump(sync_redis, redis_prefix)
+    # Redis restarts empty (no persistence, or a failover to a replica that had nothing yet).
+    for key in sync_redis.scan_iter(match=f"{redis_prefix}:*"):
+        sync_redis.delete(key)
+    submit(agora, 5)
+    for f in followers:
+        f.catch_up()
+    after = dump(sync_redis, redis_prefix)
+    assert after["stats:stats:" + str(agora.consultation(SLUG).id)][-1] == (b"responses", b"15")
+    for f in followers:
+        f.catch_up()
+    rebuilt_prefix = redis_prefix + "-rebuilt"
+    try:
+        for name in workers.PROJECTIONS:
+            workers.rebuild(agora, sync_redis, rebuilt_prefix, name)
+        assert after == dump(sync_redis, rebuilt_prefix)
+    finally:
+        for key in sync_redis.scan_iter(match=f"{rebuilt_prefix}:*"):
+            sync_redis.delete(key)
+    assert expected != after  # the five new responses are in

@@ -192,27 +192,38 @@ async def test_unknown_consultation_refuses_response_and_records_nothing(client:
 
 
 async def test_retry_with_the_same_idempotency_key_returns_the_first_receipt(client: AsyncTestClient, agora: Agora) -> None:
-    first = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-1"})
+    first = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-one"})
     head = agora.head()
-    again = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-1"})
+    again = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-one"})
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert agora.head() == head
 
 
 async def test_idempotency_key_reused_with_another_body_is_a_problem(client: AsyncTestClient, agora: Agora) -> None:
-    await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "retry-2"})
+    await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-two"})
     head = agora.head()
     other = {"answers": {"familiarity": "not_aware"}}
-    body = assert_problem(await client.post(RESPONSES, json=other, headers={"Idempotency-Key": "retry-2"}), 422, "idempotency-key-reused")
+    body = assert_problem(await client.post(RESPONSES, json=other, headers={"Idempotency-Key": "3f9c1a6e-retry-two"}), 422, "idempotency-key-reused")
     assert body["field"] == "Idempotency-Key"
     assert agora.head() == head
 
 
+async def test_remembered_answers_are_sealed_and_short_keys_refused(client: AsyncTestClient, agora: Agora, settings, sync_redis) -> None:
+    key = "7d1f0c9e-2b1a-4c55-9f0e-2f6f1c1b7a11"
+    receipt = (await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": key})).json()["receipt"]
+    stored = [sync_redis.get(k) for k in sync_redis.scan_iter(match=f"{settings.redis_prefix}:idempotency:*")]
+    assert stored and not any(receipt.encode() in v for v in stored)  # only the client's key opens it
+    head = agora.head()
+    short = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "1"})
+    assert_problem(short, 400, "malformed-request")
+    assert agora.head() == head
+
+
 async def test_refused_request_frees_its_idempotency_key_for_a_corrected_retry(client: AsyncTestClient) -> None:
-    bad = await client.post(RESPONSES, json={"answers": {"familiarity": "often"}}, headers={"Idempotency-Key": "k3"})
+    bad = await client.post(RESPONSES, json={"answers": {"familiarity": "often"}}, headers={"Idempotency-Key": "3f9c1a6e-retry-three"})
     assert bad.status_code == 422
-    good = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "k3"})
+    good = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-three"})
     assert good.status_code == 201
 
 

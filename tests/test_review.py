@@ -262,8 +262,12 @@ async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
     r = headers["reviewer"]
     assert (await client.post(f"/review/responses/{first}/tags", json={"theme_id": "ai_use"}, headers=r)).status_code == 201
     assert (await client.post(f"/review/responses/{first}/tags", json={"theme_id": "consent"}, headers=r)).status_code == 201
+    again = await client.post(f"/review/responses/{first}/tags", json={"theme_id": "ai_use"}, headers=r)
+    assert again.status_code == 201 and again.json()["position"] is None  # already tagged: nothing recorded
     untag = await client.delete(f"/review/responses/{first}/tags/consent", headers=r)
     assert untag.status_code == 200
+    missing = await client.delete(f"/review/responses/{first}/tags/consent", headers=r)
+    assert missing.status_code == 200 and missing.json()["position"] is None
     flagged = await client.post(f"/review/responses/{second}/flags", json={"flag": "duplicate", "reason": "same text", "duplicate_of": str(first)}, headers=r)
     assert flagged.status_code == 201
     quoted = await client.post(f"/review/responses/{first}/quotes", json={"question_id": "works_well", "start": 0, "end": 6}, headers=r)

@@ -48,11 +48,12 @@ class Follower:
             else:
                 self.view.insert_tracking(tracking)  # not decoded: this view ignores it
         try:
-            position = self.view.flush()
+            position = self.view.flush(self.position)
         except StaleGeneration:
-            position = self.view.max_tracking_id(self.app.name)
-        # Normally the batch's last event; further on if the view had seen this batch already.
-        self.position = position or self.position
+            position = self.view.max_tracking_id(self.app.name) or 0
+        # Normally the batch's last event; wherever the view is if it refused the batch.
+        if position is not None:
+            self.position = position
         return len(notifications)
 
     def catch_up(self, head: int | None = None) -> None:
