@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,7 +67,10 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             await client.aclose()
 
     def client_key(request: Request) -> str:
-        return hmac.new(bytes(salt), get_remote_address(request).encode(), hashlib.sha256).hexdigest()
+        address = ipaddress.ip_address(get_remote_address(request))
+        # An IPv6 client holds a whole /64: count the network, or it could rotate addresses freely.
+        client = str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else str(address)
+        return hmac.new(bytes(salt), client.encode(), hashlib.sha256).hexdigest()
 
     async def public_post(request: Request) -> bool:
         return request.method == "POST" and settings.rate_limit_per_minute > 0 and request.route_handler.opt.get("public", False)
@@ -95,6 +100,10 @@ def _local_secret() -> str:
     """The embedded default's token secret: made once, kept in the data folder, readable by us only."""
     path = store.data_dir() / "secret"
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+        # Written whole under another name, then moved into place: never seen half-written.
+        draft = path.with_name(f"secret.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        os.replace(draft, path)
     return path.read_text()

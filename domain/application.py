@@ -265,8 +265,7 @@ class Agora(Application[UUID]):
         key_ids = case.superseded_keys(question_id, original)
         case.shred_originals(by, question_id, key_ids)
         position = self.save(case)[-1].notification.id  # the record comes first; destroying again is harmless
-        for key_id in key_ids:
-            self.keys.destroy(key_id)
+        self.keys.destroy(key_ids)
         return position
 
     def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int | None:

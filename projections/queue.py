@@ -192,17 +192,22 @@ class QueueReader(ViewReader):
         index = (
             f"assignee:{assignee}" if assignee else f"tags:{tag}" if tag else f"flags:{flag}" if flag else f"state:{state}"
         )
-        members, lapsed, position = await self.read(
-            ("ZRANGEBYSCORE", index, (f"({cursor}", "+inf", "LIMIT", 0, limit + 1)),
+        page, lapsed, position = await self.read(
+            ("ZRANGEBYSCORE", index, (f"({cursor}", "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)),
             ("ZRANGEBYSCORE", "leases", ("-inf", f"({now.timestamp()}")),
             ("HGET", POSITION, (application_name,)),
         )
+        # The page is a window of the index; filters may leave fewer items than `limit` in it,
+        # but the cursor moves over the whole window so no later match is ever passed over.
+        scored = pairs(page)
+        members = list(scored)[:limit]
+        upper = float(scored[members[-1]]) if len(scored) > limit else float("inf")
         if index == "state:new":
-            members = [*members, *lapsed]
+            members += lapsed
         items = sorted(
             (
                 i for i in await self._items(list(dict.fromkeys(members)), set(lapsed))
-                if i.position > cursor
+                if cursor < i.position <= upper
                 and (state is None or i.state == state)
                 and (assignee is None or i.assignee == assignee)
                 and (tag is None or tag in i.tags)
@@ -210,9 +215,7 @@ class QueueReader(ViewReader):
             ),
             key=lambda i: i.position,
         )
-        more = len(items) > limit
-        items = items[:limit]
-        return QueuePage(items, items[-1].position if more else None, int(position or 0))
+        return QueuePage(items, int(upper) if upper != float("inf") else None, int(position or 0))
 
     async def progress(self, application_name: str) -> Progress:
         counts, position = await self.read(("HGETALL", "progress", ()), ("HGET", POSITION, (application_name,)))

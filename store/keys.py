@@ -3,7 +3,7 @@
 Free text a person wrote is stored in events only as ciphertext under a key of its own. To
 erase it, destroy the key: the immutable log keeps its shape and loses the data. A destroyed
 key is deleted and its storage overwritten (SQLite: `secure_delete` and a WAL checkpoint;
-PostgreSQL: `VACUUM`), so it cannot be read back from the database files either.
+PostgreSQL: `VACUUM FULL`), so it cannot be read back from the database files either.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 _TABLE = "data_keys"
@@ -46,18 +46,23 @@ class KeyStore:
             row = c.fetchone()
         return bytes(row["key"]) if row else None
 
-    def destroy(self, key_id: str) -> None:
+    def destroy(self, key_ids: Iterable[str]) -> None:
         with self.datastore.transaction(commit=True) as c:
             if self.sqlite:
                 c.execute("PRAGMA secure_delete = ON")
-            c.execute(f"DELETE FROM {self.table} WHERE key_id = {self.p}", (key_id,))
+            c.executemany(f"DELETE FROM {self.table} WHERE key_id = {self.p}", [(k,) for k in key_ids])
         self._scrub()
 
     def _scrub(self) -> None:
-        """Overwrite the storage the deleted key occupied."""
+        """Overwrite the storage the deleted keys occupied; raises if that could not be done now."""
         if self.sqlite:
-            with sqlite3.connect(self.datastore.pool.db_name, uri=True) as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn = sqlite3.connect(self.datastore.pool.db_name, uri=True)
+            try:
+                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.close()
+            if busy:
+                raise OperationalError("The key store is busy; destroy again to finish scrubbing.")
             return
         with self.datastore.get_connection() as conn:
             conn.execute(f"VACUUM FULL {self.table}")

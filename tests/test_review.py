@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from domain.application import Agora, Submission
-from domain.review import ClaimConflict
+from domain.review import ClaimConflict, Outcome
 from domain.staff import Role, staff_id
 from tests.conftest import SLUG
 
@@ -333,3 +333,21 @@ async def test_editors_maintain_the_coding_frame_and_retired_themes_take_no_new_
     assert fresh.status_code == 201
     listing = {t["id"]: t["retired"] for t in (await client.get("/review/consultations/code-of-conduct-2026/themes", headers=e)).json()}
     assert listing["consent"] is True and listing["online_harassment"] is False
+
+
+async def test_a_filtered_page_never_passes_over_later_matches(
+    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    responses = submit(agora, 3)
+    for response in responses:
+        agora.claim(response, staff["reviewer"], timedelta(minutes=30))
+        agora.tag(response, staff["reviewer"], "ai_use")
+    for response in responses[:2]:
+        agora.complete(response, staff["reviewer"], Outcome.REVIEWED, "")
+    agora.release(responses[2], staff["reviewer"])
+    params = {"tag": "ai_use", "state": "new", "limit": 2, "after": agora.head()}
+    first = (await client.get("/review/queue", params=params, headers=headers["editor"])).json()
+    assert first["items"] == [] and first["next_cursor"] is not None
+    del params["after"]
+    second = (await client.get("/review/queue", params={**params, "cursor": first["next_cursor"]}, headers=headers["editor"])).json()
+    assert [i["response_id"] for i in second["items"]] == [str(responses[2])] and second["next_cursor"] is None
