@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -67,9 +68,11 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             await client.aclose()
 
     def client_key(request: Request) -> str:
-        address = ipaddress.ip_address(get_remote_address(request))
-        # An IPv6 client holds a whole /64: count the network, or it could rotate addresses freely.
-        client = str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else str(address)
+        client = get_remote_address(request)
+        with contextlib.suppress(ValueError):  # not an address (a Unix socket, a test client): as it is
+            address = ipaddress.ip_address(client)
+            # An IPv6 client holds a whole /64: count the network, or it could rotate addresses freely.
+            client = str(ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address)
         return hmac.new(bytes(salt), client.encode(), hashlib.sha256).hexdigest()
 
     async def public_post(request: Request) -> bool:
