@@ -258,7 +258,7 @@ class Agora(Application[UUID]):
     def shred_originals(self, response_id: UUID, by: UUID, question_id: str) -> int:
         """Confirm a redaction: destroy the keys of every earlier version of the answer, for good."""
         self.staff(by).require(Role.ADMIN)
-        case = self._case(response_id)
+        case = self._case(response_id, create=True)  # never reviewed, so never redacted: the case says so
         original = self._response(response_id).texts.get(question_id)
         if original is None:
             raise InvalidInput([FieldError("question_id", "This response has no such text answer.")])
@@ -273,7 +273,7 @@ class Agora(Application[UUID]):
         return self._act(case, by, Role.REVIEWER, lambda now: case.complete(by, outcome, reason, now))
 
     def reopen(self, response_id: UUID, by: UUID, reason: str) -> int | None:
-        case = self._case(response_id)
+        case = self._case(response_id, create=True)  # a response never reviewed has nothing to reopen: the case says so
         return self._act(case, by, Role.EDITOR, lambda now: case.reopen(by, reason))
 
     # Coding frame

@@ -22,7 +22,7 @@ class NotPermitted(DomainError):
 
 
 class StaffConflict(DomainError):
-    """The staff change contradicts the member's state (already enrolled, last admin...)."""
+    """The staff change contradicts the member's state (already enrolled, deactivated, an admin acting on themselves)."""
 
 
 def staff_id(email: str) -> UUID:
