@@ -118,6 +118,11 @@ def staff(args: argparse.Namespace) -> None:
     print(f"enrolled {args.email} as {', '.join(args.role)}: {member_id}")
 
 
+def keys(args: argparse.Namespace) -> None:
+    with Agora(env=store.environment()) as app:
+        print(f"destroyed again {app.reshred()} keys named by the log's shredding events")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agora", description="Agora: event-sourced public consultations.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
@@ -147,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--role", action="append", choices=[r.value for r in Role], required=True, help="repeat for several")
     add.set_defaults(run=staff)
+
+    k = sub.add_parser("keys", help="the data keys of sealed free text").add_subparsers(required=True, dest="action", metavar="ACTION")
+    k.add_parser("reshred", help="destroy again every key the log says was destroyed (after a restore)").set_defaults(run=keys)
     return p
 
 

@@ -15,6 +15,7 @@ import argon2
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.utils import get_topic
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
 from store.keys import KeyStore, seal, unseal
@@ -275,6 +276,17 @@ class Agora(Application[UUID]):
     def reopen(self, response_id: UUID, by: UUID, reason: str) -> int | None:
         case = self._case(response_id, create=True)  # a response never reviewed has nothing to reopen: the case says so
         return self._act(case, by, Role.EDITOR, lambda now: case.reopen(by, reason))
+
+    def reshred(self) -> int:
+        """Destroy again every key the log says was destroyed: run after restoring the key store from a backup."""
+        topic = get_topic(ReviewCase.OriginalsShredded)
+        key_ids: list[str] = []
+        start = 1
+        while batch := self.recorder.select_notifications(start=start, limit=1000, topics=[topic]):
+            key_ids += [k for n in batch for k in self.mapper.to_domain_event(n).key_ids]
+            start = batch[-1].id + 1
+        self.keys.destroy(key_ids)
+        return len(key_ids)
 
     # Coding frame
 

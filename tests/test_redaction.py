@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from cli.main import main
 from domain.application import Agora, Submission
 from domain.staff import Role
 from tests.conftest import POSTGRES, SLUG
@@ -112,3 +113,27 @@ async def test_shredding_needs_an_admin_and_a_redaction_first(
     assert unredacted.status_code == 422
     assert agora.head() == head
     assert agora.answers(response)["works_well"] == SECRET
+
+
+async def test_after_restoring_an_old_key_backup_reshred_destroys_the_shredded_keys_again(
+    client: AsyncTestClient, agora: Agora, store_env: dict[str, str], tokens: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    response = submitted(agora)
+    original = agora.response(response).texts["works_well"]
+    backup = agora.keys.get(original.key_id)
+    await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
+    body = {"question_id": "works_well", "start": 0, "end": 4, "reason": "a name"}
+    await client.post(f"/review/responses/{response}/redactions", json=body, headers=tokens["reviewer"])
+    await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
+    # A restore from a backup taken before the shredding brings the key back...
+    with agora.keys.datastore.transaction(commit=True) as c:
+        c.execute(f"INSERT INTO {agora.keys.table} (key_id, key) VALUES ({agora.keys.p}, {agora.keys.p})", (original.key_id, backup))
+    assert agora.keys.get(original.key_id) == backup
+    # ...and the log's destruction list takes it away again.
+    for name, value in store_env.items():
+        monkeypatch.setenv(name, value)
+    main(["keys", "reshred"])
+    assert "destroyed again 1 keys" in capsys.readouterr().out
+    assert agora.keys.get(original.key_id) is None
+    assert backup not in raw_key_storage(agora, store_env)
