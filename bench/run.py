@@ -261,7 +261,7 @@ class Table:
         header = ("measurement", "backend", "figure", "target", "", "notes")
         widths = [max(len(r[i]) for r in [header, *self.rows]) for i in range(len(header))]
         for row in [header, tuple("-" * w for w in widths), *self.rows]:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def delete_keys(client: redis.Redis, prefix: str) -> None:

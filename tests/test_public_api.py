@@ -20,7 +20,6 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from domain.application import Agora
 from domain.consultation import Definition
-from domain.response import Response
 from tests.conftest import POSTGRES, SLUG
 
 FORM = f"/consultations/{SLUG}"
@@ -267,7 +266,7 @@ async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient
     answers = response_in["properties"]["answers"]
     assert answers["maxProperties"] == 50 and answers["propertyNames"] == {"maxLength": 40}
     assert response_in["required"] == ["answers"]
-    params = schema["paths"][f"/consultations/{{slug}}/responses"]["post"]["parameters"]
+    params = schema["paths"]["/consultations/{slug}/responses"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in params)
 
 
