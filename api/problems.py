@@ -21,6 +21,7 @@ from domain.errors import (
     NotAcceptingResponses,
     NotAuthenticated,
     ResponseNotFound,
+    ShredIncomplete,
     StaffNotFound,
 )
 from domain.review import CaseClosed, ClaimConflict
@@ -41,6 +42,7 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     ClaimConflict: (409, "claim-conflict", "Someone else holds this response"),
     CaseClosed: (409, "review-completed", "The review is completed"),
     StaffConflict: (409, "staff-conflict", "The change contradicts the staff member's state"),
+    ShredIncomplete: (503, "shred-incomplete", "Shredding recorded, not finished"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {

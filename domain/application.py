@@ -14,14 +14,23 @@ from uuid import UUID, uuid4
 import argon2
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
 from eventsourcing.utils import get_topic
 
 from domain.codec import MsgspecMapper, MsgspecTranscoder
 from store.keys import KeyStore, seal, unseal
 from domain.consultation import Answer, Consultation, Definition, Theme, consultation_id
 from domain.frame import CodingFrame, frame_id
-from domain.errors import ConsultationNotFound, DomainError, FieldError, InvalidInput, NotAuthenticated, ResponseNotFound, StaffNotFound
+from domain.errors import (
+    ConsultationNotFound,
+    DomainError,
+    FieldError,
+    InvalidInput,
+    NotAuthenticated,
+    ResponseNotFound,
+    ShredIncomplete,
+    StaffNotFound,
+)
 from domain.response import Response, Sealed
 from domain.review import ClaimConflict, Flag, Outcome, ReviewCase, case_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
@@ -266,7 +275,10 @@ class Agora(Application[UUID]):
         key_ids = case.superseded_keys(question_id, original)
         case.shred_originals(by, question_id, key_ids)
         position = self.save(case)[-1].notification.id  # the record comes first; destroying again is harmless
-        self.keys.destroy(key_ids)
+        try:
+            self.keys.destroy(key_ids)
+        except PersistenceError as e:
+            raise ShredIncomplete(f"The shredding is recorded but not finished ({e}); shred again to finish it.") from e
         return position
 
     def complete(self, response_id: UUID, by: UUID, outcome: Outcome, reason: str) -> int | None:

@@ -59,3 +59,7 @@ class NotAuthenticated(DomainError):
 
 class InvalidDefinition(DomainError):
     """A consultation file that cannot become a consultation."""
+
+
+class ShredIncomplete(DomainError):
+    """The shredding is recorded, but some keys could not be scrubbed yet: shredding again finishes it."""
