@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
@@ -86,15 +86,20 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         check_throttle_handler=public_post,
     )
     return Litestar(
-        route_handlers=[form, submit, stats, *staff.routes, *review.routes],
-        on_app_init=[auth.on_app_init],
+        route_handlers=[
+            form, submit, stats,
+            # Only staff routes declare the bearer token in the schema; public ones need none.
+            Router("/", route_handlers=[*staff.routes, *review.routes], security=[auth.security_requirement]),
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
-        middleware=[rate_limit.middleware],
+        middleware=[auth.middleware, rate_limit.middleware],
         stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Agora", version="0.1.0", description="Public consultations, event-sourced."),
+        openapi_config=OpenAPIConfig(
+            title="Agora", version="0.1.0", description="Public consultations, event-sourced.", components=[auth.openapi_components]
+        ),
         lifespan=[lifespan],
     )
 
