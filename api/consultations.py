@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from api.problems import problem
+from api.problems import documented, problem
 from api.services import Services
 from domain.application import Receipt
 from domain.consultation import consultation_id
@@ -71,7 +71,7 @@ async def wait(services: Services, view: ViewReader, after: int | None) -> None:
 
 @get(
     "/consultations/{slug:str}",
-    responses={200: ResponseSpec(data_container=ConsultationForm, description="The public form")},
+    responses={200: ResponseSpec(data_container=ConsultationForm, description="The public form"), **documented(400, 404, 503)},
     summary="The consultation's public form",
 )
 async def form(slug: FromPath[str], request: Request, services: NamedDependency[Services], after: After = None) -> Response[bytes]:
@@ -90,7 +90,10 @@ async def form(slug: FromPath[str], request: Request, services: NamedDependency[
     "/consultations/{slug:str}/responses",
     status_code=201,
     opt={"public": True},
-    responses={201: ResponseSpec(data_container=Receipt, description="The response was recorded")},
+    responses={
+        201: ResponseSpec(data_container=Receipt, description="The response was recorded"),
+        **documented(400, 404, 409, 413, 422, 429, 503),
+    },
     summary="Submit a response",
 )
 async def submit(slug: FromPath[str], data: JSONBody[ResponseIn], services: NamedDependency[Services], idempotency_key: IdempotencyKey = None) -> Response[bytes]:
@@ -99,7 +102,7 @@ async def submit(slug: FromPath[str], data: JSONBody[ResponseIn], services: Name
     return Response(body, status_code=201, media_type="application/json")
 
 
-@get("/consultations/{slug:str}/stats", summary="Responses counted so far")
+@get("/consultations/{slug:str}/stats", summary="Responses counted so far", responses=documented(400, 404, 503))
 async def stats(
     slug: FromPath[str],
     services: NamedDependency[Services],

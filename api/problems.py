@@ -6,15 +6,18 @@ import logging
 import re
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsException
 from redis.exceptions import RedisError
 
 from domain.errors import (
     ConsultationNotFound,
     DomainError,
+    FieldError,
     InvalidDefinition,
     InvalidInput,
     InvalidResponse,
@@ -55,6 +58,32 @@ _HTTP: dict[int, tuple[str, str]] = {
     429: ("rate-limited", "Too many requests"),
 }
 
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem: every refusal is one of these."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+_STATUS_WORDS = {
+    400: "Unreadable request", 401: "Not signed in", 403: "Not permitted", 404: "Not found", 409: "Conflict",
+    413: "Body too large", 422: "Breaks a rule", 429: "Too many requests", 503: "Unavailable for now",
+}
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """The problems a route can answer with, for its OpenAPI description."""
+    return {
+        status: ResponseSpec(Problem, description=_STATUS_WORDS[status], media_type="application/problem+json", generate_examples=False)
+        for status in statuses
+    }
+
+
+STAFF_PROBLEMS = documented(400, 401, 403, 404, 409, 422, 503)
 
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 

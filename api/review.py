@@ -19,7 +19,7 @@ from litestar.security.jwt import Token
 
 from api.auth import requires
 from api.consultations import After, wait
-from api.problems import problem
+from api.problems import STAFF_PROBLEMS, problem
 from api.services import Services
 from domain.consultation import Theme
 from domain.errors import FieldError, InvalidInput
@@ -103,7 +103,7 @@ class HistoryEntry(msgspec.Struct):
     details: dict[str, Any]
 
 
-@get("/review/queue", guards=[READERS], summary="Responses to review, oldest first")
+@get("/review/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="Responses to review, oldest first")
 async def queue(
     services: NamedDependency[Services],
     review_state: Annotated[Literal["new", "claimed", "completed", "excluded"] | None, QueryParameter(name="state")] = None,
@@ -120,13 +120,13 @@ async def queue(
     )
 
 
-@get("/review/progress", guards=[READERS], summary="How much of the queue is reviewed")
+@get("/review/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of the queue is reviewed")
 async def progress(services: NamedDependency[Services], after: After = None) -> Progress:
     await wait(services, services.queue, after)
     return await services.queue.progress(services.agora.name)
 
 
-@post("/review/claim-next", guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
+@post("/review/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
 async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried.
@@ -139,94 +139,94 @@ async def claim_next(request: Staff, services: NamedDependency[Services]) -> Cla
     raise problem(404, "queue-empty", "Nothing to claim", "Every response is claimed or reviewed.")
 
 
-@post("/review/responses/{response_id:uuid}/claim", sync_to_thread=True, guards=[REVIEWERS], summary="Claim a response")
+@post("/review/responses/{response_id:uuid}/claim", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Claim a response")
 def claim(response_id: ResponseId, request: Staff, services: NamedDependency[Services]) -> Claim:
     return _claim(services, response_id, request.user.id)
 
 
-@post("/review/responses/{response_id:uuid}/release", sync_to_thread=True, guards=[REVIEWERS], summary="Give a claimed response back")
+@post("/review/responses/{response_id:uuid}/release", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Give a claimed response back")
 def release(response_id: ResponseId, request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.release(response_id, request.user.id))
 
 
-@post("/review/responses/{response_id:uuid}/notes", sync_to_thread=True, guards=[REVIEWERS], summary="Add a note")
+@post("/review/responses/{response_id:uuid}/notes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Add a note")
 def note(response_id: ResponseId, data: JSONBody[NoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.note(response_id, request.user.id, data.text))
 
 
-@post("/review/responses/{response_id:uuid}/tags", sync_to_thread=True, guards=[REVIEWERS], summary="Tag with a theme of the coding frame")
+@post("/review/responses/{response_id:uuid}/tags", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Tag with a theme of the coding frame")
 def tag_response(response_id: ResponseId, data: JSONBody[TagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.tag(response_id, request.user.id, data.theme_id))
 
 
-@delete("/review/responses/{response_id:uuid}/tags/{theme_id:str}", status_code=200, sync_to_thread=True, guards=[REVIEWERS], summary="Remove a theme")
+@delete("/review/responses/{response_id:uuid}/tags/{theme_id:str}", responses=STAFF_PROBLEMS, status_code=200, sync_to_thread=True, guards=[REVIEWERS], summary="Remove a theme")
 def untag_response(response_id: ResponseId, theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.untag(response_id, request.user.id, theme_id))
 
 
-@post("/review/responses/{response_id:uuid}/flags", sync_to_thread=True, guards=[REVIEWERS], summary="Flag: spam, abusive, off topic, duplicate, personal data")
+@post("/review/responses/{response_id:uuid}/flags", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Flag: spam, abusive, off topic, duplicate, personal data")
 def flag_response(response_id: ResponseId, data: JSONBody[FlagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.flag(response_id, request.user.id, data.flag, data.reason, data.duplicate_of))
 
 
-@post("/review/responses/{response_id:uuid}/quotes", sync_to_thread=True, guards=[REVIEWERS], summary="Mark a passage as a candidate quote")
+@post("/review/responses/{response_id:uuid}/quotes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Mark a passage as a candidate quote")
 def quote(response_id: ResponseId, data: JSONBody[QuoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.mark_quote(response_id, request.user.id, data.question_id, data.start, data.end))
 
 
-@post("/review/responses/{response_id:uuid}/redactions", sync_to_thread=True, guards=[REVIEWERS], summary="Redact a span of a text answer")
+@post("/review/responses/{response_id:uuid}/redactions", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Redact a span of a text answer")
 def redact(response_id: ResponseId, data: JSONBody[RedactionIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
 
 
 @post(
-    "/review/responses/{response_id:uuid}/redactions/{question_id:str}/shred", sync_to_thread=True, guards=[requires(Role.ADMIN)],
+    "/review/responses/{response_id:uuid}/redactions/{question_id:str}/shred", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)],
     summary="Confirm a redaction: destroy the earlier versions' keys",
 )
 def shred(response_id: ResponseId, question_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.shred_originals(response_id, request.user.id, question_id))
 
 
-@get("/review/consultations/{slug:str}/themes", sync_to_thread=True, guards=[READERS], summary="The coding frame")
+@get("/review/consultations/{slug:str}/themes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The coding frame")
 def themes(slug: FromPath[str], services: NamedDependency[Services]) -> list[ThemeOut]:
     frame = services.agora.frame(services.agora.consultation(slug).id)
     return [ThemeOut(t.id, t.label, t.description, retired) for t, retired in frame.listing()]
 
 
-@post("/review/consultations/{slug:str}/themes", sync_to_thread=True, guards=[EDITORS], summary="Add a theme")
+@post("/review/consultations/{slug:str}/themes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Add a theme")
 def add_theme(slug: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.add_theme(slug, data, request.user.id))
 
 
-@put("/review/consultations/{slug:str}/themes/{theme_id:str}", sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
+@put("/review/consultations/{slug:str}/themes/{theme_id:str}", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
 def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
     if data.id != theme_id:
         raise InvalidInput([FieldError("id", "The body's id must be the theme's id in the path.")])
     return Recorded(services.agora.revise_theme(slug, data, request.user.id))
 
 
-@delete("/review/consultations/{slug:str}/themes/{theme_id:str}", status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Retire a theme: no new tags")
+@delete("/review/consultations/{slug:str}/themes/{theme_id:str}", responses=STAFF_PROBLEMS, status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Retire a theme: no new tags")
 def retire_theme(slug: FromPath[str], theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.retire_theme(slug, theme_id, request.user.id))
 
 
-@post("/review/responses/{response_id:uuid}/complete", sync_to_thread=True, guards=[REVIEWERS], summary="Complete as reviewed or excluded")
+@post("/review/responses/{response_id:uuid}/complete", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Complete as reviewed or excluded")
 def complete(response_id: ResponseId, data: JSONBody[Completion], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.complete(response_id, request.user.id, data.outcome, data.reason))
 
 
-@post("/review/responses/{response_id:uuid}/reopen", sync_to_thread=True, guards=[EDITORS], summary="Reopen a completed review")
+@post("/review/responses/{response_id:uuid}/reopen", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Reopen a completed review")
 def reopen(response_id: ResponseId, data: JSONBody[Reopening], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.agora.reopen(response_id, request.user.id, data.reason))
 
 
-@get("/review/responses/{response_id:uuid}", sync_to_thread=True, guards=[READERS], summary="A response's answers")
+@get("/review/responses/{response_id:uuid}", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="A response's answers")
 def read_response(response_id: ResponseId, services: NamedDependency[Services]) -> ResponseForReview:
     r = services.agora.response(response_id)
     return ResponseForReview(r.id, r.consultation_id, r.created_on, services.agora.answers(response_id))
 
 
-@get("/review/responses/{response_id:uuid}/history", sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
+@get("/review/responses/{response_id:uuid}/history", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
 def history(response_id: ResponseId, services: NamedDependency[Services]) -> list[HistoryEntry]:
     return [_entry(e) for e in services.agora.history(response_id)]
 

@@ -8,14 +8,13 @@ import logging
 from typing import Any
 
 import msgspec
+from litestar.security.jwt import JWTAuth
 from redis.exceptions import RedisError
 
 from api.idempotency import Idempotency
 from api.settings import Settings
 from api.submissions import GroupCommit
 from domain.application import Agora, Submission
-from litestar.security.jwt import JWTAuth
-
 from projections.form import FormReader
 from projections.queue import QueueReader
 from projections.stats import StatsReader

@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.security.jwt import Token
 
 from api.auth import requires
+from api.problems import STAFF_PROBLEMS, documented
 from api.services import Services
 from domain.staff import Role, StaffMember
 
@@ -52,34 +53,34 @@ def profile(member: StaffMember) -> Profile:
     return Profile(member.id, member.email, member.name, sorted(member.roles))
 
 
-@post("/staff/token", sync_to_thread=True, opt={"public": True}, summary="Sign in: a token for the Authorization header")
+@post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"public": True}, summary="Sign in: a token for the Authorization header")
 def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
     member = services.agora.authenticate(data.email, data.password)
     token = services.auth.create_token(identifier=str(member.id))
     return Response(SignedIn(token, member.id, sorted(member.roles)), status_code=201)
 
 
-@get("/staff/me", summary="The signed-in staff member")
+@get("/staff/me", responses=STAFF_PROBLEMS, summary="The signed-in staff member")
 async def me(request: Request[StaffMember, Token, object]) -> Profile:
     return profile(request.user)
 
 
-@post("/staff", sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Enrol a staff member")
+@post("/staff", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Enrol a staff member")
 def enrol(data: JSONBody[Enrolment], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Enrolled:
     return Enrolled(services.agora.enrol(data.email, data.name, data.password, data.roles, by=request.user.id))
 
 
-@put("/staff/{member_id:uuid}/roles/{role:str}", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Grant a role")
+@put("/staff/{member_id:uuid}/roles/{role:str}", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Grant a role")
 def grant(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
     services.agora.grant(member_id, role, by=request.user.id)
 
 
-@delete("/staff/{member_id:uuid}/roles/{role:str}", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Revoke a role")
+@delete("/staff/{member_id:uuid}/roles/{role:str}", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Revoke a role")
 def revoke(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
     services.agora.revoke(member_id, role, by=request.user.id)
 
 
-@post("/staff/{member_id:uuid}/deactivate", status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Deactivate: the member's tokens stop working")
+@post("/staff/{member_id:uuid}/deactivate", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Deactivate: the member's tokens stop working")
 def deactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
     services.agora.deactivate(member_id, by=request.user.id)
 

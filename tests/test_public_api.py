@@ -272,6 +272,10 @@ async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient
     assert not schema["paths"]["/consultations/{slug}"]["get"].get("security")
     assert schema["paths"]["/review/queue"]["get"]["security"] == [{"BearerToken": []}]
     assert "BearerToken" in schema["components"]["securitySchemes"]
+    # Refusals are documented as problems.
+    refused = schema["paths"]["/consultations/{slug}/responses"]["post"]["responses"]
+    assert {"400", "404", "409", "413", "422", "429", "503"} <= refused.keys()
+    assert "application/problem+json" in refused["422"]["content"]
 
 
 @contextmanager
