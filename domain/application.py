@@ -303,7 +303,11 @@ class Agora(Application[UUID]):
     # Coding frame
 
     def frame(self, consultation_id: UUID) -> CodingFrame:
-        return self.repository.get(frame_id(consultation_id))
+        """The consultation's coding frame; an empty one, saved with its first theme, if it was recorded without."""
+        try:
+            return self.repository.get(frame_id(consultation_id))
+        except AggregateNotFoundError:
+            return CodingFrame(consultation_id=consultation_id, themes=())
 
     def add_theme(self, slug: str, theme: Theme, by: UUID) -> int:
         return self._edit_frame(slug, by, lambda f: f.add(theme, by))

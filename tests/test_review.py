@@ -8,10 +8,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from domain.application import Agora, Submission
+from domain.consultation import Consultation, Definition, Theme
+from domain.errors import InvalidInput
 from domain.review import ClaimConflict, Outcome
 from domain.staff import Role, staff_id
 from tests.conftest import SLUG
@@ -350,3 +353,17 @@ async def test_a_filtered_page_never_passes_over_later_matches(
     del params["after"]
     second = (await client.get("/review/queue", params={**params, "cursor": first["next_cursor"]}, headers=headers["editor"])).json()
     assert [i["response_id"] for i in second["items"]] == [str(responses[2])] and second["next_cursor"] is None
+
+
+def test_a_consultation_recorded_without_a_coding_frame_gets_one_from_its_first_theme(
+    agora: Agora, staff: dict[str, UUID], seed: Definition,
+) -> None:
+    """Consultations recorded before coding frames existed have none: tags are refused clearly, editors start one."""
+    older = Consultation(msgspec.structs.replace(seed, slug="older-one"))
+    agora.save(older)  # as recorded before consultations came with a frame
+    (receipt,) = agora.submit_batch([Submission("older-one", {"familiarity": "read"})])
+    agora.claim(receipt.id, staff["reviewer"], timedelta(minutes=30))
+    with pytest.raises(InvalidInput, match="not a theme"):
+        agora.tag(receipt.id, staff["reviewer"], "ai_use")
+    agora.add_theme("older-one", Theme(id="ai_use", label="AI use"), staff["editor"])
+    assert agora.tag(receipt.id, staff["reviewer"], "ai_use") is not None
