@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +22,7 @@ from litestar.stores.redis import RedisStore
 
 import store
 import workers
-from api import review, staff
+from api import review, signups, staff
 from api.auth import staff_auth
 from api.consultations import form, stats, submit
 from api.problems import exception_handlers
@@ -56,7 +55,9 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         app.state.services = services = Services(agora, client, settings, auth)
         followers = None
         if settings.inline_followers:
-            followers = workers.followers(Agora(env=store_env), redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+            worker_app = Agora(env=store_env)
+            mailer = workers.mailer(worker_app, settings.smtp_url, settings.mail_from, settings.public_url)
+            followers = workers.followers(worker_app, redis.Redis.from_url(settings.redis_url), settings.redis_prefix, mailer)
             followers.start()
         try:
             yield
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     async def public_post(request: Request) -> bool:
         return request.method == "POST" and settings.rate_limit_per_minute > 0 and request.route_handler.opt.get("public", False)
 
-    auth = staff_auth(settings.secret or _local_secret(), settings.token_hours)
+    auth = staff_auth(settings.secret or store.local_secret(), settings.token_hours)
 
     rate_limit = RateLimitConfig(
         rate_limit=("minute", max(settings.rate_limit_per_minute, 1)),
@@ -87,9 +88,9 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     )
     return Litestar(
         route_handlers=[
-            form, submit, stats,
+            form, submit, stats, signups.sign_up, signups.link_page, signups.act,
             # Only staff routes declare the bearer token in the schema; public ones need none.
-            Router("/", route_handlers=[*staff.routes, *review.routes], security=[auth.security_requirement]),
+            Router("/", route_handlers=[*staff.routes, *review.routes, signups.attendees], security=[auth.security_requirement]),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
@@ -103,15 +104,3 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         lifespan=[lifespan],
     )
 
-
-def _local_secret() -> str:
-    """The embedded default's token secret: made once, kept in the data folder, readable by us only."""
-    path = store.data_dir() / "secret"
-    if not path.exists():
-        # Written whole under another name, then moved into place: never seen half-written.
-        draft = path.with_name(f"secret.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-        os.replace(draft, path)
-    return path.read_text()

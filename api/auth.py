@@ -16,7 +16,7 @@ from litestar.security.jwt import JWTAuth, Token
 from domain.errors import StaffNotFound
 from domain.staff import Role, StaffMember
 
-PUBLIC = ["^/consultations", "^/schema", "^/staff/token$"]
+PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$"]
 
 
 async def current_staff(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> StaffMember | None:

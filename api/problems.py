@@ -24,7 +24,10 @@ from domain.errors import (
     NotAcceptingResponses,
     NotAuthenticated,
     ResponseNotFound,
+    SessionFull,
+    SessionStarted,
     ShredIncomplete,
+    SignupLinkInvalid,
     StaffNotFound,
 )
 from domain.review import CaseClosed, ClaimConflict
@@ -46,6 +49,9 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     CaseClosed: (409, "review-completed", "The review is completed"),
     StaffConflict: (409, "staff-conflict", "The change contradicts the staff member's state"),
     ShredIncomplete: (503, "shred-incomplete", "Shredding recorded, not finished"),
+    SignupLinkInvalid: (404, "signup-link-invalid", "The link is not valid"),
+    SessionStarted: (409, "session-started", "The session has started"),
+    SessionFull: (409, "session-full", "The session is full"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {
@@ -96,13 +102,23 @@ def problem(
     )
 
 
+def _kind(exc: DomainError) -> tuple[int, str, str]:
+    return next(v for cls, v in _DOMAIN.items() if isinstance(exc, cls))
+
+
+def status_of(exc: DomainError) -> int:
+    return _kind(exc)[0]
+
+
 def domain_problem(request: Request, exc: DomainError) -> Response:
-    status, name, title = next(v for cls, v in _DOMAIN.items() if isinstance(exc, cls))
+    status, name, title = _kind(exc)
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidInput):
         extra["errors"] = [{"field": e.field, "detail": e.detail} for e in exc.errors]
     if isinstance(exc, ClaimConflict) and exc.holder:
         extra.update(holder=str(exc.holder), until=exc.until.isoformat() if exc.until else None)
+    if isinstance(exc, SessionFull):
+        extra["alternatives"] = msgspec.to_builtins(exc.alternatives)  # sessions with seats left: confirm into one
     return problem(status, name, title, exc.detail, **extra).to_response(request)
 
 

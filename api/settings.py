@@ -22,6 +22,11 @@ class Settings(msgspec.Struct, frozen=True):
     secret: str = ""
     token_hours: int = 8
     lease_minutes: int = 30
+    # The mailer (see README, "Signups and email"): SMTP, or the data folder's outbox if unset.
+    smtp_url: str = ""
+    mail_from: str = "Agora <agora@localhost>"
+    # Where people reach the API: the links in emails start with it.
+    public_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -36,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True):
             "secret": "AGORA_SECRET",
             "token_hours": "AGORA_TOKEN_HOURS",
             "lease_minutes": "AGORA_LEASE_MINUTES",
+            "smtp_url": "SMTP_URL",
+            "mail_from": "AGORA_MAIL_FROM",
+            "public_url": "AGORA_PUBLIC_URL",
         }
         values = {field: os.environ[var] for field, var in names.items() if var in os.environ}
         return msgspec.convert({**values, **overrides}, cls, strict=False)

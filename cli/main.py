@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
 import os
 import signal
@@ -11,6 +12,7 @@ import threading
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from uuid import UUID
 
 import redis
 
@@ -19,7 +21,7 @@ import workers
 from api.settings import Settings
 from cli.embedded import redis_server, socket_path
 from domain.application import Agora
-from domain.consultation import read_definition
+from domain.consultation import Consultation, read_definition
 from domain.errors import DomainError
 from domain.staff import Role
 
@@ -64,11 +66,13 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def work(args: argparse.Namespace) -> None:
-    """Run the projection followers in this process until SIGINT or SIGTERM."""
+    """Run the projection followers and the mailer in this process until SIGINT or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    followers = workers.followers(Agora(env=store.environment()), redis.Redis.from_url(redis_url()), prefix()).start()
+    app, settings = Agora(env=store.environment()), Settings.from_env()
+    mailer = workers.mailer(app, settings.smtp_url, settings.mail_from, settings.public_url)
+    followers = workers.followers(app, redis.Redis.from_url(redis_url()), prefix(), mailer).start()
     stop.wait()
     followers.close()
 
@@ -123,11 +127,41 @@ def keys(args: argparse.Namespace) -> None:
         print(f"destroyed again {app.reshred()} keys named by the log's shredding events")
 
 
+def signups(args: argparse.Namespace) -> None:
+    with Agora(env=store.environment()) as app:
+        slug = args.consultation or only_consultation(app)
+        if args.action == "export":
+            rows = [(c.name, c.email, s.session_id) for s, c in app.attendees(slug, args.session)]
+            if args.output:  # the list names people: the file is readable by its owner only
+                with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
+                    csv.writer(f).writerows([("name", "email", "session"), *rows])
+            else:
+                csv.writer(sys.stdout).writerows([("name", "email", "session"), *rows])
+            print(f"{len(rows)} confirmed attendees of {args.session}", file=sys.stderr)
+            return
+        try:
+            signup_id: UUID | None = UUID(args.who)
+        except ValueError:
+            signup_id = app.find_signup(slug, args.who)
+        if signup_id is None:
+            raise ValueError("no signup with that email in this consultation (or it is erased already)")
+        app.erase_signup(signup_id, token=None)
+        workers.mail_transport(Settings.from_env().smtp_url).forget(str(signup_id))
+        print(f"erased signup {signup_id}: its key is destroyed, its outbox copies deleted")
+
+
+def only_consultation(app: Agora) -> str:
+    slugs = [e.definition.slug for e in app.select_events(Consultation.Created)]
+    if len(slugs) != 1:
+        raise ValueError(f"name the consultation with --consultation: the store holds {', '.join(slugs) or 'none'}")
+    return slugs[0]
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agora", description="Agora: event-sourced public consultations.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
     sub.add_parser("serve", help="serve the API (embedded Redis unless REDIS_URL is set)").set_defaults(run=serve)
-    sub.add_parser("work", help="run the projection followers in this process").set_defaults(run=work)
+    sub.add_parser("work", help="run the projection followers and the mailer in this process").set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
     r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(workers.PROJECTIONS)} (default: all)")
@@ -155,6 +189,16 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("keys", help="the data keys of sealed free text").add_subparsers(required=True, dest="action", metavar="ACTION")
     k.add_parser("reshred", help="destroy again every key the log says was destroyed (after a restore)").set_defaults(run=keys)
+
+    g = sub.add_parser("signups", help="working-session signups").add_subparsers(required=True, dest="action", metavar="ACTION")
+    export = g.add_parser("export", help="write the confirmed attendees of a session as CSV (name, email, session)")
+    export.add_argument("--session", required=True)
+    export.add_argument("--output", "-o", help="a file (made readable by you only); default: standard output")
+    erase = g.add_parser("erase", help="erase a signup: destroy its key, so its name and email are gone for good")
+    erase.add_argument("who", metavar="EMAIL_OR_ID", help="the email address signed up, or the signup's id")
+    for parser_ in g.choices.values():
+        parser_.add_argument("--consultation", metavar="SLUG", help="default: the only consultation in the store")
+        parser_.set_defaults(run=signups)
     return p
 
 

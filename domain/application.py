@@ -5,20 +5,23 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 import argon2
+import email_validator
 import msgspec
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError
 from eventsourcing.utils import get_topic
 
+import store
+
 from domain.codec import MsgspecMapper, MsgspecTranscoder
-from store.keys import KeyStore, seal, unseal
+from store.keys import KeyStore, Sealed, seal, unseal
 from domain.consultation import Answer, Consultation, Definition, Theme, consultation_id
 from domain.frame import CodingFrame, frame_id
 from domain.errors import (
@@ -28,11 +31,14 @@ from domain.errors import (
     InvalidInput,
     NotAuthenticated,
     ResponseNotFound,
+    SessionFull,
     ShredIncomplete,
+    SignupLinkInvalid,
     StaffNotFound,
 )
-from domain.response import Response, Sealed
+from domain.response import Response
 from domain.review import ClaimConflict, Flag, Outcome, ReviewCase, case_id
+from domain.signup import Availability, Contact, LinkTokens, Purpose, Seats, Signup, State, seats_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
 
 
@@ -66,6 +72,7 @@ class Agora(Application[UUID]):
         profile = self.env.get("AGORA_PASSWORD_PROFILE", "RFC_9106_LOW_MEMORY")
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
         self.keys = KeyStore(self.factory)
+        self.links = LinkTokens(self.env.get("AGORA_SECRET") or store.local_secret())
 
     @cached_property
     def _dummy_hash(self) -> str:
@@ -291,14 +298,148 @@ class Agora(Application[UUID]):
 
     def reshred(self) -> int:
         """Destroy again every key the log says was destroyed: run after restoring the key store from a backup."""
-        topic = get_topic(ReviewCase.OriginalsShredded)
         key_ids: list[str] = []
-        start = 1
-        while batch := self.recorder.select_notifications(start=start, limit=1000, topics=[topic]):
-            key_ids += [k for n in batch for k in self.mapper.to_domain_event(n).key_ids]
-            start = batch[-1].id + 1
+        for e in self.select_events(ReviewCase.OriginalsShredded, Signup.Erased):
+            key_ids += e.key_ids if isinstance(e, ReviewCase.OriginalsShredded) else [e.key_id]
         self.keys.destroy(key_ids)
         return len(key_ids)
+
+    def select_events(self, *classes: type) -> Iterator[Any]:
+        """Every recorded event of these classes, oldest first."""
+        topics = [get_topic(cls) for cls in classes]
+        start = 1
+        while batch := self.recorder.select_notifications(start=start, limit=1000, topics=topics):
+            yield from (self.mapper.to_domain_event(n) for n in batch)
+            start = batch[-1].id + 1
+
+    # Signups
+
+    def request_signup(self, slug: str, session_id: str, name: str, email: str, consent: bool, now: datetime | None = None) -> UUID:
+        """Record a request to join a session; the mailer then sends a link to confirm it.
+
+        One signup per email and consultation: asking again re-sends what fits its state.
+        """
+        consultation = self._consultation(slug)
+        session, contact = consultation.check_signup(session_id, name, email, consent, now or datetime.now(UTC))
+        owner, key_id, key = self.keys.find_or_create(_email_digest(consultation.id, contact.email), str(uuid4()), uuid4().hex)
+        signup_id = UUID(owner)
+        sealed = Sealed(key_id, seal(key, msgspec.json.encode(contact).decode(), f"contact:{signup_id}"))
+
+        def command() -> tuple[Signup]:
+            signup = self._signup(signup_id, missing_ok=True)
+            if signup is None:
+                confirm, manage = self.links.hash(Purpose.CONFIRM, signup_id, 1), self.links.hash(Purpose.MANAGE, signup_id)
+                return (Signup(signup_id, consultation.id, session.id, sealed, 1, confirm, manage),)
+            signup.request_again(session.id, sealed, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1))
+            return (signup,)
+
+        self._retrying(command)
+        return signup_id
+
+    def confirm_signup(self, signup_id: UUID, token: str, session_id: str | None = None, now: datetime | None = None) -> Signup:
+        """Take a seat in the requested session, or in `session_id` instead (say, when that one is full)."""
+        now = now or datetime.now(UTC)
+
+        def command() -> tuple[Signup, Seats]:
+            signup = self._signup(signup_id)
+            signup.check(Purpose.CONFIRM, token)
+            consultation = self._consultation_by_id(signup.consultation_id)
+            session = consultation.session(session_id or signup.session_id, now)
+            seats = self._seats(consultation.id, session.id)
+            try:
+                seats.take(signup.id, session.capacity)
+            except SessionFull:
+                others = [a for a in self.availability(consultation.id, now) if a.session_id != session.id and a.seats_left]
+                raise SessionFull(f"Every seat of '{session.title}' is taken.", tuple(others)) from None
+            signup.confirm(session.id)
+            return signup, seats
+
+        return self._retrying(command)[0]
+
+    def cancel_signup(self, signup_id: UUID, token: str) -> Signup:
+        """Withdraw, giving back the seat if one was taken. Cancelling again changes nothing."""
+
+        def command() -> tuple[Signup, ...]:
+            signup = self._signup(signup_id)
+            signup.check(Purpose.MANAGE, token)
+            seats = self._release_seat(signup)
+            signup.cancel()
+            return (signup, *seats)
+
+        return self._retrying(command)[0]
+
+    def erase_signup(self, signup_id: UUID, token: str | None) -> None:
+        """Forget the person: record the erasure, then destroy their key. `token` None: the operator.
+
+        Erasing again destroys again, finishing a scrub that failed.
+        """
+
+        def command() -> tuple[Signup, ...]:
+            signup = self._signup(signup_id)
+            if token is not None:
+                signup.check(Purpose.MANAGE, token)
+            seats = self._release_seat(signup)
+            signup.erase()
+            return (signup, *seats)
+
+        signup = self._retrying(command)[0]
+        try:
+            self.keys.destroy([signup.contact.key_id])
+        except PersistenceError as e:
+            raise ShredIncomplete(f"The erasure is recorded but not finished ({e}); erase again to finish it.") from e
+
+    def find_signup(self, slug: str, email: str) -> UUID | None:
+        """The signup of this email address for this consultation, unless none or erased."""
+        consultation = self._consultation(slug)
+        try:
+            email = email_validator.validate_email(email, check_deliverability=False).normalized
+        except email_validator.EmailNotValidError:
+            return None
+        owner = self.keys.owner(_email_digest(consultation.id, email))
+        return UUID(owner) if owner else None
+
+    def signup(self, signup_id: UUID) -> Signup:
+        return self._signup(signup_id)
+
+    def consultation_of(self, signup: Signup) -> Consultation:
+        return self._consultation_by_id(signup.consultation_id)
+
+    def confirmed_at(self, signup: Signup) -> datetime:
+        """When the signup's current confirmation was recorded."""
+        (confirmed,) = self.events.get(signup.id, gt=signup.confirmed_version - 1, lte=signup.confirmed_version)
+        return confirmed.timestamp
+
+    def contact(self, signup: Signup) -> Contact | None:
+        """Who signed up, or None once erased."""
+        key = self.keys.get(signup.contact.key_id)
+        if key is None:
+            return None
+        return msgspec.json.decode(unseal(key, signup.contact.data, f"contact:{signup.id}"), type=Contact)
+
+    def record_sent(self, signup_id: UUID, message_id: str) -> None:
+        def command() -> tuple[Signup]:
+            signup = self._signup(signup_id)
+            signup.record_sent(message_id)
+            return (signup,)
+
+        self._retrying(command)
+
+    def availability(self, consultation_id: UUID, now: datetime) -> list[Availability]:
+        """Each session not yet started, with its seats left."""
+        consultation = self._consultation_by_id(consultation_id)
+        return [
+            Availability(s.id, s.title, s.starts_at, s.capacity - len(self._seats(consultation_id, s.id).holders))
+            for s in consultation.definition.sessions
+            if now < s.starts_at
+        ]
+
+    def attendees(self, slug: str, session_id: str) -> list[tuple[Signup, Contact]]:
+        """The confirmed signups of a session with who they are, in the order they confirmed."""
+        consultation = self._consultation(slug)
+        if session_id not in {s.id for s in consultation.definition.sessions}:
+            raise InvalidInput([FieldError("session", "There is no such session.")])
+        signups = [self._signup(i) for i in self._seats(consultation.id, session_id).holders]
+        return [(s, c) for s in signups if (c := self.contact(s))]
 
     # Coding frame
 
@@ -355,6 +496,48 @@ class Agora(Application[UUID]):
         key = self.keys.get(sealed.key_id)
         return unseal(key, sealed.data, question_id) if key else None
 
+    def _consultation_by_id(self, consultation_id: UUID) -> Consultation:
+        consultation = self.repository.get(consultation_id)
+        assert isinstance(consultation, Consultation)
+        return consultation
+
+    def _signup(self, signup_id: UUID, missing_ok: bool = False) -> Any:
+        """The signup; an unknown id is refused like a wrong token, so links reveal nothing."""
+        try:
+            signup = self.repository.get(signup_id)
+        except AggregateNotFoundError:
+            signup = None
+        if isinstance(signup, Signup) or (signup is None and missing_ok):
+            return signup
+        raise SignupLinkInvalid("This link is not valid: it may have been used already, or replaced by a newer one.")
+
+    def _seats(self, consultation_id: UUID, session_id: str) -> Seats:
+        try:
+            return self.repository.get(seats_id(consultation_id, session_id))
+        except AggregateNotFoundError:
+            return Seats(consultation_id, session_id)
+
+    def _release_seat(self, signup: Signup) -> tuple[Seats, ...]:
+        if signup.state is not State.CONFIRMED:
+            return ()
+        seats = self._seats(signup.consultation_id, signup.session_id)
+        seats.free(signup.id)
+        return (seats,)
+
+    def _retrying(self, command: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """Run a command on fresh copies of its aggregates and save them together, again if another
+        writer got there first (optimistic concurrency)."""
+        attempts = 5
+        while True:
+            aggregates = command()
+            try:
+                self.save(*aggregates)
+                return aggregates
+            except IntegrityError:
+                attempts -= 1
+                if not attempts:
+                    raise
+
     def _existing_case(self, response_id: UUID) -> ReviewCase | None:
         try:
             return self.repository.get(case_id(response_id))
@@ -404,6 +587,11 @@ class Agora(Application[UUID]):
         command(consultation)
         recordings = self.save(consultation)
         return recordings[-1].notification.id if recordings else None
+
+
+def _email_digest(consultation_id: UUID, email: str) -> str:
+    """How a signup is found again by its email; most mail systems ignore case, so this does too."""
+    return hashlib.sha256(f"{consultation_id}:{email.casefold()}".encode()).hexdigest()
 
 
 def _check_credentials(email: str, name: str, password: str) -> None:

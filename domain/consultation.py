@@ -8,10 +8,12 @@ from enum import Enum
 from typing import Annotated
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import email_validator
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import FieldError, InvalidDefinition, InvalidResponse, NotAcceptingResponses
+from domain.errors import FieldError, InvalidDefinition, InvalidInput, InvalidResponse, NotAcceptingResponses, SessionStarted
+from domain.signup import Contact
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 QuestionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -78,6 +80,8 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     closes_at: datetime | None = None
     open: bool = True
     themes: tuple[Theme, ...] = ()  # the coding frame it starts with; editors maintain it afterwards
+    # If set, signing up for a session needs this consent, given as `consent: true`.
+    signup_consent: str = ""
 
     def __post_init__(self) -> None:
         ids = [q.id for q in self.questions]
@@ -92,6 +96,10 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise InvalidDefinition(f"Question '{q.id}': options belong to single-choice questions only, and those need some.")
             if q.kind is Kind.LONG_TEXT and not q.max_length:
                 raise InvalidDefinition(f"Question '{q.id}': a long-text question needs a max_length.")
+        if len({s.id for s in self.sessions}) != len(self.sessions):
+            raise InvalidDefinition("Session ids must be unique.")
+        if any(s.capacity < 1 or s.duration_minutes < 1 for s in self.sessions):
+            raise InvalidDefinition("A session needs a capacity and a duration of at least 1.")
         for moment in (self.opens_at, self.closes_at, *(s.starts_at for s in self.sessions)):
             if moment is not None and moment.utcoffset() is None:
                 raise InvalidDefinition("Times need a UTC offset, for example 2026-05-07T13:00:00Z.")
@@ -181,13 +189,7 @@ class Consultation(Aggregate):
 
     def check_response(self, answers: Mapping[str, object], now: datetime) -> dict[str, Answer]:
         """The answers as they will be recorded, or the reasons they cannot be."""
-        if not self.is_open:
-            raise NotAcceptingResponses(f"The consultation '{self.slug}' is closed.")
-        if not accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now):
-            opens_at = self.definition.opens_at
-            if opens_at is not None and now < opens_at:
-                raise NotAcceptingResponses(f"The consultation '{self.slug}' opens at {opens_at.isoformat()}.")
-            raise NotAcceptingResponses(f"The consultation '{self.slug}' closed at {self.closes_at.isoformat()}.")
+        self._check_accepting(now)
         questions = {q.id: q for q in self.definition.questions}
         errors = [FieldError(f"answers.{qid}", "There is no such question.") for qid in answers if qid not in questions]
         recorded: dict[str, Answer] = {}
@@ -208,6 +210,45 @@ class Consultation(Aggregate):
             raise InvalidResponse(errors)
         return recorded
 
+    def session(self, session_id: str, now: datetime) -> Session:
+        """A session that has not started yet, or the reason it cannot be joined."""
+        session = next((s for s in self.definition.sessions if s.id == session_id), None)
+        if session is None:
+            offered = ", ".join(s.id for s in self.definition.sessions) or "none"
+            raise InvalidInput([FieldError("session_id", f"There is no such session; the sessions are: {offered}.")])
+        if now >= session.starts_at:
+            raise SessionStarted(f"The session '{session.title}' started at {session.starts_at.isoformat()}; it is too late to join it.")
+        return session
+
+    def check_signup(self, session_id: str, name: str, email: str, consent: bool, now: datetime) -> tuple[Session, Contact]:
+        """The session and the contact as they will be recorded, or the reasons they cannot be."""
+        self._check_accepting(now)
+        errors = []
+        name = " ".join(name.split())  # no line breaks or runs of spaces: it goes into mail headers
+        if not 1 <= len(name) <= 200:
+            errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
+        try:
+            email = email_validator.validate_email(email, check_deliverability=False).normalized
+        except email_validator.EmailNotValidError as e:
+            errors.append(FieldError("email", f"Expected an email address: {e}"))
+        if self.definition.signup_consent and consent is not True:
+            errors.append(FieldError("consent", f"Signing up needs your consent: {self.definition.signup_consent}"))
+        try:
+            session = self.session(session_id, now)
+        except InvalidInput as e:
+            raise InvalidInput(e.errors + errors) from None
+        if errors:
+            raise InvalidInput(errors)
+        return session, Contact(name, email)
+
+    def _check_accepting(self, now: datetime) -> None:
+        if not self.is_open:
+            raise NotAcceptingResponses(f"The consultation '{self.slug}' is closed.")
+        if not accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now):
+            opens_at = self.definition.opens_at
+            if opens_at is not None and now < opens_at:
+                raise NotAcceptingResponses(f"The consultation '{self.slug}' opens at {opens_at.isoformat()}.")
+            raise NotAcceptingResponses(f"The consultation '{self.slug}' closed at {self.closes_at.isoformat()}.")
 
 def accepts_responses(is_open: bool, opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> bool:
     return is_open and (opens_at is None or opens_at <= now) and (closes_at is None or now < closes_at)

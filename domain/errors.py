@@ -63,3 +63,19 @@ class InvalidDefinition(DomainError):
 
 class ShredIncomplete(DomainError):
     """The shredding is recorded, but some keys could not be scrubbed yet: shredding again finishes it."""
+
+
+class SignupLinkInvalid(DomainError):
+    """A signup link whose token does not match: wrong, used up, replaced, or the signup is erased."""
+
+
+class SessionStarted(DomainError):
+    """The working session has begun (or is over): no more signups or confirmations."""
+
+
+class SessionFull(DomainError):
+    """Every seat of the session is taken; `alternatives` are the sessions that still have seats."""
+
+    def __init__(self, detail: str, alternatives: tuple[object, ...] = ()) -> None:
+        super().__init__(detail)
+        self.alternatives = alternatives

@@ -9,17 +9,10 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.consultation import Answer
-
-
-class Sealed(msgspec.Struct, frozen=True):
-    """Text encrypted under the data key `key_id`; unreadable once that key is destroyed."""
-
-    key_id: str
-    data: bytes
+from store.keys import Sealed
 
 
 class Response(Aggregate):

@@ -13,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, FieldError, InvalidInput
-from domain.response import Sealed
+from store.keys import Sealed
 
 MAX_NOTE = 5000
 

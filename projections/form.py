@@ -13,8 +13,23 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.consultation import Consultation, Definition, FaqEntry, Question, Session, accepts_responses
+from domain.consultation import Consultation, Definition, FaqEntry, Question, accepts_responses
+from domain.signup import Seats
 from projections.view import RedisView, ViewReader, pairs
+
+
+class SessionForm(msgspec.Struct, frozen=True):
+    """A working session as the form shows it: sign up at `POST /consultations/{slug}/signups`."""
+
+    id: str
+    title: str
+    starts_at: datetime
+    duration_minutes: int
+    language: str
+    venue: str
+    capacity: int
+    seats_left: int
+    started: bool  # too late to sign up
 
 
 class ConsultationForm(msgspec.Struct, frozen=True):
@@ -29,7 +44,8 @@ class ConsultationForm(msgspec.Struct, frozen=True):
     closes_at: datetime | None
     questions: tuple[Question, ...]
     faq: tuple[FaqEntry, ...]
-    sessions: tuple[Session, ...]
+    sessions: tuple[SessionForm, ...]
+    signup_consent: str
     next_steps: tuple[str, ...]
 
 
@@ -39,12 +55,18 @@ class FormView(RedisView):
     def set(self, tracking: Tracking, consultation_id: UUID, **fields: str | bytes) -> None:
         self.hset(tracking, f"form:{consultation_id}", **fields)
 
+    def count_seats(self, tracking: Tracking, consultation_id: UUID, session_id: str, taken: int) -> None:
+        self.hincrby(tracking, f"form:{consultation_id}", f"{_TAKEN}{session_id}", taken)
+
 
 class FormProjection(Projection[FormView]):
     name = "form"
     topics = tuple(
         get_topic(cls)
-        for cls in (Consultation.Created, Consultation.Opened, Consultation.Closed, Consultation.ClosingTimeMoved, Consultation.DraftLinkSet)
+        for cls in (
+            Consultation.Created, Consultation.Opened, Consultation.Closed, Consultation.ClosingTimeMoved,
+            Consultation.DraftLinkSet, Seats.Taken, Seats.Freed,
+        )
     )
 
     @singledispatchmethod
@@ -73,6 +95,17 @@ class FormProjection(Projection[FormView]):
     def _(self, e: Consultation.DraftLinkSet, tracking: Tracking) -> None:
         self.view.set(tracking, e.originator_id, draft_url=e.draft_url)
 
+    @process_event.register
+    def _(self, e: Seats.Taken, tracking: Tracking) -> None:
+        self.view.count_seats(tracking, e.consultation_id, e.session_id, 1)
+
+    @process_event.register
+    def _(self, e: Seats.Freed, tracking: Tracking) -> None:
+        self.view.count_seats(tracking, e.consultation_id, e.session_id, -1)
+
+
+_TAKEN = "taken:"
+
 
 def _flag(value: bool) -> str:
     return "1" if value else "0"
@@ -85,6 +118,7 @@ class Form(msgspec.Struct, frozen=True):
     is_open: bool
     closes_at: datetime | None
     draft_url: str
+    taken: dict[str, int]  # confirmed seats by session
 
     def render(self, now: datetime) -> tuple[bytes, str]:
         """The public form's JSON and its ETag."""
@@ -100,7 +134,14 @@ class Form(msgspec.Struct, frozen=True):
                 closes_at=self.closes_at,
                 questions=d.questions,
                 faq=d.faq,
-                sessions=d.sessions,
+                sessions=tuple(
+                    SessionForm(
+                        s.id, s.title, s.starts_at, s.duration_minutes, s.language, s.venue, s.capacity,
+                        seats_left=max(s.capacity - self.taken.get(s.id, 0), 0), started=now >= s.starts_at,
+                    )
+                    for s in d.sessions
+                ),
+                signup_consent=d.signup_consent,
                 next_steps=d.next_steps,
             )
         )
@@ -120,6 +161,7 @@ def decode_form(h: dict[bytes, bytes]) -> Form | None:
         is_open=h[b"is_open"] == b"1",
         closes_at=datetime.fromisoformat(closes_at) if closes_at else None,
         draft_url=h[b"draft_url"].decode(),
+        taken={k[len(_TAKEN) :].decode(): int(v) for k, v in h.items() if k.startswith(_TAKEN.encode())},
     )
 
 

@@ -7,6 +7,7 @@ with the library's `POSTGRES_*` variables selects PostgreSQL.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from pathlib import Path
 
@@ -20,6 +21,19 @@ def data_dir() -> Path:
     path = Path(os.environ.get("AGORA_DATA_DIR", "var"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_secret() -> str:
+    """The embedded default's secret (for AGORA_SECRET): made once, kept in the data folder, readable by us only."""
+    path = data_dir() / "secret"
+    if not path.exists():
+        # Written whole under another name, then moved into place: never seen half-written.
+        draft = path.with_name(f"secret.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        os.replace(draft, path)
+    return path.read_text()
 
 
 def environment() -> dict[str, str]:

@@ -4,6 +4,9 @@ Free text a person wrote is stored in events only as ciphertext under a key of i
 erase it, destroy the key: the immutable log keeps its shape and loses the data. A destroyed
 key is deleted and its storage overwritten (SQLite: `secure_delete` and a WAL checkpoint;
 PostgreSQL: `VACUUM FULL`), so it cannot be read back from the database files either.
+
+A key may also be found by a digest of what it protects (a person's email, to find their
+signup again); such an index entry lives and dies with its key.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 _TABLE = "data_keys"
+_INDEX = "data_key_index"
 
 
 class KeyStore:
@@ -25,11 +30,12 @@ class KeyStore:
         self.datastore = factory.datastore  # type: ignore[attr-defined]
         self.sqlite = isinstance(self.datastore, SQLiteDatastore)
         schema = getattr(self.datastore, "schema", "")
-        self.table = f"{schema}.{_TABLE}" if schema else _TABLE
+        self.table, self.index = (f"{schema}.{t}" if schema else t for t in (_TABLE, _INDEX))
         self.p = "?" if self.sqlite else "%s"  # each driver's parameter style
         blob = "BLOB" if self.sqlite else "BYTEA"
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id TEXT PRIMARY KEY, key {blob} NOT NULL)")
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.index} (digest TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT NOT NULL)")
 
     def create(self, key_ids: Iterable[str]) -> dict[str, bytes]:
         """New random 256-bit keys, recorded durably before any ciphertext made with them is."""
@@ -38,6 +44,31 @@ class KeyStore:
             with self.datastore.transaction(commit=True) as c:
                 c.executemany(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", list(keys.items()))
         return keys
+
+    def find_or_create(self, digest: str, owner: str, key_id: str) -> tuple[str, str, bytes]:
+        """The (owner, key id, key) indexed under `digest`; if there is none yet, a new key for `owner`.
+
+        One transaction, so two concurrent callers with the same digest get the same owner and key.
+        """
+        key = AESGCM.generate_key(bit_length=256)
+        p = self.p
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"INSERT INTO {self.index} (digest, owner, key_id) VALUES ({p}, {p}, {p}) ON CONFLICT (digest) DO NOTHING", (digest, owner, key_id))
+            c.execute(f"SELECT owner, key_id FROM {self.index} WHERE digest = {p}", (digest,))
+            row = c.fetchone()
+            owner, found = row["owner"], row["key_id"]
+            if found == key_id:
+                c.execute(f"INSERT INTO {self.table} (key_id, key) VALUES ({p}, {p})", (key_id, key))
+            else:
+                c.execute(f"SELECT key FROM {self.table} WHERE key_id = {p}", (found,))
+                key = bytes(c.fetchone()["key"])
+        return owner, found, key
+
+    def owner(self, digest: str) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT owner FROM {self.index} WHERE digest = {self.p}", (digest,))
+            row = c.fetchone()
+        return row["owner"] if row else None
 
     def get(self, key_id: str) -> bytes | None:
         """The key, or None once it has been destroyed."""
@@ -50,7 +81,9 @@ class KeyStore:
         with self.datastore.transaction(commit=True) as c:
             if self.sqlite:
                 c.execute("PRAGMA secure_delete = ON")
-            c.executemany(f"DELETE FROM {self.table} WHERE key_id = {self.p}", [(k,) for k in key_ids])
+            rows = [(k,) for k in key_ids]
+            c.executemany(f"DELETE FROM {self.table} WHERE key_id = {self.p}", rows)
+            c.executemany(f"DELETE FROM {self.index} WHERE key_id = {self.p}", rows)
         self._scrub()
 
     def _scrub(self) -> None:
@@ -66,6 +99,14 @@ class KeyStore:
             return
         with self.datastore.get_connection() as conn:
             conn.execute(f"VACUUM FULL {self.table}")
+            conn.execute(f"VACUUM FULL {self.index}")
+
+
+class Sealed(msgspec.Struct, frozen=True):
+    """Text encrypted under the data key `key_id`; unreadable once that key is destroyed."""
+
+    key_id: str
+    data: bytes
 
 
 def seal(key: bytes, plaintext: str, associated: str) -> bytes:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
 import uvicorn
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
@@ -30,9 +36,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """An empty event store of each kind the project supports."""
-    cheap = {"AGORA_PASSWORD_PROFILE": "CHEAPEST"}  # argon2 at full cost would dominate the suite's time
+    # argon2 at full cost would dominate the suite's time; the secret signs signup links.
+    common = {"AGORA_PASSWORD_PROFILE": "CHEAPEST", "AGORA_SECRET": "s" * 48}
     if request.param == "sqlite":
-        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite"), **cheap}
+        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite"), **common}
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
@@ -45,10 +52,18 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema,
-        **cheap,
+        **common,
     }
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder of the test's own (the mailer's outbox, the local secret)."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("AGORA_DATA_DIR", str(path))
+    return path
 
 
 @pytest.fixture
@@ -102,9 +117,7 @@ async def client(agora: Agora, store_env: dict[str, str], settings: Settings):
 @pytest.fixture
 def live_url(agora: Agora, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
     """The API served by uvicorn on a loopback port, for tests that need requests really in flight together."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store_env), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run)
     thread.start()
@@ -115,6 +128,72 @@ def live_url(agora: Agora, store_env: dict[str, str], settings: Settings) -> Ite
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join()
+
+
+def raw_storage(store_env: dict[str, str]) -> bytes:
+    """Every byte the event store and its key store hold on disk: the SQLite file, or the files of
+    every table, TOAST table and index in the PostgreSQL schema."""
+    if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
+        db = Path(store_env["SQLITE_DBNAME"])
+        return b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        data_dir = Path(conn.execute("SHOW data_directory").fetchone()[0])
+        paths = conn.execute(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'i')"
+            " UNION ALL SELECT pg_relation_filepath(c.reltoastrelid) FROM pg_class c"
+            " WHERE c.relnamespace = %s::regnamespace AND c.reltoastrelid <> 0",
+            (store_env["POSTGRES_SCHEMA"],) * 2,
+        ).fetchall()
+    files = [f for (path,) in paths for f in (data_dir / path, *data_dir.glob(f"{path}.*"))]  # with segments past 1 GB
+    return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives, and whether it came over TLS."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+        self.tls: list[bool] = []
+        self.authenticated: list[bool] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
+        self.authenticated.append(bool(session.authenticated))
+        return "250 OK"
+
+    def received(self) -> list[EmailMessage]:
+        return [email.message_from_bytes(e.content, policy=email.policy.default) for e in self.envelopes]
+
+
+def text(part: EmailMessage, body: str = "plain") -> str:
+    """The content of a text part (the body by default), with the wire's CRLF line ends made Python's."""
+    if part.is_multipart():
+        part = part.get_body((body,))
+    return part.get_content().replace("\r\n", "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtpd() -> Iterator[Callable[..., int]]:
+    """smtpd(handler, **options) starts an SMTP server on 127.0.0.1 and returns its port."""
+    controllers: list[Controller] = []
+
+    def start(handler: Inbox, **options: Any) -> int:
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
+        controller.start()
+        controllers.append(controller)
+        return controller.port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
 
 
 async def caught_up(client: AsyncTestClient, position: int) -> None:

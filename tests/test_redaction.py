@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
 from cli.main import main
 from domain.application import Agora, Submission
 from domain.staff import Role
-from tests.conftest import POSTGRES, SLUG
+from tests.conftest import SLUG, raw_storage
 
 PASSWORD = "correct horse battery staple"
 SECRET = "Call Jane Roe on +41 79 555 01 23 about the AI section."
-
-
-def raw_key_storage(agora: Agora, store_env: dict[str, str]) -> bytes:
-    """Every byte of the key store as it lies on disk."""
-    if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
-        db = Path(store_env["SQLITE_DBNAME"])
-        return b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
-        (path,) = conn.execute(f"SELECT pg_relation_filepath('{store_env['POSTGRES_SCHEMA']}.data_keys')").fetchone()
-    return (Path(data_dir) / path).read_bytes()
 
 
 @pytest.fixture
@@ -58,7 +44,7 @@ async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original
     response = submitted(agora)
     original = agora.response(response).texts["works_well"]
     key = agora.keys.get(original.key_id)
-    assert key is not None and key in raw_key_storage(agora, store_env)
+    assert key is not None and key in raw_storage(store_env)
 
     r = tokens["reviewer"]
     await client.post(f"/review/responses/{response}/claim", headers=r)
@@ -74,7 +60,7 @@ async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original
     shredded = await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
     assert shredded.status_code == 201, shredded.text
     assert agora.keys.get(original.key_id) is None
-    assert key not in raw_key_storage(agora, store_env)
+    assert key not in raw_storage(store_env)
     assert agora.answers(response)["works_well"] == now_reads
     history = (await client.get(f"/review/responses/{response}/history", headers=tokens["auditor"])).json()
     assert [h["action"] for h in history][-2:] == ["redacted", "originalsshredded"]
@@ -136,4 +122,4 @@ async def test_after_restoring_an_old_key_backup_reshred_destroys_the_shredded_k
     main(["keys", "reshred"])
     assert "destroyed again 1 keys" in capsys.readouterr().out
     assert agora.keys.get(original.key_id) is None
-    assert backup not in raw_key_storage(agora, store_env)
+    assert backup not in raw_storage(store_env)

@@ -1,4 +1,4 @@
-"""Long-running work beside the API: the projection followers (and, later, the mailer)."""
+"""Long-running work beside the API: the projection followers and the mailer."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from typing import Any
 import redis
 from eventsourcing.application import Application
 
+import store
+from domain.application import Agora
 from projections.form import FormProjection, FormView
 from projections.queue import QueueProjection, QueueView
 from projections.stats import StatsProjection, StatsView
 from workers.follower import Follower, Followers
+from workers.mail import Transport, transport
+from workers.mailer import Mailer
 
 PROJECTIONS = {
     "form": (FormProjection, FormView),
@@ -20,8 +24,17 @@ PROJECTIONS = {
 }
 
 
-def followers(app: Application[Any], client: redis.Redis, prefix: str) -> Followers:
-    return Followers([Follower(app, projection(view(client, prefix))) for projection, view in PROJECTIONS.values()])
+def followers(app: Application[Any], client: redis.Redis, prefix: str, mailer: Mailer | None = None) -> Followers:
+    return Followers([Follower(app, projection(view(client, prefix))) for projection, view in PROJECTIONS.values()], mailer)
+
+
+def mailer(app: Agora, smtp_url: str, sender: str, public_url: str) -> Mailer:
+    return Mailer(app, mail_transport(smtp_url), sender, public_url)
+
+
+def mail_transport(smtp_url: str) -> Transport:
+    """SMTP if `smtp_url` is set, else the data folder's `outbox`, one .eml per message."""
+    return transport(smtp_url or None, store.data_dir() / "outbox")
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from eventsourcing.application import Application
@@ -20,6 +20,9 @@ from eventsourcing.projection import Projection
 
 from projections.view import RedisView, StaleGeneration
 from store import Doorbell
+
+if TYPE_CHECKING:
+    from workers.mailer import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class Follower:
         self._process = projection.process_event  # bound once: binding a dispatching method is not free
         self.position = self.view.max_tracking_id(app.name) or 0
         self.bell: Doorbell | None = None  # while running
+        self.name = self.view.name
 
     def step(self) -> int:
         """Process one batch past the view's position; returns how many events it read."""
@@ -89,12 +93,13 @@ class Follower:
 
 
 class Followers:
-    """Threads running followers until stopped."""
+    """Threads running followers, and the mailer if given, until stopped."""
 
-    def __init__(self, followers: list[Follower]) -> None:
+    def __init__(self, followers: list[Follower], mailer: Mailer | None = None) -> None:
         self.followers = followers
+        self.runners: list[Follower | Mailer] = [*followers, *([mailer] if mailer else [])]
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=f.run, args=(self._stop,), name=f"follower-{f.view.name}", daemon=True) for f in followers]
+        self._threads = [threading.Thread(target=r.run, args=(self._stop,), name=f"worker-{r.name}", daemon=True) for r in self.runners]
 
     def start(self) -> Followers:
         for t in self._threads:
@@ -103,16 +108,16 @@ class Followers:
 
     def stop(self) -> None:
         self._stop.set()
-        for f in self.followers:
-            if f.bell:
-                f.bell.ring()
+        for r in self.runners:
+            if r.bell:
+                r.bell.ring()
         for t in self._threads:
             t.join()
 
     def close(self) -> None:
-        """Stop, and close what the followers were given: their application and Redis client."""
+        """Stop, and close what the workers were given: their applications and Redis clients."""
         self.stop()
-        for app in {f.app for f in self.followers}:
+        for app in {r.app for r in self.runners}:
             app.close()
         for client in {f.view.redis for f in self.followers}:
             client.close()

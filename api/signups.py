@@ -1,0 +1,160 @@
+"""Working-session signups: asking for a seat, and the links in the mailer's emails.
+
+Asking answers 202 with the same words whether or not the address was signed up before, so
+the endpoint tells no one who registered. An email's link opens a page with a button: links
+only read, the button's POST acts, so a mail scanner that follows links confirms nothing.
+The POSTs answer JSON, or a page when a browser asks for one.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import urlencode
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import MediaType, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.security.jwt import Token
+
+from api.auth import requires
+from api.problems import STAFF_PROBLEMS, documented, status_of
+from api.services import Services
+from domain.errors import DomainError, SessionFull
+from domain.signup import Availability
+from domain.staff import Role, StaffMember
+
+Action = Literal["confirm", "cancel", "erase"]
+TokenIn = Annotated[str, QueryParameter(min_length=1, max_length=100, description="The token from the emailed link")]
+SessionIn = Annotated[
+    str | None, QueryParameter(max_length=40, required=False, description="Confirm into this session instead (say, when yours is full)")
+]
+
+
+class SignupIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Ask to join a working session. Kept apart from any response; the mailer sends a link to confirm."""
+
+    session_id: Annotated[str, msgspec.Meta(max_length=40)]
+    name: Annotated[str, msgspec.Meta(max_length=1000)]
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    consent: Annotated[bool, msgspec.Meta(description="Needed when the form's `signup_consent` is set")] = False
+
+
+class Accepted(msgspec.Struct):
+    detail: str
+
+
+class SignupState(msgspec.Struct):
+    state: str
+    session_id: str | None
+    detail: str
+
+
+class Attendee(msgspec.Struct):
+    name: str
+    email: str
+    session_id: str
+
+
+ACCEPTED = Accepted(
+    "If this address can receive email, a message is on its way: confirm with its link to take a seat. "
+    "Until you confirm, nothing is booked."
+)
+
+_DONE = {
+    "confirm": ("Your seat is confirmed", "We have emailed you the details, with an invitation for your calendar."),
+    "cancel": ("Your signup is cancelled", "If you held a seat, it is free again. You may sign up again while seats are left."),
+    "erase": ("Your name and email are erased", "We can no longer write to you, or tell who you were."),
+}
+
+_BUTTONS = {"confirm": "Confirm my seat", "cancel": "Cancel my signup", "erase": "Erase my name and email"}
+
+
+@post(
+    "/consultations/{slug:str}/signups",
+    status_code=202,
+    sync_to_thread=True,
+    opt={"public": True},
+    responses=documented(400, 404, 409, 413, 422, 429, 503),
+    summary="Sign up for a working session",
+)
+def sign_up(slug: FromPath[str], data: JSONBody[SignupIn], services: NamedDependency[Services]) -> Accepted:
+    services.agora.request_signup(slug, data.session_id, data.name, data.email, data.consent)
+    return ACCEPTED
+
+
+@get("/signups/{signup_id:uuid}/{action:str}", media_type=MediaType.HTML, include_in_schema=False)
+async def link_page(signup_id: FromPath[UUID], action: FromPath[Action], token: TokenIn) -> str:
+    """The page an emailed link opens: one button that makes the POST."""
+    return page(_BUTTONS[action], "", [(f"/signups/{signup_id}/{action}?{urlencode({'token': token})}", _BUTTONS[action])])
+
+
+@post(
+    "/signups/{signup_id:uuid}/{action:str}",
+    status_code=200,
+    sync_to_thread=True,
+    opt={"public": True},
+    responses=documented(400, 404, 409, 422, 429, 503),
+    summary="Confirm, cancel or erase a signup, with the token from its email",
+)
+def act(
+    signup_id: FromPath[UUID], action: FromPath[Action], token: TokenIn, request: Request[Any, Any, Any],
+    services: NamedDependency[Services], session_id: SessionIn = None,
+) -> Response[Any]:
+    agora = services.agora
+    browser = request.accept.best_match(["application/json", "text/html"], default="application/json") == "text/html"
+    try:
+        if action == "confirm":
+            signup = agora.confirm_signup(signup_id, token, session_id)
+        elif action == "cancel":
+            signup = agora.cancel_signup(signup_id, token)
+        else:
+            agora.erase_signup(signup_id, token)
+            signup = agora.signup(signup_id)
+    except DomainError as e:
+        if not browser:
+            raise
+        return _refusal_page(e, signup_id, token)
+    title, detail = _DONE[action]
+    if browser:
+        return Response(page(title, detail), media_type=MediaType.HTML)
+    return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, detail))
+
+
+@get(
+    "/staff/consultations/{slug:str}/sessions/{session_id:str}/attendees",
+    sync_to_thread=True,
+    guards=[requires(Role.ADMIN)],
+    responses=STAFF_PROBLEMS,
+    summary="Confirmed attendees of a session, with names and emails (admins only)",
+)
+def attendees(slug: FromPath[str], session_id: FromPath[str], services: NamedDependency[Services], request: Request[StaffMember, Token, Any]) -> list[Attendee]:
+    return [Attendee(c.name, c.email, s.session_id) for s, c in services.agora.attendees(slug, session_id)]
+
+
+def page(title: str, detail: str, buttons: list[tuple[str, str]] = ()) -> str:
+    """A minimal page; `buttons` are (POST target, label)."""
+    forms = "".join(f'<form method="post" action="{html.escape(url)}"><button>{html.escape(label)}</button></form>' for url, label in buttons)
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>{forms}</body></html>"
+    )
+
+
+def _refusal_page(e: DomainError, signup_id: UUID, token: str) -> Response[str]:
+    buttons = []
+    if isinstance(e, SessionFull):
+        buttons = [
+            (f"/signups/{signup_id}/confirm?{urlencode({'token': token, 'session_id': a.session_id})}", _offer(a))
+            for a in e.alternatives
+            if isinstance(a, Availability)
+        ]
+    return Response(page("That did not work", e.detail, buttons), status_code=status_of(e), media_type=MediaType.HTML)
+
+
+def _offer(a: Availability) -> str:
+    return f"Take a seat in {a.title} instead ({a.seats_left} left)"
+
+

@@ -1,0 +1,228 @@
+"""Signing up for a working session: the only personal data Agora holds, and how it is forgotten.
+
+A signup is kept apart from responses: a random id, no reference to any response. The name
+and email are sealed under a data key of the person's own (store/keys.py); erasure destroys
+that key, so the immutable log keeps the signup's shape and loses who it was.
+
+Links in emails carry tokens derived from a server secret (`LinkTokens`); events hold only
+their hashes. A session's confirmed seats are counted by a `Seats` aggregate of its own, saved
+in the same transaction as the confirmation, so concurrent confirmations cannot overfill it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import datetime
+from enum import Enum
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import msgspec
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import SessionFull, SignupLinkInvalid
+from store.keys import Sealed
+
+
+class Contact(msgspec.Struct, frozen=True):
+    name: str
+    email: str
+
+
+class Availability(msgspec.Struct, frozen=True):
+    """A session not started yet, and how many seats it has left."""
+
+    session_id: str
+    title: str
+    starts_at: datetime
+    seats_left: int
+
+
+class State(str, Enum):
+    PENDING = "pending"  # waiting for the person to confirm by the link sent to them
+    CONFIRMED = "confirmed"  # holds a seat
+    CANCELLED = "cancelled"
+    ERASED = "erased"
+
+
+class Purpose(str, Enum):
+    CONFIRM = "confirm"  # single use: confirms one request
+    MANAGE = "manage"  # cancel or erase, from any email, until erased
+
+
+class LinkTokens:
+    """The tokens in emailed links: HMACs of the signup and purpose, so the mailer can put them
+    in a message again after a restart while the log holds only their hashes."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hmac.new(secret.encode(), b"agora signup links", hashlib.sha256).digest()
+
+    def token(self, purpose: Purpose, signup_id: UUID, request: int = 0) -> str:
+        mac = hmac.new(self._key, f"{purpose.value}:{signup_id}:{request}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def hash(self, purpose: Purpose, signup_id: UUID, request: int = 0) -> str:
+        return hash_token(self.token(purpose, signup_id, request))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Signup(Aggregate):
+    class Requested(Aggregate.Created):
+        consultation_id: UUID
+        session_id: str
+        contact: Sealed
+        request: int
+        confirm_hash: str
+        manage_hash: str
+
+    class Rerequested(Aggregate.Event):
+        """Asked again while unconfirmed or after cancelling: a fresh confirmation link replaces the last."""
+
+        session_id: str
+        contact: Sealed
+        request: int
+        confirm_hash: str
+
+    class DetailsRequested(Aggregate.Event):
+        """Asked again while confirmed: the session's details are sent again."""
+
+    class Confirmed(Aggregate.Event):
+        session_id: str  # the one requested, or another chosen when that one was full
+
+    class Cancelled(Aggregate.Event):
+        freed: str | None  # the session whose seat was given back, if one was held
+
+    class Erased(Aggregate.Event):
+        key_id: str  # destroyed: the contact can no longer be read
+        freed: str | None
+
+    class MessageSent(Aggregate.Event):
+        message_id: str
+
+    @event(Requested)
+    def __init__(
+        self, id: UUID, consultation_id: UUID, session_id: str, contact: Sealed, request: int, confirm_hash: str, manage_hash: str
+    ) -> None:
+        self.consultation_id = consultation_id
+        self.session_id = session_id
+        self.contact = contact
+        self.request = request
+        self.confirm_hash: str | None = confirm_hash
+        self.manage_hash = manage_hash
+        self.state = State.PENDING
+        self.sent: set[str] = set()
+
+    def request_again(self, session_id: str, contact: Sealed, confirm_hash: str) -> None:
+        if self.state is State.CONFIRMED:
+            self._details_requested()
+        elif self.state is not State.ERASED:  # erased meanwhile: there is no one to write to
+            self._rerequest(session_id, contact, self.request + 1, confirm_hash)
+
+    def check(self, purpose: Purpose, token: str) -> None:
+        expected = self.confirm_hash if purpose is Purpose.CONFIRM else self.manage_hash
+        if self.state is State.ERASED or expected is None or not hmac.compare_digest(expected, hash_token(token)):
+            raise SignupLinkInvalid("This link is not valid: it may have been used already, or replaced by a newer one.")
+
+    def confirm(self, session_id: str) -> None:
+        self._confirm(session_id)
+
+    def cancel(self) -> None:
+        if self.state in (State.PENDING, State.CONFIRMED):
+            self._cancel(self.session_id if self.state is State.CONFIRMED else None)
+
+    def erase(self) -> None:
+        if self.state is not State.ERASED:
+            self._erase(self.contact.key_id, self.session_id if self.state is State.CONFIRMED else None)
+
+    def record_sent(self, message_id: str) -> None:
+        if message_id not in self.sent:
+            self._record_sent(message_id)
+
+    @event(Rerequested)
+    def _rerequest(self, session_id: str, contact: Sealed, request: int, confirm_hash: str) -> None:
+        self.session_id = session_id
+        self.contact = contact
+        self.request = request
+        self.confirm_hash = confirm_hash
+        self.state = State.PENDING
+
+    @event(DetailsRequested)
+    def _details_requested(self) -> None:
+        pass
+
+    @event(Confirmed)
+    def _confirm(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.confirm_hash = None  # used up
+        self.state = State.CONFIRMED
+        self.confirmed_version = self.version + 1  # this event's; it tells when
+
+    @event(Cancelled)
+    def _cancel(self, freed: str | None) -> None:
+        self.confirm_hash = None
+        self.state = State.CANCELLED
+
+    @event(Erased)
+    def _erase(self, key_id: str, freed: str | None) -> None:
+        self.confirm_hash = None
+        self.state = State.ERASED
+
+    @event(MessageSent)
+    def _record_sent(self, message_id: str) -> None:
+        self.sent.add(message_id)
+
+
+def seats_id(consultation_id: UUID, session_id: str) -> UUID:
+    return uuid5(NAMESPACE_URL, f"agora:seats:{consultation_id}:{session_id}")
+
+
+class Seats(Aggregate):
+    """The confirmed seats of one session: who holds them, never more than its capacity."""
+
+    class Opened(Aggregate.Created):
+        consultation_id: UUID
+        session_id: str
+
+    class Taken(Aggregate.Event):
+        consultation_id: UUID  # repeated on each change, so the form's view needs no lookups
+        session_id: str
+        signup_id: UUID
+
+    class Freed(Aggregate.Event):
+        consultation_id: UUID
+        session_id: str
+        signup_id: UUID
+
+    @staticmethod
+    def create_id(consultation_id: UUID, session_id: str) -> UUID:
+        return seats_id(consultation_id, session_id)
+
+    @event(Opened)
+    def __init__(self, consultation_id: UUID, session_id: str) -> None:
+        self.consultation_id = consultation_id
+        self.session_id = session_id
+        self.holders: list[UUID] = []  # in the order they confirmed
+
+    def take(self, signup_id: UUID, capacity: int) -> None:
+        if signup_id in self.holders:
+            return
+        if len(self.holders) >= capacity:
+            raise SessionFull("This session is full.")
+        self._take(self.consultation_id, self.session_id, signup_id)
+
+    def free(self, signup_id: UUID) -> None:
+        if signup_id in self.holders:
+            self._free(self.consultation_id, self.session_id, signup_id)
+
+    @event(Taken)
+    def _take(self, consultation_id: UUID, session_id: str, signup_id: UUID) -> None:
+        self.holders.append(signup_id)
+
+    @event(Freed)
+    def _free(self, consultation_id: UUID, session_id: str, signup_id: UUID) -> None:
+        self.holders.remove(signup_id)
+

@@ -1,0 +1,118 @@
+"""The mailer's promises: reminders on time (the tests hold the clock), nothing sent twice that was
+recorded; and the operator's commands for the attendee list and erasure."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import msgspec
+import pytest
+
+from cli.main import main
+from domain.application import Agora
+from domain.consultation import Definition
+from domain.signup import Purpose
+from tests.test_signups import EMAIL, NAME, SESSIONS, future
+from workers.mail import FolderTransport
+from workers.mailer import REMIND_BEFORE, Mailer
+
+
+def outbox(folder: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
+
+
+def subjects(folder: Path) -> list[str]:
+    return sorted(m["Subject"] for m in outbox(folder))
+
+
+def confirmed(agora: Agora, address: str, session_id: str, slug: str = SESSIONS) -> UUID:
+    signup_id = agora.request_signup(slug, session_id, NAME, address, True)
+    agora.confirm_signup(signup_id, agora.links.token(Purpose.CONFIRM, signup_id, 1))
+    return signup_id
+
+
+@pytest.fixture
+def soon(agora: Agora, seed: Definition) -> Definition:
+    """Sessions in two hours (its reminder time is past) and in three days."""
+    definition = future(seed)
+    now = datetime.now(UTC)
+    sessions = (msgspec.structs.replace(definition.sessions[0], starts_at=now + timedelta(hours=2)), definition.sessions[1])
+    definition = msgspec.structs.replace(definition, sessions=sessions)
+    agora.load(definition)
+    return definition
+
+
+def test_reminders_go_out_a_day_before_to_those_confirmed_earlier(agora: Agora, soon: Definition, tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    mailer = Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    now = datetime.now(UTC)
+    confirmed(agora, "early@example.org", "session_1800")
+    confirmed(agora, "late@example.org", "session_1300")  # within the day before its session
+    assert mailer.next_due(now) == now  # the two-hour session's reminder time has passed: due at once
+    mailer.step(now)
+    # The details, each; not the links to confirm: they were used before the mailer looked. And no
+    # reminder for the two-hour session: its attendee confirmed within the day before it.
+    assert subjects(folder) == sorted(f"You are in: {s.title}" for s in soon.sessions)
+    later = soon.sessions[1].starts_at
+    assert mailer.next_due(now) == later - REMIND_BEFORE
+
+    mailer.step(later - REMIND_BEFORE - timedelta(seconds=1))
+    assert len(subjects(folder)) == 2
+    mailer.step(later - REMIND_BEFORE)
+    assert subjects(folder).count(f"Tomorrow: {soon.sessions[1].title}") == 1
+    assert mailer.next_due(later - REMIND_BEFORE) is None
+
+    # A restart sends nothing the log says was sent.
+    Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(later - timedelta(hours=1))
+    assert len(subjects(folder)) == 3
+
+
+def test_a_crash_between_sending_and_recording_sends_again_under_the_same_message_id(
+    agora: Agora, soon: Definition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "outbox"
+    signup_id = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+    with monkeypatch.context() as m:
+        m.setattr(agora, "record_sent", lambda *_: (_ for _ in ()).throw(RuntimeError("crash")))
+        with pytest.raises(RuntimeError):
+            Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    (sent,) = outbox(folder)
+    assert agora.signup(signup_id).sent == set()
+
+    Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    (again,) = outbox(folder)  # the same message, once
+    assert again["Message-ID"] == sent["Message-ID"]
+    assert agora.signup(signup_id).sent == {sent["Message-ID"]}
+
+
+def test_operators_export_attendees_and_erase_from_the_command_line(
+    agora: Agora, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path,
+) -> None:
+    for name, value in store_env.items():
+        monkeypatch.setenv(name, value)
+    signup_id = confirmed(agora, EMAIL, "session_1800")
+    confirmed(agora, "other@example.org", "session_1300")
+    Mailer(agora, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    assert EMAIL.encode() in b"".join(p.read_bytes() for p in (data_dir / "outbox").glob("*.eml"))
+
+    csv_file = tmp_path / "attendees.csv"
+    with pytest.raises(SystemExit, match="--consultation"):  # the store holds two consultations
+        main(["signups", "export", "--session", "session_1800"])
+    main(["signups", "export", "--consultation", SESSIONS, "--session", "session_1800", "-o", str(csv_file)])
+    assert csv_file.read_text().splitlines() == ["name,email,session", f"{NAME},{EMAIL},session_1800"]
+    assert csv_file.stat().st_mode & 0o777 == 0o600
+
+    main(["signups", "erase", "--consultation", SESSIONS, EMAIL.upper()])
+    assert str(signup_id) in capsys.readouterr().out
+    assert agora.contact(agora.signup(signup_id)) is None
+    remaining = b"".join(p.read_bytes() for p in (data_dir / "outbox").glob("*.eml"))
+    assert EMAIL.encode() not in remaining and b"other@example.org" in remaining
+    with pytest.raises(SystemExit, match="no signup"):
+        main(["signups", "erase", "--consultation", SESSIONS, EMAIL])
+    main(["signups", "export", "--consultation", SESSIONS, "--session", "session_1800"])
+    assert capsys.readouterr().out.splitlines() == ["name,email,session"]

@@ -1,0 +1,280 @@
+"""Working-session signups over HTTP, with the mail that really arrives through SMTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+from icalendar import Calendar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.settings import Settings
+from domain.application import Agora
+from domain.consultation import Definition
+from domain.signup import Purpose, State
+from domain.staff import Role
+from tests.conftest import SLUG, Inbox, caught_up, raw_storage
+
+SESSIONS = "working-sessions"
+NAME, EMAIL = "Zoë Signup-Person", "zoe.signup@example.org"
+LINK = re.compile(r"http://agora\.test(/signups/[0-9a-f-]+/(confirm|cancel|erase)\?token=[\w-]+)")
+
+
+def future(seed: Definition, capacity: int = 50) -> Definition:
+    """The seed with its sessions moved to the future: three and four days from now."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = tuple(
+        msgspec.structs.replace(s, starts_at=now + timedelta(days=3 + i), capacity=capacity) for i, s in enumerate(seed.sessions)
+    )
+    return msgspec.structs.replace(seed, slug=SESSIONS, sessions=sessions)
+
+
+@pytest.fixture
+def inbox(smtpd: Callable[..., int]) -> tuple[Inbox, int]:
+    handler = Inbox()
+    return handler, smtpd(handler)
+
+
+@pytest.fixture
+async def api(agora: Agora, store_env: dict[str, str], settings: Settings, inbox: tuple[Inbox, int], seed: Definition, request: pytest.FixtureRequest):
+    """The API with its mailer sending to the loopback SMTP server, and a consultation with future sessions."""
+    capacity = getattr(request, "param", 50)
+    agora.load(future(seed, capacity))
+    settings = msgspec.structs.replace(settings, smtp_url=f"smtp://127.0.0.1:{inbox[1]}", public_url="http://agora.test")
+    async with AsyncTestClient(create_app(settings, store_env)) as client:
+        await caught_up(client, agora.head())
+        yield client
+
+
+async def arrived(inbox: Inbox, count: int) -> list[EmailMessage]:
+    """The messages received so far, once there are `count` of them (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while len(inbox.envelopes) < count:
+        assert time.monotonic() < deadline, f"{len(inbox.envelopes)} messages arrived, expected {count}"
+        await asyncio.sleep(0.02)
+    return inbox.received()
+
+
+def text(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def links(message: EmailMessage) -> dict[str, str]:
+    return {m.group(2): m.group(1) for m in LINK.finditer(text(message))}
+
+
+def invite(message: EmailMessage) -> Calendar:
+    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    return Calendar.from_ical(part.get_content())
+
+
+async def sign_up(client: AsyncTestClient, email_: str = EMAIL, session_id: str = "session_1300", **extra: Any) -> Any:
+    body = {"session_id": session_id, "name": NAME, "email": email_, "consent": True, **extra}
+    return await client.post(f"/consultations/{SESSIONS}/signups", json=body)
+
+
+async def seats_left(client: AsyncTestClient, agora: Agora, slug: str = SESSIONS) -> dict[str, int]:
+    r = await client.get(f"/consultations/{slug}", params={"after": agora.head()})
+    return {s["id"]: s["seats_left"] for s in r.json()["sessions"]}
+
+
+async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    r = await sign_up(api)
+    assert r.status_code == 202, r.text
+    (confirm_mail,) = await arrived(inbox[0], 1)
+    assert confirm_mail["To"].addresses[0].display_name == NAME
+    assert confirm_mail["To"].addresses[0].addr_spec == EMAIL
+    url = links(confirm_mail)["confirm"]
+    assert (await seats_left(api, agora))["session_1300"] == 50  # asking takes no seat
+
+    page = await api.get(url)  # the emailed link opens a page; only its button acts
+    assert page.status_code == 200 and "<form" in page.text and "<button>" in page.text
+    assert agora.signup(agora.find_signup(SESSIONS, EMAIL)).state is State.PENDING
+
+    r = await api.post(url)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "confirmed" and r.json()["session_id"] == "session_1300"
+    assert (await seats_left(api, agora))["session_1300"] == 49
+
+    _, details = await arrived(inbox[0], 2)
+    assert "confirmed" in text(details) and set(links(details)) == {"cancel", "erase"}
+    event = invite(details).walk("VEVENT")[0]
+    session = agora.consultation(SESSIONS).definition.sessions[0]
+    assert event.decoded("DTSTART") == session.starts_at and event.decoded("DTSTART").utcoffset() == timedelta(0)
+    assert invite(details)["METHOD"] == "REQUEST"
+    # Each recorded message is an event, under the Message-ID it went out with.
+    assert agora.signup(agora.find_signup(SESSIONS, EMAIL)).sent == {confirm_mail["Message-ID"], details["Message-ID"]}
+
+    r = await api.post(url)  # the confirmation link is single use
+    assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid"
+
+
+async def test_asking_again_answers_the_same_and_replaces_the_link(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    first = await sign_up(api)
+    (mail1,) = await arrived(inbox[0], 1)
+    again = await sign_up(api, email_=EMAIL.upper(), session_id="session_1800")
+    assert (first.status_code, first.content) == (again.status_code, again.content)  # reveals nothing
+    other = await sign_up(api, email_="someone.else@example.org")
+    assert other.content == first.content
+    mails = await arrived(inbox[0], 3)
+    mail2 = next(m for m in mails[1:] if m["To"].addresses[0].addr_spec.lower() == EMAIL)
+    assert mail2["Message-ID"] != mail1["Message-ID"]
+
+    assert (await api.post(links(mail1)["confirm"])).status_code == 404  # replaced by the newer link
+    r = await api.post(links(mail2)["confirm"])
+    assert r.json()["session_id"] == "session_1800"
+
+    await sign_up(api)  # asking once confirmed sends the details again; it books nothing more
+    details = (await arrived(inbox[0], 5))[4]
+    assert set(links(details)) == {"cancel", "erase"}
+    assert await seats_left(api, agora) == {"session_1300": 50, "session_1800": 49}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "kind", "field"),
+    [
+        ({"session_id": "session_0900"}, 422, "invalid-input", "session_id"),
+        ({"email": "not-an-address"}, 422, "invalid-input", "email"),
+        ({"email": "zoe@example.org\r\nBcc: x@example.org"}, 422, "invalid-input", "email"),
+        ({"name": "x" * 201}, 422, "invalid-input", "name"),
+        ({"name": "  "}, 422, "invalid-input", "name"),
+        ({"consent": False}, 422, "invalid-input", "consent"),
+        ({"name": "x" * 1001}, 400, "malformed-request", "name"),
+        ({"phone": "123"}, 400, "malformed-request", "phone"),
+    ],
+)
+async def test_bad_signups_are_refused_and_record_nothing(
+    api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int], change: dict[str, Any], status: int, kind: str, field: str
+) -> None:
+    head = agora.head()
+    body = {"session_id": "session_1300", "name": NAME, "email": EMAIL, "consent": True, **change}
+    r = await api.post(f"/consultations/{SESSIONS}/signups", json=body)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"] == f"/problems/{kind}"
+    assert field in {e["field"] for e in r.json()["errors"]}
+    assert agora.head() == head and agora.find_signup(SESSIONS, EMAIL) is None
+
+
+async def test_past_sessions_closed_consultations_and_unknown_ones_are_refused(api: AsyncTestClient, agora: Agora) -> None:
+    head = agora.head()
+    # The seed's own sessions took place on 7 May 2026: the form shows them as started, and refuses signups.
+    r = await api.get(f"/consultations/{SLUG}")
+    assert [s["started"] for s in r.json()["sessions"]] == [True, True]
+    r = await api.post(f"/consultations/{SLUG}/signups", json={"session_id": "session_1300", "name": NAME, "email": EMAIL, "consent": True})
+    assert r.status_code == 409 and r.json()["type"] == "/problems/session-started"
+    assert "too late" in r.json()["detail"]
+    r = await api.post("/consultations/no-such/signups", json={"session_id": "s", "name": NAME, "email": EMAIL})
+    assert r.status_code == 404 and r.json()["type"] == "/problems/consultation-not-found"
+    agora.close_consultation(SESSIONS)
+    head = agora.head()
+    r = await sign_up(api)
+    assert r.status_code == 409 and r.json()["type"] == "/problems/consultation-not-open"
+    assert agora.head() == head
+
+
+@pytest.mark.parametrize("api", [1], indirect=True)
+async def test_a_full_session_offers_the_other_one(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    await sign_up(api, email_="first@example.org")
+    await sign_up(api)
+    mails = await arrived(inbox[0], 2)
+    first, mine = (next(m for m in mails if m["To"].addresses[0].addr_spec == a) for a in ("first@example.org", EMAIL))
+    assert (await api.post(links(first)["confirm"])).status_code == 200
+
+    r = await api.post(links(mine)["confirm"])
+    assert r.status_code == 409 and r.json()["type"] == "/problems/session-full"
+    assert [a["session_id"] for a in r.json()["alternatives"]] == ["session_1800"]
+    # A browser gets a page offering the other session, as a button.
+    page = await api.post(links(mine)["confirm"], headers={"Accept": "text/html"})
+    assert page.status_code == 409 and "session_1800" in page.text and "<button>" in page.text
+    r = await api.post(links(mine)["confirm"] + "&session_id=session_1800")
+    assert r.status_code == 200 and r.json()["session_id"] == "session_1800"
+    assert await seats_left(api, agora) == {"session_1300": 0, "session_1800": 0}
+
+
+async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    await sign_up(api)
+    (confirm_mail,) = await arrived(inbox[0], 1)
+    await api.post(links(confirm_mail)["confirm"])
+    details = (await arrived(inbox[0], 2))[1]
+    cancel = links(details)["cancel"]
+    assert (await seats_left(api, agora))["session_1300"] == 49
+
+    r = await api.post(cancel, headers={"Accept": "text/html"})
+    assert r.status_code == 200 and "cancelled" in r.text
+    assert (await seats_left(api, agora))["session_1300"] == 50
+    cancelled = (await arrived(inbox[0], 3))[2]
+    assert invite(cancelled)["METHOD"] == "CANCEL"
+    assert invite(cancelled).walk("VEVENT")[0]["UID"] == invite(details).walk("VEVENT")[0]["UID"]
+    assert (await api.post(cancel)).json()["state"] == "cancelled"  # again: nothing changes
+
+
+async def test_a_wrong_token_or_unknown_signup_is_refused_alike(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    await sign_up(api)
+    signup_id = agora.find_signup(SESSIONS, EMAIL)
+    for url in (f"/signups/{signup_id}/confirm?token=wrong", f"/signups/{signup_id}/erase?token=wrong", "/signups/00000000-0000-0000-0000-000000000000/cancel?token=x"):
+        r = await api.post(url)
+        assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid", url
+    assert (await api.post(f"/signups/{signup_id}/delete?token=x")).status_code == 400
+    assert (await api.post(f"/signups/{signup_id}/confirm")).status_code == 400  # no token
+    assert agora.signup(signup_id).state is State.PENDING
+
+
+async def test_only_admins_get_the_attendee_list(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+    await sign_up(api)
+    signup_id = agora.find_signup(SESSIONS, EMAIL)
+    agora.confirm_signup(signup_id, agora.links.token(Purpose.CONFIRM, signup_id, 1))
+    url = f"/staff/consultations/{SESSIONS}/sessions/session_1300/attendees"
+    assert (await api.get(url)).status_code == 401
+    for role in Role:
+        address = f"{role.value}@staff.example.org"
+        agora.enrol(address, role.value, "a long enough password", [role], by=None)
+        token = (await api.post("/staff/token", json={"email": address, "password": "a long enough password"})).json()["token"]
+        r = await api.get(url, headers={"Authorization": f"Bearer {token}"})
+        if role is Role.ADMIN:
+            assert r.status_code == 200 and r.json() == [{"name": NAME, "email": EMAIL, "session_id": "session_1300"}]
+        else:
+            assert r.status_code == 403, role
+
+
+async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
+    api: AsyncTestClient, agora: Agora, store_env: dict[str, str], inbox: tuple[Inbox, int], sync_redis: redis.Redis,
+    redis_prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await sign_up(api)
+    (confirm_mail,) = await arrived(inbox[0], 1)
+    await api.post(links(confirm_mail)["confirm"])
+    details = (await arrived(inbox[0], 2))[1]
+    signup = agora.signup(agora.find_signup(SESSIONS, EMAIL))
+    key = agora.keys.get(signup.contact.key_id)
+    assert key is not None
+    traces = [NAME.encode(), EMAIL.encode(), EMAIL.split("@")[0].encode()]
+
+    before = raw_storage(store_env)
+    assert key in before  # the search finds what is there
+    assert not [t for t in traces if t in before]  # names and emails are never stored in clear
+
+    r = await api.post(links(details)["erase"])
+    assert r.status_code == 200 and r.json()["state"] == "erased"
+    after = raw_storage(store_env)
+    assert key not in after and not [t for t in traces if t in after]
+    assert agora.contact(agora.signup(signup.id)) is None
+    assert agora.find_signup(SESSIONS, EMAIL) is None
+    assert agora.attendees(SESSIONS, "session_1300") == []
+    assert (await api.post(links(details)["cancel"])).status_code == 404  # its links are dead
+
+    views = b"".join(repr(sync_redis.dump(k)).encode() for k in sync_redis.scan_iter(match=f"{redis_prefix}:*"))
+    assert views and not [t for t in traces if t in views]
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "mail.log")  # not the test SMTP server's log
+    assert "mailer: sent" in ours and NAME not in ours and EMAIL not in ours

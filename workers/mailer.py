@@ -1,0 +1,198 @@
+"""The mailer: emails the people who sign up for working sessions.
+
+It follows the log with a tracking position of its own (kept in the event store's database)
+and turns signup events into messages: a link to confirm, the session's details with a
+calendar invitation, a cancellation. Reminders are driven by time: a day before a session,
+each confirmed attendee gets one; between events the mailer sleeps until the next is due.
+
+Every message it sends is recorded as a `Signup.MessageSent` event, after sending: a restart
+sends again only what was not recorded (at least once), under the same Message-ID, so mail
+programs show a duplicate once. Run one mailer per deployment.
+
+It writes no names or email addresses to its log, only signup ids and Message-IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
+
+from domain.application import Agora
+from domain.consultation import Consultation, Session
+from domain.signup import Contact, Purpose, Signup, State
+from store import Doorbell
+from workers.mail import MailError, Transport, calendar, message
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+IDLE_POLL = 0.5  # seconds between looks at the log when nothing rings
+RETRY = 30.0  # seconds before trying again after a failed send
+REMIND_BEFORE = timedelta(hours=24)
+
+_TOPICS = {
+    get_topic(cls): cls
+    for cls in (
+        Consultation.Created, Signup.Requested, Signup.Rerequested, Signup.DetailsRequested,
+        Signup.Confirmed, Signup.Cancelled, Signup.Erased,
+    )
+}
+
+
+def template(name: str) -> tuple[string.Template, string.Template]:
+    """A message template: its first line is the subject, the rest (after a blank line) the body."""
+    subject, _, body = resources.files("workers").joinpath(f"templates/{name}.txt").read_text().partition("\n")
+    return string.Template(subject), string.Template(body)
+
+
+class Mailer:
+    name = "mailer"
+
+    def __init__(self, app: Agora, transport: Transport, sender: str, public_url: str) -> None:
+        self.app = app
+        self.bell: Doorbell | None = None  # while running
+        self.transport = transport
+        self.sender = sender
+        self.public_url = public_url.rstrip("/")
+        self.domain = sender.rpartition("@")[2].strip(" >") or "agora.invalid"
+        self.tracking = app.factory.tracking_recorder()
+        self.position = self.tracking.max_tracking_id(app.name) or 0
+        self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled")}
+        # The reminder schedule: every session of every consultation, until its reminders are out.
+        self.sessions: dict[tuple[UUID, str], tuple[Consultation, Session]] = {}
+        for created in app.select_events(Consultation.Created):
+            self._schedule(app.consultation(created.definition.slug))
+        self.retry_at: datetime | None = None  # set after a failed send
+
+    def step(self, now: datetime) -> int:
+        """Send what the log's new events and the clock call for; returns how many events it read."""
+        if self.retry_at and now < self.retry_at:
+            return 0
+        self.retry_at = None
+        try:
+            read = self._follow(now)
+            self._remind(now)
+        except MailError as e:
+            log.warning("mailer: %s; trying again in %.0fs", e, RETRY)
+            self.retry_at = now + timedelta(seconds=RETRY)
+            return 0
+        return read
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the next reminders are due (now, if some are), or None if there are none to come."""
+        dues = [max(s.starts_at - REMIND_BEFORE, now) for _, s in self.sessions.values() if now < s.starts_at]
+        return min([*dues, *([self.retry_at] if self.retry_at else [])], default=None)
+
+    def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Send until `stop` is set: woken by the log's doorbell, or when reminders fall due."""
+        self.bell = bell = Doorbell(self.app.recorder)
+        try:
+            while not stop.is_set():
+                bell.clear()
+                try:
+                    if self.step(clock()):
+                        continue
+                except Exception as e:  # noqa: BLE001 - the mailer outlives store outages; it reports and retries
+                    log.warning("mailer: %s; retrying", type(e).__name__)
+                    stop.wait(1.0)
+                    continue
+                due = self.next_due(clock())
+                wait = IDLE_POLL if due is None else min(IDLE_POLL, max((due - clock()).total_seconds(), 0.0))
+                bell.wait(wait)
+        finally:
+            bell.close()
+
+    def _follow(self, now: datetime) -> int:
+        notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
+        for n in notifications:
+            if n.topic in _TOPICS:
+                self._on(self.app.mapper.to_domain_event(n), now)
+        if notifications:
+            # A crash before this re-reads the batch; what was sent is recorded, so it is not sent again.
+            self.position = notifications[-1].id
+            self.tracking.insert_tracking(Tracking(self.app.name, self.position))
+        return len(notifications)
+
+    def _on(self, e: Any, now: datetime) -> None:
+        if isinstance(e, Consultation.Created):
+            self._schedule(self.app.consultation(e.definition.slug))
+            return
+        signup = self.app.signup(e.originator_id)
+        if isinstance(e, Signup.Erased):
+            self.transport.forget(str(signup.id))
+            return
+        if isinstance(e, Signup.Requested | Signup.Rerequested):
+            # Only the latest request's link works, so only that one is worth sending.
+            if signup.state is State.PENDING and signup.request == e.request:
+                self._send(signup, "confirm", f"confirm.{e.request}")
+        elif isinstance(e, Signup.Confirmed | Signup.DetailsRequested):
+            if signup.state is State.CONFIRMED:
+                self._send(signup, "confirmed", f"details.{e.originator_version}", invite=e.originator_version)
+        elif isinstance(e, Signup.Cancelled):
+            self._send(signup, "cancelled", f"cancelled.{e.originator_version}", invite=e.originator_version, cancel=e.freed)
+
+    def _remind(self, now: datetime) -> None:
+        for key, (consultation, session) in list(self.sessions.items()):
+            due = session.starts_at - REMIND_BEFORE
+            if now >= session.starts_at:
+                del self.sessions[key]
+            elif now >= due:
+                for signup, _ in self.app.attendees(consultation.slug, session.id):
+                    if self.app.confirmed_at(signup) < due:  # confirmed later: its details came within the day
+                        self._send(signup, "reminder", f"reminder.{signup.confirmed_version}")
+                del self.sessions[key]
+
+    def _schedule(self, consultation: Consultation) -> None:
+        for session in consultation.definition.sessions:
+            self.sessions[(consultation.id, session.id)] = (consultation, session)
+
+    def _send(self, signup: Signup, kind: str, name: str, invite: int | None = None, cancel: str | None = None) -> None:
+        """Send one message unless it was sent before; `invite`: attach a calendar invitation of this sequence."""
+        message_id = f"<{name}.{signup.id}@{self.domain}>"
+        if message_id in signup.sent:
+            return
+        contact = self.app.contact(signup)
+        if contact is None:  # erased: there is no one to write to
+            return
+        consultation = self.app.consultation_of(signup)
+        session = next(s for s in consultation.definition.sessions if s.id == (cancel or signup.session_id))
+        subject, body = self.templates[kind]
+        fields = self._fields(signup, contact, consultation, session)
+        ics = None
+        if invite is not None and (kind != "cancelled" or cancel):
+            ics = calendar(
+                uid=f"{signup.id}.{session.id}@{self.domain}", sequence=invite, start=session.starts_at,
+                minutes=session.duration_minutes, title=session.title, description=consultation.definition.title,
+                location=session.venue, organizer=self.sender, attendee=contact.email, cancel=kind == "cancelled",
+            )
+        mail = message(
+            message_id, self.sender, contact.name, contact.email, subject.substitute(fields), body.substitute(fields),
+            ics=ics, cancel=kind == "cancelled",
+        )
+        self.transport.send(str(signup.id), mail)
+        self.app.record_sent(signup.id, message_id)
+        log.info("mailer: sent %s", message_id)
+
+    def _fields(self, signup: Signup, contact: Contact, consultation: Consultation, session: Session) -> dict[str, str]:
+        start = session.starts_at.astimezone(UTC)
+        end = start + timedelta(minutes=session.duration_minutes)
+        links = self.public_url + f"/signups/{signup.id}"
+        return {
+            "name": contact.name,
+            "consultation": consultation.definition.title,
+            "session": session.title,
+            "when": f"{start:%A} {start.day} {start:%B %Y, %H:%M}–{end:%H:%M} UTC",
+            "venue": session.venue,
+            "confirm_url": f"{links}/confirm?token={self.app.links.token(Purpose.CONFIRM, signup.id, signup.request)}",
+            "cancel_url": f"{links}/cancel?token={self.app.links.token(Purpose.MANAGE, signup.id)}",
+            "erase_url": f"{links}/erase?token={self.app.links.token(Purpose.MANAGE, signup.id)}",
+        }
