@@ -171,7 +171,7 @@ def test_a_refused_recipient_is_not_named(smtpd: Callable[..., int]) -> None:
     port = smtpd(Refusing())
     with pytest.raises(MailError) as failed:
         SMTPTransport(f"smtp://127.0.0.1:{port}").send("0a1b", invitation())
-    assert failed.value.code == 550
+    assert failed.value.code == 550 and failed.value.refused
     assert EMAIL not in str(failed.value) and "Ñúñez" not in str(failed.value)
     assert failed.value.__cause__ is None and failed.value.__suppress_context__
 

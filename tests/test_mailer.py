@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import msgspec
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cli.main import main
 from domain.application import Agora
 from domain.consultation import Definition
 from domain.signup import Purpose
+from tests.conftest import Inbox, free_port
 from tests.test_signups import EMAIL, NAME, SESSIONS, future
-from workers.mail import FolderTransport
-from workers.mailer import REMIND_BEFORE, Mailer
+from workers.mail import FolderTransport, SMTPTransport
+from workers.mailer import REMIND_BEFORE, RETRY, Mailer
 
 
 def outbox(folder: Path) -> list[email.message.EmailMessage]:
@@ -116,3 +119,38 @@ def test_operators_export_attendees_and_erase_from_the_command_line(
         main(["signups", "erase", "--consultation", SESSIONS, EMAIL])
     main(["signups", "export", "--consultation", SESSIONS, "--session", "session_1800"])
     assert capsys.readouterr().out.splitlines() == ["name,email,session"]
+
+
+class RefusesOne(Inbox):
+    """A mail server that has no mailbox for one address."""
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        if address == "gone@example.org":
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_an_unreachable_server_holds_mail_back_until_it_answers(agora: Agora, soon: Definition, smtpd: Callable[..., int]) -> None:
+    signup_id = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+    mailer = Mailer(agora, SMTPTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5), "Agora <agora@example.org>", "http://agora.test")
+    now = datetime.now(UTC)
+    assert mailer.step(now) == 0 and agora.signup(signup_id).sent == set()
+    assert mailer.next_due(now) == now + timedelta(seconds=RETRY)  # it wakes to try again
+
+    inbox = Inbox()
+    mailer.transport = SMTPTransport(f"smtp://127.0.0.1:{smtpd(inbox)}")  # the server is back
+    mailer.step(now + timedelta(seconds=1))
+    assert inbox.envelopes == []  # not before its time
+    mailer.step(now + timedelta(seconds=RETRY))
+    (arrived,) = inbox.received()
+    assert agora.signup(signup_id).sent == {arrived["Message-ID"]}
+
+
+def test_a_refused_address_does_not_hold_back_anyone_else(agora: Agora, soon: Definition, smtpd: Callable[..., int]) -> None:
+    gone = agora.request_signup(SESSIONS, "session_1800", NAME, "gone@example.org", True)
+    here = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+    inbox = RefusesOne()
+    Mailer(agora, SMTPTransport(f"smtp://127.0.0.1:{smtpd(inbox)}"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    assert [e.rcpt_tos for e in inbox.envelopes] == [[EMAIL]]
+    assert agora.signup(gone).sent == set() and len(agora.signup(here).sent) == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +16,17 @@ import httpx
 import pytest
 
 from domain.application import Agora
-from tests.conftest import ROOT, SLUG
+from tests.conftest import SEED, SLUG, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def consultations(folder: Path) -> Path:
+    """The seed, and a copy of it whose working sessions are still to come."""
+    path = folder / "consultations"
+    path.mkdir(exist_ok=True)
+    seed = SEED.read_text()
+    (path / SEED.name).write_text(seed)
+    (path / "sessions.toml").write_text(seed.replace(f'slug = "{SLUG}"', 'slug = "sessions"').replace("2026-05-07T", "2099-05-07T"))
+    return path
 
 
 class Server:
@@ -30,7 +36,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "PERSISTENCE_MODULE", "SQLITE_", "POSTGRES_"))}
         # Only the virtual environment on PATH: no system redis-server, so the bundled one must serve.
-        env.update(PATH=str(Path(sys.executable).parent), PORT=str(self.port), AGORA_DATA_DIR=str(data_dir), AGORA_CONSULTATIONS=str(ROOT / "consultations"))
+        env.update(
+            PATH=str(Path(sys.executable).parent), PORT=str(self.port), AGORA_DATA_DIR=str(data_dir), AGORA_PUBLIC_URL=self.url,
+            AGORA_CONSULTATIONS=str(consultations(data_dir.parent)),
+        )
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "agora"), "serve"], env=env, cwd=data_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
@@ -51,6 +60,16 @@ class Server:
         return output.decode()
 
 
+def outbox_text(data_dir: Path, count: int) -> str:
+    """The messages in the outbox once there are `count` of them (bounded wait), decoded."""
+    deadline = time.monotonic() + 10
+    while len(files := sorted((data_dir / "outbox").glob("*.eml"), key=lambda p: p.stat().st_mtime)) < count:
+        assert time.monotonic() < deadline, "the mail did not arrive in the outbox"
+        time.sleep(0.05)
+    messages = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+    return "\n".join(str(part.get_content()) for m in messages for part in m.walk() if not part.is_multipart())
+
+
 def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplicates(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     server = Server(data_dir)
@@ -63,6 +82,12 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         stats = httpx.get(f"{server.url}/consultations/{SLUG}/stats", params={"after": position}).json()
         assert stats["responses"] == 1 and stats["answers"]["familiarity"]["read"] == 1
         assert httpx.get(f"{server.url}/schema/openapi.json").status_code == 200
+        # With no SMTP_URL, mail goes to the data folder's outbox; its link confirms the seat.
+        signup = {"session_id": "session_1800", "name": "Zoë", "email": "zoe@example.org", "consent": True}
+        assert httpx.post(f"{server.url}/consultations/sessions/signups", json=signup).status_code == 202
+        link = re.search(rf"{server.url}(/signups/\S+/confirm\?token=\S+)", outbox_text(data_dir, 1))
+        assert link and httpx.post(server.url + link.group(1)).json()["state"] == "confirmed"
+        assert "BEGIN:VCALENDAR" in outbox_text(data_dir, 2)  # the details, with the invitation
     finally:
         output = server.interrupt()
     assert server.process.returncode == 0, output
@@ -78,4 +103,7 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
     assert again.process.returncode == 0, output
     assert not (data_dir / "redis.sock").exists()
     with Agora(env={"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir / "agora.sqlite")}) as app:
-        assert app.head() == 3  # one consultation, its coding frame, one response: the second start created nothing
+        # Two consultations with their coding frames (4), a response, a signup asked for and confirmed
+        # (2), the session's seats opened and one taken (2), two messages sent (2): the second start
+        # created nothing.
+        assert app.head() == 11

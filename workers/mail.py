@@ -40,9 +40,10 @@ _KEY = re.compile(r"[0-9A-Za-z-]+")  # hex or uuid: no dots, no glob or path cha
 class MailError(Exception):
     """Sending failed; the message names no recipient."""
 
-    def __init__(self, text: str, code: int | None = None) -> None:
+    def __init__(self, text: str, code: int | None = None, refused: bool = False) -> None:
         super().__init__(f"{text} (SMTP {code})" if code else text)
         self.code = code  # the SMTP reply code if the server gave one: 4xx transient, 5xx permanent
+        self.refused = refused  # the server refused the recipient for good: sending again cannot help
 
 
 def calendar(
@@ -175,7 +176,9 @@ class SMTPTransport:
                 smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as error:
             # The class name is generic; the exception's own text may hold addresses.
-            raise MailError(f"sending failed: {type(error).__name__}", _code(error)) from None
+            code = _code(error)
+            refused = isinstance(error, smtplib.SMTPRecipientsRefused) and (code or 0) >= 500
+            raise MailError(f"sending failed: {type(error).__name__}", code, refused) from None
 
     def forget(self, key: str) -> None:
         """Nothing to forget: a sent message has left us."""

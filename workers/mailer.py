@@ -88,9 +88,10 @@ class Mailer:
         return read
 
     def next_due(self, now: datetime) -> datetime | None:
-        """When the next reminders are due (now, if some are), or None if there are none to come."""
-        dues = [max(s.starts_at - REMIND_BEFORE, now) for _, s in self.sessions.values() if now < s.starts_at]
-        return min([*dues, *([self.retry_at] if self.retry_at else [])], default=None)
+        """When to step next for reminders or a retry (now, if due), or None if nothing is to come."""
+        if self.retry_at and now < self.retry_at:
+            return self.retry_at  # nothing is sent before then
+        return min((max(s.starts_at - REMIND_BEFORE, now) for _, s in self.sessions.values() if now < s.starts_at), default=None)
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Send until `stop` is set: woken by the log's doorbell, or when reminders fall due."""
@@ -178,7 +179,14 @@ class Mailer:
             message_id, self.sender, contact.name, contact.email, subject.substitute(fields), body.substitute(fields),
             ics=ics, cancel=kind == "cancelled",
         )
-        self.transport.send(str(signup.id), mail)
+        try:
+            self.transport.send(str(signup.id), mail)
+        except MailError as e:
+            if not e.refused:
+                raise  # the server or the network: try again later, holding everything back in order
+            # This address is refused for good; waiting on it would hold back everyone else's mail.
+            log.warning("mailer: %s not delivered, the recipient is refused: %s", message_id, e)
+            return
         self.app.record_sent(signup.id, message_id)
         log.info("mailer: sent %s", message_id)
 
