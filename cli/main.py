@@ -23,6 +23,7 @@ from cli.embedded import redis_server, socket_path
 from domain.application import Agora
 from domain.consultation import Consultation, read_definition
 from domain.errors import DomainError
+from domain.signup import Signup
 from domain.staff import Role
 
 
@@ -124,14 +125,18 @@ def staff(args: argparse.Namespace) -> None:
 
 def keys(args: argparse.Namespace) -> None:
     with Agora(env=store.environment()) as app:
-        print(f"destroyed again {app.reshred()} keys named by the log's shredding events")
+        print(f"destroyed again {app.reshred()} keys named by the log's shredding and erasure events")
+        # A restored data folder may hold erased people's mail again.
+        outbox = workers.mail_transport(Settings.from_env().smtp_url)
+        for erased in app.select_events(Signup.Erased):
+            outbox.forget(str(erased.originator_id))
 
 
 def signups(args: argparse.Namespace) -> None:
     with Agora(env=store.environment()) as app:
         slug = args.consultation or only_consultation(app)
         if args.action == "export":
-            rows = [(c.name, c.email, s.session_id) for s, c in app.attendees(slug, args.session)]
+            rows = [(spreadsheet_safe(c.name), c.email, s.session_id) for s, c in app.attendees(slug, args.session)]
             if args.output:  # the list names people: the file is readable by its owner only
                 with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
                     csv.writer(f).writerows([("name", "email", "session"), *rows])
@@ -148,6 +153,11 @@ def signups(args: argparse.Namespace) -> None:
         app.erase_signup(signup_id, token=None)
         workers.mail_transport(Settings.from_env().smtp_url).forget(str(signup_id))
         print(f"erased signup {signup_id}: its key is destroyed, its outbox copies deleted")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A name as text even in a spreadsheet: one starting like a formula (`=HYPERLINK(…)`) gets a leading quote."""
+    return f"'{cell}" if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
 
 
 def only_consultation(app: Agora) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import random
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -38,7 +41,7 @@ from domain.errors import (
 )
 from domain.response import Response
 from domain.review import ClaimConflict, Flag, Outcome, ReviewCase, case_id
-from domain.signup import Availability, Contact, LinkTokens, Purpose, Seats, Signup, State, seats_id
+from domain.signup import Availability, Contact, LinkTokens, Purpose, Seats, Signup, State, normal_email, seats_id
 from domain.staff import Role, StaffConflict, StaffMember, staff_id
 
 
@@ -319,21 +322,28 @@ class Agora(Application[UUID]):
 
         One signup per email and consultation: asking again re-sends what fits its state.
         """
+        now = now or datetime.now(UTC)
         consultation = self._consultation(slug)
-        session, contact = consultation.check_signup(session_id, name, email, consent, now or datetime.now(UTC))
-        owner, key_id, key = self.keys.find_or_create(_email_digest(consultation.id, contact.email), str(uuid4()), uuid4().hex)
+        session, contact = consultation.check_signup(session_id, name, email, consent, now)
+        candidate = str(uuid4())
+        owner, key_id, key = self.keys.find_or_create(_email_digest(consultation.id, contact.email), candidate, uuid4().hex)
         signup_id = UUID(owner)
-        sealed = Sealed(key_id, seal(key, msgspec.json.encode(contact).decode(), f"contact:{signup_id}"))
 
         def command() -> tuple[Signup]:
             signup = self._signup(signup_id, missing_ok=True)
             if signup is None:
+                sealed = Sealed(key_id, seal(key, msgspec.json.encode(contact).decode(), f"contact:{signup_id}"))
                 confirm, manage = self.links.hash(Purpose.CONFIRM, signup_id, 1), self.links.hash(Purpose.MANAGE, signup_id)
                 return (Signup(signup_id, consultation.id, session.id, sealed, 1, confirm, manage),)
-            signup.request_again(session.id, sealed, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1))
+            signup.request_again(session.id, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1), now)
             return (signup,)
 
-        self._retrying(command)
+        try:
+            self._retrying(command)
+        except Exception:
+            if owner == candidate and self._signup(signup_id, missing_ok=True) is None:
+                self.keys.destroy([key_id])  # leave no key or email digest behind a signup never recorded
+            raise
         return signup_id
 
     def confirm_signup(self, signup_id: UUID, token: str, session_id: str | None = None, now: datetime | None = None) -> Signup:
@@ -377,7 +387,7 @@ class Agora(Application[UUID]):
         def command() -> tuple[Signup, ...]:
             signup = self._signup(signup_id)
             if token is not None:
-                signup.check(Purpose.MANAGE, token)
+                signup.check(Purpose.MANAGE, token, erased_ok=True)
             seats = self._release_seat(signup)
             signup.erase()
             return (signup, *seats)
@@ -392,7 +402,7 @@ class Agora(Application[UUID]):
         """The signup of this email address for this consultation, unless none or erased."""
         consultation = self._consultation(slug)
         try:
-            email = email_validator.validate_email(email, check_deliverability=False).normalized
+            email = normal_email(email)
         except email_validator.EmailNotValidError:
             return None
         owner = self.keys.owner(_email_digest(consultation.id, email))
@@ -526,17 +536,17 @@ class Agora(Application[UUID]):
 
     def _retrying(self, command: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
         """Run a command on fresh copies of its aggregates and save them together, again if another
-        writer got there first (optimistic concurrency)."""
-        attempts = 5
-        while True:
+        writer got there first (optimistic concurrency). Confirmations of one session all write to
+        its seats: under a rush they collide, and back off at random so that each gets its turn."""
+        for attempt in itertools.count():
             aggregates = command()
             try:
                 self.save(*aggregates)
                 return aggregates
             except IntegrityError:
-                attempts -= 1
-                if not attempts:
+                if attempt == _ATTEMPTS - 1:
                     raise
+                time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 7)))  # at most a quarter second
 
     def _existing_case(self, response_id: UUID) -> ReviewCase | None:
         try:
@@ -587,6 +597,9 @@ class Agora(Application[UUID]):
         command(consultation)
         recordings = self.save(consultation)
         return recordings[-1].notification.id if recordings else None
+
+
+_ATTEMPTS = 30
 
 
 def _email_digest(consultation_id: UUID, email: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
@@ -13,7 +14,7 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import FieldError, InvalidDefinition, InvalidInput, InvalidResponse, NotAcceptingResponses, SessionStarted
-from domain.signup import Contact
+from domain.signup import Contact, normal_email
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 QuestionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -227,8 +228,10 @@ class Consultation(Aggregate):
         name = " ".join(name.split())  # no line breaks or runs of spaces: it goes into mail headers
         if not 1 <= len(name) <= 200:
             errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
+        elif any(unicodedata.category(c) == "Cc" for c in name):
+            errors.append(FieldError("name", "A name cannot hold control characters."))
         try:
-            email = email_validator.validate_email(email, check_deliverability=False).normalized
+            email = normal_email(email)
         except email_validator.EmailNotValidError as e:
             errors.append(FieldError("email", f"Expected an email address: {e}"))
         if self.definition.signup_consent and consent is not True:

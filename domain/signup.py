@@ -14,15 +14,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import email_validator
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import SessionFull, SignupLinkInvalid
 from store.keys import Sealed
+
+
+RESEND_AFTER = timedelta(minutes=10)
+
+
+def normal_email(address: str) -> str:
+    """The address as recorded, or EmailNotValidError: ASCII before the @ and the domain in its
+    ASCII form, which every mail server delivers."""
+    return email_validator.validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
 
 
 class Contact(msgspec.Struct, frozen=True):
@@ -83,7 +93,6 @@ class Signup(Aggregate):
         """Asked again while unconfirmed or after cancelling: a fresh confirmation link replaces the last."""
 
         session_id: str
-        contact: Sealed
         request: int
         confirm_hash: str
 
@@ -116,15 +125,22 @@ class Signup(Aggregate):
         self.state = State.PENDING
         self.sent: set[str] = set()
 
-    def request_again(self, session_id: str, contact: Sealed, confirm_hash: str) -> None:
+    def request_again(self, session_id: str, confirm_hash: str, now: datetime) -> None:
+        """Send what fits the signup's state again, at most once per RESEND_AFTER: anyone can ask
+        with someone else's address, so asking must not become a way to flood their inbox. The
+        name stays the one first given, for the same reason."""
+        if now - self.modified_on < RESEND_AFTER or self.state is State.ERASED:
+            return
         if self.state is State.CONFIRMED:
             self._details_requested()
-        elif self.state is not State.ERASED:  # erased meanwhile: there is no one to write to
-            self._rerequest(session_id, contact, self.request + 1, confirm_hash)
+        else:
+            self._rerequest(session_id, self.request + 1, confirm_hash)
 
-    def check(self, purpose: Purpose, token: str) -> None:
+    def check(self, purpose: Purpose, token: str, erased_ok: bool = False) -> None:
+        """Refuse a wrong token; once erased, only erasing again (to finish a scrub) is allowed."""
         expected = self.confirm_hash if purpose is Purpose.CONFIRM else self.manage_hash
-        if self.state is State.ERASED or expected is None or not hmac.compare_digest(expected, hash_token(token)):
+        erased = self.state is State.ERASED and not erased_ok
+        if erased or expected is None or not hmac.compare_digest(expected, hash_token(token)):
             raise SignupLinkInvalid("This link is not valid: it may have been used already, or replaced by a newer one.")
 
     def confirm(self, session_id: str) -> None:
@@ -143,9 +159,8 @@ class Signup(Aggregate):
             self._record_sent(message_id)
 
     @event(Rerequested)
-    def _rerequest(self, session_id: str, contact: Sealed, request: int, confirm_hash: str) -> None:
+    def _rerequest(self, session_id: str, request: int, confirm_hash: str) -> None:
         self.session_id = session_id
-        self.contact = contact
         self.request = request
         self.confirm_hash = confirm_hash
         self.state = State.PENDING

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -21,7 +22,7 @@ from api.app import create_app
 from api.settings import Settings
 from domain.application import Agora
 from domain.consultation import Definition
-from domain.signup import Purpose, State
+from domain.signup import RESEND_AFTER, Purpose, State
 from domain.staff import Role
 from tests.conftest import SLUG, Inbox, caught_up, raw_storage
 
@@ -65,6 +66,13 @@ async def arrived(inbox: Inbox, count: int) -> list[EmailMessage]:
     return inbox.received()
 
 
+async def eventually(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.02)
+
+
 def text(message: EmailMessage) -> str:
     return message.get_body(("plain",)).get_content()
 
@@ -78,8 +86,8 @@ def invite(message: EmailMessage) -> Calendar:
     return Calendar.from_ical(part.get_content())
 
 
-async def sign_up(client: AsyncTestClient, email_: str = EMAIL, session_id: str = "session_1300", **extra: Any) -> Any:
-    body = {"session_id": session_id, "name": NAME, "email": email_, "consent": True, **extra}
+async def sign_up(client: AsyncTestClient, email_: str = EMAIL, session_id: str = "session_1300", name: str = NAME) -> Any:
+    body = {"session_id": session_id, "name": name, "email": email_, "consent": True}
     return await client.post(f"/consultations/{SESSIONS}/signups", json=body)
 
 
@@ -112,31 +120,40 @@ async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, 
     session = agora.consultation(SESSIONS).definition.sessions[0]
     assert event.decoded("DTSTART") == session.starts_at and event.decoded("DTSTART").utcoffset() == timedelta(0)
     assert invite(details)["METHOD"] == "REQUEST"
-    # Each recorded message is an event, under the Message-ID it went out with.
-    assert agora.signup(agora.find_signup(SESSIONS, EMAIL)).sent == {confirm_mail["Message-ID"], details["Message-ID"]}
+    # Each message is recorded as an event (just after it went out), under its Message-ID.
+    signup_id = agora.find_signup(SESSIONS, EMAIL)
+    await eventually(lambda: agora.signup(signup_id).sent == {confirm_mail["Message-ID"], details["Message-ID"]})
 
     r = await api.post(url)  # the confirmation link is single use
     assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid"
 
 
-async def test_asking_again_answers_the_same_and_replaces_the_link(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
+    api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]
+) -> None:
     first = await sign_up(api)
     (mail1,) = await arrived(inbox[0], 1)
-    again = await sign_up(api, email_=EMAIL.upper(), session_id="session_1800")
+    head = agora.head()
+    again = await sign_up(api, email_=EMAIL.upper(), session_id="session_1800", name="Someone Else")
     assert (first.status_code, first.content) == (again.status_code, again.content)  # reveals nothing
+    assert agora.head() == head  # within RESEND_AFTER: nothing recorded, so nothing sent
     other = await sign_up(api, email_="someone.else@example.org")
     assert other.content == first.content
-    mails = await arrived(inbox[0], 3)
-    mail2 = next(m for m in mails[1:] if m["To"].addresses[0].addr_spec.lower() == EMAIL)
-    assert mail2["Message-ID"] != mail1["Message-ID"]
+    await arrived(inbox[0], 2)
 
+    # Later, asking again replaces the link (for the session now asked for); the name stays the first one.
+    later = datetime.now(UTC) + RESEND_AFTER
+    agora.request_signup(SESSIONS, "session_1800", "Someone Else", EMAIL, True, now=later)
+    mail2 = next(m for m in (await arrived(inbox[0], 3))[1:] if m["To"].addresses[0].addr_spec == EMAIL)
+    assert mail2["Message-ID"] != mail1["Message-ID"] and mail2["To"].addresses[0].display_name == NAME
     assert (await api.post(links(mail1)["confirm"])).status_code == 404  # replaced by the newer link
     r = await api.post(links(mail2)["confirm"])
     assert r.json()["session_id"] == "session_1800"
 
-    await sign_up(api)  # asking once confirmed sends the details again; it books nothing more
-    details = (await arrived(inbox[0], 5))[4]
-    assert set(links(details)) == {"cancel", "erase"}
+    # Once confirmed, asking again (later still) sends the details again; it books nothing more.
+    agora.request_signup(SESSIONS, "session_1300", NAME, EMAIL, True, now=later + RESEND_AFTER)
+    details = [m for m in await arrived(inbox[0], 5) if m["To"].addresses[0].addr_spec == EMAIL][-1]
+    assert set(links(details)) == {"cancel", "erase"} and "18:00" in details["Subject"]
     assert await seats_left(api, agora) == {"session_1300": 50, "session_1800": 49}
 
 
@@ -145,6 +162,8 @@ async def test_asking_again_answers_the_same_and_replaces_the_link(api: AsyncTes
     [
         ({"session_id": "session_0900"}, 422, "invalid-input", "session_id"),
         ({"email": "not-an-address"}, 422, "invalid-input", "email"),
+        ({"email": "zoë@example.org"}, 422, "invalid-input", "email"),  # not every mail server takes it
+        ({"name": "Zoë\x07"}, 422, "invalid-input", "name"),
         ({"email": "zoe@example.org\r\nBcc: x@example.org"}, 422, "invalid-input", "email"),
         ({"name": "x" * 201}, 422, "invalid-input", "name"),
         ({"name": "  "}, 422, "invalid-input", "name"),
@@ -267,6 +286,8 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
 
     r = await api.post(links(details)["erase"])
     assert r.status_code == 200 and r.json()["state"] == "erased"
+    r = await api.post(links(details)["erase"])  # again (say, to finish a scrub that failed): it destroys again
+    assert r.status_code == 200 and r.json()["state"] == "erased"
     after = raw_storage(store_env)
     assert key not in after and not [t for t in traces if t in after]
     assert agora.contact(agora.signup(signup.id)) is None
@@ -278,3 +299,20 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     assert views and not [t for t in traces if t in views]
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "mail.log")  # not the test SMTP server's log
     assert "mailer: sent" in ours and NAME not in ours and EMAIL not in ours
+
+
+def test_confirmations_racing_for_the_last_seats_never_overfill_a_session(live_url: str, agora: Agora, seed: Definition) -> None:
+    agora.load(future(seed, capacity=5))
+    people = [agora.request_signup(SESSIONS, "session_1300", NAME, f"person{i}@example.org", True) for i in range(20)]
+
+    async def confirm_all() -> list[Any]:
+        async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
+            return await asyncio.gather(
+                *(http.post(f"/signups/{p}/confirm", params={"token": agora.links.token(Purpose.CONFIRM, p, 1)}) for p in people)
+            )
+
+    answers = asyncio.run(confirm_all())
+    assert sorted(r.status_code for r in answers) == [200] * 5 + [409] * 15
+    assert {r.json()["type"] for r in answers if r.status_code == 409} == {"/problems/session-full"}
+    assert len(agora.attendees(SESSIONS, "session_1300")) == 5
+    assert sum(agora.signup(p).state is State.CONFIRMED for p in people) == 5

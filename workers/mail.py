@@ -43,7 +43,7 @@ class MailError(Exception):
     def __init__(self, text: str, code: int | None = None, refused: bool = False) -> None:
         super().__init__(f"{text} (SMTP {code})" if code else text)
         self.code = code  # the SMTP reply code if the server gave one: 4xx transient, 5xx permanent
-        self.refused = refused  # the server refused the recipient for good: sending again cannot help
+        self.refused = refused  # the server refused this recipient or message for good: sending again cannot help
 
 
 def calendar(
@@ -177,7 +177,9 @@ class SMTPTransport:
         except (smtplib.SMTPException, OSError) as error:
             # The class name is generic; the exception's own text may hold addresses.
             code = _code(error)
-            refused = isinstance(error, smtplib.SMTPRecipientsRefused) and (code or 0) >= 500
+            # A 5xx to the recipient or the message concerns this message only; to the sender or the
+            # login, it is the set-up's fault, and every message would fail alike.
+            refused = isinstance(error, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)) and (code or 0) >= 500
             raise MailError(f"sending failed: {type(error).__name__}", code, refused) from None
 
     def forget(self, key: str) -> None:

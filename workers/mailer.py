@@ -19,6 +19,7 @@ import string
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from importlib import resources
 from typing import Any
 from uuid import UUID
@@ -166,6 +167,23 @@ class Mailer:
             return
         consultation = self.app.consultation_of(signup)
         session = next(s for s in consultation.definition.sessions if s.id == (cancel or signup.session_id))
+        try:
+            mail = self._compose(signup, contact, consultation, session, kind, message_id, invite, cancel)
+            self.transport.send(str(signup.id), mail)
+        except (MailError, ValueError) as e:
+            if isinstance(e, MailError) and not e.refused:
+                raise  # the server or the network: try again later, holding everything back in order
+            # This message can never go out (refused for good, or an address mail cannot carry);
+            # waiting on it would hold back everyone else's mail.
+            log.warning("mailer: %s cannot be delivered, skipped: %s", message_id, e)
+            return
+        self.app.record_sent(signup.id, message_id)
+        log.info("mailer: sent %s", message_id)
+
+    def _compose(
+        self, signup: Signup, contact: Contact, consultation: Consultation, session: Session, kind: str, message_id: str,
+        invite: int | None, cancel: str | None,
+    ) -> EmailMessage:
         subject, body = self.templates[kind]
         fields = self._fields(signup, contact, consultation, session)
         ics = None
@@ -175,20 +193,10 @@ class Mailer:
                 minutes=session.duration_minutes, title=session.title, description=consultation.definition.title,
                 location=session.venue, organizer=self.sender, attendee=contact.email, cancel=kind == "cancelled",
             )
-        mail = message(
+        return message(
             message_id, self.sender, contact.name, contact.email, subject.substitute(fields), body.substitute(fields),
             ics=ics, cancel=kind == "cancelled",
         )
-        try:
-            self.transport.send(str(signup.id), mail)
-        except MailError as e:
-            if not e.refused:
-                raise  # the server or the network: try again later, holding everything back in order
-            # This address is refused for good; waiting on it would hold back everyone else's mail.
-            log.warning("mailer: %s not delivered, the recipient is refused: %s", message_id, e)
-            return
-        self.app.record_sent(signup.id, message_id)
-        log.info("mailer: sent %s", message_id)
 
     def _fields(self, signup: Signup, contact: Contact, consultation: Consultation, session: Session) -> dict[str, str]:
         start = session.starts_at.astimezone(UTC)
