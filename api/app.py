@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         followers = None
         if settings.inline_followers:
             worker_app = Agora(env=store_env)
-            mailer = workers.mailer(worker_app, settings.smtp_url, settings.mail_from, settings.public_url)
+            mailer = workers.build_mailer(worker_app, settings.smtp_url, settings.mail_from, settings.public_url)
             followers = workers.followers(worker_app, redis.Redis.from_url(settings.redis_url), settings.redis_prefix, mailer)
             followers.start()
         try:

@@ -72,7 +72,7 @@ def work(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     app, settings = Agora(env=store.environment()), Settings.from_env()
-    mailer = workers.mailer(app, settings.smtp_url, settings.mail_from, settings.public_url)
+    mailer = workers.build_mailer(app, settings.smtp_url, settings.mail_from, settings.public_url)
     followers = workers.followers(app, redis.Redis.from_url(redis_url()), prefix(), mailer).start()
     stop.wait()
     followers.close()

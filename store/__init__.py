@@ -6,12 +6,17 @@ with the library's `POSTGRES_*` variables selects PostgreSQL.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
 from store.sqlite import DoorbellSQLiteApplicationRecorder
@@ -41,6 +46,26 @@ def environment() -> dict[str, str]:
     if os.environ.get("PERSISTENCE_MODULE"):
         return {}
     return {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir() / "agora.sqlite")}
+
+
+@contextmanager
+def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[bool]:
+    """A lock named `name` across every process using this event store, held while inside if it
+    was free: yields whether it was. SQLite: an flock on a file beside the database; PostgreSQL:
+    an advisory lock on a connection of its own (released if that connection is lost)."""
+    datastore = recorder.datastore  # type: ignore[attr-defined]
+    if isinstance(datastore, SQLiteDatastore):
+        with open(f"{datastore.pool.db_name}.{name}.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True  # closing the file releases the lock
+        return
+    with psycopg.connect(**datastore.pool.kwargs, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS held", (f"agora:{datastore.schema}:{name}",)).fetchone()
+        yield row["held"]
 
 
 class Doorbell:

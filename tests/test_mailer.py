@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,7 @@ from store.keys import Sealed, seal
 from tests.conftest import Inbox, free_port
 from tests.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
+import workers.mailer as mailer_module
 from workers.mailer import REMIND_BEFORE, RETRY, Mailer
 
 
@@ -182,3 +185,39 @@ def test_the_mailer_deletes_an_erased_persons_outbox_files(agora: Agora, soon: D
     assert EMAIL.encode() not in b"".join(p.read_bytes() for p in folder.iterdir())
     assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["kept@example.org"]
     assert len(agora.signup(kept).sent) == 1
+
+
+def test_only_one_mailer_of_a_deployment_sends_and_a_standby_takes_over(
+    agora: Agora, soon: Definition, store_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mailer_module, "STANDBY", 0.05)
+    folders = [tmp_path / "first", tmp_path / "second"]
+    mailers = [Mailer(Agora(env=store_env), FolderTransport(f), "Agora <agora@example.org>", "http://agora.test") for f in folders]
+    stops = [threading.Event(), threading.Event()]
+    threads = [threading.Thread(target=m.run, args=(s,)) for m, s in zip(mailers, stops, strict=True)]
+    threads[0].start()
+    wait_for(lambda: mailers[0].bell is not None)  # the first holds the lock
+    threads[1].start()
+    try:
+        agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+        wait_for(lambda: len(outbox(folders[0])) == 1)
+        assert outbox(folders[1]) == [] and mailers[1].bell is None  # the second stands by
+
+        stops[0].set()
+        threads[0].join()
+        agora.request_signup(SESSIONS, "session_1800", NAME, "next@example.org", True)
+        wait_for(lambda: len(outbox(folders[1])) == 1)  # ... and takes over where the first left off
+        assert outbox(folders[1])[0]["To"].addresses[0].addr_spec == "next@example.org"
+    finally:
+        for stop, thread in zip(stops, threads, strict=True):
+            stop.set()
+            thread.join()
+        for m in mailers:
+            m.app.close()
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.02)

@@ -28,7 +28,7 @@ def followers(app: Application[Any], client: redis.Redis, prefix: str, mailer: M
     return Followers([Follower(app, projection(view(client, prefix))) for projection, view in PROJECTIONS.values()], mailer)
 
 
-def mailer(app: Agora, smtp_url: str, sender: str, public_url: str) -> Mailer:
+def build_mailer(app: Agora, smtp_url: str, sender: str, public_url: str) -> Mailer:
     return Mailer(app, mail_transport(smtp_url), sender, public_url)
 
 

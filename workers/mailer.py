@@ -7,7 +7,8 @@ each confirmed attendee gets one; between events the mailer sleeps until the nex
 
 Every message it sends is recorded as a `Signup.MessageSent` event, after sending: a restart
 sends again only what was not recorded (at least once), under the same Message-ID, so mail
-programs show a duplicate once. Run one mailer per deployment.
+programs show a duplicate once. Only one mailer of a deployment sends at a time (a lock in the
+event store's database); another, say in `agora work` beside `agora serve`, stands by.
 
 It writes no names or email addresses to its log, only signup ids and Message-IDs.
 """
@@ -30,7 +31,7 @@ from eventsourcing.utils import get_topic
 from domain.application import Agora
 from domain.consultation import Consultation, Session
 from domain.signup import Contact, Purpose, Signup, State
-from store import Doorbell
+import store
 from workers.mail import MailError, Transport, calendar, message
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_POLL = 0.5  # seconds between looks at the log when nothing rings
 RETRY = 30.0  # seconds before trying again after a failed send
+STANDBY = 5.0  # seconds between a standby mailer's attempts to take over
 REMIND_BEFORE = timedelta(hours=24)
 
 _TOPICS = {
@@ -60,7 +62,7 @@ class Mailer:
 
     def __init__(self, app: Agora, transport: Transport, sender: str, public_url: str) -> None:
         self.app = app
-        self.bell: Doorbell | None = None  # while running
+        self.bell: store.Doorbell | None = None  # while sending
         self.transport = transport
         self.sender = sender
         self.public_url = public_url.rstrip("/")
@@ -95,8 +97,22 @@ class Mailer:
         return min((max(s.starts_at - REMIND_BEFORE, now) for _, s in self.sessions.values() if now < s.starts_at), default=None)
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Send until `stop` is set: woken by the log's doorbell, or when reminders fall due."""
-        self.bell = bell = Doorbell(self.app.recorder)
+        """Send until `stop` is set. One mailer of a deployment sends; any other stands by to take over."""
+        standing_by = False
+        while not stop.is_set():
+            with store.exclusive(self.app.recorder, "mailer") as held:
+                if held:
+                    self._serve(stop, clock)
+                    return
+            if not standing_by:
+                log.info("mailer: another mailer is sending; standing by")
+                standing_by = True
+            stop.wait(STANDBY)
+
+    def _serve(self, stop: threading.Event, clock: Callable[[], datetime]) -> None:
+        """Send, woken by the log's doorbell or when reminders fall due, until `stop` is set."""
+        self.position = self.tracking.max_tracking_id(self.app.name) or 0  # where the last mailer left off
+        self.bell = bell = store.Doorbell(self.app.recorder)
         try:
             while not stop.is_set():
                 bell.clear()
