@@ -74,7 +74,8 @@ class Agora(Application[UUID]):
         # argon2id with RFC 9106's low-memory profile; a test suite may choose a cheaper one.
         profile = self.env.get("AGORA_PASSWORD_PROFILE", "RFC_9106_LOW_MEMORY")
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, profile))
-        self.keys = KeyStore(self.factory)
+        self.keys = KeyStore(self.factory, "data_keys")  # free-text answers
+        self.contacts = KeyStore(self.factory, "contact_keys")  # signups' names and emails, indexed by email
         self.links = LinkTokens(self.env.get("AGORA_SECRET") or store.local_secret())
 
     @cached_property
@@ -301,11 +302,11 @@ class Agora(Application[UUID]):
 
     def reshred(self) -> int:
         """Destroy again every key the log says was destroyed: run after restoring the key store from a backup."""
-        key_ids: list[str] = []
-        for e in self.select_events(ReviewCase.OriginalsShredded, Signup.Erased):
-            key_ids += e.key_ids if isinstance(e, ReviewCase.OriginalsShredded) else [e.key_id]
-        self.keys.destroy(key_ids)
-        return len(key_ids)
+        texts = [k for e in self.select_events(ReviewCase.OriginalsShredded) for k in e.key_ids]
+        contacts = [e.key_id for e in self.select_events(Signup.Erased)]
+        self.keys.destroy(texts)
+        self.contacts.destroy(contacts)
+        return len(texts) + len(contacts)
 
     def select_events(self, *classes: type) -> Iterator[Any]:
         """Every recorded event of these classes, oldest first."""
@@ -326,7 +327,7 @@ class Agora(Application[UUID]):
         consultation = self._consultation(slug)
         session, contact = consultation.check_signup(session_id, name, email, consent, now)
         candidate = str(uuid4())
-        owner, key_id, key = self.keys.find_or_create(_email_digest(consultation.id, contact.email), candidate, uuid4().hex)
+        owner, key_id, key = self.contacts.find_or_create(_email_digest(consultation.id, contact.email), candidate, uuid4().hex)
         signup_id = UUID(owner)
 
         def command() -> tuple[Signup]:
@@ -342,7 +343,7 @@ class Agora(Application[UUID]):
             self._retrying(command)
         except Exception:
             if owner == candidate and self._signup(signup_id, missing_ok=True) is None:
-                self.keys.destroy([key_id])  # leave no key or email digest behind a signup never recorded
+                self.contacts.destroy([key_id])  # leave no key or email digest behind a signup never recorded
             raise
         return signup_id
 
@@ -394,7 +395,7 @@ class Agora(Application[UUID]):
 
         signup = self._retrying(command)[0]
         try:
-            self.keys.destroy([signup.contact.key_id])
+            self.contacts.destroy([signup.contact.key_id])
         except PersistenceError as e:
             raise ShredIncomplete(f"The erasure is recorded but not finished ({e}); erase again to finish it.") from e
 
@@ -405,7 +406,7 @@ class Agora(Application[UUID]):
             email = normal_email(email)
         except email_validator.EmailNotValidError:
             return None
-        owner = self.keys.owner(_email_digest(consultation.id, email))
+        owner = self.contacts.owner(_email_digest(consultation.id, email))
         return UUID(owner) if owner else None
 
     def signup(self, signup_id: UUID) -> Signup:
@@ -421,7 +422,7 @@ class Agora(Application[UUID]):
 
     def contact(self, signup: Signup) -> Contact | None:
         """Who signed up, or None once erased."""
-        key = self.keys.get(signup.contact.key_id)
+        key = self.contacts.get(signup.contact.key_id)
         if key is None:
             return None
         return msgspec.json.decode(unseal(key, signup.contact.data, f"contact:{signup.id}"), type=Contact)

@@ -7,6 +7,10 @@ PostgreSQL: `VACUUM FULL`), so it cannot be read back from the database files ei
 
 A key may also be found by a digest of what it protects (a person's email, to find their
 signup again); such an index entry lives and dies with its key.
+
+Each kind of key has a store (tables) of its own, so that scrubbing one, which locks its tables
+while PostgreSQL rewrites them, never holds up the other: erasures, which anyone can ask for,
+do not stall submissions.
 """
 
 from __future__ import annotations
@@ -21,16 +25,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
-_TABLE = "data_keys"
-_INDEX = "data_key_index"
-
-
 class KeyStore:
-    def __init__(self, factory: InfrastructureFactory[Any]) -> None:
+    def __init__(self, factory: InfrastructureFactory[Any], name: str) -> None:
+        """The keys in table `name`, and their index in `{name}_index`."""
         self.datastore = factory.datastore  # type: ignore[attr-defined]
         self.sqlite = isinstance(self.datastore, SQLiteDatastore)
         schema = getattr(self.datastore, "schema", "")
-        self.table, self.index = (f"{schema}.{t}" if schema else t for t in (_TABLE, _INDEX))
+        self.table, self.index = (f"{schema}.{t}" if schema else t for t in (name, f"{name}_index"))
         self.p = "?" if self.sqlite else "%s"  # each driver's parameter style
         blob = "BLOB" if self.sqlite else "BYTEA"
         with self.datastore.transaction(commit=True) as c:

@@ -163,7 +163,7 @@ def test_mail_refused_for_good_does_not_hold_back_anyone_else(agora: Agora, soon
     refused = [agora.request_signup(SESSIONS, "session_1800", NAME, a, True) for a in ("gone@example.org", "filtered@example.org")]
     # A signup recorded with an address no message can carry (as an older, laxer check might have let through).
     odd = uuid4()
-    (key_id, key), = agora.keys.create([uuid4().hex]).items()
+    (key_id, key), = agora.contacts.create([uuid4().hex]).items()
     contact = Sealed(key_id, seal(key, msgspec.json.encode(Contact(NAME, "zoe nunez@example.org")).decode(), f"contact:{odd}"))
     agora.save(Signup(odd, agora.consultation(SESSIONS).id, "session_1800", contact, 1, "-", "-"))
     here = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
@@ -221,3 +221,28 @@ def wait_for(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition did not come true in time"
         time.sleep(0.02)
+
+
+def test_reshred_after_a_restore_erases_again_the_keys_and_the_outbox_files(
+    agora: Agora, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    for name, value in store_env.items():
+        monkeypatch.setenv(name, value)
+    signup_id = confirmed(agora, EMAIL, "session_1800")
+    Mailer(agora, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    backup_key = agora.contacts.get(agora.signup(signup_id).contact.key_id)
+    backup_mail = {p.name: p.read_bytes() for p in (data_dir / "outbox").iterdir()}
+    agora.erase_signup(signup_id, token=None)
+    FolderTransport(data_dir / "outbox").forget(str(signup_id))
+
+    # A backup from before the erasure comes back: the key and the mail are readable again.
+    contacts = agora.contacts
+    with contacts.datastore.transaction(commit=True) as c:
+        c.execute(f"INSERT INTO {contacts.table} (key_id, key) VALUES ({contacts.p}, {contacts.p})", (agora.signup(signup_id).contact.key_id, backup_key))
+    for name, data in backup_mail.items():
+        (data_dir / "outbox" / name).write_bytes(data)
+    assert agora.contact(agora.signup(signup_id)) is not None
+
+    main(["keys", "reshred"])
+    assert agora.contact(agora.signup(signup_id)) is None
+    assert list((data_dir / "outbox").iterdir()) == []

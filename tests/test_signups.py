@@ -276,7 +276,7 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     await api.post(links(confirm_mail)["confirm"])
     details = (await arrived(inbox[0], 2))[1]
     signup = agora.signup(agora.find_signup(SESSIONS, EMAIL))
-    key = agora.keys.get(signup.contact.key_id)
+    key = agora.contacts.get(signup.contact.key_id)
     assert key is not None
     traces = [NAME.encode(), EMAIL.encode(), EMAIL.split("@")[0].encode()]
 
