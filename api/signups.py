@@ -16,6 +16,7 @@ from uuid import UUID
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.security.jwt import Token
 
@@ -47,7 +48,7 @@ class Accepted(msgspec.Struct):
 
 
 class SignupState(msgspec.Struct):
-    state: str
+    state: Annotated[str, msgspec.Meta(description="pending, confirmed, cancelled or erased")]
     session_id: str | None
     detail: str
 
@@ -96,7 +97,10 @@ async def link_page(signup_id: FromPath[UUID], action: FromPath[Action], token: 
     status_code=200,
     sync_to_thread=True,
     opt={"public": True},
-    responses=documented(400, 404, 409, 422, 429, 503),
+    responses={
+        200: ResponseSpec(SignupState, description="Done: the signup's state (or, for a browser, a page saying so)"),
+        **documented(400, 404, 409, 422, 429, 503),
+    },
     summary="Confirm, cancel or erase a signup, with the token from its email",
 )
 def act(

@@ -316,3 +316,17 @@ def test_confirmations_racing_for_the_last_seats_never_overfill_a_session(live_u
     assert {r.json()["type"] for r in answers if r.status_code == 409} == {"/problems/session-full"}
     assert len(agora.attendees(SESSIONS, "session_1300")) == 5
     assert sum(agora.signup(p).state is State.CONFIRMED for p in people) == 5
+
+
+async def test_signups_and_their_links_are_rate_limited_like_responses(
+    agora: Agora, store_env: dict[str, str], settings: Settings, seed: Definition
+) -> None:
+    agora.load(future(seed))
+    strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
+    async with AsyncTestClient(create_app(strict, store_env)) as client:
+        statuses = [(await sign_up(client, email_=f"person{i}@example.org")).status_code for i in range(4)]
+        assert statuses == [202, 202, 202, 429]
+        signup_id = agora.find_signup(SESSIONS, "person0@example.org")
+        r = await client.post(f"/signups/{signup_id}/confirm", params={"token": agora.links.token(Purpose.CONFIRM, signup_id, 1)})
+        assert r.status_code == 429 and r.json()["type"] == "/problems/rate-limited"
+    assert agora.find_signup(SESSIONS, "person3@example.org") is None
