@@ -82,7 +82,7 @@ class Mailer:
             return 0
         self.retry_at = None
         try:
-            read = self._follow(now)
+            read = self._follow()
             self._remind(now)
         except MailError as e:
             log.warning("mailer: %s; trying again in %.0fs", e, RETRY)
@@ -129,18 +129,18 @@ class Mailer:
         finally:
             bell.close()
 
-    def _follow(self, now: datetime) -> int:
+    def _follow(self) -> int:
         notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
         for n in notifications:
             if n.topic in _TOPICS:
-                self._on(self.app.mapper.to_domain_event(n), now)
+                self._on(self.app.mapper.to_domain_event(n))
         if notifications:
             # A crash before this re-reads the batch; what was sent is recorded, so it is not sent again.
             self.position = notifications[-1].id
             self.tracking.insert_tracking(Tracking(self.app.name, self.position))
         return len(notifications)
 
-    def _on(self, e: Any, now: datetime) -> None:
+    def _on(self, e: Any) -> None:
         if isinstance(e, Consultation.Created):
             self._schedule(self.app.consultation(e.definition.slug))
             return
