@@ -60,8 +60,8 @@ class Attendee(msgspec.Struct):
 
 
 ACCEPTED = Accepted(
-    "If this address can receive email, a message is on its way: confirm with its link to take a seat. "
-    "Until you confirm, nothing is booked."
+    "If this address can receive email, a message is on its way (at most one every 10 minutes): confirm with "
+    "its link to take a seat. Until you confirm, nothing is booked."
 )
 
 _DONE = {
@@ -88,8 +88,8 @@ def sign_up(slug: FromPath[str], data: JSONBody[SignupIn], services: NamedDepend
 
 @get("/signups/{signup_id:uuid}/{action:str}", media_type=MediaType.HTML, include_in_schema=False)
 async def link_page(signup_id: FromPath[UUID], action: FromPath[Action], token: TokenIn) -> str:
-    """The page an emailed link opens: one button that makes the POST."""
-    return page(_BUTTONS[action], "", [(f"/signups/{signup_id}/{action}?{urlencode({'token': token})}", _BUTTONS[action])])
+    """The page an emailed link opens: one button that makes the POST (to this same address)."""
+    return page(_BUTTONS[action], "", [("", _BUTTONS[action])])
 
 
 @post(
@@ -120,7 +120,7 @@ def act(
     except DomainError as e:
         if not browser:
             raise
-        return _refusal_page(e, signup_id, token)
+        return _refusal_page(e, token)
     title, detail = _DONE[action]
     if browser:
         return Response(page(title, detail), media_type=MediaType.HTML)
@@ -139,23 +139,29 @@ def attendees(slug: FromPath[str], session_id: FromPath[str], services: NamedDep
 
 
 def page(title: str, detail: str, buttons: list[tuple[str, str]] = ()) -> str:
-    """A minimal page; `buttons` are (POST target, label)."""
-    forms = "".join(f'<form method="post" action="{html.escape(url)}"><button>{html.escape(label)}</button></form>' for url, label in buttons)
+    """A minimal page; `buttons` are (POST target relative to this page, "" for itself; label)."""
+    forms = "".join(
+        f'<form method="post"{_action(url)}><button>{html.escape(label)}</button></form>' for url, label in buttons
+    )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
         f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>{forms}</body></html>"
     )
 
 
-def _refusal_page(e: DomainError, signup_id: UUID, token: str) -> Response[str]:
+def _refusal_page(e: DomainError, token: str) -> Response[str]:
     buttons = []
     if isinstance(e, SessionFull):
         buttons = [
-            (f"/signups/{signup_id}/confirm?{urlencode({'token': token, 'session_id': a.session_id})}", _offer(a))
+            (f"?{urlencode({'token': token, 'session_id': a.session_id})}", _offer(a))  # relative: works behind a path prefix
             for a in e.alternatives
             if isinstance(a, Availability)
         ]
     return Response(page("That did not work", e.detail, buttons), status_code=status_of(e), media_type=MediaType.HTML)
+
+
+def _action(url: str) -> str:
+    return f' action="{html.escape(url)}"' if url else ""
 
 
 def _offer(a: Availability) -> str:

@@ -56,14 +56,15 @@ def serve(args: argparse.Namespace) -> None:
         with Agora(env=store.environment()) as app:
             for path in consultation_files():
                 load(app, path)
-        port = int(os.environ.get("PORT", "8000"))
+        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+        os.environ.setdefault("AGORA_PUBLIC_URL", f"http://{host}:{port}")  # the links in emails
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handlers it found; with these, that re-raise lets us stop Redis instead of dying first.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
         # No access log by default: it would write every respondent's address to the log.
         access_log = os.environ.get("AGORA_ACCESS_LOG", "").lower() in ("1", "true", "yes")
-        uvicorn.run(create_app(), host=os.environ.get("HOST", "127.0.0.1"), port=port, log_level="info", access_log=access_log)
+        uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=access_log)
 
 
 def work(args: argparse.Namespace) -> None:
@@ -127,16 +128,15 @@ def keys(args: argparse.Namespace) -> None:
     with Agora(env=store.environment()) as app:
         print(f"destroyed again {app.reshred()} keys named by the log's shredding and erasure events")
         # A restored data folder may hold erased people's mail again.
-        outbox = workers.mail_transport(Settings.from_env().smtp_url)
         for erased in app.select_events(Signup.Erased):
-            outbox.forget(str(erased.originator_id))
+            workers.forget_mail(erased.originator_id)
 
 
 def signups(args: argparse.Namespace) -> None:
     with Agora(env=store.environment()) as app:
-        slug = args.consultation or only_consultation(app)
         if args.action == "export":
-            rows = [(spreadsheet_safe(c.name), c.email, s.session_id) for s, c in app.attendees(slug, args.session)]
+            slug = args.consultation or only_consultation(app)
+            rows = [[spreadsheet_safe(v) for v in (c.name, c.email, s.session_id)] for s, c in app.attendees(slug, args.session)]
             if args.output:  # the list names people: the file is readable by its owner only
                 with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
                     csv.writer(f).writerows([("name", "email", "session"), *rows])
@@ -147,16 +147,19 @@ def signups(args: argparse.Namespace) -> None:
         try:
             signup_id: UUID | None = UUID(args.who)
         except ValueError:
-            signup_id = app.find_signup(slug, args.who)
-        if signup_id is None:
-            raise ValueError("no signup with that email in this consultation (or it is erased already)")
-        app.erase_signup(signup_id, token=None)
-        workers.mail_transport(Settings.from_env().smtp_url).forget(str(signup_id))
-        print(f"erased signup {signup_id}: its key is destroyed, its outbox copies deleted")
+            signup_id = app.find_signup(args.consultation or only_consultation(app), args.who)
+        if signup_id is None or not app.has_signup(signup_id):
+            raise ValueError("no such signup (by that email, it may be erased already: erase again by its id, or run `agora keys reshred`)")
+        print(f"erasing signup {signup_id}")
+        try:
+            app.erase_signup(signup_id, token=None)
+        finally:
+            workers.forget_mail(signup_id)
+        print("erased: its key is destroyed, its outbox copies deleted")
 
 
 def spreadsheet_safe(cell: str) -> str:
-    """A name as text even in a spreadsheet: one starting like a formula (`=HYPERLINK(…)`) gets a leading quote."""
+    """A cell as text even in a spreadsheet: one starting like a formula (`=HYPERLINK(…)`) gets a leading quote."""
     return f"'{cell}" if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
 
 
@@ -214,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    os.umask(0o077)  # what we write (the store, its keys, the outbox, exports) is ours alone to read
     try:
         args.run(args)
     except DomainError as e:

@@ -336,7 +336,8 @@ class Agora(Application[UUID]):
                 sealed = Sealed(key_id, seal(key, msgspec.json.encode(contact).decode(), f"contact:{signup_id}"))
                 confirm, manage = self.links.hash(Purpose.CONFIRM, signup_id, 1), self.links.hash(Purpose.MANAGE, signup_id)
                 return (Signup(signup_id, consultation.id, session.id, sealed, 1, confirm, manage),)
-            signup.request_again(session.id, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1), now)
+            last_asked = self._recorded_at(signup, signup.asked_version)
+            signup.request_again(session.id, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1), now, last_asked)
             return (signup,)
 
         try:
@@ -351,9 +352,11 @@ class Agora(Application[UUID]):
         """Take a seat in the requested session, or in `session_id` instead (say, when that one is full)."""
         now = now or datetime.now(UTC)
 
-        def command() -> tuple[Signup, Seats]:
+        def command() -> tuple[Signup, ...]:
             signup = self._signup(signup_id)
             signup.check(Purpose.CONFIRM, token)
+            if signup.state is State.CONFIRMED:  # a second click: nothing more to do
+                return (signup,)
             consultation = self._consultation_by_id(signup.consultation_id)
             session = consultation.session(session_id or signup.session_id, now)
             seats = self._seats(consultation.id, session.id)
@@ -412,13 +415,22 @@ class Agora(Application[UUID]):
     def signup(self, signup_id: UUID) -> Signup:
         return self._signup(signup_id)
 
+    def has_signup(self, signup_id: UUID) -> bool:
+        try:
+            return self._signup(signup_id, missing_ok=True) is not None
+        except SignupLinkInvalid:  # the id of something else
+            return False
+
     def consultation_of(self, signup: Signup) -> Consultation:
         return self._consultation_by_id(signup.consultation_id)
 
     def confirmed_at(self, signup: Signup) -> datetime:
         """When the signup's current confirmation was recorded."""
-        (confirmed,) = self.events.get(signup.id, gt=signup.confirmed_version - 1, lte=signup.confirmed_version)
-        return confirmed.timestamp
+        return self._recorded_at(signup, signup.confirmed_version)
+
+    def _recorded_at(self, signup: Signup, version: int) -> datetime:
+        (recorded,) = self.events.get(signup.id, gt=version - 1, lte=version)
+        return recorded.timestamp
 
     def contact(self, signup: Signup) -> Contact | None:
         """Who signed up, or None once erased."""

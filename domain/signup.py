@@ -124,12 +124,13 @@ class Signup(Aggregate):
         self.manage_hash = manage_hash
         self.state = State.PENDING
         self.sent: set[str] = set()
+        self.asked_version = 1  # the last event that asked for mail; it tells when
 
-    def request_again(self, session_id: str, confirm_hash: str, now: datetime) -> None:
+    def request_again(self, session_id: str, confirm_hash: str, now: datetime, last_asked: datetime) -> None:
         """Send what fits the signup's state again, at most once per RESEND_AFTER: anyone can ask
         with someone else's address, so asking must not become a way to flood their inbox. The
-        name stays the one first given, for the same reason."""
-        if now - self.modified_on < RESEND_AFTER or self.state is State.ERASED:
+        name stays the one first given, for the same reason. After a cancellation, it starts over."""
+        if self.state is State.ERASED or (self.state is not State.CANCELLED and now - last_asked < RESEND_AFTER):
             return
         if self.state is State.CONFIRMED:
             self._details_requested()
@@ -164,15 +165,16 @@ class Signup(Aggregate):
         self.request = request
         self.confirm_hash = confirm_hash
         self.state = State.PENDING
+        self.asked_version = self.version + 1
 
     @event(DetailsRequested)
     def _details_requested(self) -> None:
-        pass
+        self.asked_version = self.version + 1
 
     @event(Confirmed)
     def _confirm(self, session_id: str) -> None:
+        # The link stays valid while the seat is held, so a second click answers "confirmed" again.
         self.session_id = session_id
-        self.confirm_hash = None  # used up
         self.state = State.CONFIRMED
         self.confirmed_version = self.version + 1  # this event's; it tells when
 

@@ -10,7 +10,7 @@ import fcntl
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from store.sqlite import DoorbellSQLiteApplicationRecorder
 
 def data_dir() -> Path:
     path = Path(os.environ.get("AGORA_DATA_DIR", "var"))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the keys to personal data
     return path
 
 
@@ -49,23 +49,32 @@ def environment() -> dict[str, str]:
 
 
 @contextmanager
-def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[bool]:
+def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[Callable[[], bool] | None]:
     """A lock named `name` across every process using this event store, held while inside if it
-    was free: yields whether it was. SQLite: an flock on a file beside the database; PostgreSQL:
-    an advisory lock on a connection of its own (released if that connection is lost)."""
+    was free. Yields None if it was not, else a check that it is still held. SQLite: an flock on
+    a file beside the database; PostgreSQL: an advisory lock on a connection of its own, lost
+    with that connection."""
     datastore = recorder.datastore  # type: ignore[attr-defined]
     if isinstance(datastore, SQLiteDatastore):
         with open(f"{datastore.pool.db_name}.{name}.lock", "a") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
+                yield None
                 return
-            yield True  # closing the file releases the lock
+            yield lambda: True  # held until the file is closed
         return
-    with psycopg.connect(**datastore.pool.kwargs, autocommit=True) as conn:
+    with psycopg.connect(**datastore.pool.kwargs, autocommit=True, application_name=f"agora {name} lock") as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS held", (f"agora:{datastore.schema}:{name}",)).fetchone()
-        yield row["held"]
+
+        def held() -> bool:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                return False
+            return True
+
+        yield held if row["held"] else None
 
 
 class Doorbell:

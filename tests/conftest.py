@@ -182,11 +182,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def smtpd() -> Iterator[Callable[..., int]]:
-    """smtpd(handler, **options) starts an SMTP server on 127.0.0.1 and returns its port."""
+    """smtpd(handler, **options) starts an SMTP server (on 127.0.0.1 unless `hostname` says) and returns its port."""
     controllers: list[Controller] = []
 
-    def start(handler: Inbox, **options: Any) -> int:
-        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
+    def start(handler: Inbox, hostname: str = "127.0.0.1", **options: Any) -> int:
+        controller = Controller(handler, hostname=hostname, port=free_port(), **options)
         controller.start()
         controllers.append(controller)
         return controller.port

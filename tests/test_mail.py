@@ -7,6 +7,7 @@ import email
 import email.policy
 import ipaddress
 import os
+import socket
 import ssl
 import stat
 from collections.abc import Callable
@@ -165,6 +166,21 @@ def test_login_with_a_percent_encoded_password(smtpd: Callable[..., int]) -> Non
 
     SMTPTransport(f"smtp://127.0.0.1:{port}").send("0a1b", invitation())  # no user: no login
     assert inbox.authenticated == [True, False]
+
+
+def test_a_password_is_never_sent_in_clear_beyond_this_machine(smtpd: Callable[..., int]) -> None:
+    # This machine's own address towards the network (no packet is sent): not loopback.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("203.0.113.1", 9))
+        address = probe.getsockname()[0]
+    assert not ipaddress.ip_address(address).is_loopback
+    inbox = Inbox()
+    port = smtpd(inbox, hostname=address)  # offers no STARTTLS
+    with pytest.raises(MailError, match="in clear") as failed:
+        SMTPTransport(f"smtp://agora:p%40ss@{address}:{port}").send("0a1b", invitation())
+    assert "p@ss" not in str(failed.value) and inbox.envelopes == []
+    SMTPTransport(f"smtp://{address}:{port}").send("0a1b", invitation())  # no password to protect: sent
+    assert len(inbox.envelopes) == 1
 
 
 def test_a_refused_recipient_is_not_named(smtpd: Callable[..., int]) -> None:

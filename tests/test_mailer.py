@@ -13,6 +13,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import msgspec
+import psycopg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -21,7 +22,7 @@ from domain.application import Agora
 from domain.consultation import Definition
 from domain.signup import Contact, Purpose, Signup
 from store.keys import Sealed, seal
-from tests.conftest import Inbox, free_port
+from tests.conftest import POSTGRES, Inbox, free_port
 from tests.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
 import workers.mailer as mailer_module
@@ -122,8 +123,12 @@ def test_operators_export_attendees_and_erase_from_the_command_line(
     assert agora.contact(agora.signup(signup_id)) is None
     remaining = b"".join(p.read_bytes() for p in (data_dir / "outbox").glob("*.eml"))
     assert EMAIL.encode() not in remaining and b"other@example.org" in remaining
-    with pytest.raises(SystemExit, match="no signup"):
+    with pytest.raises(SystemExit, match="no such signup"):
         main(["signups", "erase", "--consultation", SESSIONS, EMAIL])
+    main(["signups", "erase", str(signup_id)])  # by id (say, to finish a scrub): no consultation needed
+    assert "erased" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no such signup"):
+        main(["signups", "erase", str(uuid4())])
     main(["signups", "export", "--consultation", SESSIONS, "--session", "session_1800"])
     assert capsys.readouterr().out.splitlines()[:2] == ["name,email,session", "\"'=HYPERLINK(\"\"http://x.example\"\")\",formula@example.org,session_1800"]
 
@@ -203,11 +208,13 @@ def test_only_one_mailer_of_a_deployment_sends_and_a_standby_takes_over(
         wait_for(lambda: len(outbox(folders[0])) == 1)
         assert outbox(folders[1]) == [] and mailers[1].bell is None  # the second stands by
 
+        later, _ = agora.load(msgspec.structs.replace(soon, slug="later"))  # while the second stands by
         stops[0].set()
         threads[0].join()
         agora.request_signup(SESSIONS, "session_1800", NAME, "next@example.org", True)
         wait_for(lambda: len(outbox(folders[1])) == 1)  # ... and takes over where the first left off
         assert outbox(folders[1])[0]["To"].addresses[0].addr_spec == "next@example.org"
+        assert (later, "session_1800") in mailers[1].sessions  # with the reminders of what came meanwhile
     finally:
         for stop, thread in zip(stops, threads, strict=True):
             stop.set()
@@ -246,3 +253,25 @@ def test_reshred_after_a_restore_erases_again_the_keys_and_the_outbox_files(
     main(["keys", "reshred"])
     assert agora.contact(agora.signup(signup_id)) is None
     assert list((data_dir / "outbox").iterdir()) == []
+
+
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_a_mailer_whose_lock_connection_dies_stops_sending_until_it_holds_the_lock_again(
+    agora: Agora, soon: Definition, store_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "outbox"
+    mailer = Mailer(Agora(env=store_env), FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    stop = threading.Event()
+    thread = threading.Thread(target=mailer.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: mailer.bell is not None)
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agora mailer lock'")
+        wait_for(lambda: "lost its lock" in caplog.text)
+        agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+        wait_for(lambda: len(outbox(folder)) == 1)  # it took the free lock again, and sends
+    finally:
+        stop.set()
+        thread.join()
+        mailer.app.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import redis
 from eventsourcing.application import Application
@@ -14,7 +16,7 @@ from projections.form import FormProjection, FormView
 from projections.queue import QueueProjection, QueueView
 from projections.stats import StatsProjection, StatsView
 from workers.follower import Follower, Followers
-from workers.mail import Transport, transport
+from workers.mail import FolderTransport, Transport, transport
 from workers.mailer import Mailer
 
 PROJECTIONS = {
@@ -34,7 +36,17 @@ def build_mailer(app: Agora, smtp_url: str, sender: str, public_url: str) -> Mai
 
 def mail_transport(smtp_url: str) -> Transport:
     """SMTP if `smtp_url` is set, else the data folder's `outbox`, one .eml per message."""
-    return transport(smtp_url or None, store.data_dir() / "outbox")
+    return transport(smtp_url or None, _outbox())
+
+
+def forget_mail(signup_id: UUID) -> None:
+    """Delete a person's messages from the outbox, if there is one (say, from before SMTP was set up)."""
+    if _outbox().exists():
+        FolderTransport(_outbox()).forget(str(signup_id))
+
+
+def _outbox() -> Path:
+    return store.data_dir() / "outbox"
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:

@@ -14,6 +14,7 @@ tracebacks).
 from __future__ import annotations
 
 import email.policy
+import ipaddress
 import os
 import re
 import smtplib
@@ -33,6 +34,9 @@ from icalendar import Calendar, Event, vCalAddress
 # CRLF line ends as on the wire. 7-bit transfer encodings because smtplib does not
 # negotiate 8BITMIME: non-ASCII text goes quoted-printable or base64, never raw 8-bit.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
+# For files a person may read as they are (the outbox): the body's UTF-8 as it is, and lines
+# up to the format's limit, so that links stay whole instead of quoted-printable soft breaks.
+READABLE = email.policy.SMTP.clone(cte_type="8bit", max_line_length=998)
 
 _KEY = re.compile(r"[0-9A-Za-z-]+")  # hex or uuid: no dots, no glob or path characters
 
@@ -105,8 +109,10 @@ def message(
     text: str,
     ics: bytes | None = None,
     cancel: bool = False,
+    policy: email.policy.Policy = POLICY,
 ) -> EmailMessage:
-    """A plain-text message to one person, with the calendar invite `ics` if given.
+    """A plain-text message to one person, with the calendar invite `ics` if given, encoded
+    for `policy` (the transport's).
 
     Raises ValueError for a name with CR or LF (it could inject headers) or an invalid address.
     """
@@ -115,7 +121,7 @@ def message(
         to = Address(to_name, addr_spec=to_email)
     except (ValueError, HeaderParseError):
         raise ValueError("invalid recipient name or address") from None  # the stdlib's text quotes them
-    msg = EmailMessage(policy=POLICY)
+    msg = EmailMessage(policy=policy)
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
@@ -133,6 +139,8 @@ def message(
 
 
 class Transport(Protocol):
+    policy: email.policy.Policy  # how its messages are encoded
+
     def send(self, key: str, message: EmailMessage) -> None:
         """Send `message`; `key` is a stable id of the person's messages (a signup id)."""
 
@@ -141,6 +149,8 @@ class Transport(Protocol):
 
 
 class SMTPTransport:
+    policy = POLICY
+
     """Hands messages to an SMTP server, one connection per message.
 
     smtp://[user[:password]@]host[:port] (port 25) upgrades with STARTTLS when the server
@@ -168,10 +178,14 @@ class SMTPTransport:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with smtp:
                 smtp.ehlo()
-                if not self.implicit_tls and smtp.has_extn("starttls"):
+                secure = self.implicit_tls
+                if not secure and smtp.has_extn("starttls"):
                     smtp.starttls(context=context)
                     smtp.ehlo()  # the capabilities may differ under TLS
+                    secure = True
                 if self.user:
+                    if not (secure or _loopback(self.host)):
+                        raise MailError("refusing to send the SMTP password in clear: the server offers no STARTTLS")
                     smtp.login(self.user, self.password)
                 smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as error:
@@ -184,6 +198,13 @@ class SMTPTransport:
 
     def forget(self, key: str) -> None:
         """Nothing to forget: a sent message has left us."""
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _code(error: Exception) -> int | None:
@@ -199,6 +220,8 @@ class FolderTransport:
     The same message sent again overwrites its file, so at-least-once resends do not
     pile up. Files are private to the owner (0o600, in a 0o700 folder).
     """
+
+    policy = READABLE
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -216,7 +239,7 @@ class FolderTransport:
         fd, temp = tempfile.mkstemp(prefix=f"{key}.", suffix=".tmp", dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(message.as_bytes(policy=POLICY))
+                file.write(message.as_bytes(policy=self.policy))
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, path)

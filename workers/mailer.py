@@ -68,12 +68,10 @@ class Mailer:
         self.public_url = public_url.rstrip("/")
         self.domain = sender.rpartition("@")[2].strip(" >") or "agora.invalid"
         self.tracking = app.factory.tracking_recorder()
-        self.position = self.tracking.max_tracking_id(app.name) or 0
         self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled")}
-        # The reminder schedule: every session of every consultation, until its reminders are out.
+        self.position = 0
         self.sessions: dict[tuple[UUID, str], tuple[Consultation, Session]] = {}
-        for created in app.select_events(Consultation.Created):
-            self._schedule(app.consultation(created.definition.slug))
+        self._resume()
         self.retry_at: datetime | None = None  # set after a failed send
 
     def step(self, now: datetime) -> int:
@@ -102,19 +100,23 @@ class Mailer:
         while not stop.is_set():
             with store.exclusive(self.app.recorder, "mailer") as held:
                 if held:
-                    self._serve(stop, clock)
-                    return
+                    standing_by = False
+                    self._serve(stop, clock, held)
+                    continue  # stopping, or the lock was lost
             if not standing_by:
                 log.info("mailer: another mailer is sending; standing by")
                 standing_by = True
             stop.wait(STANDBY)
 
-    def _serve(self, stop: threading.Event, clock: Callable[[], datetime]) -> None:
-        """Send, woken by the log's doorbell or when reminders fall due, until `stop` is set."""
-        self.position = self.tracking.max_tracking_id(self.app.name) or 0  # where the last mailer left off
+    def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:
+        """Send, woken by the log's doorbell or when reminders fall due, while `held` and until `stop`."""
+        self._resume()  # where the last mailer left off
         self.bell = bell = store.Doorbell(self.app.recorder)
         try:
             while not stop.is_set():
+                if not held():
+                    log.warning("mailer: lost its lock; standing by")
+                    return
                 bell.clear()
                 try:
                     if self.step(clock()):
@@ -128,6 +130,15 @@ class Mailer:
                 bell.wait(wait)
         finally:
             bell.close()
+            self.bell = None
+
+    def _resume(self) -> None:
+        """Take up the log's tracking position and the reminder schedule as they are now."""
+        self.position = self.tracking.max_tracking_id(self.app.name) or 0
+        # The schedule: every session of every consultation, until its reminders are out.
+        self.sessions = {}
+        for created in self.app.select_events(Consultation.Created):
+            self._schedule(self.app.consultation(created.definition.slug))
 
     def _follow(self) -> int:
         notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
@@ -211,7 +222,7 @@ class Mailer:
             )
         return message(
             message_id, self.sender, contact.name, contact.email, subject.substitute(fields), body.substitute(fields),
-            ics=ics, cancel=kind == "cancelled",
+            ics=ics, cancel=kind == "cancelled", policy=self.transport.policy,
         )
 
     def _fields(self, signup: Signup, contact: Contact, consultation: Consultation, session: Session) -> dict[str, str]:
