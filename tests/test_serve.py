@@ -7,6 +7,7 @@ import email.policy
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -88,6 +89,9 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         link = re.search(rf"{server.url}(/signups/\S+/confirm\?token=\S+)", outbox_text(data_dir, 1))
         assert link and httpx.post(server.url + link.group(1)).json()["state"] == "confirmed"
         assert "BEGIN:VCALENDAR" in outbox_text(data_dir, 2)  # the details, with the invitation
+        # The store holds the keys to personal data: only its owner reads the folder and its files.
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data_dir / "agora.sqlite").stat().st_mode) == 0o600
     finally:
         output = server.interrupt()
     assert server.process.returncode == 0, output
