@@ -89,10 +89,7 @@ class ResponseForReview(msgspec.Struct):
     answers: Annotated[dict[str, str | bool | None], msgspec.Meta(description="As they now read: redactions applied; null where erased")]
 
 
-class RedactionIn(msgspec.Struct, forbid_unknown_fields=True):
-    question_id: Annotated[str, msgspec.Meta(max_length=40)]
-    start: Annotated[int, msgspec.Meta(ge=0)]
-    end: Annotated[int, msgspec.Meta(ge=1)]
+class RedactionIn(QuoteIn, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)]
 
 

@@ -115,8 +115,7 @@ def act(
         elif action == "cancel":
             signup = agora.cancel_signup(signup_id, token)
         else:
-            agora.erase_signup(signup_id, token)
-            signup = agora.signup(signup_id)
+            signup = agora.erase_signup(signup_id, token)
     except DomainError as e:
         if not browser:
             raise

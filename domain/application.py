@@ -382,7 +382,7 @@ class Agora(Application[UUID]):
 
         return self._retrying(command)[0]
 
-    def erase_signup(self, signup_id: UUID, token: str | None) -> None:
+    def erase_signup(self, signup_id: UUID, token: str | None) -> Signup:
         """Forget the person: record the erasure, then destroy their key. `token` None: the operator.
 
         Erasing again destroys again, finishing a scrub that failed.
@@ -401,6 +401,7 @@ class Agora(Application[UUID]):
             self.contacts.destroy([signup.contact.key_id])
         except PersistenceError as e:
             raise ShredIncomplete(f"The erasure is recorded but not finished ({e}); erase again to finish it.") from e
+        return signup
 
     def find_signup(self, slug: str, email: str) -> UUID | None:
         """The signup of this email address for this consultation, unless none or erased."""
@@ -461,8 +462,11 @@ class Agora(Application[UUID]):
         consultation = self._consultation(slug)
         if session_id not in {s.id for s in consultation.definition.sessions}:
             raise InvalidInput([FieldError("session", "There is no such session.")])
-        signups = [self._signup(i) for i in self._seats(consultation.id, session_id).holders]
-        return [(s, c) for s in signups if (c := self.contact(s))]
+        return [(s, c) for s in self.confirmed(consultation.id, session_id) if (c := self.contact(s))]
+
+    def confirmed(self, consultation_id: UUID, session_id: str) -> list[Signup]:
+        """The signups holding a seat in a session, in the order they confirmed."""
+        return [self._signup(i) for i in self._seats(consultation_id, session_id).holders]
 
     # Coding frame
 

@@ -13,21 +13,14 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.consultation import Consultation, Definition, FaqEntry, Question, accepts_responses
+from domain.consultation import Consultation, Definition, FaqEntry, Question, Session, accepts_responses
 from domain.signup import Seats
 from projections.view import RedisView, ViewReader, pairs
 
 
-class SessionForm(msgspec.Struct, frozen=True):
+class SessionForm(Session, frozen=True):
     """A working session as the form shows it: sign up at `POST /consultations/{slug}/signups`."""
 
-    id: str
-    title: str
-    starts_at: datetime
-    duration_minutes: int
-    language: str
-    venue: str
-    capacity: int
     seats_left: int
     started: bool  # too late to sign up
 
@@ -136,7 +129,7 @@ class Form(msgspec.Struct, frozen=True):
                 faq=d.faq,
                 sessions=tuple(
                     SessionForm(
-                        s.id, s.title, s.starts_at, s.duration_minutes, s.language, s.venue, s.capacity,
+                        **msgspec.structs.asdict(s),
                         seats_left=max(s.capacity - self.taken.get(s.id, 0), 0), started=now >= s.starts_at,
                     )
                     for s in d.sessions

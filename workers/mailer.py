@@ -155,10 +155,10 @@ class Mailer:
         if isinstance(e, Consultation.Created):
             self._schedule(self.app.consultation(e.definition.slug))
             return
-        signup = self.app.signup(e.originator_id)
         if isinstance(e, Signup.Erased):
-            self.transport.forget(str(signup.id))
+            self.transport.forget(str(e.originator_id))
             return
+        signup = self.app.signup(e.originator_id)
         if isinstance(e, Signup.Requested | Signup.Rerequested):
             # Only the latest request's link works, so only that one is worth sending.
             if signup.state is State.PENDING and signup.request == e.request:
@@ -175,7 +175,7 @@ class Mailer:
             if now >= session.starts_at:
                 del self.sessions[key]
             elif now >= due:
-                for signup, _ in self.app.attendees(consultation.slug, session.id):
+                for signup in self.app.confirmed(consultation.id, session.id):
                     if self.app.confirmed_at(signup) < due:  # confirmed later: its details came within the day
                         self._send(signup, "reminder", f"reminder.{signup.confirmed_version}")
                 del self.sessions[key]
