@@ -9,8 +9,10 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	$(BIN)/agora serve
 
+# The unit layer first (no services, seconds), then integration and end-to-end tests.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/unit $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

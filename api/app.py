@@ -10,8 +10,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
-import redis.asyncio
 from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -20,15 +18,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 from litestar.stores.redis import RedisStore
 
-import store
-import workers
-from api import review, signups, staff
 from api.auth import staff_auth
-from api.consultations import form, stats, submit
 from api.problems import exception_handlers
+from api.public import signups
+from api.public.consultations import form, stats, submit
 from api.services import Services
-from api.settings import Settings
-from domain.application import Agora
+from api.staff import accounts, attendees, frame, review
+from runtime import System, redis_client, secret
+from runtime.settings import Settings
 
 
 def provide_services(state: State) -> Services:
@@ -36,12 +33,9 @@ def provide_services(state: State) -> Services:
 
 
 def create_app(settings: Settings | None = None, store_env: dict[str, str] | None = None) -> Litestar:
-    """The API; `store_env` chooses the event store (default: `store.environment()`)."""
+    """The API; `store_env` chooses the event store (default: the environment's, or SQLite in the data folder)."""
     settings = settings or Settings.from_env()
-    store_env = store.environment() if store_env is None else store_env
-    # A bounded pool that makes callers wait for a connection rather than fail at once.
-    pool = redis.asyncio.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5)
-    client = redis.asyncio.Redis.from_pool(pool)
+    client = redis_client(settings)
     salt = bytearray()
 
     @asynccontextmanager
@@ -51,21 +45,18 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         salt_key = f"{settings.redis_prefix}:rate-limit-salt"
         await client.set(salt_key, secrets.token_bytes(32), nx=True)
         salt[:] = await client.get(salt_key)
-        agora = Agora(env=store_env)
-        app.state.services = services = Services(agora, client, settings, auth)
+        system = System(settings, store_env)
+        app.state.services = services = Services(system, client, auth)
         followers = None
-        if settings.inline_followers:
-            worker_app = Agora(env=store_env)
-            mailer = workers.build_mailer(worker_app, settings.smtp_url, settings.mail_from, settings.public_url)
-            followers = workers.followers(worker_app, redis.Redis.from_url(settings.redis_url), settings.redis_prefix, mailer)
-            followers.start()
+        if settings.inline_followers:  # on an application instance of their own
+            followers = System(settings, store_env).workers().start()
         try:
             yield
         finally:
             await services.close()
             if followers:
                 followers.close()
-            agora.close()
+            system.close()
             await client.aclose()
 
     def client_key(request: Request) -> str:
@@ -79,7 +70,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     async def public_post(request: Request) -> bool:
         return request.method == "POST" and settings.rate_limit_per_minute > 0 and request.route_handler.opt.get("public", False)
 
-    auth = staff_auth(settings.secret or store.local_secret(), settings.token_hours)
+    auth = staff_auth(secret(settings), settings.token_hours)
 
     rate_limit = RateLimitConfig(
         rate_limit=("minute", max(settings.rate_limit_per_minute, 1)),
@@ -90,7 +81,10 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         route_handlers=[
             form, submit, stats, signups.sign_up, signups.link_page, signups.act,
             # Only staff routes declare the bearer token in the schema; public ones need none.
-            Router("/", route_handlers=[*staff.routes, *review.routes, signups.attendees], security=[auth.security_requirement]),
+            Router(
+                "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees],
+                security=[auth.security_requirement],
+            ),
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,

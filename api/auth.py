@@ -14,7 +14,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
 
 from domain.errors import StaffNotFound
-from domain.staff import Role, StaffMember
+from domain.staff.member import Role, StaffMember
 
 PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$"]
 
@@ -22,9 +22,9 @@ PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$"]
 async def current_staff(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> StaffMember | None:
     """The token's staff member, read from the event store on every request: a deactivated
     member's tokens stop working at once."""
-    agora = connection.app.state.services.agora
+    staff = connection.app.state.services.staff
     try:
-        member = await anyio.to_thread.run_sync(agora.staff, UUID(token.sub))
+        member = await anyio.to_thread.run_sync(staff.get, UUID(token.sub))
     except (StaffNotFound, ValueError):
         return None
     return member if member.active else None

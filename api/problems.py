@@ -30,8 +30,8 @@ from domain.errors import (
     SignupLinkInvalid,
     StaffNotFound,
 )
-from domain.review import CaseClosed, ClaimConflict
-from domain.staff import NotPermitted, StaffConflict
+from domain.review.case import CaseClosed, ClaimConflict
+from domain.staff.member import NotPermitted, StaffConflict
 
 log = logging.getLogger(__name__)
 

@@ -1,37 +1,53 @@
-"""What the handlers use, built once per process: the application, Redis readers, group commit."""
+"""What the handlers use, built once per process: the contexts, Redis readers, group commit, idempotency."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from litestar.params import QueryParameter
 from litestar.security.jwt import JWTAuth
 from redis.exceptions import RedisError
 
-from api.idempotency import Idempotency
-from api.settings import Settings
-from api.submissions import GroupCommit
-from domain.application import Agora, Submission
+from api.problems import problem
+from api.public.idempotency import Idempotency
+from api.public.submissions import GroupCommit
+from domain.consultations.service import Submission
 from projections.form import FormReader
 from projections.queue import QueueReader
 from projections.stats import StatsReader
 from projections.view import ViewReader
+from runtime import System
 
 log = logging.getLogger(__name__)
 
 
+After = Annotated[
+    int | None, QueryParameter(ge=0, description="Answer once the view has processed this notification position")
+]
+
+
+async def wait(services: Services, view: ViewReader, after: int | None) -> None:
+    """Read-your-writes: hold the answer until the view has caught up, or say it has not."""
+    if after is not None and not await services.caught_up(view, after):
+        detail = f"This view has not reached position {after} yet; retry shortly."
+        raise problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
+
+
 class Services:
-    def __init__(self, agora: Agora, client: Any, settings: Settings, auth: JWTAuth[Any, Any]) -> None:
-        self.agora = agora
-        self.settings = settings
+    def __init__(self, system: System, client: Any, auth: JWTAuth[Any, Any]) -> None:
+        self.system = system
+        self.settings = settings = system.settings
+        self.app_name = system.app.name  # names the log in the views' positions
+        self.consultations, self.staff, self.review, self.signups = system.consultations, system.staff, system.review, system.signups
         self.auth = auth
         self.queue = QueueReader(client, settings.redis_prefix)
         self.forms = FormReader(client, settings.redis_prefix)
         self.stats = StatsReader(client, settings.redis_prefix)
-        self.commits = GroupCommit(agora)
+        self.commits = GroupCommit(system.consultations)
         self.idempotency = Idempotency(client, settings.redis_prefix, settings.idempotency_ttl_seconds)
         self._watches: dict[str, Watch] = {}
         self.commits.start()
@@ -61,7 +77,7 @@ class Services:
 
     async def caught_up(self, view: ViewReader, position: int) -> bool:
         """Whether `view` reached `position` within the configured wait (read-your-writes)."""
-        watch = self._watches.setdefault(view.keys.base, Watch(view, self.agora.name))
+        watch = self._watches.setdefault(view.keys.base, Watch(view, self.app_name))
         return await watch.reached(position, self.settings.view_wait_seconds)
 
 

@@ -40,7 +40,9 @@ import psycopg
 import redis
 import uvloop
 
-from domain.application import Agora, Submission
+from domain.consultations.service import Submission
+from runtime import System
+from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 AGORA = str(ROOT / ".venv" / "bin" / "agora")
@@ -234,9 +236,9 @@ def settle(port: int) -> tuple[int, float]:
 
 def fill(store_env: dict[str, str], events: int) -> None:
     """Top the log up to `events` events with responses, 1,000 per transaction."""
-    with Agora(env=store_env) as app:
-        while (head := app.head()) < events:
-            app.submit_batch([Submission(SLUG, ANSWERS)] * min(1000, events - head))
+    with System(Settings(data_dir=tempfile.gettempdir(), secret="fills the log; signs nothing"), store_env) as system:
+        while (head := system.app.head()) < events:
+            system.consultations.submit_batch([Submission(SLUG, ANSWERS)] * min(1000, events - head))
 
 
 def rebuild(env: dict[str, str]) -> dict[str, tuple[int, float]]:

@@ -1,4 +1,4 @@
-"""`agora`: see `agora --help`, and the README's "Operating" section."""
+"""`agora`: see `agora --help`, and docs/operations.md."""
 
 from __future__ import annotations
 
@@ -14,34 +14,28 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
-import redis
-
 import store
-import workers
-from api.settings import Settings
 from cli.embedded import redis_server, socket_path
-from domain.application import Agora
-from domain.consultation import Consultation, read_definition
+from domain.consultations.consultation import read_definition
+from domain.consultations.service import Consultations
 from domain.errors import DomainError
-from domain.signup import Signup
-from domain.staff import Role
+from domain.staff.member import Role
+from runtime import System
+from runtime.settings import Settings
+from workers import views
 
 
-def redis_url() -> str:
-    """REDIS_URL if set, else the embedded server's socket if one is running, else the settings' default."""
-    if "REDIS_URL" in os.environ:
-        return os.environ["REDIS_URL"]
-    sock = socket_path(store.data_dir())
-    return f"unix://{sock}" if sock.exists() else Settings().redis_url
+def settings() -> Settings:
+    """The environment's settings; without REDIS_URL, the embedded server's socket if one is running."""
+    found = Settings.from_env()
+    sock = socket_path(store.data_dir(found.data_dir))
+    if "REDIS_URL" not in os.environ and sock.exists():
+        return Settings.from_env(redis_url=f"unix://{sock}")
+    return found
 
 
-def consultation_files() -> list[Path]:
-    folder = Path(os.environ.get("AGORA_CONSULTATIONS", "consultations"))
-    return sorted(folder.glob("*.toml"))
-
-
-def load(app: Agora, path: Path) -> None:
-    consultation_id, created = app.load(read_definition(path.read_bytes()))
+def load(consultations: Consultations, path: Path) -> None:
+    consultation_id, created = consultations.load(read_definition(path.read_bytes()))
     print(f"{'created' if created else 'exists '} {path.name} -> {consultation_id}")
 
 
@@ -50,21 +44,19 @@ def serve(args: argparse.Namespace) -> None:
 
     from api.app import create_app
 
+    config = Settings.from_env()
     with ExitStack() as stack:
         if "REDIS_URL" not in os.environ:
-            os.environ["REDIS_URL"] = stack.enter_context(redis_server(store.data_dir()))
-        with Agora(env=store.environment()) as app:
-            for path in consultation_files():
-                load(app, path)
-        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
-        os.environ.setdefault("AGORA_PUBLIC_URL", f"http://{host}:{port}")  # the links in emails
+            url = stack.enter_context(redis_server(store.data_dir(config.data_dir)))
+            config = Settings.from_env(redis_url=url)
+        with System(config) as system:
+            for path in sorted(Path(config.consultations_dir).glob("*.toml")):
+                load(system.consultations, path)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
         # handlers it found; with these, that re-raise lets us stop Redis instead of dying first.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        # No access log by default: it would write every respondent's address to the log.
-        access_log = os.environ.get("AGORA_ACCESS_LOG", "").lower() in ("1", "true", "yes")
-        uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=access_log)
+        uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=config.access_log)
 
 
 def work(args: argparse.Namespace) -> None:
@@ -72,46 +64,40 @@ def work(args: argparse.Namespace) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    app, settings = Agora(env=store.environment()), Settings.from_env()
-    mailer = workers.build_mailer(app, settings.smtp_url, settings.mail_from, settings.public_url)
-    followers = workers.followers(app, redis.Redis.from_url(redis_url()), prefix(), mailer).start()
+    followers = System(settings()).workers().start()
     stop.wait()
     followers.close()
 
 
-def prefix() -> str:
-    return os.environ.get("AGORA_REDIS_PREFIX", Settings().redis_prefix)
-
-
 def status(args: argparse.Namespace) -> None:
-    with Agora(env=store.environment()) as app:
-        head = app.head()
+    with System(settings()) as system:
+        head = system.app.head()
         print(f"log head: {head}")
-        for name, position in workers.positions(app, redis.Redis.from_url(redis_url()), prefix()).items():
+        for name, position in views.positions(system.app, system.redis(), system.settings.redis_prefix).items():
             print(f"view {name:<8} at {position:>10}  behind by {head - position}")
 
 
 def rebuild(args: argparse.Namespace) -> None:
-    unknown = set(args.views) - set(workers.PROJECTIONS)
+    unknown = set(args.views) - set(views.PROJECTIONS)
     if unknown:
-        raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(workers.PROJECTIONS)}")
-    client = redis.Redis.from_url(redis_url())
-    with Agora(env=store.environment()) as app:
-        for name in args.views or list(workers.PROJECTIONS):
-            events, seconds = workers.rebuild(app, client, prefix(), name)
+        raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(views.PROJECTIONS)}")
+    with System(settings()) as system:
+        for name in args.views or list(views.PROJECTIONS):
+            events, seconds = views.rebuild(system.app, system.redis(), system.settings.redis_prefix, name)
             print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
 
 
 def consultation(args: argparse.Namespace) -> None:
-    with Agora(env=store.environment()) as app:
+    with System(settings()) as system:
+        consultations = system.consultations
         if args.action == "load":
-            load(app, Path(args.path))
+            load(consultations, Path(args.path))
             return
         position = {
-            "open": lambda: app.open_consultation(args.slug),
-            "close": lambda: app.close_consultation(args.slug),
-            "closes": lambda: app.move_closing_time(args.slug, None if args.at == "never" else datetime.fromisoformat(args.at)),
-            "draft-url": lambda: app.set_draft_url(args.slug, args.url),
+            "open": lambda: consultations.open(args.slug),
+            "close": lambda: consultations.close(args.slug),
+            "closes": lambda: consultations.move_closing_time(args.slug, None if args.at == "never" else datetime.fromisoformat(args.at)),
+            "draft-url": lambda: consultations.set_draft_url(args.slug, args.url),
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")
 
@@ -119,24 +105,22 @@ def consultation(args: argparse.Namespace) -> None:
 def staff(args: argparse.Namespace) -> None:
     """Enrol a staff member from the command line: how the first admin is bootstrapped."""
     password = os.environ.get("AGORA_STAFF_PASSWORD") or getpass.getpass(f"Password for {args.email}: ")
-    with Agora(env=store.environment()) as app:
-        member_id = app.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
+    with System(settings()) as system:
+        member_id = system.staff.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
     print(f"enrolled {args.email} as {', '.join(args.role)}: {member_id}")
 
 
 def keys(args: argparse.Namespace) -> None:
-    with Agora(env=store.environment()) as app:
-        print(f"destroyed again {app.reshred()} keys named by the log's shredding and erasure events")
-        # A restored data folder may hold erased people's mail again.
-        for erased in app.select_events(Signup.Erased):
-            workers.forget_mail(erased.originator_id)
+    with System(settings()) as system:
+        print(f"destroyed again {system.reshred()} keys named by the log's shredding and erasure events")
 
 
 def signups(args: argparse.Namespace) -> None:
-    with Agora(env=store.environment()) as app:
+    with System(settings()) as system:
+        signups = system.signups
         if args.action == "export":
-            slug = args.consultation or only_consultation(app)
-            rows = [[spreadsheet_safe(v) for v in (c.name, c.email, s.session_id)] for s, c in app.attendees(slug, args.session)]
+            slug = args.consultation or only_consultation(system.consultations)
+            rows = [[spreadsheet_safe(v) for v in (c.name, c.email, s.session_id)] for s, c in signups.attendees(slug, args.session)]
             if args.output:  # the list names people: the file is readable by its owner only
                 with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
                     csv.writer(f).writerows([("name", "email", "session"), *rows])
@@ -147,14 +131,14 @@ def signups(args: argparse.Namespace) -> None:
         try:
             signup_id: UUID | None = UUID(args.who)
         except ValueError:
-            signup_id = app.find_signup(args.consultation or only_consultation(app), args.who)
-        if signup_id is None or not app.has_signup(signup_id):
+            signup_id = signups.find(args.consultation or only_consultation(system.consultations), args.who)
+        if signup_id is None or not signups.exists(signup_id):
             raise ValueError("no such signup (by that email, it may be erased already: erase again by its id, or run `agora keys reshred`)")
         print(f"erasing signup {signup_id}")
         try:
-            app.erase_signup(signup_id, token=None)
+            signups.erase(signup_id, token=None)
         finally:
-            workers.forget_mail(signup_id)
+            system.forget_mail(signup_id)
         print("erased: its key is destroyed, its outbox copies deleted")
 
 
@@ -163,8 +147,8 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
 
 
-def only_consultation(app: Agora) -> str:
-    slugs = [e.definition.slug for e in app.select_events(Consultation.Created)]
+def only_consultation(consultations: Consultations) -> str:
+    slugs = consultations.slugs()
     if len(slugs) != 1:
         raise ValueError(f"name the consultation with --consultation: the store holds {', '.join(slugs) or 'none'}")
     return slugs[0]
@@ -177,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("work", help="run the projection followers and the mailer in this process").set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
-    r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(workers.PROJECTIONS)} (default: all)")
+    r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(views.PROJECTIONS)} (default: all)")
     r.set_defaults(run=rebuild)
 
     c = sub.add_parser("consultation", help="create and operate consultations").add_subparsers(required=True, dest="action", metavar="ACTION")

@@ -13,8 +13,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.consultation import Consultation, Definition, FaqEntry, Question, Session, accepts_responses
-from domain.signup import Seats
+from domain.consultations.consultation import Consultation, Definition, FaqEntry, Question, Session, accepts_responses
+from domain.signups.signup import Seats
 from projections.view import RedisView, ViewReader, pairs
 
 

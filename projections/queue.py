@@ -12,8 +12,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.response import Response
-from domain.review import Outcome, ReviewCase, case_id
+from domain.consultations.response import Response
+from domain.review.case import Outcome, ReviewCase, case_id
 from projections.view import POSITION, RedisView, ViewReader, pairs
 
 STATES = ("new", "claimed", "completed", "excluded")

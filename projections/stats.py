@@ -11,8 +11,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.consultation import Consultation, Kind
-from domain.response import Response
+from domain.consultations.consultation import Consultation, Kind
+from domain.consultations.response import Response
 from projections.form import FormReader
 from projections.view import POSITION, RedisView, ViewReader, pairs
 

@@ -22,15 +22,16 @@ from psycopg.sql import SQL, Identifier
 from store.sqlite import DoorbellSQLiteApplicationRecorder
 
 
-def data_dir() -> Path:
-    path = Path(os.environ.get("AGORA_DATA_DIR", "var"))
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the keys to personal data
-    return path
+def data_dir(path: str) -> Path:
+    """The data folder, made if missing, readable by us only: it holds the keys to personal data."""
+    folder = Path(path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
 
 
-def local_secret() -> str:
+def local_secret(folder: Path) -> str:
     """The embedded default's secret (for AGORA_SECRET): made once, kept in the data folder, readable by us only."""
-    path = data_dir() / "secret"
+    path = folder / "secret"
     if not path.exists():
         # Written whole under another name, then moved into place: never seen half-written.
         draft = path.with_name(f"secret.{secrets.token_hex(4)}")
@@ -41,11 +42,15 @@ def local_secret() -> str:
     return path.read_text()
 
 
-def environment() -> dict[str, str]:
-    """The event store settings: the environment's, or the embedded SQLite default."""
+# Events are encoded with msgspec (store/codec.py), whichever store holds them.
+CODEC = {"MAPPER_TOPIC": "store.codec:MsgspecMapper", "TRANSCODER_TOPIC": "store.codec:MsgspecTranscoder"}
+
+
+def environment(folder: Path) -> dict[str, str]:
+    """The event store settings: the environment's, or the embedded SQLite file in `folder`."""
     if os.environ.get("PERSISTENCE_MODULE"):
         return {}
-    return {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir() / "agora.sqlite")}
+    return {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(folder / "agora.sqlite")}
 
 
 @contextmanager

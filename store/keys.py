@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
+from domain.sealed import Sealed
+
+
 class KeyStore:
+    """A `domain.sealed.Vault` in tables beside the event store."""
+
     def __init__(self, factory: InfrastructureFactory[Any], name: str) -> None:
         """The keys in table `name`, and their index in `{name}_index`."""
         self.datastore = factory.datastore  # type: ignore[attr-defined]
@@ -38,32 +43,38 @@ class KeyStore:
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id TEXT PRIMARY KEY, key {blob} NOT NULL)")
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.index} (digest TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT NOT NULL)")
 
-    def create(self, key_ids: Iterable[str]) -> dict[str, bytes]:
-        """New random 256-bit keys, recorded durably before any ciphertext made with them is."""
-        keys = {key_id: AESGCM.generate_key(bit_length=256) for key_id in key_ids}
+    def seal(self, texts: list[tuple[str, str]]) -> list[Sealed]:
+        """Each (associated, text) under a new random 256-bit key, recorded durably (in one
+        transaction) before any ciphertext made with it is."""
+        keys = {uuid.uuid4().hex: AESGCM.generate_key(bit_length=256) for _ in texts}
         if keys:
             with self.datastore.transaction(commit=True) as c:
                 c.executemany(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", list(keys.items()))
-        return keys
+        return [Sealed(key_id, seal(key, text, associated)) for (key_id, key), (associated, text) in zip(keys.items(), texts, strict=True)]
 
-    def find_or_create(self, digest: str, owner: str, key_id: str) -> tuple[str, str, bytes]:
-        """The (owner, key id, key) indexed under `digest`; if there is none yet, a new key for `owner`.
+    def seal_with(self, key_id: str, text: str, associated: str) -> Sealed:
+        key = self.get(key_id)
+        if key is None:
+            raise OperationalError(f"data key {key_id} is destroyed")
+        return Sealed(key_id, seal(key, text, associated))
+
+    def unseal(self, sealed: Sealed, associated: str) -> str | None:
+        key = self.get(sealed.key_id)
+        return unseal(key, sealed.data, associated) if key else None
+
+    def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:
+        """The (owner, key id) indexed under `digest`; if there is none yet, a new key for `owner`.
 
         One transaction, so two concurrent callers with the same digest get the same owner and key.
         """
-        key = AESGCM.generate_key(bit_length=256)
-        p = self.p
+        key_id, p = uuid.uuid4().hex, self.p
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"INSERT INTO {self.index} (digest, owner, key_id) VALUES ({p}, {p}, {p}) ON CONFLICT (digest) DO NOTHING", (digest, owner, key_id))
             c.execute(f"SELECT owner, key_id FROM {self.index} WHERE digest = {p}", (digest,))
             row = c.fetchone()
-            owner, found = row["owner"], row["key_id"]
-            if found == key_id:
-                c.execute(f"INSERT INTO {self.table} (key_id, key) VALUES ({p}, {p})", (key_id, key))
-            else:
-                c.execute(f"SELECT key FROM {self.table} WHERE key_id = {p}", (found,))
-                key = bytes(c.fetchone()["key"])
-        return owner, found, key
+            if row["key_id"] == key_id:
+                c.execute(f"INSERT INTO {self.table} (key_id, key) VALUES ({p}, {p})", (key_id, AESGCM.generate_key(bit_length=256)))
+        return row["owner"], row["key_id"]
 
     def owner(self, digest: str) -> str | None:
         with self.datastore.transaction(commit=False) as c:
@@ -101,13 +112,6 @@ class KeyStore:
         with self.datastore.get_connection() as conn:
             conn.execute(f"VACUUM FULL {self.table}")
             conn.execute(f"VACUUM FULL {self.index}")
-
-
-class Sealed(msgspec.Struct, frozen=True):
-    """Text encrypted under the data key `key_id`; unreadable once that key is destroyed."""
-
-    key_id: str
-    data: bytes
 
 
 def seal(key: bytes, plaintext: str, associated: str) -> bytes:

@@ -22,9 +22,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.settings import Settings
-from domain.application import Agora
-from domain.consultation import Definition, read_definition
+from domain.consultations.consultation import Definition, read_definition
+from runtime import System
+from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "consultations" / "code-of-conduct-2026.toml"
@@ -36,10 +36,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
     """An empty event store of each kind the project supports."""
-    # argon2 at full cost would dominate the suite's time; the secret signs signup links.
-    common = {"AGORA_PASSWORD_PROFILE": "CHEAPEST", "AGORA_SECRET": "s" * 48}
     if request.param == "sqlite":
-        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite"), **common}
+        yield {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(tmp_path / "agora.sqlite")}
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
@@ -52,7 +50,6 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
         "POSTGRES_USER": "postgres",
         "POSTGRES_PASSWORD": "",
         "POSTGRES_SCHEMA": schema,
-        **common,
     }
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -72,12 +69,11 @@ def seed() -> Definition:
 
 
 @pytest.fixture
-def agora(store_env: dict[str, str], seed: Definition) -> Iterator[Agora]:
-    """The application on a fresh store holding the seed consultation."""
-    app = Agora(env=store_env)
-    app.load(seed)
-    yield app
-    app.close()
+def system(store_env: dict[str, str], settings: Settings, seed: Definition) -> Iterator[System]:
+    """The application and its contexts on a fresh store holding the seed consultation."""
+    with System(settings, store_env) as system:
+        system.consultations.load(seed)
+        yield system
 
 
 @pytest.fixture
@@ -100,22 +96,24 @@ def sync_redis() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(redis_prefix: str) -> Settings:
+def settings(redis_prefix: str, data_dir: Path) -> Settings:
+    # argon2 at full cost would dominate the suite's time.
     return Settings(
-        redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000, view_wait_seconds=5.0, secret="t" * 48,
+        data_dir=str(data_dir), redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000,
+        view_wait_seconds=5.0, secret="t" * 48, password_profile="CHEAPEST",
     )
 
 
 @pytest.fixture
-async def client(agora: Agora, store_env: dict[str, str], settings: Settings):
+async def client(system: System, store_env: dict[str, str], settings: Settings):
     """The HTTP API on the seeded store, with its followers running in-process."""
     async with AsyncTestClient(create_app(settings, store_env)) as test_client:
-        await caught_up(test_client, agora.head())
+        await caught_up(test_client, system.app.head())
         yield test_client
 
 
 @pytest.fixture
-def live_url(agora: Agora, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
+def live_url(system: System, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
     """The API served by uvicorn on a loopback port, for tests that need requests really in flight together."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store_env), host="127.0.0.1", port=port, log_level="warning"))

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import redis
 
-import workers
+from workers import views
 from cli.main import main
-from domain.application import Agora
-from domain.consultation import consultation_id
+from runtime import System
+from runtime.settings import Settings
+from domain.consultations.consultation import consultation_id
 from projections.form import FormView, decode_form
 from tests.conftest import REDIS_URL, SEED, SLUG
 
@@ -31,8 +32,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 def test_loading_a_file_twice_creates_the_consultation_once(operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "consultation", "load", str(SEED)).startswith("created")
     assert run(capsys, "consultation", "load", str(SEED)).startswith("exists")
-    with Agora(env=operator_env) as app:
-        assert app.head() == 2  # the consultation and its coding frame
+    with System(Settings.from_env(), operator_env) as system:
+        assert system.app.head() == 2  # the consultation and its coding frame
 
 
 def test_a_broken_file_is_refused_with_its_reason(operator_env: dict[str, str], tmp_path: Path) -> None:
@@ -40,8 +41,8 @@ def test_a_broken_file_is_refused_with_its_reason(operator_env: dict[str, str], 
     broken.write_text('slug = "x"\ntitle = "t"\nintroduction = "i"\nquestions = []\n')
     with pytest.raises(SystemExit, match="at least one question"):
         main(["consultation", "load", str(broken)])
-    with Agora(env=operator_env) as app:
-        assert app.head() == 0
+    with System(Settings.from_env(), operator_env) as system:
+        assert system.app.head() == 0
 
 
 def test_operators_open_close_and_move_the_closing_time_as_events(
@@ -57,9 +58,9 @@ def test_operators_open_close_and_move_the_closing_time_as_events(
         main(["consultation", "close", "nowhere"])
     with pytest.raises(SystemExit, match="UTC offset"):
         main(["consultation", "closes", SLUG, "2027-01-31T23:59:00"])
-    with Agora(env=operator_env) as app:
-        assert app.head() == 6
-        workers.rebuild(app, sync_redis, redis_prefix, "form")
+    with System(Settings.from_env(), operator_env) as system:
+        assert system.app.head() == 6
+        views.rebuild(system.app, sync_redis, redis_prefix, "form")
     view = FormView(sync_redis, redis_prefix)
     form = decode_form(sync_redis.hgetall(view.keys.key(view.generation, f"form:{consultation_id(SLUG)}")))
     assert form is not None and form.is_open and form.draft_url == "https://example.org/draft"

@@ -16,20 +16,22 @@ from eventsourcing.utils import get_topic
 from litestar.serialization import encode_json
 
 from api.app import create_app
-from api.settings import Settings
-from domain.application import Agora
+from runtime.settings import Settings
+from runtime import System
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def old_store(tmp_path: Path) -> Agora:
+def old_store(tmp_path: Path) -> System:
     db = tmp_path / "old.sqlite"
     shutil.copy(FIXTURES / "store-v1.sqlite", db)
-    return Agora(env={"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(db), "AGORA_SECRET": "s" * 48})
+    settings = Settings(data_dir=str(tmp_path), secret="s" * 48, password_profile="CHEAPEST")
+    return System(settings, {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(db)})
 
 
 def test_every_stored_event_and_aggregate_reads(tmp_path: Path) -> None:
-    app = old_store(tmp_path)
+    system = old_store(tmp_path)
+    app = system.app
     notifications = app.recorder.select_notifications(start=1, limit=10_000)
     assert len(notifications) == 65
     for n in notifications:
@@ -40,7 +42,7 @@ def test_every_stored_event_and_aggregate_reads(tmp_path: Path) -> None:
         aggregate = app.repository.get(aggregate_id)
         assert get_topic(type(aggregate)).startswith("domain.")
     assert len({n.topic for n in notifications}) == 36
-    app.close()
+    system.close()
 
 
 def without_examples(schema: Any) -> Any:

@@ -18,10 +18,10 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from cli.main import main
-from domain.application import Agora
-from domain.consultation import Definition
-from domain.signup import Contact, Purpose, Signup
-from store.keys import Sealed, seal
+from runtime import System
+from runtime.settings import Settings
+from domain.consultations.consultation import Definition
+from domain.signups.signup import Contact, Purpose, Signup
 from tests.conftest import POSTGRES, Inbox, free_port
 from tests.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
@@ -37,29 +37,29 @@ def subjects(folder: Path) -> list[str]:
     return sorted(m["Subject"] for m in outbox(folder))
 
 
-def confirmed(agora: Agora, address: str, session_id: str, name: str = NAME) -> UUID:
-    signup_id = agora.request_signup(SESSIONS, session_id, name, address, True)
-    agora.confirm_signup(signup_id, agora.links.token(Purpose.CONFIRM, signup_id, 1))
+def confirmed(system: System, address: str, session_id: str, name: str = NAME) -> UUID:
+    signup_id = system.signups.request(SESSIONS, session_id, name, address, True)
+    system.signups.confirm(signup_id, system.signups.links.token(Purpose.CONFIRM, signup_id, 1))
     return signup_id
 
 
 @pytest.fixture
-def soon(agora: Agora, seed: Definition) -> Definition:
+def soon(system: System, seed: Definition) -> Definition:
     """Sessions in two hours (its reminder time is past) and in three days."""
     definition = future(seed)
     now = datetime.now(UTC)
     sessions = (msgspec.structs.replace(definition.sessions[0], starts_at=now + timedelta(hours=2)), definition.sessions[1])
     definition = msgspec.structs.replace(definition, sessions=sessions)
-    agora.load(definition)
+    system.consultations.load(definition)
     return definition
 
 
-def test_reminders_go_out_a_day_before_to_those_confirmed_earlier(agora: Agora, soon: Definition, tmp_path: Path) -> None:
+def test_reminders_go_out_a_day_before_to_those_confirmed_earlier(system: System, soon: Definition, tmp_path: Path) -> None:
     folder = tmp_path / "outbox"
-    mailer = Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    mailer = Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
     now = datetime.now(UTC)
-    confirmed(agora, "early@example.org", "session_1800")
-    confirmed(agora, "late@example.org", "session_1300")  # within the day before its session
+    confirmed(system, "early@example.org", "session_1800")
+    confirmed(system, "late@example.org", "session_1300")  # within the day before its session
     assert mailer.next_due(now) == now  # the two-hour session's reminder time has passed: due at once
     mailer.step(now)
     # The details, each; not the links to confirm: they were used before the mailer looked. And no
@@ -75,38 +75,38 @@ def test_reminders_go_out_a_day_before_to_those_confirmed_earlier(agora: Agora, 
     assert mailer.next_due(later - REMIND_BEFORE) is None
 
     # A restart sends nothing the log says was sent.
-    Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(later - timedelta(hours=1))
+    Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(later - timedelta(hours=1))
     assert len(subjects(folder)) == 3
 
 
 def test_a_crash_between_sending_and_recording_sends_again_under_the_same_message_id(
-    agora: Agora, soon: Definition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    system: System, soon: Definition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "outbox"
-    signup_id = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+    signup_id = system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)
     with monkeypatch.context() as m:
-        m.setattr(agora, "record_sent", lambda *_: (_ for _ in ()).throw(RuntimeError("crash")))
+        m.setattr(system.signups, "record_sent", lambda *_: (_ for _ in ()).throw(RuntimeError("crash")))
         with pytest.raises(RuntimeError):
-            Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+            Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
     (sent,) = outbox(folder)
-    assert agora.signup(signup_id).sent == set()
+    assert system.signups.get(signup_id).sent == set()
 
-    Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
     (again,) = outbox(folder)  # the same message, once
     assert again["Message-ID"] == sent["Message-ID"]
-    assert agora.signup(signup_id).sent == {sent["Message-ID"]}
+    assert system.signups.get(signup_id).sent == {sent["Message-ID"]}
 
 
 def test_operators_export_attendees_and_erase_from_the_command_line(
-    agora: Agora, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    system: System, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], tmp_path: Path, data_dir: Path,
 ) -> None:
     for name, value in store_env.items():
         monkeypatch.setenv(name, value)
-    signup_id = confirmed(agora, EMAIL, "session_1800")
-    confirmed(agora, "other@example.org", "session_1300")
-    confirmed(agora, "formula@example.org", "session_1800", name='=HYPERLINK("http://x.example")')
-    Mailer(agora, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    signup_id = confirmed(system, EMAIL, "session_1800")
+    confirmed(system, "other@example.org", "session_1300")
+    confirmed(system, "formula@example.org", "session_1800", name='=HYPERLINK("http://x.example")')
+    Mailer(system.signups, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
     assert EMAIL.encode() in b"".join(p.read_bytes() for p in (data_dir / "outbox").glob("*.eml"))
 
     csv_file = tmp_path / "attendees.csv"
@@ -120,7 +120,7 @@ def test_operators_export_attendees_and_erase_from_the_command_line(
 
     main(["signups", "erase", "--consultation", SESSIONS, EMAIL.upper()])
     assert str(signup_id) in capsys.readouterr().out
-    assert agora.contact(agora.signup(signup_id)) is None
+    assert system.signups.contact(system.signups.get(signup_id)) is None
     remaining = b"".join(p.read_bytes() for p in (data_dir / "outbox").glob("*.eml"))
     assert EMAIL.encode() not in remaining and b"other@example.org" in remaining
     with pytest.raises(SystemExit, match="no such signup"):
@@ -148,11 +148,11 @@ class RefusesSome(Inbox):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_an_unreachable_server_holds_mail_back_until_it_answers(agora: Agora, soon: Definition, smtpd: Callable[..., int]) -> None:
-    signup_id = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
-    mailer = Mailer(agora, SMTPTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5), "Agora <agora@example.org>", "http://agora.test")
+def test_an_unreachable_server_holds_mail_back_until_it_answers(system: System, soon: Definition, smtpd: Callable[..., int]) -> None:
+    signup_id = system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)
+    mailer = Mailer(system.signups, SMTPTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5), "Agora <agora@example.org>", "http://agora.test")
     now = datetime.now(UTC)
-    assert mailer.step(now) == 0 and agora.signup(signup_id).sent == set()
+    assert mailer.step(now) == 0 and system.signups.get(signup_id).sent == set()
     assert mailer.next_due(now) == now + timedelta(seconds=RETRY)  # it wakes to try again
 
     inbox = Inbox()
@@ -161,57 +161,56 @@ def test_an_unreachable_server_holds_mail_back_until_it_answers(agora: Agora, so
     assert inbox.envelopes == []  # not before its time
     mailer.step(now + timedelta(seconds=RETRY))
     (arrived,) = inbox.received()
-    assert agora.signup(signup_id).sent == {arrived["Message-ID"]}
+    assert system.signups.get(signup_id).sent == {arrived["Message-ID"]}
 
 
-def test_mail_refused_for_good_does_not_hold_back_anyone_else(agora: Agora, soon: Definition, smtpd: Callable[..., int]) -> None:
-    refused = [agora.request_signup(SESSIONS, "session_1800", NAME, a, True) for a in ("gone@example.org", "filtered@example.org")]
+def test_mail_refused_for_good_does_not_hold_back_anyone_else(system: System, soon: Definition, smtpd: Callable[..., int]) -> None:
+    refused = [system.signups.request(SESSIONS, "session_1800", NAME, a, True) for a in ("gone@example.org", "filtered@example.org")]
     # A signup recorded with an address no message can carry (as an older, laxer check might have let through).
     odd = uuid4()
-    (key_id, key), = agora.contacts.create([uuid4().hex]).items()
-    contact = Sealed(key_id, seal(key, msgspec.json.encode(Contact(NAME, "zoe nunez@example.org")).decode(), f"contact:{odd}"))
-    agora.save(Signup(odd, agora.consultation(SESSIONS).id, "session_1800", contact, 1, "-", "-"))
-    here = agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+    (contact,) = system.contact_keys.seal([(f"contact:{odd}", msgspec.json.encode(Contact(NAME, "zoe nunez@example.org")).decode())])
+    system.app.save(Signup(odd, system.consultations.get(SESSIONS).id, "session_1800", contact, 1, "-", "-"))
+    here = system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)
 
     inbox = RefusesSome()
-    Mailer(agora, SMTPTransport(f"smtp://127.0.0.1:{smtpd(inbox)}"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    Mailer(system.signups, SMTPTransport(f"smtp://127.0.0.1:{smtpd(inbox)}"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
     assert [e.rcpt_tos for e in inbox.envelopes] == [[EMAIL]]
-    assert all(agora.signup(s).sent == set() for s in (*refused, odd)) and len(agora.signup(here).sent) == 1
+    assert all(system.signups.get(s).sent == set() for s in (*refused, odd)) and len(system.signups.get(here).sent) == 1
 
 
-def test_the_mailer_deletes_an_erased_persons_outbox_files(agora: Agora, soon: Definition, tmp_path: Path) -> None:
+def test_the_mailer_deletes_an_erased_persons_outbox_files(system: System, soon: Definition, tmp_path: Path) -> None:
     folder = tmp_path / "outbox"
-    mailer = Mailer(agora, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
-    erased, kept = confirmed(agora, EMAIL, "session_1800"), confirmed(agora, "kept@example.org", "session_1800")
+    mailer = Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    erased, kept = confirmed(system, EMAIL, "session_1800"), confirmed(system, "kept@example.org", "session_1800")
     mailer.step(datetime.now(UTC))
     assert EMAIL.encode() in b"".join(p.read_bytes() for p in folder.iterdir())
-    agora.erase_signup(erased, token=None)
+    system.signups.erase(erased, token=None)
     mailer.step(datetime.now(UTC))
     assert EMAIL.encode() not in b"".join(p.read_bytes() for p in folder.iterdir())
     assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["kept@example.org"]
-    assert len(agora.signup(kept).sent) == 1
+    assert len(system.signups.get(kept).sent) == 1
 
 
 def test_only_one_mailer_of_a_deployment_sends_and_a_standby_takes_over(
-    agora: Agora, soon: Definition, store_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    system: System, soon: Definition, store_env: dict[str, str], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mailer_module, "STANDBY", 0.05)
     folders = [tmp_path / "first", tmp_path / "second"]
-    mailers = [Mailer(Agora(env=store_env), FolderTransport(f), "Agora <agora@example.org>", "http://agora.test") for f in folders]
+    mailers = [Mailer(System(settings, store_env).signups, FolderTransport(f), "Agora <agora@example.org>", "http://agora.test") for f in folders]
     stops = [threading.Event(), threading.Event()]
     threads = [threading.Thread(target=m.run, args=(s,)) for m, s in zip(mailers, stops, strict=True)]
     threads[0].start()
     wait_for(lambda: mailers[0].bell is not None)  # the first holds the lock
     threads[1].start()
     try:
-        agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+        system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)
         wait_for(lambda: len(outbox(folders[0])) == 1)
         assert outbox(folders[1]) == [] and mailers[1].bell is None  # the second stands by
 
-        later, _ = agora.load(msgspec.structs.replace(soon, slug="later"))  # while the second stands by
+        later, _ = system.consultations.load(msgspec.structs.replace(soon, slug="later"))  # while the second stands by
         stops[0].set()
         threads[0].join()
-        agora.request_signup(SESSIONS, "session_1800", NAME, "next@example.org", True)
+        system.signups.request(SESSIONS, "session_1800", NAME, "next@example.org", True)
         wait_for(lambda: len(outbox(folders[1])) == 1)  # ... and takes over where the first left off
         assert outbox(folders[1])[0]["To"].addresses[0].addr_spec == "next@example.org"
         assert (later, "session_1800") in mailers[1].sessions  # with the reminders of what came meanwhile
@@ -231,36 +230,36 @@ def wait_for(condition: Callable[[], bool]) -> None:
 
 
 def test_reshred_after_a_restore_erases_again_the_keys_and_the_outbox_files(
-    agora: Agora, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
+    system: System, soon: Definition, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
     for name, value in store_env.items():
         monkeypatch.setenv(name, value)
-    signup_id = confirmed(agora, EMAIL, "session_1800")
-    Mailer(agora, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
-    backup_key = agora.contacts.get(agora.signup(signup_id).contact.key_id)
+    signup_id = confirmed(system, EMAIL, "session_1800")
+    Mailer(system.signups, FolderTransport(data_dir / "outbox"), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    backup_key = system.contact_keys.get(system.signups.get(signup_id).contact.key_id)
     backup_mail = {p.name: p.read_bytes() for p in (data_dir / "outbox").iterdir()}
-    agora.erase_signup(signup_id, token=None)
+    system.signups.erase(signup_id, token=None)
     FolderTransport(data_dir / "outbox").forget(str(signup_id))
 
     # A backup from before the erasure comes back: the key and the mail are readable again.
-    contacts = agora.contacts
+    contacts = system.contact_keys
     with contacts.datastore.transaction(commit=True) as c:
-        c.execute(f"INSERT INTO {contacts.table} (key_id, key) VALUES ({contacts.p}, {contacts.p})", (agora.signup(signup_id).contact.key_id, backup_key))
+        c.execute(f"INSERT INTO {contacts.table} (key_id, key) VALUES ({contacts.p}, {contacts.p})", (system.signups.get(signup_id).contact.key_id, backup_key))
     for name, data in backup_mail.items():
         (data_dir / "outbox" / name).write_bytes(data)
-    assert agora.contact(agora.signup(signup_id)) is not None
+    assert system.signups.contact(system.signups.get(signup_id)) is not None
 
     main(["keys", "reshred"])
-    assert agora.contact(agora.signup(signup_id)) is None
+    assert system.signups.contact(system.signups.get(signup_id)) is None
     assert list((data_dir / "outbox").iterdir()) == []
 
 
 @pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
 def test_a_mailer_whose_lock_connection_dies_stops_sending_until_it_holds_the_lock_again(
-    agora: Agora, soon: Definition, store_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    system: System, soon: Definition, store_env: dict[str, str], settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "outbox"
-    mailer = Mailer(Agora(env=store_env), FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    mailer = Mailer(System(settings, store_env).signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
     stop = threading.Event()
     thread = threading.Thread(target=mailer.run, args=(stop,))
     thread.start()
@@ -269,7 +268,7 @@ def test_a_mailer_whose_lock_connection_dies_stops_sending_until_it_holds_the_lo
         with psycopg.connect(POSTGRES, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'agora mailer lock'")
         wait_for(lambda: "lost its lock" in caplog.text)
-        agora.request_signup(SESSIONS, "session_1800", NAME, EMAIL, True)
+        system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)
         wait_for(lambda: len(outbox(folder)) == 1)  # it took the free lock again, and sends
     finally:
         stop.set()

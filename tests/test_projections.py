@@ -10,12 +10,14 @@ import redis
 from eventsourcing.utils import get_topic
 from eventsourcing.persistence import Tracking
 
-import workers
-from domain.application import Agora, Submission
-from domain.consultation import Definition
-from domain.response import Response
-from domain.review import Flag, Outcome
-from domain.staff import Role
+from workers import views
+from domain.consultations.service import Submission
+from runtime import System
+from runtime.settings import Settings
+from domain.consultations.consultation import Definition
+from domain.consultations.response import Response
+from domain.review.case import Flag, Outcome
+from domain.staff.member import Role
 from projections.stats import StatsProjection, StatsView
 from projections.view import Keys
 from tests.conftest import SLUG
@@ -24,15 +26,15 @@ from workers.follower import Follower
 CHOICES = ["not_aware", "aware_not_read", "read", "know_well"]
 
 
-def submit(agora: Agora, count: int, slug: str = SLUG) -> None:
+def submit(system: System, count: int, slug: str = SLUG) -> None:
     batch = [Submission(slug, {"familiarity": CHOICES[i % 4], "join_session": i % 3 == 0}) for i in range(count)]
-    assert not [r for r in agora.submit_batch(batch) if isinstance(r, Exception)]
+    assert not [r for r in system.consultations.submit_batch(batch) if isinstance(r, Exception)]
 
 
 def dump(client: redis.Redis, prefix: str) -> dict[str, object]:
     """Every key of every view's current generation, by name without the generation, with its value."""
     out: dict[str, object] = {}
-    for name in workers.PROJECTIONS:
+    for name in views.PROJECTIONS:
         keys = Keys(prefix, name)
         generation = int(client.get(keys.generation) or 0)
         base = keys.key(generation, "")
@@ -50,13 +52,13 @@ def dump(client: redis.Redis, prefix: str) -> dict[str, object]:
     return out
 
 
-def stats_follower(agora: Agora, client: redis.Redis, prefix: str, batch: int = 1000) -> Follower:
-    return Follower(agora, StatsProjection(StatsView(client, prefix)), batch=batch)
+def stats_follower(system: System, client: redis.Redis, prefix: str, batch: int = 1000) -> Follower:
+    return Follower(system.app, StatsProjection(StatsView(client, prefix)), batch=batch)
 
 
-def counts(client: redis.Redis, prefix: str, agora: Agora) -> dict[bytes, bytes]:
+def counts(client: redis.Redis, prefix: str, system: System) -> dict[bytes, bytes]:
     view = StatsView(client, prefix)
-    consultation = agora.consultation(SLUG)
+    consultation = system.consultations.get(SLUG)
     return client.hgetall(view.keys.key(view.generation, f"stats:{consultation.id}"))
 
 
@@ -72,136 +74,136 @@ EXPECTED_50 = {
 
 
 def test_follower_stopped_mid_stream_resumes_where_its_view_is_and_counts_exactly(
-    agora: Agora, sync_redis: redis.Redis, redis_prefix: str
+    system: System, sync_redis: redis.Redis, redis_prefix: str
 ) -> None:
-    submit(agora, 50)
-    first = stats_follower(agora, sync_redis, redis_prefix, batch=7)
+    submit(system, 50)
+    first = stats_follower(system, sync_redis, redis_prefix, batch=7)
     for _ in range(3):
         first.step()
-    assert counts(sync_redis, redis_prefix, agora)[b"responses"] == b"19"  # 21 events: the consultation, its frame, 19 responses
-    second = stats_follower(agora, sync_redis, redis_prefix, batch=7)
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"19"  # 21 events: the consultation, its frame, 19 responses
+    second = stats_follower(system, sync_redis, redis_prefix, batch=7)
     assert second.position == 21
     second.catch_up()
-    assert counts(sync_redis, redis_prefix, agora) == EXPECTED_50
+    assert counts(sync_redis, redis_prefix, system) == EXPECTED_50
 
 
-def test_crash_before_the_view_transaction_loses_nothing(agora: Agora, sync_redis: redis.Redis, redis_prefix: str) -> None:
-    submit(agora, 50)
-    crashed = stats_follower(agora, sync_redis, redis_prefix, batch=30)
-    notifications = agora.recorder.select_notifications(start=1, limit=30)
+def test_crash_before_the_view_transaction_loses_nothing(system: System, sync_redis: redis.Redis, redis_prefix: str) -> None:
+    submit(system, 50)
+    crashed = stats_follower(system, sync_redis, redis_prefix, batch=30)
+    notifications = system.app.recorder.select_notifications(start=1, limit=30)
     for n in notifications:  # processed, but the process dies before the view's transaction
-        crashed.projection.process_event(agora.mapper.to_domain_event(n), Tracking(agora.name, n.id))
+        crashed.projection.process_event(system.app.mapper.to_domain_event(n), Tracking(system.app.name, n.id))
     assert sync_redis.exists(StatsView(sync_redis, redis_prefix).keys.key(0, "position")) == 0
-    stats_follower(agora, sync_redis, redis_prefix).catch_up()
-    assert counts(sync_redis, redis_prefix, agora) == EXPECTED_50
+    stats_follower(system, sync_redis, redis_prefix).catch_up()
+    assert counts(sync_redis, redis_prefix, system) == EXPECTED_50
 
 
-def test_replaying_events_already_in_the_view_changes_nothing(agora: Agora, sync_redis: redis.Redis, redis_prefix: str) -> None:
+def test_replaying_events_already_in_the_view_changes_nothing(system: System, sync_redis: redis.Redis, redis_prefix: str) -> None:
     """A crash after the view's transaction but before the follower noted its position replays a batch."""
-    submit(agora, 50)
-    follower = stats_follower(agora, sync_redis, redis_prefix, batch=20)
+    submit(system, 50)
+    follower = stats_follower(system, sync_redis, redis_prefix, batch=20)
     follower.catch_up()
     follower.position = 0  # forget: the next batches are replays
     follower.catch_up()
-    assert counts(sync_redis, redis_prefix, agora) == EXPECTED_50
+    assert counts(sync_redis, redis_prefix, system) == EXPECTED_50
 
 
-def review_some(agora: Agora) -> None:
+def review_some(system: System) -> None:
     """A reviewer and an editor at work: claims, tags, flags, notes, completions, a reopening, a release."""
-    admin = agora.enrol("admin@example.org", "Admin", "a long enough password", [Role.ADMIN], by=None)
-    reviewer = agora.enrol("rev@example.org", "Rev", "a long enough password", [Role.REVIEWER], by=admin)
-    editor = agora.enrol("ed@example.org", "Ed", "a long enough password", [Role.EDITOR], by=admin)
-    submitted = agora.recorder.select_notifications(start=1, limit=1000, topics=[get_topic(Response.Submitted)])
+    admin = system.staff.enrol("admin@example.org", "Admin", "a long enough password", [Role.ADMIN], by=None)
+    reviewer = system.staff.enrol("rev@example.org", "Rev", "a long enough password", [Role.REVIEWER], by=admin)
+    editor = system.staff.enrol("ed@example.org", "Ed", "a long enough password", [Role.EDITOR], by=admin)
+    submitted = system.app.recorder.select_notifications(start=1, limit=1000, topics=[get_topic(Response.Submitted)])
     first, second, third = (n.originator_id for n in submitted[:3])
     for response in (first, second, third):
-        agora.claim(response, reviewer, timedelta(minutes=30))
-    agora.tag(first, reviewer, "ai_use")
-    agora.tag(first, reviewer, "consent")
-    agora.untag(first, reviewer, "consent")
-    agora.flag(second, reviewer, Flag.DUPLICATE, "same as the first", first)
-    agora.note(first, reviewer, "Clear and concrete.")
-    agora.complete(first, reviewer, Outcome.REVIEWED, "")
-    agora.complete(second, reviewer, Outcome.EXCLUDED, "duplicate")
-    agora.reopen(first, editor, "Look at the quote again.")
-    agora.release(third, reviewer)
+        system.review.claim(response, reviewer, timedelta(minutes=30))
+    system.review.tag(first, reviewer, "ai_use")
+    system.review.tag(first, reviewer, "consent")
+    system.review.untag(first, reviewer, "consent")
+    system.review.flag(second, reviewer, Flag.DUPLICATE, "same as the first", first)
+    system.review.note(first, reviewer, "Clear and concrete.")
+    system.review.complete(first, reviewer, Outcome.REVIEWED, "")
+    system.review.complete(second, reviewer, Outcome.EXCLUDED, "duplicate")
+    system.review.reopen(first, editor, "Look at the quote again.")
+    system.review.release(third, reviewer)
 
 
 def test_rebuild_produces_views_identical_to_the_incremental_ones(
-    agora: Agora, sync_redis: redis.Redis, redis_prefix: str, seed: Definition
+    system: System, sync_redis: redis.Redis, redis_prefix: str, seed: Definition
 ) -> None:
-    incremental = [Follower(agora, projection(view(sync_redis, redis_prefix)), batch=5) for projection, view in workers.PROJECTIONS.values()]
-    agora.load(msgspec.structs.replace(seed, slug="second-one"))
-    submit(agora, 12)
-    agora.close_consultation(SLUG)
-    agora.open_consultation(SLUG)
+    incremental = [Follower(system.app, projection(view(sync_redis, redis_prefix)), batch=5) for projection, view in views.PROJECTIONS.values()]
+    system.consultations.load(msgspec.structs.replace(seed, slug="second-one"))
+    submit(system, 12)
+    system.consultations.close(SLUG)
+    system.consultations.open(SLUG)
     for f in incremental:
         f.step()
-    agora.move_closing_time(SLUG, datetime(2027, 1, 31, 23, 59, tzinfo=UTC))
-    agora.set_draft_url(SLUG, "https://example.org/draft")
-    submit(agora, 9, slug="second-one")
-    submit(agora, 5)
-    review_some(agora)
+    system.consultations.move_closing_time(SLUG, datetime(2027, 1, 31, 23, 59, tzinfo=UTC))
+    system.consultations.set_draft_url(SLUG, "https://example.org/draft")
+    submit(system, 9, slug="second-one")
+    submit(system, 5)
+    review_some(system)
     for f in incremental:
         f.catch_up()
     before = dump(sync_redis, redis_prefix)
-    assert before["stats:stats:" + str(agora.consultation("second-one").id)]
+    assert before["stats:stats:" + str(system.consultations.get("second-one").id)]
     assert before["queue:state:excluded"] and before["queue:tags:ai_use"] and before["queue:flags:duplicate"]
-    for name in workers.PROJECTIONS:
-        events, _ = workers.rebuild(agora, sync_redis, redis_prefix, name)
-        assert events == agora.head()
-    assert {int(sync_redis.get(Keys(redis_prefix, name).generation)) for name in workers.PROJECTIONS} == {1}
+    for name in views.PROJECTIONS:
+        events, _ = views.rebuild(system.app, sync_redis, redis_prefix, name)
+        assert events == system.app.head()
+    assert {int(sync_redis.get(Keys(redis_prefix, name).generation)) for name in views.PROJECTIONS} == {1}
     assert dump(sync_redis, redis_prefix) == before
 
 
 def test_rebuild_while_followers_run_switches_without_losing_events(
-    agora: Agora, store_env: dict[str, str], sync_redis: redis.Redis, redis_prefix: str
+    system: System, store_env: dict[str, str], settings: Settings, sync_redis: redis.Redis, redis_prefix: str
 ) -> None:
-    submit(agora, 200)
-    live = workers.followers(Agora(env=store_env), redis.Redis.from_url("redis://127.0.0.1:6379/0"), redis_prefix).start()
+    submit(system, 200)
+    live = System(settings, store_env).workers(mail=False).start()
     writer_done = threading.Event()
 
     def keep_writing() -> None:
         for _ in range(20):
-            submit(agora, 10)
+            submit(system, 10)
         writer_done.set()
 
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        workers.rebuild(agora, sync_redis, redis_prefix, "stats")
+        views.rebuild(system.app, sync_redis, redis_prefix, "stats")
         writer.join()
         assert writer_done.is_set()
         # The live follower now writes to the rebuilt generation; let it reach the head.
         view = StatsView(sync_redis, redis_prefix)
-        view.wait(agora.name, agora.head(), timeout=10)
+        view.wait(system.app.name, system.app.head(), timeout=10)
     finally:
         live.close()
-    assert counts(sync_redis, redis_prefix, agora)[b"responses"] == b"400"
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"400"
 
 
 def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(
-    agora: Agora, sync_redis: redis.Redis, redis_prefix: str
+    system: System, sync_redis: redis.Redis, redis_prefix: str
 ) -> None:
-    submit(agora, 10)
-    review_some(agora)
-    followers = [Follower(agora, projection(view(sync_redis, redis_prefix))) for projection, view in workers.PROJECTIONS.values()]
+    submit(system, 10)
+    review_some(system)
+    followers = [Follower(system.app, projection(view(sync_redis, redis_prefix))) for projection, view in views.PROJECTIONS.values()]
     for f in followers:
         f.catch_up()
     expected = dump(sync_redis, redis_prefix)
     # Redis restarts empty (no persistence, or a failover to a replica that had nothing yet).
     for key in sync_redis.scan_iter(match=f"{redis_prefix}:*"):
         sync_redis.delete(key)
-    submit(agora, 5)
+    submit(system, 5)
     for f in followers:
         f.catch_up()
     after = dump(sync_redis, redis_prefix)
-    assert after["stats:stats:" + str(agora.consultation(SLUG).id)][-1] == (b"responses", b"15")
+    assert after["stats:stats:" + str(system.consultations.get(SLUG).id)][-1] == (b"responses", b"15")
     for f in followers:
         f.catch_up()
     rebuilt_prefix = redis_prefix + "-rebuilt"
     try:
-        for name in workers.PROJECTIONS:
-            workers.rebuild(agora, sync_redis, rebuilt_prefix, name)
+        for name in views.PROJECTIONS:
+            views.rebuild(system.app, sync_redis, rebuilt_prefix, name)
         assert after == dump(sync_redis, rebuilt_prefix)
     finally:
         for key in sync_redis.scan_iter(match=f"{rebuilt_prefix}:*"):

@@ -18,8 +18,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from domain.application import Agora
-from domain.consultation import Definition
+from runtime import System
+from domain.consultations.consultation import Definition
 from tests.conftest import POSTGRES, SLUG
 
 FORM = f"/consultations/{SLUG}"
@@ -54,12 +54,12 @@ async def test_form_shows_the_seed_consultation_from_its_view(client: AsyncTestC
     assert len(form["faq"]) == 7 and len(form["next_steps"]) == 3
 
 
-async def test_form_answers_if_none_match_with_304_until_it_changes(client: AsyncTestClient, agora: Agora) -> None:
+async def test_form_answers_if_none_match_with_304_until_it_changes(client: AsyncTestClient, system: System) -> None:
     first = await client.get(FORM)
     etag = first.headers["etag"]
     again = await client.get(FORM, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
-    position = agora.close_consultation(SLUG)
+    position = system.consultations.close(SLUG)
     changed = await client.get(FORM, params={"after": position}, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.json()["open"] is False and changed.headers["etag"] != etag
 
@@ -69,17 +69,17 @@ async def test_unknown_consultation_is_a_404_problem(client: AsyncTestClient) ->
     assert_problem(await client.get("/consultations/no-such-thing/stats"), 404, "consultation-not-found")
 
 
-async def test_submitting_records_one_response_and_is_counted(client: AsyncTestClient, agora: Agora) -> None:
+async def test_submitting_records_one_response_and_is_counted(client: AsyncTestClient, system: System) -> None:
     r = await client.post(RESPONSES, json=GOOD)
     assert r.status_code == 201, r.text
     receipt = r.json()
-    assert receipt["position"] == agora.head()
+    assert receipt["position"] == system.app.head()
     response_id = uuid.UUID(receipt["id"])
-    response = agora.response(response_id)
-    assert agora.answers(response_id) == GOOD["answers"]
+    response = system.consultations.response(response_id)
+    assert system.review.answers(response_id) == GOOD["answers"]
     # Free text is stored only sealed, under a key of its own; choices stay in clear.
     assert list(response.texts) == ["works_well"] and response.answers == {"familiarity": "read", "join_session": True}
-    (stored,) = [n for n in agora.recorder.select_notifications(start=1, limit=100) if n.id == receipt["position"]]
+    (stored,) = [n for n in system.app.recorder.select_notifications(start=1, limit=100) if n.id == receipt["position"]]
     assert b"AI use" not in stored.state
     # Only the receipt's hash is kept.
     assert response.receipt_hash == hashlib.sha256(receipt["receipt"].encode()).hexdigest()
@@ -104,8 +104,8 @@ async def test_concurrent_submissions_are_each_recorded_once_and_all_counted(liv
     assert body["responses"] == 80 and set(body["answers"]["familiarity"].values()) == {20}
 
 
-async def test_many_readers_waiting_for_the_same_write_all_get_it(live_url: str, agora: Agora) -> None:
-    next_position = agora.head() + 1
+async def test_many_readers_waiting_for_the_same_write_all_get_it(live_url: str, system: System) -> None:
+    next_position = system.app.head() + 1
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(base_url=live_url, limits=limits, timeout=10) as http:
         waiting = [asyncio.create_task(http.get(STATS, params={"after": next_position})) for _ in range(150)]
@@ -135,21 +135,21 @@ BAD_ANSWERS = [
 
 @pytest.mark.parametrize(("body", "type_", "field"), BAD_BODIES)
 async def test_unreadable_body_is_refused_and_records_nothing(
-    client: AsyncTestClient, agora: Agora, body: bytes, type_: str, field: str | None
+    client: AsyncTestClient, system: System, body: bytes, type_: str, field: str | None
 ) -> None:
-    head = agora.head()
+    head = system.app.head()
     r = await client.post(RESPONSES, content=body, headers={"content-type": "application/json"})
     assert_problem(r, 400, type_, field)
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 @pytest.mark.parametrize(("answers", "field"), BAD_ANSWERS)
 async def test_answer_breaking_a_rule_is_refused_naming_it_and_records_nothing(
-    client: AsyncTestClient, agora: Agora, answers: dict[str, Any], field: str
+    client: AsyncTestClient, system: System, answers: dict[str, Any], field: str
 ) -> None:
-    head = agora.head()
+    head = system.app.head()
     assert_problem(await client.post(RESPONSES, json={"answers": answers}), 422, "invalid-response", field)
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_contact_details_problem_says_responses_stay_anonymous(client: AsyncTestClient) -> None:
@@ -158,65 +158,65 @@ async def test_contact_details_problem_says_responses_stay_anonymous(client: Asy
     assert "anonymous" in body["errors"][0]["detail"] and "sign up" in body["errors"][0]["detail"]
 
 
-async def test_body_over_the_size_limit_is_refused_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
-    head = agora.head()
+async def test_body_over_the_size_limit_is_refused_and_records_nothing(client: AsyncTestClient, system: System) -> None:
+    head = system.app.head()
     big = {"answers": {"familiarity": "read", "works_well": "x" * 70_000}}
     assert_problem(await client.post(RESPONSES, json=big), 413, "body-too-large")
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
-async def test_closed_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
-    agora.close_consultation(SLUG)
-    head = agora.head()
+async def test_closed_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, system: System) -> None:
+    system.consultations.close(SLUG)
+    head = system.app.head()
     body = assert_problem(await client.post(RESPONSES, json=GOOD), 409, "consultation-not-open")
     assert "closed" in body["detail"]
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_consultation_not_yet_open_refuses_response_and_records_nothing(
-    client: AsyncTestClient, agora: Agora, seed: Definition
+    client: AsyncTestClient, system: System, seed: Definition
 ) -> None:
     later = msgspec.structs.replace(seed, slug="opens-tomorrow", opens_at=datetime.now(UTC) + timedelta(days=1))
-    agora.load(later)
-    head = agora.head()
+    system.consultations.load(later)
+    head = system.app.head()
     body = assert_problem(await client.post("/consultations/opens-tomorrow/responses", json=GOOD), 409, "consultation-not-open")
     assert "opens at" in body["detail"]
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
-async def test_unknown_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, agora: Agora) -> None:
-    head = agora.head()
+async def test_unknown_consultation_refuses_response_and_records_nothing(client: AsyncTestClient, system: System) -> None:
+    head = system.app.head()
     assert_problem(await client.post("/consultations/nowhere/responses", json=GOOD), 404, "consultation-not-found")
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
-async def test_retry_with_the_same_idempotency_key_returns_the_first_receipt(client: AsyncTestClient, agora: Agora) -> None:
+async def test_retry_with_the_same_idempotency_key_returns_the_first_receipt(client: AsyncTestClient, system: System) -> None:
     first = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-one"})
-    head = agora.head()
+    head = system.app.head()
     again = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-one"})
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
-async def test_idempotency_key_reused_with_another_body_is_a_problem(client: AsyncTestClient, agora: Agora) -> None:
+async def test_idempotency_key_reused_with_another_body_is_a_problem(client: AsyncTestClient, system: System) -> None:
     await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "3f9c1a6e-retry-two"})
-    head = agora.head()
+    head = system.app.head()
     other = {"answers": {"familiarity": "not_aware"}}
     body = assert_problem(await client.post(RESPONSES, json=other, headers={"Idempotency-Key": "3f9c1a6e-retry-two"}), 422, "idempotency-key-reused")
     assert body["field"] == "Idempotency-Key"
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
-async def test_remembered_answers_are_sealed_and_short_keys_refused(client: AsyncTestClient, agora: Agora, settings, sync_redis) -> None:
+async def test_remembered_answers_are_sealed_and_short_keys_refused(client: AsyncTestClient, system: System, settings, sync_redis) -> None:
     key = "7d1f0c9e-2b1a-4c55-9f0e-2f6f1c1b7a11"
     receipt = (await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": key})).json()["receipt"]
     stored = [sync_redis.get(k) for k in sync_redis.scan_iter(match=f"{settings.redis_prefix}:idempotency:*")]
     assert stored and not any(receipt.encode() in v for v in stored)  # only the client's key opens it
-    head = agora.head()
+    head = system.app.head()
     short = await client.post(RESPONSES, json=GOOD, headers={"Idempotency-Key": "1"})
     assert_problem(short, 400, "malformed-request")
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_refused_request_frees_its_idempotency_key_for_a_corrected_retry(client: AsyncTestClient) -> None:
@@ -226,10 +226,10 @@ async def test_refused_request_frees_its_idempotency_key_for_a_corrected_retry(c
     assert good.status_code == 201
 
 
-async def test_stats_waiting_for_a_position_never_reached_answers_503(agora: Agora, store_env: dict[str, str], settings) -> None:
+async def test_stats_waiting_for_a_position_never_reached_answers_503(system: System, store_env: dict[str, str], settings) -> None:
     quick = msgspec.structs.replace(settings, view_wait_seconds=0.2)
     async with AsyncTestClient(create_app(quick, store_env)) as client:
-        r = await client.get(STATS, params={"after": agora.head() + 1000})
+        r = await client.get(STATS, params={"after": system.app.head() + 1000})
     assert_problem(r, 503, "view-behind")
     assert r.headers["retry-after"] == "1"
 
@@ -240,7 +240,7 @@ async def test_stats_after_must_be_a_non_negative_integer(client: AsyncTestClien
 
 
 async def test_public_posts_are_rate_limited_per_client_without_storing_the_address(
-    agora: Agora, store_env: dict[str, str], settings, sync_redis
+    system: System, store_env: dict[str, str], settings, sync_redis
 ) -> None:
     strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
     async with AsyncTestClient(create_app(strict, store_env)) as client:
@@ -256,7 +256,7 @@ async def test_public_posts_are_rate_limited_per_client_without_storing_the_addr
     for key in keys:
         if sync_redis.type(key) == b"string":
             assert address.encode() not in sync_redis.get(key)
-    events = agora.recorder.select_notifications(start=1, limit=1000)
+    events = system.app.recorder.select_notifications(start=1, limit=1000)
     assert not any(address.encode() in n.state for n in events)
 
 
@@ -279,7 +279,7 @@ async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient
 
 
 @contextmanager
-def writer_lock(store_env: dict[str, str], agora: Agora) -> Iterator[None]:
+def writer_lock(store_env: dict[str, str], system: System) -> Iterator[None]:
     """Another writer holds the event store's write lock, as a long transaction would."""
     if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
         conn = sqlite3.connect(store_env["SQLITE_DBNAME"], isolation_level=None)
@@ -291,21 +291,21 @@ def writer_lock(store_env: dict[str, str], agora: Agora) -> Iterator[None]:
             conn.close()
         return
     with psycopg.connect(POSTGRES) as conn:
-        conn.execute(f"LOCK TABLE {store_env['POSTGRES_SCHEMA']}.{agora.recorder.events_table_name.split('.')[-1]} IN EXCLUSIVE MODE")
+        conn.execute(f"LOCK TABLE {store_env['POSTGRES_SCHEMA']}.{system.app.recorder.events_table_name.split('.')[-1]} IN EXCLUSIVE MODE")
         yield
         conn.rollback()
 
 
 async def test_busy_event_store_is_a_503_problem_and_records_nothing(
-    agora: Agora, store_env: dict[str, str], settings
+    system: System, store_env: dict[str, str], settings
 ) -> None:
     impatient = {**store_env, "SQLITE_LOCK_TIMEOUT": "1", "POSTGRES_LOCK_TIMEOUT": "1"}
     async with AsyncTestClient(create_app(settings, impatient)) as client:
-        head = agora.head()
-        with writer_lock(store_env, agora):
+        head = system.app.head()
+        with writer_lock(store_env, system):
             r = await client.post(RESPONSES, json=GOOD)
         assert_problem(r, 503, "store-unavailable")
         assert r.headers["retry-after"] == "1"
-        assert agora.head() == head
+        assert system.app.head() == head
         retried = await client.post(RESPONSES, json=GOOD)
-        assert retried.status_code == 201 and agora.head() == head + 1
+        assert retried.status_code == 201 and system.app.head() == head + 1

@@ -9,8 +9,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from cli.main import main
-from domain.application import Agora, Submission
-from domain.staff import Role
+from domain.consultations.service import Submission
+from runtime import System
+from domain.staff.member import Role
 from tests.conftest import SLUG, raw_storage
 
 PASSWORD = "correct horse battery staple"
@@ -18,12 +19,12 @@ SECRET = "Call Jane Roe on +41 79 555 01 23 about the AI section."
 
 
 @pytest.fixture
-def people(agora: Agora) -> dict[str, UUID]:
-    admin = agora.enrol("admin@example.org", "Admin", PASSWORD, [Role.ADMIN], by=None)
+def people(system: System) -> dict[str, UUID]:
+    admin = system.staff.enrol("admin@example.org", "Admin", PASSWORD, [Role.ADMIN], by=None)
     return {
         "admin": admin,
-        "reviewer": agora.enrol("rev@example.org", "Rev", PASSWORD, [Role.REVIEWER], by=admin),
-        "auditor": agora.enrol("aud@example.org", "Aud", PASSWORD, [Role.AUDITOR], by=admin),
+        "reviewer": system.staff.enrol("rev@example.org", "Rev", PASSWORD, [Role.REVIEWER], by=admin),
+        "auditor": system.staff.enrol("aud@example.org", "Aud", PASSWORD, [Role.AUDITOR], by=admin),
     }
 
 
@@ -33,17 +34,17 @@ def tokens(client: AsyncTestClient, people: dict[str, UUID]) -> dict[str, dict[s
     return {role: {"Authorization": f"Bearer {auth.create_token(identifier=str(member))}"} for role, member in people.items()}
 
 
-def submitted(agora: Agora) -> UUID:
-    (receipt,) = agora.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": SECRET})])
+def submitted(system: System) -> UUID:
+    (receipt,) = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": SECRET})])
     return receipt.id  # type: ignore[union-attr]
 
 
 async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original_for_good(
-    client: AsyncTestClient, agora: Agora, store_env: dict[str, str], tokens: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, store_env: dict[str, str], tokens: dict[str, dict[str, str]],
 ) -> None:
-    response = submitted(agora)
-    original = agora.response(response).texts["works_well"]
-    key = agora.keys.get(original.key_id)
+    response = submitted(system)
+    original = system.consultations.response(response).texts["works_well"]
+    key = system.texts.get(original.key_id)
     assert key is not None and key in raw_storage(store_env)
 
     r = tokens["reviewer"]
@@ -55,13 +56,13 @@ async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original
     assert redacted.status_code == 201, redacted.text
     now_reads = "Call [redacted] about the AI section."
     assert (await client.get(f"/review/responses/{response}", headers=tokens["auditor"])).json()["answers"]["works_well"] == now_reads
-    assert agora.keys.get(original.key_id) == key  # not yet confirmed: the original is still there
+    assert system.texts.get(original.key_id) == key  # not yet confirmed: the original is still there
 
     shredded = await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
     assert shredded.status_code == 201, shredded.text
-    assert agora.keys.get(original.key_id) is None
+    assert system.texts.get(original.key_id) is None
     assert key not in raw_storage(store_env)
-    assert agora.answers(response)["works_well"] == now_reads
+    assert system.review.answers(response)["works_well"] == now_reads
     history = (await client.get(f"/review/responses/{response}/history", headers=tokens["auditor"])).json()
     assert [h["action"] for h in history][-2:] == ["redacted", "originalsshredded"]
     assert history[-2]["details"] == {"question_id": "works_well", "start": start, "end": end, "reason": "a name and a phone number"}
@@ -78,48 +79,48 @@ async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original
     ],
 )
 async def test_a_redaction_that_cannot_apply_is_refused_and_records_nothing(
-    client: AsyncTestClient, agora: Agora, tokens: dict[str, dict[str, str]], body: dict[str, Any], field: str,
+    client: AsyncTestClient, system: System, tokens: dict[str, dict[str, str]], body: dict[str, Any], field: str,
 ) -> None:
-    response = submitted(agora)
+    response = submitted(system)
     await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
-    head = agora.head()
+    head = system.app.head()
     r = await client.post(f"/review/responses/{response}/redactions", json=body, headers=tokens["reviewer"])
     assert r.status_code == 422 and field in [e["field"] for e in r.json()["errors"]]
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_shredding_needs_an_admin_and_a_redaction_first(
-    client: AsyncTestClient, agora: Agora, tokens: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, tokens: dict[str, dict[str, str]],
 ) -> None:
-    response = submitted(agora)
+    response = submitted(system)
     await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
-    head = agora.head()
+    head = system.app.head()
     assert (await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["reviewer"])).status_code == 403
     unredacted = await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
     assert unredacted.status_code == 422
-    assert agora.head() == head
-    assert agora.answers(response)["works_well"] == SECRET
+    assert system.app.head() == head
+    assert system.review.answers(response)["works_well"] == SECRET
 
 
 async def test_after_restoring_an_old_key_backup_reshred_destroys_the_shredded_keys_again(
-    client: AsyncTestClient, agora: Agora, store_env: dict[str, str], tokens: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
+    client: AsyncTestClient, system: System, store_env: dict[str, str], tokens: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    response = submitted(agora)
-    original = agora.response(response).texts["works_well"]
-    backup = agora.keys.get(original.key_id)
+    response = submitted(system)
+    original = system.consultations.response(response).texts["works_well"]
+    backup = system.texts.get(original.key_id)
     await client.post(f"/review/responses/{response}/claim", headers=tokens["reviewer"])
     body = {"question_id": "works_well", "start": 0, "end": 4, "reason": "a name"}
     await client.post(f"/review/responses/{response}/redactions", json=body, headers=tokens["reviewer"])
     await client.post(f"/review/responses/{response}/redactions/works_well/shred", headers=tokens["admin"])
     # A restore from a backup taken before the shredding brings the key back...
-    with agora.keys.datastore.transaction(commit=True) as c:
-        c.execute(f"INSERT INTO {agora.keys.table} (key_id, key) VALUES ({agora.keys.p}, {agora.keys.p})", (original.key_id, backup))
-    assert agora.keys.get(original.key_id) == backup
+    with system.texts.datastore.transaction(commit=True) as c:
+        c.execute(f"INSERT INTO {system.texts.table} (key_id, key) VALUES ({system.texts.p}, {system.texts.p})", (original.key_id, backup))
+    assert system.texts.get(original.key_id) == backup
     # ...and the log's destruction list takes it away again.
     for name, value in store_env.items():
         monkeypatch.setenv(name, value)
     main(["keys", "reshred"])
     assert "destroyed again 1 keys" in capsys.readouterr().out
-    assert agora.keys.get(original.key_id) is None
+    assert system.texts.get(original.key_id) is None
     assert backup not in raw_storage(store_env)

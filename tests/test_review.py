@@ -12,29 +12,30 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from domain.application import Agora, Submission
-from domain.consultation import Consultation, Definition, Theme
+from domain.consultations.service import Submission
+from runtime import System
+from domain.consultations.consultation import Consultation, Definition, Theme
 from domain.errors import InvalidInput
-from domain.review import ClaimConflict, Outcome
-from domain.staff import Role, staff_id
+from domain.review.case import ClaimConflict, Outcome
+from domain.staff.member import Role, staff_id
 from tests.conftest import SLUG
 
 PASSWORD = "correct horse battery staple"
 ROLES = ["reviewer", "editor", "auditor", "admin"]
 
 
-def enrol_everyone(agora: Agora) -> dict[str, UUID]:
+def enrol_everyone(system: System) -> dict[str, UUID]:
     """One admin bootstrapped from the command line, then one member per role enrolled by that admin."""
-    admin = agora.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
+    admin = system.staff.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
     ids = {"admin": admin}
     for role in ("reviewer", "editor", "auditor"):
-        ids[role] = agora.enrol(f"{role}@example.org", role.title(), PASSWORD, [Role(role)], by=admin)
-    ids["reviewer2"] = agora.enrol("reviewer2@example.org", "Second", PASSWORD, [Role.REVIEWER], by=admin)
+        ids[role] = system.staff.enrol(f"{role}@example.org", role.title(), PASSWORD, [Role(role)], by=admin)
+    ids["reviewer2"] = system.staff.enrol("reviewer2@example.org", "Second", PASSWORD, [Role.REVIEWER], by=admin)
     return ids
 
 
-def submit(agora: Agora, count: int) -> list[UUID]:
-    receipts = agora.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": f"answer {i}"}) for i in range(count)])
+def submit(system: System, count: int) -> list[UUID]:
+    receipts = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": f"answer {i}"}) for i in range(count)])
     return [r.id for r in receipts]  # type: ignore[union-attr]
 
 
@@ -45,8 +46,8 @@ async def token(client: Any, email: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def staff(agora: Agora) -> dict[str, UUID]:
-    return enrol_everyone(agora)
+def staff(system: System) -> dict[str, UUID]:
+    return enrol_everyone(system)
 
 
 @pytest.fixture
@@ -56,12 +57,12 @@ async def headers(client: AsyncTestClient, staff: dict[str, UUID]) -> dict[str, 
     return {role: await token(client, email) for role, email in who.items()}
 
 
-def test_the_domain_refuses_actions_without_the_role(agora: Agora, staff: dict[str, UUID]) -> None:
-    (response,) = submit(agora, 1)
+def test_the_domain_refuses_actions_without_the_role(system: System, staff: dict[str, UUID]) -> None:
+    (response,) = submit(system, 1)
     with pytest.raises(Exception, match="reviewer role"):
-        agora.claim(response, staff["auditor"], timedelta(minutes=30))
+        system.review.claim(response, staff["auditor"], timedelta(minutes=30))
     with pytest.raises(Exception, match="admin role"):
-        agora.enrol("new@example.org", "New", PASSWORD, [Role.REVIEWER], by=staff["editor"])
+        system.staff.enrol("new@example.org", "New", PASSWORD, [Role.REVIEWER], by=staff["editor"])
 
 
 async def test_sign_in_refuses_wrong_passwords_and_unknown_people_alike(client: AsyncTestClient, staff: dict[str, UUID]) -> None:
@@ -80,13 +81,13 @@ async def test_a_deactivated_members_token_stops_working(client: AsyncTestClient
     assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
 
 
-async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
+async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
     assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 403
     assert (await client.put(f"/staff/{staff['admin']}/roles/auditor", headers=headers["admin"])).status_code == 204
     assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 200
     assert (await client.delete(f"/staff/{staff['auditor']}/roles/auditor", headers=headers["admin"])).status_code == 204
     assert (await client.get("/review/progress", headers=headers["auditor"])).status_code == 403
-    events = [type(e).__name__ for e in agora.events.get(staff["auditor"])]
+    events = [type(e).__name__ for e in system.app.events.get(staff["auditor"])]
     assert events == ["Enrolled", "RoleRevoked"]
     bad_role = await client.put(f"/staff/{staff['editor']}/roles/overlord", headers=headers["admin"])
     assert bad_role.status_code == 400
@@ -94,14 +95,14 @@ async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, 
     assert self_revoke.status_code == 409
 
 
-async def test_enrolment_checks_its_input_and_refuses_duplicates(client: AsyncTestClient, headers: dict[str, dict[str, str]], agora: Agora) -> None:
-    head = agora.head()
+async def test_enrolment_checks_its_input_and_refuses_duplicates(client: AsyncTestClient, headers: dict[str, dict[str, str]], system: System) -> None:
+    head = system.app.head()
     short = await client.post("/staff", json={"email": "not-an-email", "name": "", "password": "short"}, headers=headers["admin"])
     assert short.status_code == 422
     assert {e["field"] for e in short.json()["errors"]} == {"email", "name", "password"}
     again = await client.post("/staff", json={"email": "Editor@Example.org", "name": "E", "password": PASSWORD}, headers=headers["admin"])
     assert again.status_code == 409
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 # Every staff endpoint, and the roles that may call it. "staff" means any signed-in member.
@@ -137,12 +138,12 @@ MATRIX = [
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
 async def test_every_staff_endpoint_with_every_role_and_without_credentials(
-    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
     method: str, path: str, body: dict[str, str] | None, allowed: set[str],
 ) -> None:
-    responses = submit(agora, 6)
+    responses = submit(system, 6)
     for n, role in enumerate([None, *ROLES]):
-        member = agora.enrol(f"m{uuid4().hex[:8]}@example.org", "M", PASSWORD, [Role.EDITOR], by=staff["admin"]) if "{member}" in path else None
+        member = system.staff.enrol(f"m{uuid4().hex[:8]}@example.org", "M", PASSWORD, [Role.EDITOR], by=staff["admin"]) if "{member}" in path else None
         url = path.format(id=responses[n], member=member)
         json = {k: v.format(n=uuid4().hex[:8]) if isinstance(v, str) else v for k, v in body.items()} if body else None
         r = await client.request(method, url, json=json, headers=headers[role] if role else {})
@@ -154,14 +155,14 @@ async def test_every_staff_endpoint_with_every_role_and_without_credentials(
         else:
             assert r.status_code == 403, (role, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
-    assert [agora.staff(m).active for m in staff.values()] == [True] * len(staff)
+    assert [system.staff.get(m).active for m in staff.values()] == [True] * len(staff)
 
 
 async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_history(
-    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
 ) -> None:
-    first, second = submit(agora, 2)
-    page = (await client.get("/review/queue", params={"after": agora.head()}, headers=headers["reviewer"])).json()
+    first, second = submit(system, 2)
+    page = (await client.get("/review/queue", params={"after": system.app.head()}, headers=headers["reviewer"])).json()
     assert [i["response_id"] for i in page["items"]] == [str(first), str(second)]
     claimed = (await client.post("/review/claim-next", headers=headers["reviewer"])).json()
     assert claimed["response_id"] == str(first)
@@ -214,16 +215,16 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     ],
 )
 async def test_bad_review_actions_are_refused_and_record_nothing(
-    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], status: int, type_: str,
+    client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], status: int, type_: str,
 ) -> None:
-    (response,) = submit(agora, 1)
+    (response,) = submit(system, 1)
     assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
-    head = agora.head()
+    head = system.app.head()
     who = headers["editor"] if path == "reopen" else headers["reviewer"]
     r = await client.post(f"/review/responses/{response}/{path}", json=body, headers=who)
     assert r.status_code == status, r.text
     assert r.json()["type"] == f"/problems/{type_}"
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_acting_on_an_unknown_response_is_a_404(client: AsyncTestClient, headers: dict[str, dict[str, str]]) -> None:
@@ -231,23 +232,23 @@ async def test_acting_on_an_unknown_response_is_a_404(client: AsyncTestClient, h
     assert r.status_code == 404 and r.json()["type"] == "/problems/response-not-found"
 
 
-def test_an_expired_lease_lets_another_reviewer_claim(agora: Agora, staff: dict[str, UUID]) -> None:
-    (response,) = submit(agora, 1)
-    agora.claim(response, staff["reviewer"], timedelta(seconds=-1))  # a lease that has already run out
-    until, _ = agora.claim(response, staff["reviewer2"], timedelta(minutes=30))
+def test_an_expired_lease_lets_another_reviewer_claim(system: System, staff: dict[str, UUID]) -> None:
+    (response,) = submit(system, 1)
+    system.review.claim(response, staff["reviewer"], timedelta(seconds=-1))  # a lease that has already run out
+    until, _ = system.review.claim(response, staff["reviewer2"], timedelta(minutes=30))
     assert until > datetime.now(UTC)
     with pytest.raises(ClaimConflict):
-        agora.claim(response, staff["reviewer"], timedelta(minutes=30))
+        system.review.claim(response, staff["reviewer"], timedelta(minutes=30))
 
 
-async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url: str, agora: Agora, staff: dict[str, UUID]) -> None:
-    responses = submit(agora, 6)
-    reviewers = [agora.enrol(f"r{i}@example.org", f"R{i}", PASSWORD, [Role.REVIEWER], by=staff["admin"]) for i in range(6)]
+async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url: str, system: System, staff: dict[str, UUID]) -> None:
+    responses = submit(system, 6)
+    reviewers = [system.staff.enrol(f"r{i}@example.org", f"R{i}", PASSWORD, [Role.REVIEWER], by=staff["admin"]) for i in range(6)]
     assert len(reviewers) == 6
     async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
-        await http.get("/consultations/code-of-conduct-2026", params={"after": agora.head()})
+        await http.get("/consultations/code-of-conduct-2026", params={"after": system.app.head()})
         tokens = [await token(http, f"r{i}@example.org") for i in range(6)]
-        progress = await http.get("/review/progress", params={"after": agora.head()}, headers=tokens[0])
+        progress = await http.get("/review/progress", params={"after": system.app.head()}, headers=tokens[0])
         assert progress.json()["total"] == 6
         claims = await asyncio.gather(*(http.post("/review/claim-next", headers=t) for t in tokens))
     assert [c.status_code for c in claims] == [201] * 6, [c.text for c in claims]
@@ -256,9 +257,9 @@ async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url:
 
 
 async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
-    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
 ) -> None:
-    first, second, third = submit(agora, 3)
+    first, second, third = submit(system, 3)
     for response in (first, second):
         assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
     r = headers["reviewer"]
@@ -304,20 +305,20 @@ async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
     ],
 )
 async def test_bad_tags_flags_and_quotes_name_their_field_and_record_nothing(
-    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], field: str,
+    client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], field: str,
 ) -> None:
-    (response,) = submit(agora, 1)
+    (response,) = submit(system, 1)
     assert (await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])).status_code == 201
-    head = agora.head()
+    head = system.app.head()
     body = {k: str(response) if v == "SELF" else v for k, v in body.items()}
     r = await client.post(f"/review/responses/{response}/{path}", json=body, headers=headers["reviewer"])
     assert r.status_code == 422, r.text
     assert field in [e["field"] for e in r.json()["errors"]]
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 async def test_editors_maintain_the_coding_frame_and_retired_themes_take_no_new_tags(
-    client: AsyncTestClient, agora: Agora, headers: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]],
 ) -> None:
     themes = (await client.get("/review/consultations/code-of-conduct-2026/themes", headers=headers["reviewer"])).json()
     assert [t["id"] for t in themes][:5] == ["ai_use", "consent", "reporting_enforcement", "cultural_context", "scope_of_spaces"]
@@ -327,7 +328,7 @@ async def test_editors_maintain_the_coding_frame_and_retired_themes_take_no_new_
     duplicate = await client.post("/review/consultations/code-of-conduct-2026/themes", json={"id": "consent", "label": "Again"}, headers=e)
     assert duplicate.status_code == 422
     assert (await client.delete("/review/consultations/code-of-conduct-2026/themes/consent", headers=e)).status_code == 200
-    (response,) = submit(agora, 1)
+    (response,) = submit(system, 1)
     await client.post(f"/review/responses/{response}/claim", headers=headers["reviewer"])
     refused = await client.post(f"/review/responses/{response}/tags", json={"theme_id": "consent"}, headers=headers["reviewer"])
     assert refused.status_code == 422
@@ -338,16 +339,16 @@ async def test_editors_maintain_the_coding_frame_and_retired_themes_take_no_new_
 
 
 async def test_a_filtered_page_never_passes_over_later_matches(
-    client: AsyncTestClient, agora: Agora, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
 ) -> None:
-    responses = submit(agora, 3)
+    responses = submit(system, 3)
     for response in responses:
-        agora.claim(response, staff["reviewer"], timedelta(minutes=30))
-        agora.tag(response, staff["reviewer"], "ai_use")
+        system.review.claim(response, staff["reviewer"], timedelta(minutes=30))
+        system.review.tag(response, staff["reviewer"], "ai_use")
     for response in responses[:2]:
-        agora.complete(response, staff["reviewer"], Outcome.REVIEWED, "")
-    agora.release(responses[2], staff["reviewer"])
-    params = {"tag": "ai_use", "state": "new", "limit": 2, "after": agora.head()}
+        system.review.complete(response, staff["reviewer"], Outcome.REVIEWED, "")
+    system.review.release(responses[2], staff["reviewer"])
+    params = {"tag": "ai_use", "state": "new", "limit": 2, "after": system.app.head()}
     first = (await client.get("/review/queue", params=params, headers=headers["editor"])).json()
     assert first["items"] == [] and first["next_cursor"] is not None
     del params["after"]
@@ -356,14 +357,14 @@ async def test_a_filtered_page_never_passes_over_later_matches(
 
 
 def test_a_consultation_recorded_without_a_coding_frame_gets_one_from_its_first_theme(
-    agora: Agora, staff: dict[str, UUID], seed: Definition,
+    system: System, staff: dict[str, UUID], seed: Definition,
 ) -> None:
     """Consultations recorded before coding frames existed have none: tags are refused clearly, editors start one."""
     older = Consultation(msgspec.structs.replace(seed, slug="older-one"))
-    agora.save(older)  # as recorded before consultations came with a frame
-    (receipt,) = agora.submit_batch([Submission("older-one", {"familiarity": "read"})])
-    agora.claim(receipt.id, staff["reviewer"], timedelta(minutes=30))
+    system.app.save(older)  # as recorded before consultations came with a frame
+    (receipt,) = system.consultations.submit_batch([Submission("older-one", {"familiarity": "read"})])
+    system.review.claim(receipt.id, staff["reviewer"], timedelta(minutes=30))
     with pytest.raises(InvalidInput, match="not a theme"):
-        agora.tag(receipt.id, staff["reviewer"], "ai_use")
-    agora.add_theme("older-one", Theme(id="ai_use", label="AI use"), staff["editor"])
-    assert agora.tag(receipt.id, staff["reviewer"], "ai_use") is not None
+        system.review.tag(receipt.id, staff["reviewer"], "ai_use")
+    system.review.add_theme("older-one", Theme(id="ai_use", label="AI use"), staff["editor"])
+    assert system.review.tag(receipt.id, staff["reviewer"], "ai_use") is not None

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from domain.application import Agora
+from runtime import System
+from runtime.settings import Settings
 from tests.conftest import SEED, SLUG, free_port
 
 
@@ -106,8 +107,8 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         output = again.interrupt(signal.SIGTERM)  # as a service manager stops it
     assert again.process.returncode == 0, output
     assert not (data_dir / "redis.sock").exists()
-    with Agora(env={"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(data_dir / "agora.sqlite")}) as app:
+    with System(Settings(data_dir=str(data_dir))) as system:
         # Two consultations with their coding frames (4), a response, a signup asked for and confirmed
         # (2), the session's seats opened and one taken (2), two messages sent (2): the second start
         # created nothing.
-        assert app.head() == 11
+        assert system.app.head() == 11

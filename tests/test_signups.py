@@ -19,11 +19,11 @@ from icalendar import Calendar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.settings import Settings
-from domain.application import Agora
-from domain.consultation import Definition
-from domain.signup import RESEND_AFTER, Purpose, State
-from domain.staff import Role
+from runtime.settings import Settings
+from runtime import System
+from domain.consultations.consultation import Definition
+from domain.signups.signup import RESEND_AFTER, Purpose, State
+from domain.staff.member import Role
 from tests.conftest import SLUG, Inbox, caught_up, raw_storage
 
 SESSIONS = "working-sessions"
@@ -47,13 +47,13 @@ def inbox(smtpd: Callable[..., int]) -> tuple[Inbox, int]:
 
 
 @pytest.fixture
-async def api(agora: Agora, store_env: dict[str, str], settings: Settings, inbox: tuple[Inbox, int], seed: Definition, request: pytest.FixtureRequest):
+async def api(system: System, store_env: dict[str, str], settings: Settings, inbox: tuple[Inbox, int], seed: Definition, request: pytest.FixtureRequest):
     """The API with its mailer sending to the loopback SMTP server, and a consultation with future sessions."""
     capacity = getattr(request, "param", 50)
-    agora.load(future(seed, capacity))
+    system.consultations.load(future(seed, capacity))
     settings = msgspec.structs.replace(settings, smtp_url=f"smtp://127.0.0.1:{inbox[1]}", public_url="http://agora.test")
     async with AsyncTestClient(create_app(settings, store_env)) as client:
-        await caught_up(client, agora.head())
+        await caught_up(client, system.app.head())
         yield client
 
 
@@ -91,62 +91,62 @@ async def sign_up(client: AsyncTestClient, email_: str = EMAIL, session_id: str 
     return await client.post(f"/consultations/{SESSIONS}/signups", json=body)
 
 
-async def seats_left(client: AsyncTestClient, agora: Agora, slug: str = SESSIONS) -> dict[str, int]:
-    r = await client.get(f"/consultations/{slug}", params={"after": agora.head()})
+async def seats_left(client: AsyncTestClient, system: System, slug: str = SESSIONS) -> dict[str, int]:
+    r = await client.get(f"/consultations/{slug}", params={"after": system.app.head()})
     return {s["id"]: s["seats_left"] for s in r.json()["sessions"]}
 
 
-async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     r = await sign_up(api)
     assert r.status_code == 202, r.text
     (confirm_mail,) = await arrived(inbox[0], 1)
     assert confirm_mail["To"].addresses[0].display_name == NAME
     assert confirm_mail["To"].addresses[0].addr_spec == EMAIL
     url = links(confirm_mail)["confirm"]
-    assert (await seats_left(api, agora))["session_1300"] == 50  # asking takes no seat
+    assert (await seats_left(api, system))["session_1300"] == 50  # asking takes no seat
 
     page = await api.get(url)  # the emailed link opens a page; only its button acts
     assert page.status_code == 200 and "<form" in page.text and "<button>" in page.text
-    assert agora.signup(agora.find_signup(SESSIONS, EMAIL)).state is State.PENDING
+    assert system.signups.get(system.signups.find(SESSIONS, EMAIL)).state is State.PENDING
 
     r = await api.post(url)
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "confirmed" and r.json()["session_id"] == "session_1300"
-    assert (await seats_left(api, agora))["session_1300"] == 49
+    assert (await seats_left(api, system))["session_1300"] == 49
 
     _, details = await arrived(inbox[0], 2)
     assert "confirmed" in text(details) and set(links(details)) == {"cancel", "erase"}
     event = invite(details).walk("VEVENT")[0]
-    session = agora.consultation(SESSIONS).definition.sessions[0]
+    session = system.consultations.get(SESSIONS).definition.sessions[0]
     assert event.decoded("DTSTART") == session.starts_at and event.decoded("DTSTART").utcoffset() == timedelta(0)
     assert invite(details)["METHOD"] == "REQUEST"
     # Each message is recorded as an event (just after it went out), under its Message-ID.
-    signup_id = agora.find_signup(SESSIONS, EMAIL)
-    await eventually(lambda: agora.signup(signup_id).sent == {confirm_mail["Message-ID"], details["Message-ID"]})
+    signup_id = system.signups.find(SESSIONS, EMAIL)
+    await eventually(lambda: system.signups.get(signup_id).sent == {confirm_mail["Message-ID"], details["Message-ID"]})
 
     r = await api.post(url)  # a second click books nothing more
     assert r.status_code == 200 and r.json()["state"] == "confirmed"
-    assert (await seats_left(api, agora))["session_1300"] == 49
+    assert (await seats_left(api, system))["session_1300"] == 49
 
 
 async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
-    api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]
+    api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]
 ) -> None:
     first = await sign_up(api)
     (mail1,) = await arrived(inbox[0], 1)
-    signup_id = agora.find_signup(SESSIONS, EMAIL)
-    await eventually(lambda: len(agora.signup(signup_id).sent) == 1)  # recorded just after it went out
-    head = agora.head()
+    signup_id = system.signups.find(SESSIONS, EMAIL)
+    await eventually(lambda: len(system.signups.get(signup_id).sent) == 1)  # recorded just after it went out
+    head = system.app.head()
     again = await sign_up(api, email_=EMAIL.upper(), session_id="session_1800", name="Someone Else")
     assert (first.status_code, first.content) == (again.status_code, again.content)  # reveals nothing
-    assert agora.head() == head  # within RESEND_AFTER: nothing recorded, so nothing sent
+    assert system.app.head() == head  # within RESEND_AFTER: nothing recorded, so nothing sent
     other = await sign_up(api, email_="someone.else@example.org")
     assert other.content == first.content
     await arrived(inbox[0], 2)
 
     # Later, asking again replaces the link (for the session now asked for); the name stays the first one.
     later = datetime.now(UTC) + RESEND_AFTER
-    agora.request_signup(SESSIONS, "session_1800", "Someone Else", EMAIL, True, now=later)
+    system.signups.request(SESSIONS, "session_1800", "Someone Else", EMAIL, True, now=later)
     mail2 = next(m for m in (await arrived(inbox[0], 3))[1:] if m["To"].addresses[0].addr_spec == EMAIL)
     assert mail2["Message-ID"] != mail1["Message-ID"] and mail2["To"].addresses[0].display_name == NAME
     assert (await api.post(links(mail1)["confirm"])).status_code == 404  # replaced by the newer link
@@ -154,10 +154,10 @@ async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
     assert r.json()["session_id"] == "session_1800"
 
     # Once confirmed, asking again (later still) sends the details again; it books nothing more.
-    agora.request_signup(SESSIONS, "session_1300", NAME, EMAIL, True, now=later + RESEND_AFTER)
+    system.signups.request(SESSIONS, "session_1300", NAME, EMAIL, True, now=later + RESEND_AFTER)
     details = [m for m in await arrived(inbox[0], 5) if m["To"].addresses[0].addr_spec == EMAIL][-1]
     assert set(links(details)) == {"cancel", "erase"} and "18:00" in details["Subject"]
-    assert await seats_left(api, agora) == {"session_1300": 50, "session_1800": 49}
+    assert await seats_left(api, system) == {"session_1300": 50, "session_1800": 49}
 
 
 @pytest.mark.parametrize(
@@ -176,20 +176,20 @@ async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
     ],
 )
 async def test_bad_signups_are_refused_and_record_nothing(
-    api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int], change: dict[str, Any], status: int, kind: str, field: str
+    api: AsyncTestClient, system: System, inbox: tuple[Inbox, int], change: dict[str, Any], status: int, kind: str, field: str
 ) -> None:
-    head = agora.head()
+    head = system.app.head()
     body = {"session_id": "session_1300", "name": NAME, "email": EMAIL, "consent": True, **change}
     r = await api.post(f"/consultations/{SESSIONS}/signups", json=body)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == f"/problems/{kind}"
     assert field in {e["field"] for e in r.json()["errors"]}
-    assert agora.head() == head and agora.find_signup(SESSIONS, EMAIL) is None
+    assert system.app.head() == head and system.signups.find(SESSIONS, EMAIL) is None
 
 
-async def test_past_sessions_closed_consultations_and_unknown_ones_are_refused(api: AsyncTestClient, agora: Agora) -> None:
-    head = agora.head()
+async def test_past_sessions_closed_consultations_and_unknown_ones_are_refused(api: AsyncTestClient, system: System) -> None:
+    head = system.app.head()
     # The seed's own sessions took place on 7 May 2026: the form shows them as started, and refuses signups.
     r = await api.get(f"/consultations/{SLUG}")
     assert [s["started"] for s in r.json()["sessions"]] == [True, True]
@@ -198,15 +198,15 @@ async def test_past_sessions_closed_consultations_and_unknown_ones_are_refused(a
     assert "too late" in r.json()["detail"]
     r = await api.post("/consultations/no-such/signups", json={"session_id": "s", "name": NAME, "email": EMAIL})
     assert r.status_code == 404 and r.json()["type"] == "/problems/consultation-not-found"
-    agora.close_consultation(SESSIONS)
-    head = agora.head()
+    system.consultations.close(SESSIONS)
+    head = system.app.head()
     r = await sign_up(api)
     assert r.status_code == 409 and r.json()["type"] == "/problems/consultation-not-open"
-    assert agora.head() == head
+    assert system.app.head() == head
 
 
 @pytest.mark.parametrize("api", [1], indirect=True)
-async def test_a_full_session_offers_the_other_one(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_a_full_session_offers_the_other_one(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     await sign_up(api, email_="first@example.org")
     await sign_up(api)
     mails = await arrived(inbox[0], 2)
@@ -221,20 +221,20 @@ async def test_a_full_session_offers_the_other_one(api: AsyncTestClient, agora: 
     assert page.status_code == 409 and "session_1800" in page.text and "<button>" in page.text
     r = await api.post(links(mine)["confirm"] + "&session_id=session_1800")
     assert r.status_code == 200 and r.json()["session_id"] == "session_1800"
-    assert await seats_left(api, agora) == {"session_1300": 0, "session_1800": 0}
+    assert await seats_left(api, system) == {"session_1300": 0, "session_1800": 0}
 
 
-async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     await sign_up(api)
     (confirm_mail,) = await arrived(inbox[0], 1)
     await api.post(links(confirm_mail)["confirm"])
     details = (await arrived(inbox[0], 2))[1]
     cancel = links(details)["cancel"]
-    assert (await seats_left(api, agora))["session_1300"] == 49
+    assert (await seats_left(api, system))["session_1300"] == 49
 
     r = await api.post(cancel, headers={"Accept": "text/html"})
     assert r.status_code == 200 and "cancelled" in r.text
-    assert (await seats_left(api, agora))["session_1300"] == 50
+    assert (await seats_left(api, system))["session_1300"] == 50
     cancelled = (await arrived(inbox[0], 3))[2]
     assert invite(cancelled)["METHOD"] == "CANCEL"
     assert invite(cancelled).walk("VEVENT")[0]["UID"] == invite(details).walk("VEVENT")[0]["UID"]
@@ -248,26 +248,26 @@ async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: Asy
     assert "confirm" in links(again) and links(again)["confirm"] != links(confirm_mail)["confirm"]
 
 
-async def test_a_wrong_token_or_unknown_signup_is_refused_alike(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_a_wrong_token_or_unknown_signup_is_refused_alike(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     await sign_up(api)
-    signup_id = agora.find_signup(SESSIONS, EMAIL)
+    signup_id = system.signups.find(SESSIONS, EMAIL)
     for url in (f"/signups/{signup_id}/confirm?token=wrong", f"/signups/{signup_id}/erase?token=wrong", "/signups/00000000-0000-0000-0000-000000000000/cancel?token=x"):
         r = await api.post(url)
         assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid", url
     assert (await api.post(f"/signups/{signup_id}/delete?token=x")).status_code == 400
     assert (await api.post(f"/signups/{signup_id}/confirm")).status_code == 400  # no token
-    assert agora.signup(signup_id).state is State.PENDING
+    assert system.signups.get(signup_id).state is State.PENDING
 
 
-async def test_only_admins_get_the_attendee_list(api: AsyncTestClient, agora: Agora, inbox: tuple[Inbox, int]) -> None:
+async def test_only_admins_get_the_attendee_list(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     await sign_up(api)
-    signup_id = agora.find_signup(SESSIONS, EMAIL)
-    agora.confirm_signup(signup_id, agora.links.token(Purpose.CONFIRM, signup_id, 1))
+    signup_id = system.signups.find(SESSIONS, EMAIL)
+    system.signups.confirm(signup_id, system.signups.links.token(Purpose.CONFIRM, signup_id, 1))
     url = f"/staff/consultations/{SESSIONS}/sessions/session_1300/attendees"
     assert (await api.get(url)).status_code == 401
     for role in Role:
         address = f"{role.value}@staff.example.org"
-        agora.enrol(address, role.value, "a long enough password", [role], by=None)
+        system.staff.enrol(address, role.value, "a long enough password", [role], by=None)
         token = (await api.post("/staff/token", json={"email": address, "password": "a long enough password"})).json()["token"]
         r = await api.get(url, headers={"Authorization": f"Bearer {token}"})
         if role is Role.ADMIN:
@@ -277,7 +277,7 @@ async def test_only_admins_get_the_attendee_list(api: AsyncTestClient, agora: Ag
 
 
 async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
-    api: AsyncTestClient, agora: Agora, store_env: dict[str, str], inbox: tuple[Inbox, int], sync_redis: redis.Redis,
+    api: AsyncTestClient, system: System, store_env: dict[str, str], inbox: tuple[Inbox, int], sync_redis: redis.Redis,
     redis_prefix: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -285,8 +285,8 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     (confirm_mail,) = await arrived(inbox[0], 1)
     await api.post(links(confirm_mail)["confirm"])
     details = (await arrived(inbox[0], 2))[1]
-    signup = agora.signup(agora.find_signup(SESSIONS, EMAIL))
-    key = agora.contacts.get(signup.contact.key_id)
+    signup = system.signups.get(system.signups.find(SESSIONS, EMAIL))
+    key = system.contact_keys.get(signup.contact.key_id)
     assert key is not None
     traces = [NAME.encode(), EMAIL.encode(), EMAIL.split("@")[0].encode()]
 
@@ -300,9 +300,9 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     assert r.status_code == 200 and r.json()["state"] == "erased"
     after = raw_storage(store_env)
     assert key not in after and not [t for t in traces if t in after]
-    assert agora.contact(agora.signup(signup.id)) is None
-    assert agora.find_signup(SESSIONS, EMAIL) is None
-    assert agora.attendees(SESSIONS, "session_1300") == []
+    assert system.signups.contact(system.signups.get(signup.id)) is None
+    assert system.signups.find(SESSIONS, EMAIL) is None
+    assert system.signups.attendees(SESSIONS, "session_1300") == []
     assert (await api.post(links(details)["cancel"])).status_code == 404  # its links are dead
 
     views = b"".join(repr(sync_redis.dump(k)).encode() for k in sync_redis.scan_iter(match=f"{redis_prefix}:*"))
@@ -311,32 +311,32 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     assert "mailer: sent" in ours and NAME not in ours and EMAIL not in ours
 
 
-def test_confirmations_racing_for_the_last_seats_never_overfill_a_session(live_url: str, agora: Agora, seed: Definition) -> None:
-    agora.load(future(seed, capacity=5))
-    people = [agora.request_signup(SESSIONS, "session_1300", NAME, f"person{i}@example.org", True) for i in range(20)]
+def test_confirmations_racing_for_the_last_seats_never_overfill_a_session(live_url: str, system: System, seed: Definition) -> None:
+    system.consultations.load(future(seed, capacity=5))
+    people = [system.signups.request(SESSIONS, "session_1300", NAME, f"person{i}@example.org", True) for i in range(20)]
 
     async def confirm_all() -> list[Any]:
         async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
             return await asyncio.gather(
-                *(http.post(f"/signups/{p}/confirm", params={"token": agora.links.token(Purpose.CONFIRM, p, 1)}) for p in people)
+                *(http.post(f"/signups/{p}/confirm", params={"token": system.signups.links.token(Purpose.CONFIRM, p, 1)}) for p in people)
             )
 
     answers = asyncio.run(confirm_all())
     assert sorted(r.status_code for r in answers) == [200] * 5 + [409] * 15
     assert {r.json()["type"] for r in answers if r.status_code == 409} == {"/problems/session-full"}
-    assert len(agora.attendees(SESSIONS, "session_1300")) == 5
-    assert sum(agora.signup(p).state is State.CONFIRMED for p in people) == 5
+    assert len(system.signups.attendees(SESSIONS, "session_1300")) == 5
+    assert sum(system.signups.get(p).state is State.CONFIRMED for p in people) == 5
 
 
 async def test_signups_and_their_links_are_rate_limited_like_responses(
-    agora: Agora, store_env: dict[str, str], settings: Settings, seed: Definition
+    system: System, store_env: dict[str, str], settings: Settings, seed: Definition
 ) -> None:
-    agora.load(future(seed))
+    system.consultations.load(future(seed))
     strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
     async with AsyncTestClient(create_app(strict, store_env)) as client:
         statuses = [(await sign_up(client, email_=f"person{i}@example.org")).status_code for i in range(4)]
         assert statuses == [202, 202, 202, 429]
-        signup_id = agora.find_signup(SESSIONS, "person0@example.org")
-        r = await client.post(f"/signups/{signup_id}/confirm", params={"token": agora.links.token(Purpose.CONFIRM, signup_id, 1)})
+        signup_id = system.signups.find(SESSIONS, "person0@example.org")
+        r = await client.post(f"/signups/{signup_id}/confirm", params={"token": system.signups.links.token(Purpose.CONFIRM, signup_id, 1)})
         assert r.status_code == 429 and r.json()["type"] == "/problems/rate-limited"
-    assert agora.find_signup(SESSIONS, "person3@example.org") is None
+    assert system.signups.find(SESSIONS, "person3@example.org") is None

@@ -28,9 +28,9 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 
-from domain.application import Agora
-from domain.consultation import Consultation, Session
-from domain.signup import Contact, Purpose, Signup, State
+from domain.signups.service import Signups
+from domain.consultations.consultation import Consultation, Session
+from domain.signups.signup import Contact, Purpose, Signup, State
 import store
 from workers.mail import MailError, Transport, calendar, message
 
@@ -60,14 +60,15 @@ def template(name: str) -> tuple[string.Template, string.Template]:
 class Mailer:
     name = "mailer"
 
-    def __init__(self, app: Agora, transport: Transport, sender: str, public_url: str) -> None:
-        self.app = app
+    def __init__(self, signups: Signups, transport: Transport, sender: str, public_url: str) -> None:
+        self.signups = signups
+        self.app = signups.app
         self.bell: store.Doorbell | None = None  # while sending
         self.transport = transport
         self.sender = sender
         self.public_url = public_url.rstrip("/")
         self.domain = sender.rpartition("@")[2].strip(" >") or "agora.invalid"
-        self.tracking = app.factory.tracking_recorder()
+        self.tracking = self.app.factory.tracking_recorder()
         self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled")}
         self.position = 0
         self.sessions: dict[tuple[UUID, str], tuple[Consultation, Session]] = {}
@@ -138,7 +139,7 @@ class Mailer:
         # The schedule: every session of every consultation, until its reminders are out.
         self.sessions = {}
         for created in self.app.select_events(Consultation.Created):
-            self._schedule(self.app.consultation(created.definition.slug))
+            self._schedule(self.signups.consultations.get(created.definition.slug))
 
     def _follow(self) -> int:
         notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
@@ -153,12 +154,12 @@ class Mailer:
 
     def _on(self, e: Any) -> None:
         if isinstance(e, Consultation.Created):
-            self._schedule(self.app.consultation(e.definition.slug))
+            self._schedule(self.signups.consultations.get(e.definition.slug))
             return
         if isinstance(e, Signup.Erased):
             self.transport.forget(str(e.originator_id))
             return
-        signup = self.app.signup(e.originator_id)
+        signup = self.signups.get(e.originator_id)
         if isinstance(e, Signup.Requested | Signup.Rerequested):
             # Only the latest request's link works, so only that one is worth sending.
             if signup.state is State.PENDING and signup.request == e.request:
@@ -175,8 +176,8 @@ class Mailer:
             if now >= session.starts_at:
                 del self.sessions[key]
             elif now >= due:
-                for signup in self.app.confirmed(consultation.id, session.id):
-                    if self.app.confirmed_at(signup) < due:  # confirmed later: its details came within the day
+                for signup in self.signups.confirmed(consultation.id, session.id):
+                    if self.signups.confirmed_at(signup) < due:  # confirmed later: its details came within the day
                         self._send(signup, "reminder", f"reminder.{signup.confirmed_version}")
                 del self.sessions[key]
 
@@ -189,10 +190,10 @@ class Mailer:
         message_id = f"<{name}.{signup.id}@{self.domain}>"
         if message_id in signup.sent:
             return
-        contact = self.app.contact(signup)
+        contact = self.signups.contact(signup)
         if contact is None:  # erased: there is no one to write to
             return
-        consultation = self.app.consultation_of(signup)
+        consultation = self.signups.consultation_of(signup)
         session = next(s for s in consultation.definition.sessions if s.id == (cancel or signup.session_id))
         try:
             mail = self._compose(signup, contact, consultation, session, kind, message_id, invite, cancel)
@@ -204,7 +205,7 @@ class Mailer:
             # waiting on it would hold back everyone else's mail.
             log.warning("mailer: %s cannot be delivered, skipped: %s", message_id, e)
             return
-        self.app.record_sent(signup.id, message_id)
+        self.signups.record_sent(signup.id, message_id)
         log.info("mailer: sent %s", message_id)
 
     def _compose(
@@ -235,7 +236,7 @@ class Mailer:
             "session": session.title,
             "when": f"{start:%A} {start.day} {start:%B %Y, %H:%M}–{end:%H:%M} UTC",
             "venue": session.venue,
-            "confirm_url": f"{links}/confirm?token={self.app.links.token(Purpose.CONFIRM, signup.id, signup.request)}",
-            "cancel_url": f"{links}/cancel?token={self.app.links.token(Purpose.MANAGE, signup.id)}",
-            "erase_url": f"{links}/erase?token={self.app.links.token(Purpose.MANAGE, signup.id)}",
+            "confirm_url": f"{links}/confirm?token={self.signups.links.token(Purpose.CONFIRM, signup.id, signup.request)}",
+            "cancel_url": f"{links}/cancel?token={self.signups.links.token(Purpose.MANAGE, signup.id)}",
+            "erase_url": f"{links}/erase?token={self.signups.links.token(Purpose.MANAGE, signup.id)}",
         }

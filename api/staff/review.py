@@ -18,13 +18,13 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.security.jwt import Token
 
 from api.auth import requires
-from api.consultations import After, wait
 from api.problems import STAFF_PROBLEMS, problem
-from api.services import Services
-from domain.consultation import Theme
+from api.disclosure import HistoryEntry, entry
+from api.services import After, Services, wait
+from domain.consultations.consultation import Theme
 from domain.errors import FieldError, InvalidInput
-from domain.review import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
-from domain.staff import Role, StaffMember
+from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
+from domain.staff.member import Role, StaffMember
 from projections.queue import Progress, QueuePage
 
 READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR)
@@ -66,13 +66,6 @@ class QuoteIn(msgspec.Struct, forbid_unknown_fields=True):
     end: Annotated[int, msgspec.Meta(ge=1)]
 
 
-class ThemeOut(msgspec.Struct):
-    id: str
-    label: str
-    description: str
-    retired: bool
-
-
 class Completion(msgspec.Struct, forbid_unknown_fields=True):
     outcome: Outcome
     reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
@@ -93,13 +86,6 @@ class RedactionIn(QuoteIn, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)]
 
 
-class HistoryEntry(msgspec.Struct):
-    at: datetime
-    action: str
-    actor: UUID | None
-    details: dict[str, Any]
-
-
 @get("/review/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="Responses to review, oldest first")
 async def queue(
     services: NamedDependency[Services],
@@ -113,21 +99,21 @@ async def queue(
 ) -> QueuePage:
     await wait(services, services.queue, after)
     return await services.queue.page(
-        services.agora.name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
+        services.app_name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
     )
 
 
 @get("/review/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of the queue is reviewed")
 async def progress(services: NamedDependency[Services], after: After = None) -> Progress:
     await wait(services, services.queue, after)
-    return await services.queue.progress(services.agora.name)
+    return await services.queue.progress(services.app_name)
 
 
 @post("/review/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
 async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried.
-    page = await services.queue.page(services.agora.name, "new", None, None, None, 0, 20, datetime.now(UTC))
+    page = await services.queue.page(services.app_name, "new", None, None, None, 0, 20, datetime.now(UTC))
     for item in page.items:
         try:
             return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
@@ -143,37 +129,37 @@ def claim(response_id: ResponseId, request: Staff, services: NamedDependency[Ser
 
 @post("/review/responses/{response_id:uuid}/release", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Give a claimed response back")
 def release(response_id: ResponseId, request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.release(response_id, request.user.id))
+    return Recorded(services.review.release(response_id, request.user.id))
 
 
 @post("/review/responses/{response_id:uuid}/notes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Add a note")
 def note(response_id: ResponseId, data: JSONBody[NoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.note(response_id, request.user.id, data.text))
+    return Recorded(services.review.note(response_id, request.user.id, data.text))
 
 
 @post("/review/responses/{response_id:uuid}/tags", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Tag with a theme of the coding frame")
 def tag_response(response_id: ResponseId, data: JSONBody[TagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.tag(response_id, request.user.id, data.theme_id))
+    return Recorded(services.review.tag(response_id, request.user.id, data.theme_id))
 
 
 @delete("/review/responses/{response_id:uuid}/tags/{theme_id:str}", responses=STAFF_PROBLEMS, status_code=200, sync_to_thread=True, guards=[REVIEWERS], summary="Remove a theme")
 def untag_response(response_id: ResponseId, theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.untag(response_id, request.user.id, theme_id))
+    return Recorded(services.review.untag(response_id, request.user.id, theme_id))
 
 
 @post("/review/responses/{response_id:uuid}/flags", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Flag: spam, abusive, off topic, duplicate, personal data")
 def flag_response(response_id: ResponseId, data: JSONBody[FlagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.flag(response_id, request.user.id, data.flag, data.reason, data.duplicate_of))
+    return Recorded(services.review.flag(response_id, request.user.id, data.flag, data.reason, data.duplicate_of))
 
 
 @post("/review/responses/{response_id:uuid}/quotes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Mark a passage as a candidate quote")
 def quote(response_id: ResponseId, data: JSONBody[QuoteIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.mark_quote(response_id, request.user.id, data.question_id, data.start, data.end))
+    return Recorded(services.review.mark_quote(response_id, request.user.id, data.question_id, data.start, data.end))
 
 
 @post("/review/responses/{response_id:uuid}/redactions", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Redact a span of a text answer")
 def redact(response_id: ResponseId, data: JSONBody[RedactionIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
+    return Recorded(services.review.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
 
 
 @post(
@@ -181,68 +167,36 @@ def redact(response_id: ResponseId, data: JSONBody[RedactionIn], request: Staff,
     summary="Confirm a redaction: destroy the earlier versions' keys",
 )
 def shred(response_id: ResponseId, question_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.shred_originals(response_id, request.user.id, question_id))
-
-
-@get("/review/consultations/{slug:str}/themes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The coding frame")
-def themes(slug: FromPath[str], services: NamedDependency[Services]) -> list[ThemeOut]:
-    frame = services.agora.frame(services.agora.consultation(slug).id)
-    return [ThemeOut(t.id, t.label, t.description, retired) for t, retired in frame.listing()]
-
-
-@post("/review/consultations/{slug:str}/themes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Add a theme")
-def add_theme(slug: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.add_theme(slug, data, request.user.id))
-
-
-@put("/review/consultations/{slug:str}/themes/{theme_id:str}", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Revise a theme's label or description")
-def revise_theme(slug: FromPath[str], theme_id: FromPath[str], data: JSONBody[Theme], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    if data.id != theme_id:
-        raise InvalidInput([FieldError("id", "The body's id must be the theme's id in the path.")])
-    return Recorded(services.agora.revise_theme(slug, data, request.user.id))
-
-
-@delete("/review/consultations/{slug:str}/themes/{theme_id:str}", responses=STAFF_PROBLEMS, status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Retire a theme: no new tags")
-def retire_theme(slug: FromPath[str], theme_id: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.retire_theme(slug, theme_id, request.user.id))
+    return Recorded(services.review.shred_originals(response_id, request.user.id, question_id))
 
 
 @post("/review/responses/{response_id:uuid}/complete", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Complete as reviewed or excluded")
 def complete(response_id: ResponseId, data: JSONBody[Completion], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.complete(response_id, request.user.id, data.outcome, data.reason))
+    return Recorded(services.review.complete(response_id, request.user.id, data.outcome, data.reason))
 
 
 @post("/review/responses/{response_id:uuid}/reopen", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Reopen a completed review")
 def reopen(response_id: ResponseId, data: JSONBody[Reopening], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.agora.reopen(response_id, request.user.id, data.reason))
+    return Recorded(services.review.reopen(response_id, request.user.id, data.reason))
 
 
 @get("/review/responses/{response_id:uuid}", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="A response's answers")
 def read_response(response_id: ResponseId, services: NamedDependency[Services]) -> ResponseForReview:
-    r = services.agora.response(response_id)
-    return ResponseForReview(r.id, r.consultation_id, r.created_on, services.agora.answers(response_id))
+    r = services.consultations.response(response_id)
+    return ResponseForReview(r.id, r.consultation_id, r.created_on, services.review.answers(response_id))
 
 
 @get("/review/responses/{response_id:uuid}/history", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
 def history(response_id: ResponseId, services: NamedDependency[Services]) -> list[HistoryEntry]:
-    return [_entry(e) for e in services.agora.history(response_id)]
+    return [entry(e) for e in services.review.history(response_id)]
 
 
 def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
-    until, position = services.agora.claim(response_id, by, timedelta(minutes=services.settings.lease_minutes))
+    until, position = services.review.claim(response_id, by, timedelta(minutes=services.settings.lease_minutes))
     return Claim(response_id, until, position)
-
-
-# What an auditor sees of each event: never the answers or texts, sealed or not, nor a receipt's hash.
-_HIDDEN = {"originator_id", "originator_version", "timestamp", "originator_topic", "by", "answers", "texts", "sealed", "receipt_hash"}
-
-
-def _entry(e: Any) -> HistoryEntry:
-    details = {k: v for k, v in vars(e).items() if k not in _HIDDEN}
-    return HistoryEntry(at=e.timestamp, action=type(e).__name__.lower(), actor=getattr(e, "by", None), details=details)
 
 
 routes = [
     queue, progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, quote, redact, shred, complete,
-    reopen, read_response, history, themes, add_theme, revise_theme, retire_theme,
+    reopen, read_response, history,
 ]

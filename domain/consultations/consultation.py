@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-import email_validator
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
+from domain.topics import stored_as
+
 from domain.errors import FieldError, InvalidDefinition, InvalidInput, InvalidResponse, NotAcceptingResponses, SessionStarted
-from domain.signup import Contact, normal_email
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 QuestionId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -67,7 +66,7 @@ class Theme(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A consultation as written in its file (see README, "Consultation files")."""
+    """A consultation as written in its file (see docs/operations.md, "Consultation files")."""
 
     slug: Slug
     title: str
@@ -107,7 +106,7 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def read_definition(data: bytes) -> Definition:
-    """A consultation file (TOML), checked; see README, "Consultation files"."""
+    """A consultation file (TOML), checked; see docs/operations.md, "Consultation files"."""
     try:
         return msgspec.toml.decode(data, type=Definition)
     except msgspec.ValidationError as e:
@@ -119,6 +118,7 @@ def consultation_id(slug: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:consultation:{slug}")
 
 
+@stored_as("domain.consultation")
 class Consultation(Aggregate):
     class Created(Aggregate.Created):
         definition: Definition
@@ -190,7 +190,7 @@ class Consultation(Aggregate):
 
     def check_response(self, answers: Mapping[str, object], now: datetime) -> dict[str, Answer]:
         """The answers as they will be recorded, or the reasons they cannot be."""
-        self._check_accepting(now)
+        self.check_accepting(now)
         questions = {q.id: q for q in self.definition.questions}
         errors = [FieldError(f"answers.{qid}", "There is no such question.") for qid in answers if qid not in questions]
         recorded: dict[str, Answer] = {}
@@ -221,30 +221,8 @@ class Consultation(Aggregate):
             raise SessionStarted(f"The session '{session.title}' started at {session.starts_at.isoformat()}; it is too late to join it.")
         return session
 
-    def check_signup(self, session_id: str, name: str, email: str, consent: bool, now: datetime) -> tuple[Session, Contact]:
-        """The session and the contact as they will be recorded, or the reasons they cannot be."""
-        self._check_accepting(now)
-        errors = []
-        name = " ".join(name.split())  # no line breaks or runs of spaces: it goes into mail headers
-        if not 1 <= len(name) <= 200:
-            errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
-        elif any(unicodedata.category(c) == "Cc" for c in name):
-            errors.append(FieldError("name", "A name cannot hold control characters."))
-        try:
-            email = normal_email(email)
-        except email_validator.EmailNotValidError as e:
-            errors.append(FieldError("email", f"Expected an email address: {e}"))
-        if self.definition.signup_consent and consent is not True:
-            errors.append(FieldError("consent", f"Signing up needs your consent: {self.definition.signup_consent}"))
-        try:
-            session = self.session(session_id, now)
-        except InvalidInput as e:
-            raise InvalidInput(e.errors + errors) from None
-        if errors:
-            raise InvalidInput(errors)
-        return session, Contact(name, email)
-
-    def _check_accepting(self, now: datetime) -> None:
+    def check_accepting(self, now: datetime) -> None:
+        """Refuse unless the consultation takes responses (and signups) at `now`."""
         if not self.is_open:
             raise NotAcceptingResponses(f"The consultation '{self.slug}' is closed.")
         if not accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now):

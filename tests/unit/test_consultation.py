@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from domain.consultation import Consultation, Definition, Kind, Question, read_definition
+from domain.consultations.consultation import Consultation, Definition, Kind, Question, read_definition
 from domain.errors import InvalidDefinition, InvalidResponse, NotAcceptingResponses
 from tests.conftest import SEED
 

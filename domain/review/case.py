@@ -12,8 +12,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.topics import stored_as
+
 from domain.errors import DomainError, FieldError, InvalidInput
-from store.keys import Sealed
+from domain.sealed import Sealed
 
 MAX_NOTE = 5000
 
@@ -56,6 +58,7 @@ def case_id(response_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:review-case:{response_id}")
 
 
+@stored_as("domain.review")
 class ReviewCase(Aggregate):
     class Opened(Aggregate.Created):
         response_id: UUID

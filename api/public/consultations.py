@@ -13,13 +13,12 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from api.problems import documented, problem
-from api.services import Services
-from domain.application import Receipt
-from domain.consultation import consultation_id
+from api.services import After, Services, wait
+from domain.consultations.service import Receipt
+from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
 from projections.form import ConsultationForm
 from projections.stats import Stats
-from projections.view import ViewReader
 
 MAX_QUESTION_ID = 40
 QuestionIdIn = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_ID)]
@@ -55,18 +54,6 @@ IdempotencyKey = Annotated[
         description="A fresh random value per submission (a UUID fits): it also keys the stored answer",
     ),
 ]
-
-
-After = Annotated[
-    int | None, QueryParameter(ge=0, description="Answer once the view has processed this notification position")
-]
-
-
-async def wait(services: Services, view: ViewReader, after: int | None) -> None:
-    """Read-your-writes: hold the answer until the view has caught up, or say it has not."""
-    if after is not None and not await services.caught_up(view, after):
-        detail = f"This view has not reached position {after} yet; retry shortly."
-        raise problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
 
 
 @get(
@@ -109,7 +96,7 @@ async def stats(
     after: After = None,
 ) -> Stats:
     await wait(services, services.stats, after)
-    result = await services.stats.stats(consultation_id(slug), services.agora.name)
+    result = await services.stats.stats(consultation_id(slug), services.app_name)
     if result is None:
         raise ConsultationNotFound(slug)
     return result

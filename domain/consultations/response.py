@@ -11,10 +11,13 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.consultation import Answer
-from store.keys import Sealed
+from domain.topics import stored_as
+
+from domain.consultations.consultation import Answer
+from domain.sealed import Sealed
 
 
+@stored_as("domain.response")
 class Response(Aggregate):
     class Submitted(Aggregate.Created):
         class_version = 2

@@ -1,7 +1,7 @@
 """Signing up for a working session: the only personal data Agora holds, and how it is forgotten.
 
 A signup is kept apart from responses: a random id, no reference to any response. The name
-and email are sealed under a data key of the person's own (store/keys.py); erasure destroys
+and email are sealed under a data key of the person's own (domain/sealed.py); erasure destroys
 that key, so the immutable log keeps the signup's shape and loses who it was.
 
 Links in emails carry tokens derived from a server secret (`LinkTokens`); events hold only
@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import unicodedata
 from datetime import datetime, timedelta
 from enum import Enum
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -22,8 +23,10 @@ import email_validator
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import SessionFull, SignupLinkInvalid
-from store.keys import Sealed
+from domain.topics import stored_as
+
+from domain.errors import FieldError, InvalidInput, SessionFull, SignupLinkInvalid
+from domain.sealed import Sealed
 
 
 RESEND_AFTER = timedelta(minutes=10)
@@ -38,6 +41,26 @@ def normal_email(address: str) -> str:
 class Contact(msgspec.Struct, frozen=True):
     name: str
     email: str
+
+
+def check_contact(name: str, email: str, consent: bool, consent_text: str) -> Contact:
+    """The contact as it will be recorded, or the reasons it cannot be; `consent_text` is what
+    the person must agree to (none if empty)."""
+    errors = []
+    name = " ".join(name.split())  # no line breaks or runs of spaces: it goes into mail headers
+    if not 1 <= len(name) <= 200:
+        errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
+    elif any(unicodedata.category(c) == "Cc" for c in name):
+        errors.append(FieldError("name", "A name cannot hold control characters."))
+    try:
+        email = normal_email(email)
+    except email_validator.EmailNotValidError as e:
+        errors.append(FieldError("email", f"Expected an email address: {e}"))
+    if consent_text and consent is not True:
+        errors.append(FieldError("consent", f"Signing up needs your consent: {consent_text}"))
+    if errors:
+        raise InvalidInput(errors)
+    return Contact(name, email)
 
 
 class Availability(msgspec.Struct, frozen=True):
@@ -80,6 +103,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@stored_as("domain.signup")
 class Signup(Aggregate):
     class Requested(Aggregate.Created):
         consultation_id: UUID
@@ -197,6 +221,7 @@ def seats_id(consultation_id: UUID, session_id: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:seats:{consultation_id}:{session_id}")
 
 
+@stored_as("domain.signup")
 class Seats(Aggregate):
     """The confirmed seats of one session: who holds them, never more than its capacity."""
 

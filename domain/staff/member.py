@@ -7,6 +7,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.topics import stored_as
+
 from domain.errors import DomainError
 
 
@@ -30,6 +32,7 @@ def staff_id(email: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:staff:{email.strip().lower()}")
 
 
+@stored_as("domain.staff")
 class StaffMember(Aggregate):
     class Enrolled(Aggregate.Created):
         email: str

@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
-from domain.application import Agora, Receipt, Submission
+from domain.consultations.service import Consultations, Receipt, Submission
 from domain.errors import DomainError
 
 MAX_BATCH = 500
 
 
 class GroupCommit:
-    def __init__(self, app: Agora) -> None:
-        self.app = app
+    def __init__(self, consultations: Consultations) -> None:
+        self.consultations = consultations
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future[Receipt]]] = asyncio.Queue()
         # One writer thread: eventsourcing is synchronous, and one writer keeps batches whole.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
@@ -48,7 +48,7 @@ class GroupCommit:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await loop.run_in_executor(self._writer, self.app.submit_batch, [s for s, _ in batch])
+                results = await loop.run_in_executor(self._writer, self.consultations.submit_batch, [s for s, _ in batch])
             except Exception as e:  # noqa: BLE001 - the whole transaction failed: every caller hears why
                 for _, future in batch:
                     if not future.done():

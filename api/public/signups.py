@@ -8,8 +8,6 @@ The POSTs answer JSON, or a page when a browser asks for one.
 
 from __future__ import annotations
 
-import html
-from urllib.parse import urlencode
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,14 +16,11 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.security.jwt import Token
 
-from api.auth import requires
-from api.problems import STAFF_PROBLEMS, documented, status_of
+from api.problems import documented
+from api.public.pages import page, refusal_page
 from api.services import Services
-from domain.errors import DomainError, SessionFull
-from domain.signup import Availability
-from domain.staff import Role, StaffMember
+from domain.errors import DomainError
 
 Action = Literal["confirm", "cancel", "erase"]
 TokenIn = Annotated[str, QueryParameter(min_length=1, max_length=100, description="The token from the emailed link")]
@@ -53,12 +48,6 @@ class SignupState(msgspec.Struct):
     detail: str
 
 
-class Attendee(msgspec.Struct):
-    name: str
-    email: str
-    session_id: str
-
-
 ACCEPTED = Accepted(
     "If this address can receive email, a message is on its way (at most one every 10 minutes): confirm with "
     "its link to take a seat. Until you confirm, nothing is booked."
@@ -82,7 +71,7 @@ _BUTTONS = {"confirm": "Confirm my seat", "cancel": "Cancel my signup", "erase":
     summary="Sign up for a working session",
 )
 def sign_up(slug: FromPath[str], data: JSONBody[SignupIn], services: NamedDependency[Services]) -> Accepted:
-    services.agora.request_signup(slug, data.session_id, data.name, data.email, data.consent)
+    services.signups.request(slug, data.session_id, data.name, data.email, data.consent)
     return ACCEPTED
 
 
@@ -107,63 +96,19 @@ def act(
     signup_id: FromPath[UUID], action: FromPath[Action], token: TokenIn, request: Request[Any, Any, Any],
     services: NamedDependency[Services], session_id: SessionIn = None,
 ) -> Response[Any]:
-    agora = services.agora
     browser = request.accept.best_match(["application/json", "text/html"], default="application/json") == "text/html"
     try:
         if action == "confirm":
-            signup = agora.confirm_signup(signup_id, token, session_id)
+            signup = services.signups.confirm(signup_id, token, session_id)
         elif action == "cancel":
-            signup = agora.cancel_signup(signup_id, token)
+            signup = services.signups.cancel(signup_id, token)
         else:
-            signup = agora.erase_signup(signup_id, token)
+            signup = services.signups.erase(signup_id, token)
     except DomainError as e:
         if not browser:
             raise
-        return _refusal_page(e, token)
+        return refusal_page(e, token)
     title, detail = _DONE[action]
     if browser:
         return Response(page(title, detail), media_type=MediaType.HTML)
     return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, detail))
-
-
-@get(
-    "/staff/consultations/{slug:str}/sessions/{session_id:str}/attendees",
-    sync_to_thread=True,
-    guards=[requires(Role.ADMIN)],
-    responses=STAFF_PROBLEMS,
-    summary="Confirmed attendees of a session, with names and emails (admins only)",
-)
-def attendees(slug: FromPath[str], session_id: FromPath[str], services: NamedDependency[Services], request: Request[StaffMember, Token, Any]) -> list[Attendee]:
-    return [Attendee(c.name, c.email, s.session_id) for s, c in services.agora.attendees(slug, session_id)]
-
-
-def page(title: str, detail: str, buttons: list[tuple[str, str]] = ()) -> str:
-    """A minimal page; `buttons` are (POST target relative to this page, "" for itself; label)."""
-    forms = "".join(
-        f'<form method="post"{_action(url)}><button>{html.escape(label)}</button></form>' for url, label in buttons
-    )
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
-        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>{forms}</body></html>"
-    )
-
-
-def _refusal_page(e: DomainError, token: str) -> Response[str]:
-    buttons = []
-    if isinstance(e, SessionFull):
-        buttons = [
-            (f"?{urlencode({'token': token, 'session_id': a.session_id})}", _offer(a))  # relative: works behind a path prefix
-            for a in e.alternatives
-            if isinstance(a, Availability)
-        ]
-    return Response(page("That did not work", e.detail, buttons), status_code=status_of(e), media_type=MediaType.HTML)
-
-
-def _action(url: str) -> str:
-    return f' action="{html.escape(url)}"' if url else ""
-
-
-def _offer(a: Availability) -> str:
-    return f"Take a seat in {a.title} instead ({a.seats_left} left)"
-
-

@@ -6,7 +6,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.consultation import Theme
+from domain.topics import stored_as
+
+from domain.consultations.consultation import Theme
 from domain.errors import FieldError, InvalidInput
 
 
@@ -14,6 +16,7 @@ def frame_id(consultation_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:coding-frame:{consultation_id}")
 
 
+@stored_as("domain.frame")
 class CodingFrame(Aggregate):
     class Created(Aggregate.Created):
         consultation_id: UUID

@@ -14,7 +14,7 @@ from litestar.security.jwt import Token
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, documented
 from api.services import Services
-from domain.staff import Role, StaffMember
+from domain.staff.member import Role, StaffMember
 
 Email = Annotated[str, msgspec.Meta(max_length=320)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -55,7 +55,7 @@ def profile(member: StaffMember) -> Profile:
 
 @post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"public": True}, summary="Sign in: a token for the Authorization header")
 def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
-    member = services.agora.authenticate(data.email, data.password)
+    member = services.staff.authenticate(data.email, data.password)
     token = services.auth.create_token(identifier=str(member.id))
     return Response(SignedIn(token, member.id, sorted(member.roles)), status_code=201)
 
@@ -67,22 +67,22 @@ async def me(request: Request[StaffMember, Token, object]) -> Profile:
 
 @post("/staff", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Enrol a staff member")
 def enrol(data: JSONBody[Enrolment], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Enrolled:
-    return Enrolled(services.agora.enrol(data.email, data.name, data.password, data.roles, by=request.user.id))
+    return Enrolled(services.staff.enrol(data.email, data.name, data.password, data.roles, by=request.user.id))
 
 
 @put("/staff/{member_id:uuid}/roles/{role:str}", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Grant a role")
 def grant(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
-    services.agora.grant(member_id, role, by=request.user.id)
+    services.staff.grant(member_id, role, by=request.user.id)
 
 
 @delete("/staff/{member_id:uuid}/roles/{role:str}", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Revoke a role")
 def revoke(member_id: FromPath[UUID], role: FromPath[Role], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
-    services.agora.revoke(member_id, role, by=request.user.id)
+    services.staff.revoke(member_id, role, by=request.user.id)
 
 
 @post("/staff/{member_id:uuid}/deactivate", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Deactivate: the member's tokens stop working")
 def deactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
-    services.agora.deactivate(member_id, by=request.user.id)
+    services.staff.deactivate(member_id, by=request.user.id)
 
 
 routes = [sign_in, me, enrol, grant, revoke, deactivate]

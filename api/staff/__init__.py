@@ -1,0 +1,1 @@
+"""Staff routes: signed in, each guarded by the roles it needs: accounts, the review queue, the coding frame, attendees."""

@@ -1,0 +1,46 @@
+"""Sealed values: text the log keeps only as ciphertext, each under a data key of its own.
+
+Destroying the key erases the text from the immutable log (crypto-shredding). The domain
+decides what is sealed and when a key is destroyed; a `Vault` (infrastructure: store/keys.py)
+holds the keys and does the cryptography.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import msgspec
+
+
+class Sealed(msgspec.Struct, frozen=True):
+    """Text encrypted under the data key `key_id`; unreadable once that key is destroyed."""
+
+    key_id: str
+    data: bytes
+
+
+class Vault(Protocol):
+    """Data keys, kept apart from the log; `associated` binds a ciphertext to its place."""
+
+    def seal(self, texts: list[tuple[str, str]]) -> list[Sealed]:
+        """Each (associated, text) sealed under a new key."""
+        ...
+
+    def seal_with(self, key_id: str, text: str, associated: str) -> Sealed:
+        """Sealed under an existing key."""
+        ...
+
+    def unseal(self, sealed: Sealed, associated: str) -> str | None:
+        """The text, or None once its key is destroyed."""
+        ...
+
+    def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:
+        """The (owner, key id) indexed under `digest`; if none yet, a new key for `owner`."""
+        ...
+
+    def owner(self, digest: str) -> str | None: ...
+
+    def destroy(self, key_ids: Iterable[str]) -> None:
+        """Delete the keys and scrub their storage; raises PersistenceError if scrubbing must be tried again."""
+        ...

@@ -1,0 +1,212 @@
+"""Working-session signups: asking for a seat, confirming it by link, cancelling, erasure.
+
+A signup is never linked to a response. Its name and email are sealed under a key of the
+person's own, found again by a digest of the address; erasing destroys that key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import email_validator
+import msgspec
+from eventsourcing.persistence import PersistenceError
+
+from domain.consultations.consultation import Consultation
+from domain.consultations.service import Consultations
+from domain.core import Agora
+from domain.errors import FieldError, InvalidInput, SessionFull, ShredIncomplete, SignupLinkInvalid
+from domain.sealed import Vault
+from domain.signups.signup import Availability, Contact, LinkTokens, Purpose, Seats, Signup, State, check_contact, normal_email, seats_id
+
+INVALID_LINK = "This link is not valid: it may have been used already, or replaced by a newer one."
+
+
+class Signups:
+    def __init__(self, app: Agora, consultations: Consultations, contacts: Vault, links: LinkTokens) -> None:
+        self.app = app
+        self.consultations = consultations
+        self.contacts = contacts  # the keys of names and emails, indexed by a digest of the email
+        self.links = links
+
+    def request(self, slug: str, session_id: str, name: str, email: str, consent: bool, now: datetime | None = None) -> UUID:
+        """Record a request to join a session; the mailer then sends a link to confirm it.
+
+        One signup per email and consultation: asking again re-sends what fits its state.
+        """
+        now = now or datetime.now(UTC)
+        consultation = self.consultations.get(slug)
+        consultation.check_accepting(now)
+        errors: list[FieldError] = []
+        try:
+            contact = check_contact(name, email, consent, consultation.definition.signup_consent)
+        except InvalidInput as e:
+            errors = e.errors
+        try:
+            session = consultation.session(session_id, now)
+        except InvalidInput as e:
+            raise InvalidInput(e.errors + errors) from None
+        if errors:
+            raise InvalidInput(errors)
+        candidate = str(uuid4())
+        owner, key_id = self.contacts.find_or_create(_email_digest(consultation.id, contact.email), candidate)
+        signup_id = UUID(owner)
+
+        def command() -> tuple[Signup]:
+            signup = self._find(signup_id)
+            if signup is None:
+                sealed = self.contacts.seal_with(key_id, msgspec.json.encode(contact).decode(), f"contact:{signup_id}")
+                confirm, manage = self.links.hash(Purpose.CONFIRM, signup_id, 1), self.links.hash(Purpose.MANAGE, signup_id)
+                return (Signup(signup_id, consultation.id, session.id, sealed, 1, confirm, manage),)
+            last_asked = self.app.recorded_at(signup.id, signup.asked_version)
+            signup.request_again(session.id, self.links.hash(Purpose.CONFIRM, signup_id, signup.request + 1), now, last_asked)
+            return (signup,)
+
+        try:
+            self.app.retrying(command)
+        except Exception:
+            if owner == candidate and self._find(signup_id) is None:
+                self.contacts.destroy([key_id])  # leave no key or email digest behind a signup never recorded
+            raise
+        return signup_id
+
+    def confirm(self, signup_id: UUID, token: str, session_id: str | None = None, now: datetime | None = None) -> Signup:
+        """Take a seat in the requested session, or in `session_id` instead (say, when that one is full)."""
+        now = now or datetime.now(UTC)
+
+        def command() -> tuple[Signup, ...]:
+            signup = self.get(signup_id)
+            signup.check(Purpose.CONFIRM, token)
+            if signup.state is State.CONFIRMED:  # a second click: nothing more to do
+                return (signup,)
+            consultation = self.consultations.by_id(signup.consultation_id)
+            session = consultation.session(session_id or signup.session_id, now)
+            seats = self._seats(consultation.id, session.id)
+            try:
+                seats.take(signup.id, session.capacity)
+            except SessionFull:
+                others = [a for a in self.availability(consultation.id, now) if a.session_id != session.id and a.seats_left]
+                raise SessionFull(f"Every seat of '{session.title}' is taken.", tuple(others)) from None
+            signup.confirm(session.id)
+            return signup, seats
+
+        return self.app.retrying(command)[0]
+
+    def cancel(self, signup_id: UUID, token: str) -> Signup:
+        """Withdraw, giving back the seat if one was taken. Cancelling again changes nothing."""
+
+        def command() -> tuple[Signup, ...]:
+            signup = self.get(signup_id)
+            signup.check(Purpose.MANAGE, token)
+            seats = self._release_seat(signup)
+            signup.cancel()
+            return (signup, *seats)
+
+        return self.app.retrying(command)[0]
+
+    def erase(self, signup_id: UUID, token: str | None) -> Signup:
+        """Forget the person: record the erasure, then destroy their key. `token` None: the operator.
+
+        Erasing again destroys again, finishing a scrub that failed.
+        """
+
+        def command() -> tuple[Signup, ...]:
+            signup = self.get(signup_id)
+            if token is not None:
+                signup.check(Purpose.MANAGE, token, erased_ok=True)
+            seats = self._release_seat(signup)
+            signup.erase()
+            return (signup, *seats)
+
+        signup = self.app.retrying(command)[0]
+        try:
+            self.contacts.destroy([signup.contact.key_id])
+        except PersistenceError as e:
+            raise ShredIncomplete(f"The erasure is recorded but not finished ({e}); erase again to finish it.") from e
+        return signup
+
+    def record_sent(self, signup_id: UUID, message_id: str) -> None:
+        def command() -> tuple[Signup]:
+            signup = self.get(signup_id)
+            signup.record_sent(message_id)
+            return (signup,)
+
+        self.app.retrying(command)
+
+    # Reading
+
+    def get(self, signup_id: UUID) -> Signup:
+        """The signup; an unknown id is refused like a wrong token, so links reveal nothing."""
+        signup = self._find(signup_id)
+        if signup is None:
+            raise SignupLinkInvalid(INVALID_LINK)
+        return signup
+
+    def exists(self, signup_id: UUID) -> bool:
+        return self._find(signup_id) is not None
+
+    def find(self, slug: str, email: str) -> UUID | None:
+        """The signup of this email address for this consultation, unless none or erased."""
+        consultation = self.consultations.get(slug)
+        try:
+            email = normal_email(email)
+        except email_validator.EmailNotValidError:
+            return None
+        owner = self.contacts.owner(_email_digest(consultation.id, email))
+        return UUID(owner) if owner else None
+
+    def consultation_of(self, signup: Signup) -> Consultation:
+        return self.consultations.by_id(signup.consultation_id)
+
+    def confirmed_at(self, signup: Signup) -> datetime:
+        """When the signup's current confirmation was recorded."""
+        return self.app.recorded_at(signup.id, signup.confirmed_version)
+
+    def contact(self, signup: Signup) -> Contact | None:
+        """Who signed up, or None once erased."""
+        text = self.contacts.unseal(signup.contact, f"contact:{signup.id}")
+        return None if text is None else msgspec.json.decode(text, type=Contact)
+
+    def availability(self, consultation_id: UUID, now: datetime) -> list[Availability]:
+        """Each session not yet started, with its seats left."""
+        consultation = self.consultations.by_id(consultation_id)
+        return [
+            Availability(s.id, s.title, s.starts_at, s.capacity - len(self._seats(consultation_id, s.id).holders))
+            for s in consultation.definition.sessions
+            if now < s.starts_at
+        ]
+
+    def attendees(self, slug: str, session_id: str) -> list[tuple[Signup, Contact]]:
+        """The confirmed signups of a session with who they are, in the order they confirmed."""
+        consultation = self.consultations.get(slug)
+        if session_id not in {s.id for s in consultation.definition.sessions}:
+            raise InvalidInput([FieldError("session", "There is no such session.")])
+        return [(s, c) for s in self.confirmed(consultation.id, session_id) if (c := self.contact(s))]
+
+    def confirmed(self, consultation_id: UUID, session_id: str) -> list[Signup]:
+        """The signups holding a seat in a session, in the order they confirmed."""
+        return [self.get(i) for i in self._seats(consultation_id, session_id).holders]
+
+    def erased(self) -> list[Signup.Erased]:
+        """Every erasure in the log: what to destroy again after restoring a backup."""
+        return list(self.app.select_events(Signup.Erased))
+
+    def _find(self, signup_id: UUID) -> Signup | None:
+        return self.app.find(signup_id, Signup)
+
+    def _seats(self, consultation_id: UUID, session_id: str) -> Seats:
+        return self.app.find(seats_id(consultation_id, session_id), Seats) or Seats(consultation_id, session_id)
+
+    def _release_seat(self, signup: Signup) -> tuple[Seats, ...]:
+        if signup.state is not State.CONFIRMED:
+            return ()
+        seats = self._seats(signup.consultation_id, signup.session_id)
+        seats.free(signup.id)
+        return (seats,)
+
+
+def _email_digest(consultation_id: UUID, email: str) -> str:
+    """How a signup is found again by its email; most mail systems ignore case, so this does too."""
+    return hashlib.sha256(f"{consultation_id}:{email.casefold()}".encode()).hexdigest()

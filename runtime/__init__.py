@@ -1,0 +1,104 @@
+"""The composition root: what every process (`agora serve`, `agora work`, each CLI command) builds
+from one `Settings`: the application and its contexts, the key stores, Redis clients, workers.
+
+Nothing else reads configuration: everything else is handed what it needs from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+import store
+from domain.consultations.service import Consultations
+from domain.core import Agora
+from domain.review.service import Review
+from domain.signups.service import Signups
+from domain.signups.signup import LinkTokens
+from domain.staff.service import Staff
+from runtime.settings import Settings
+from store.keys import KeyStore
+from workers import views
+from workers.follower import Followers
+from workers.mail import FolderTransport, Transport, transport
+from workers.mailer import Mailer
+
+
+def redis_client(settings: Settings) -> redis.asyncio.Redis:
+    """The API's Redis client: a bounded pool that makes callers wait for a connection rather than fail at once."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5)
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+def secret(settings: Settings) -> str:
+    """Signs staff tokens and signup links: AGORA_SECRET, or one made once in the data folder."""
+    return settings.secret or store.local_secret(store.data_dir(settings.data_dir))
+
+
+class System:
+    """The application with its contexts on one event store. Close it when done (or use `with`)."""
+
+    def __init__(self, settings: Settings | None = None, store_env: dict[str, str] | None = None) -> None:
+        """`store_env` chooses the event store (eventsourcing's variables); default: the environment's, or SQLite in the data folder."""
+        self.settings = settings = settings or Settings.from_env()
+        self.data_dir = store.data_dir(settings.data_dir)
+        env = store.environment(self.data_dir) if store_env is None else store_env
+        self.app = Agora(env={**env, **store.CODEC})
+        self.texts = KeyStore(self.app.factory, "data_keys")  # free-text answers
+        self.contact_keys = KeyStore(self.app.factory, "contact_keys")  # signups' names and emails, indexed by email
+        self.consultations = Consultations(self.app, self.texts)
+        self.staff = Staff(self.app, settings.password_profile)
+        self.review = Review(self.app, self.consultations, self.staff, self.texts)
+        self.signups = Signups(self.app, self.consultations, self.contact_keys, LinkTokens(secret(settings)))
+
+    def close(self) -> None:
+        self.app.close()
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    # Redis
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url)
+
+    # Workers
+
+    def workers(self, mail: bool = True) -> Followers:
+        """The projection followers, and the mailer unless `mail` is false; not started."""
+        return views.followers(self.app, self.redis(), self.settings.redis_prefix, self.mailer() if mail else None)
+
+    def mailer(self) -> Mailer:
+        return Mailer(self.signups, self.mail_transport(), self.settings.mail_from, self.settings.links_url)
+
+    def mail_transport(self) -> Transport:
+        """SMTP if SMTP_URL is set, else the data folder's `outbox`, one .eml per message."""
+        return transport(self.settings.smtp_url or None, self.outbox)
+
+    @property
+    def outbox(self) -> Path:
+        return self.data_dir / "outbox"
+
+    # Privacy operations that span contexts
+
+    def forget_mail(self, signup_id: Any) -> None:
+        """Delete a person's messages from the outbox, if there is one (say, from before SMTP was set up)."""
+        if self.outbox.exists():
+            FolderTransport(self.outbox).forget(str(signup_id))
+
+    def reshred(self) -> int:
+        """Destroy again every key the log says was destroyed, and erased people's outbox files:
+        run after restoring the data folder or the key store from a backup. Returns how many keys."""
+        texts = self.review.shredded_keys()
+        erased = self.signups.erased()
+        self.texts.destroy(texts)
+        self.contact_keys.destroy([e.key_id for e in erased])
+        for e in erased:
+            self.forget_mail(e.originator_id)
+        return len(texts) + len(erased)

@@ -1,0 +1,76 @@
+"""Every setting of every process, read from environment variables in one place (docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True):
+    # Where this process keeps its files: the SQLite store and its keys, the embedded Redis, the outbox.
+    data_dir: str = "var"
+    consultations_dir: str = "consultations"  # consultation files loaded by `agora serve`
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # No access log by default: it would write every respondent's address to the log.
+    access_log: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "agora"
+    # Requests per minute per client on public POSTs; 0 turns the limit off (benchmarks).
+    rate_limit_per_minute: int = 30
+    max_body_bytes: int = 64 * 1024
+    # How long `?after=` waits for a view to reach a position before answering 503.
+    view_wait_seconds: float = 2.0
+    idempotency_ttl_seconds: int = 24 * 3600
+    # Run the projection followers inside the API process (the embedded default).
+    inline_followers: bool = True
+    # Signs staff tokens and signup links; every process of a deployment needs the same one.
+    secret: str = ""
+    token_hours: int = 8
+    lease_minutes: int = 30
+    password_profile: str = "RFC_9106_LOW_MEMORY"  # argon2's parameters, by the name of a profile
+    # The mailer: SMTP, or the data folder's outbox if unset.
+    smtp_url: str = ""
+    mail_from: str = "Agora <agora@localhost>"
+    # Where people reach the API: the links in emails start with it (default: http://HOST:PORT).
+    public_url: str = ""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values = {field: os.environ[var] for var, field in ENV.items() if var in os.environ}
+        return msgspec.convert({**values, **overrides}, cls, strict=False)
+
+    @property
+    def links_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+# Each setting's environment variable.
+ENV = {
+    "AGORA_DATA_DIR": "data_dir",
+    "AGORA_CONSULTATIONS": "consultations_dir",
+    "HOST": "host",
+    "PORT": "port",
+    "AGORA_ACCESS_LOG": "access_log",
+    "REDIS_URL": "redis_url",
+    "AGORA_REDIS_PREFIX": "redis_prefix",
+    "AGORA_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
+    "AGORA_MAX_BODY_BYTES": "max_body_bytes",
+    "AGORA_VIEW_WAIT_SECONDS": "view_wait_seconds",
+    "AGORA_IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
+    "AGORA_INLINE_FOLLOWERS": "inline_followers",
+    "AGORA_SECRET": "secret",
+    "AGORA_TOKEN_HOURS": "token_hours",
+    "AGORA_LEASE_MINUTES": "lease_minutes",
+    "AGORA_PASSWORD_PROFILE": "password_profile",
+    "SMTP_URL": "smtp_url",
+    "AGORA_MAIL_FROM": "mail_from",
+    "AGORA_PUBLIC_URL": "public_url",
+}
+
+# Read by eventsourcing itself to choose and reach the event store (the embedded SQLite file if unset).
+STORE_ENV = (
+    "PERSISTENCE_MODULE", "SQLITE_DBNAME", "POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_PORT",
+    "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_SCHEMA",
+)
