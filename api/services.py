@@ -16,9 +16,7 @@ from api.problems import problem
 from api.public.idempotency import Idempotency
 from api.public.submissions import GroupCommit
 from domain.consultations.service import Submission
-from projections.form import FormReader
-from projections.queue import QueueReader
-from projections.stats import StatsReader
+from projections.live import FormReader, QueueReader, StatsReader
 from projections.view import ViewReader
 from runtime import System
 

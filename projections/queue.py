@@ -1,9 +1,16 @@
-"""The review queue: every response's review state, oldest first, by state and assignee, and progress."""
+"""The review queue's fold: every response's review state, oldest first, by state and assignee, and progress.
+
+Pure: events in, per case a hash (`case:{id}`) and its memberships in sorted sets scored by the
+response's position (`state:{state}`, `assignee:{staff}`, `tags:{theme}`, `flags:{flag}`, and
+`leases` scored by when a claim runs out), and a `progress` hash out; then the decoding of those
+into queue items, a page and progress. The Redis writer and reader are in projections.live.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -14,79 +21,54 @@ from eventsourcing.utils import get_topic
 
 from domain.consultations.response import Response
 from domain.review.case import Outcome, ReviewCase, case_id
-from projections.view import POSITION, RedisView, ViewReader, pairs
+from projections.state import State
 
 STATES = ("new", "claimed", "completed", "excluded")
 REVIEWED = {Outcome.REVIEWED: "completed", Outcome.EXCLUDED: "excluded"}
+PROGRESS = "progress"
+LEASES = "leases"
 
 
-class QueueView(RedisView):
-    name = "queue"
+def case_key(case: UUID | str) -> str:
+    return f"case:{case}"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # What the view holds for each case, as of the events staged so far; read back once after a restart.
-        self._cases: dict[UUID, dict[str, str]] = {}
 
-    MIRRORED = 10_000  # cases kept in memory between batches; the rest are read back when needed
-
-    def open_case(self, tracking: Tracking, case: UUID, **fields: str) -> None:
-        """A new response's case: nothing to read back first."""
-        self._cases[case] = {}
-        self.update(tracking, case, **fields)
-
-    def flush(self, start: int) -> int | None:
-        position = super().flush(start)
-        if len(self._cases) > self.MIRRORED:  # written now, so safe to forget
-            self.forget()
-        return position
-
-    def forget(self) -> None:
-        self._cases.clear()
-
-    def case(self, case: UUID) -> dict[str, str]:
-        if case not in self._cases:
-            stored = self.redis.hgetall(self.keys.key(self.generation, f"case:{case}"))
-            self._cases[case] = {k.decode(): v.decode() for k, v in stored.items()}
-        return self._cases[case]
-
-    def update(self, tracking: Tracking, case: UUID, **fields: str) -> None:
-        """Change a case's fields, keeping its state and assignee sets in step."""
-        current = self.case(case)
-        member, score = str(case), float(current.get("position") or fields["position"])
-        if "state" in fields and fields["state"] != current.get("state"):
-            if current.get("state"):
-                self.zrem(tracking, f"state:{current['state']}", member)
-            self.zadd(tracking, f"state:{fields['state']}", member, score)
-        if "assignee" in fields and fields["assignee"] != current.get("assignee"):
-            if current.get("assignee"):
-                self.zrem(tracking, f"assignee:{current['assignee']}", member)
-            if fields["assignee"]:
-                self.zadd(tracking, f"assignee:{fields['assignee']}", member, score)
-        if "until" in fields:
-            if fields["until"]:
-                self.zadd(tracking, "leases", member, datetime.fromisoformat(fields["until"]).timestamp())
-            else:
-                self.zrem(tracking, "leases", member)
-        current.update(fields)
-        self.hset(tracking, f"case:{case}", **fields)
-
-    def label(self, tracking: Tracking, case: UUID, field: str, value: str, present: bool) -> None:
-        """Add or remove a tag or flag: the case's `field` and the `{field}:{value}` set stay in step."""
-        current = self.case(case)
-        values = set(filter(None, current.get(field, "").split(",")))
-        member = str(case)
-        if present:
-            values.add(value)
-            self.zadd(tracking, f"{field}:{value}", member, float(current["position"]))
+def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fields: str) -> None:
+    """Change a case's fields, keeping its state and assignee sets in step (`new`: a case just opened)."""
+    current = {} if new else view.hash(case_key(case))
+    member, score = str(case), float(current.get("position") or fields["position"])
+    if "state" in fields and fields["state"] != current.get("state"):
+        if current.get("state"):
+            view.zrem(tracking, f"state:{current['state']}", member)
+        view.zadd(tracking, f"state:{fields['state']}", member, score)
+    if "assignee" in fields and fields["assignee"] != current.get("assignee"):
+        if current.get("assignee"):
+            view.zrem(tracking, f"assignee:{current['assignee']}", member)
+        if fields["assignee"]:
+            view.zadd(tracking, f"assignee:{fields['assignee']}", member, score)
+    if "until" in fields:
+        if fields["until"]:
+            view.zadd(tracking, LEASES, member, datetime.fromisoformat(fields["until"]).timestamp())
         else:
-            values.discard(value)
-            self.zrem(tracking, f"{field}:{value}", member)
-        current[field] = ",".join(sorted(values))
-        self.hset(tracking, f"case:{case}", **{field: current[field]})
+            view.zrem(tracking, LEASES, member)
+    (view.hcreate if new else view.hset)(tracking, case_key(case), **fields)
 
 
-class QueueProjection(Projection[QueueView]):
+def label(view: State, tracking: Tracking, case: UUID, field: str, value: str, present: bool) -> None:
+    """Add or remove a tag or flag: the case's `field` and the `{field}:{value}` set stay in step."""
+    current = view.hash(case_key(case))
+    values = set(filter(None, current.get(field, "").split(",")))
+    member = str(case)
+    if present:
+        values.add(value)
+        view.zadd(tracking, f"{field}:{value}", member, float(current["position"]))
+    else:
+        values.discard(value)
+        view.zrem(tracking, f"{field}:{value}", member)
+    view.hset(tracking, case_key(case), **{field: ",".join(sorted(values))})
+
+
+class QueueProjection(Projection[State]):
     name = "queue"
     topics = tuple(
         get_topic(cls)
@@ -102,49 +84,53 @@ class QueueProjection(Projection[QueueView]):
 
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
-        self.view.open_case(
-            tracking, case_id(e.originator_id), response_id=str(e.originator_id), consultation_id=str(e.consultation_id),
-            position=str(tracking.notification_id), submitted_at=e.timestamp.isoformat(), state="new",
+        update(
+            self.view, tracking, case_id(e.originator_id), new=True, response_id=str(e.originator_id),
+            consultation_id=str(e.consultation_id), position=str(tracking.notification_id),
+            submitted_at=e.timestamp.isoformat(), state="new",
         )
-        self.view.hincrby(tracking, "progress", "total")
+        self.view.hincrby(tracking, PROGRESS, "total")
 
     @process_event.register
     def _(self, e: ReviewCase.Claimed, tracking: Tracking) -> None:
-        self.view.update(tracking, e.originator_id, state="claimed", assignee=str(e.by), until=e.until.isoformat())
+        update(self.view, tracking, e.originator_id, state="claimed", assignee=str(e.by), until=e.until.isoformat())
 
     @process_event.register
     def _(self, e: ReviewCase.Released, tracking: Tracking) -> None:
-        self.view.update(tracking, e.originator_id, state="new", assignee="", until="")
+        update(self.view, tracking, e.originator_id, state="new", assignee="", until="")
 
     @process_event.register
     def _(self, e: ReviewCase.Noted, tracking: Tracking) -> None:
-        self.view.hincrby(tracking, f"case:{e.originator_id}", "notes")
+        self.view.hincrby(tracking, case_key(e.originator_id), "notes")
 
     @process_event.register
     def _(self, e: ReviewCase.Tagged, tracking: Tracking) -> None:
-        self.view.label(tracking, e.originator_id, "tags", e.theme_id, present=True)
+        label(self.view, tracking, e.originator_id, "tags", e.theme_id, present=True)
 
     @process_event.register
     def _(self, e: ReviewCase.Untagged, tracking: Tracking) -> None:
-        self.view.label(tracking, e.originator_id, "tags", e.theme_id, present=False)
+        label(self.view, tracking, e.originator_id, "tags", e.theme_id, present=False)
 
     @process_event.register
     def _(self, e: ReviewCase.Flagged, tracking: Tracking) -> None:
-        self.view.label(tracking, e.originator_id, "flags", e.flag.value, present=True)
+        label(self.view, tracking, e.originator_id, "flags", e.flag.value, present=True)
 
     @process_event.register
     def _(self, e: ReviewCase.QuoteMarked, tracking: Tracking) -> None:
-        self.view.hincrby(tracking, f"case:{e.originator_id}", "quotes")
+        self.view.hincrby(tracking, case_key(e.originator_id), "quotes")
 
     @process_event.register
     def _(self, e: ReviewCase.Completed, tracking: Tracking) -> None:
-        self.view.update(tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="")
-        self.view.hincrby(tracking, "progress", "reviewed")
+        update(self.view, tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="")
+        self.view.hincrby(tracking, PROGRESS, "reviewed")
 
     @process_event.register
     def _(self, e: ReviewCase.Reopened, tracking: Tracking) -> None:
-        self.view.update(tracking, e.originator_id, state="new")
-        self.view.hincrby(tracking, "progress", "reviewed", -1)
+        update(self.view, tracking, e.originator_id, state="new")
+        self.view.hincrby(tracking, PROGRESS, "reviewed", -1)
+
+
+# Reading the queue
 
 
 class QueueItem(msgspec.Struct, frozen=True):
@@ -161,12 +147,6 @@ class QueueItem(msgspec.Struct, frozen=True):
     flags: list[str]
 
 
-class QueuePage(msgspec.Struct, frozen=True):
-    items: list[QueueItem]
-    next_cursor: int | None  # pass as `cursor` for the next page
-    position: int  # the view's position: poll with `?after=position+1` for what comes next
-
-
 class Progress(msgspec.Struct, frozen=True):
     total: int
     reviewed: int
@@ -174,63 +154,16 @@ class Progress(msgspec.Struct, frozen=True):
     position: int
 
 
-class QueueReader(ViewReader):
-    def __init__(self, client: Any, prefix: str) -> None:
-        super().__init__(client, prefix, QueueView.name)
+class Page(msgspec.Struct, frozen=True):
+    """A page of the queue (the API serves it as `QueuePage`, encoded alike)."""
 
-    async def page(
-        self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
-        cursor: int, limit: int, now: datetime,
-    ) -> QueuePage:
-        """Cases submitted after `cursor` (a position), oldest first, filtered by state, assignee, tag and flag.
-
-        Without any filter it lists the new ones. A claim whose lease has run out is back in
-        the queue: it lists as new.
-        """
-        if not (state or assignee or tag or flag):
-            state = "new"
-        index = (
-            f"assignee:{assignee}" if assignee else f"tags:{tag}" if tag else f"flags:{flag}" if flag else f"state:{state}"
-        )
-        page, lapsed, position = await self.read(
-            ("ZRANGEBYSCORE", index, (f"({cursor}", "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)),
-            ("ZRANGEBYSCORE", "leases", ("-inf", f"({now.timestamp()}")),
-            ("HGET", POSITION, (application_name,)),
-        )
-        # The page is a window of the index; filters may leave fewer items than `limit` in it,
-        # but the cursor moves over the whole window so no later match is ever passed over.
-        scored = pairs(page)
-        members = list(scored)[:limit]
-        upper = float(scored[members[-1]]) if len(scored) > limit else float("inf")
-        if index == "state:new":
-            members += lapsed
-        items = sorted(
-            (
-                i for i in await self._items(list(dict.fromkeys(members)), set(lapsed))
-                if cursor < i.position <= upper
-                and (state is None or i.state == state)
-                and (assignee is None or i.assignee == assignee)
-                and (tag is None or tag in i.tags)
-                and (flag is None or flag in i.flags)
-            ),
-            key=lambda i: i.position,
-        )
-        return QueuePage(items, int(upper) if upper != float("inf") else None, int(position or 0))
-
-    async def progress(self, application_name: str) -> Progress:
-        counts, position = await self.read(("HGETALL", "progress", ()), ("HGET", POSITION, (application_name,)))
-        c = {k.decode(): int(v) for k, v in pairs(counts).items()}
-        total, reviewed = c.get("total", 0), c.get("reviewed", 0)
-        return Progress(total, reviewed, round(100 * reviewed / total, 1) if total else 0.0, int(position or 0))
-
-    async def _items(self, members: list[bytes], lapsed: set[bytes]) -> list[QueueItem]:
-        if not members:
-            return []
-        hashes = await self.read(*(("HGETALL", f"case:{m.decode()}", ()) for m in members))
-        return [_item(pairs(h), lapsed=m in lapsed) for m, h in zip(members, hashes, strict=True) if h]
+    items: list[QueueItem]
+    next_cursor: int | None  # pass as `cursor` for the next page
+    position: int  # the view's position
 
 
-def _item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
+def item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
+    """A case's hash as an item; a claim whose lease has run out (`lapsed`) lists as new."""
     f = {k.decode(): v.decode() for k, v in h.items()}
     claimed = f["state"] == "claimed" and not lapsed
     return QueueItem(
@@ -246,3 +179,61 @@ def _item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
         tags=[t for t in f.get("tags", "").split(",") if t],
         flags=[t for t in f.get("flags", "").split(",") if t],
     )
+
+
+def progress(counts: dict[bytes, bytes], position: int) -> Progress:
+    """Progress from the view's `progress` hash."""
+    c = {k.decode(): int(v) for k, v in counts.items()}
+    total, reviewed = c.get("total", 0), c.get("reviewed", 0)
+    return Progress(total, reviewed, round(100 * reviewed / total, 1) if total else 0.0, position)
+
+
+class Query(NamedTuple):
+    """Which cases a page lists: filtered by state, assignee, tag and flag; without any filter, the new ones."""
+
+    state: str | None
+    assignee: UUID | None
+    tag: str | None
+    flag: str | None
+
+    @classmethod
+    def of(cls, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None) -> Query:
+        return cls("new" if not (state or assignee or tag or flag) else state, assignee, tag, flag)
+
+    @property
+    def index(self) -> str:
+        """The sorted set to page through: the most selective filter's."""
+        if self.assignee:
+            return f"assignee:{self.assignee}"
+        return f"tags:{self.tag}" if self.tag else f"flags:{self.flag}" if self.flag else f"state:{self.state}"
+
+    def window(self, scored: dict[bytes, bytes], limit: int, lapsed: list[bytes]) -> tuple[list[bytes], float]:
+        """The members of a window of the index (up to `limit + 1` with their scores) to read, and its upper bound.
+
+        Filters may leave fewer items than `limit` in the window, but the cursor moves over the
+        whole window so no later match is ever passed over. Lapsed claims are back in the queue.
+        """
+        members = list(scored)[:limit]
+        upper = float(scored[members[-1]]) if len(scored) > limit else float("inf")
+        if self.index == "state:new":
+            members += lapsed
+        return list(dict.fromkeys(members)), upper
+
+    def page(self, items: Iterable[QueueItem], cursor: int, upper: float, position: int) -> Page:
+        """The items of the window that match, oldest first."""
+        selected = sorted(
+            (
+                i for i in items
+                if cursor < i.position <= upper
+                and (self.state is None or i.state == self.state)
+                and (self.assignee is None or i.assignee == self.assignee)
+                and (self.tag is None or self.tag in i.tags)
+                and (self.flag is None or self.flag in i.flags)
+            ),
+            key=lambda i: i.position,
+        )
+        return Page(selected, int(upper) if upper != float("inf") else None, position)
+
+
+# Transitional: names that moved when the folds were made pure. Remove once api/, workers/ and
+# tests/ import them from their new homes (projections.live for Redis, api.schemas for HTTP).

@@ -1,7 +1,13 @@
-"""Public statistics: responses counted, and answers counted per option of each choice question."""
+"""Public statistics' fold: responses counted, and answers counted per option of each choice question.
+
+Pure: events in, per consultation a set of its counted questions (`counted:{id}`) and a hash of
+counts (`stats:{id}`) out; `tally` turns those counts into `Stats` by the counting rules, for the
+API, a point-in-time replay or a report alike. The Redis writer and reader are in projections.live.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -11,40 +17,19 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.consultations.consultation import Consultation, Kind
+from domain.consultations.consultation import Consultation, Definition, Kind
 from domain.consultations.response import Response
-from projections.form import FormReader
-from projections.view import POSITION, RedisView, ViewReader, pairs
+from projections.state import State
 
 COUNTED = (Kind.SINGLE_CHOICE, Kind.YES_NO)
 
 
-class StatsView(RedisView):
-    name = "stats"
+def stats_key(consultation_id: UUID | str) -> str:
+    return f"stats:{consultation_id}"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._counted: dict[UUID, tuple[str, frozenset[str]]] = {}  # per consultation: its hash, its counted questions
 
-    def forget(self) -> None:
-        self._counted.clear()
-
-    def count_questions(self, tracking: Tracking, consultation_id: UUID, question_ids: list[str]) -> None:
-        self._counted[consultation_id] = (f"stats:{consultation_id}", frozenset(question_ids))
-        self.sadd(tracking, f"counted:{consultation_id}", *question_ids)
-
-    def count_response(self, tracking: Tracking, consultation_id: UUID, answers: dict[str, str | bool]) -> None:
-        suffix, counted = self._counted_questions(consultation_id)
-        self.hincrby(tracking, suffix, "responses")
-        for question_id in counted & answers.keys():
-            self.hincrby(tracking, suffix, answer_field(question_id, answers[question_id]))
-
-    def _counted_questions(self, consultation_id: UUID) -> tuple[str, frozenset[str]]:
-        """Which questions of a consultation are counted; read back once after a restart."""
-        if consultation_id not in self._counted:
-            members = self.redis.smembers(self.keys.key(self.generation, f"counted:{consultation_id}"))
-            self._counted[consultation_id] = (f"stats:{consultation_id}", frozenset(m.decode() for m in members))
-        return self._counted[consultation_id]
+def counted_key(consultation_id: UUID | str) -> str:
+    return f"counted:{consultation_id}"
 
 
 def answer_value(value: str | bool) -> str:
@@ -55,7 +40,7 @@ def answer_field(question_id: str, value: str | bool) -> str:
     return f"{question_id}={answer_value(value)}"
 
 
-class StatsProjection(Projection[StatsView]):
+class StatsProjection(Projection[State]):
     name = "stats"
     topics = (get_topic(Consultation.Created), get_topic(Response.Submitted))
 
@@ -66,11 +51,16 @@ class StatsProjection(Projection[StatsView]):
     @process_event.register
     def _(self, e: Consultation.Created, tracking: Tracking) -> None:
         counted = [q.id for q in e.definition.questions if q.kind in COUNTED]
-        self.view.count_questions(tracking, e.originator_id, counted)
+        self.view.sadd(tracking, counted_key(e.originator_id), *counted)
 
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
-        self.view.count_response(tracking, e.consultation_id, e.answers)
+        counted = self.view.members(counted_key(e.consultation_id))
+        suffix = stats_key(e.consultation_id)
+        self.view.hincrby(tracking, suffix, "responses")
+        for question_id, value in e.answers.items():
+            if question_id in counted:
+                self.view.hincrby(tracking, suffix, answer_field(question_id, value))
 
 
 class Stats(msgspec.Struct, frozen=True):
@@ -81,22 +71,19 @@ class Stats(msgspec.Struct, frozen=True):
     position: int
 
 
-class StatsReader(ViewReader):
-    def __init__(self, client: Any, prefix: str) -> None:
-        super().__init__(client, prefix, StatsView.name)
-        self._forms = FormReader(client, prefix)
+def tally(definition: Definition, counts: Mapping[bytes, bytes], position: int) -> Stats:
+    """The counting rules: every option of every counted question, zero if nobody chose it.
 
-    async def stats(self, consultation_id: UUID, application_name: str) -> Stats | None:
-        form = await self._forms.form(consultation_id)
-        if form is None:
-            return None
-        counts, position = await self.read(
-            ("HGETALL", f"stats:{consultation_id}", ()), ("HGET", POSITION, (application_name,))
-        )
-        counted = {k.decode(): int(v) for k, v in pairs(counts).items()}
-        answers = {}
-        for q in form.definition.questions:
-            if q.kind in COUNTED:
-                values = [o.id for o in q.options] if q.kind is Kind.SINGLE_CHOICE else [True, False]
-                answers[q.id] = {answer_value(v): counted.get(answer_field(q.id, v), 0) for v in values}
-        return Stats(responses=counted.get("responses", 0), answers=answers, position=int(position or 0))
+    `counts` is the view's `stats:{id}` hash as Redis (or `Memory.hgetall`) gives it.
+    """
+    counted = {k.decode(): int(v) for k, v in counts.items()}
+    answers = {}
+    for q in definition.questions:
+        if q.kind in COUNTED:
+            values = [o.id for o in q.options] if q.kind is Kind.SINGLE_CHOICE else [True, False]
+            answers[q.id] = {answer_value(v): counted.get(answer_field(q.id, v), 0) for v in values}
+    return Stats(responses=counted.get("responses", 0), answers=answers, position=position)
+
+
+# Transitional: names that moved when the folds were made pure. Remove once api/, workers/ and
+# tests/ import them from their new homes (projections.live for Redis, api.schemas for HTTP).

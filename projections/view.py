@@ -10,6 +10,10 @@ Every key of a view shares the hash tag `{name}`, so a view's script touches one
 stays atomic on Redis Cluster. Keys live under a generation: a rebuild writes a fresh
 generation beside the live one and switches over only once it has caught up, so readers
 never see a half-built view.
+
+What a view holds is decided by its projection's fold (projections.state describes what a fold
+may do); this module only writes and reads it. The views themselves, writer and reader, are in
+projections.live.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
 import redis
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import Tracking
+
+from projections.state import POSITION, State, Value
 
 # KEYS: generation, position, then one key per command. ARGV: generation, must-be-current,
 # application, the position the batch was read from and its last notification, then
@@ -60,9 +66,6 @@ end
 return out
 """
 
-POSITION = "position"
-
-
 class StaleGeneration(Exception):
     """The view was switched to a rebuilt generation; resume from its position."""
 
@@ -102,10 +105,15 @@ class ViewReader:
         return await self._read(keys=[self.keys.generation], args=args)
 
 
-class RedisView(TrackingRecorder):
-    """A view's writer. Projections stage changes; a follower calls `flush()` once per batch."""
+class RedisView(State):
+    """A view's writer. Projections stage changes; a follower calls `flush()` once per batch.
+
+    What the fold reads back (`hash`, `members`) comes from a mirror: read from Redis once, with
+    the changes staged since applied, and kept in step with what is staged after.
+    """
 
     name: ClassVar[str]
+    MIRRORED = 10_000  # hashes and sets kept in memory between batches; the rest are read back when needed
 
     def __init__(self, client: redis.Redis, prefix: str, generation: int | None = None) -> None:
         self.redis = client
@@ -116,17 +124,28 @@ class RedisView(TrackingRecorder):
         self._apply = client.register_script(_APPLY)
         self.discard()
 
-    def hset(self, tracking: Tracking, suffix: str, **fields: str | bytes) -> None:
+    def hset(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
         self._fields.setdefault(suffix, {}).update(fields)
+        if suffix in self._hashes:
+            self._hashes[suffix].update((k, _text(v)) for k, v in fields.items())
         self.insert_tracking(tracking)
+
+    def hcreate(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
+        self.hset(tracking, suffix, **fields)
+        self._hashes[suffix] = {k: _text(v) for k, v in fields.items()}  # nothing to read back
 
     def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
         self._counts[suffix][field] += amount
+        if suffix in self._hashes:
+            mirrored = self._hashes[suffix]
+            mirrored[field] = str(int(mirrored.get(field, 0)) + amount)
         self.insert_tracking(tracking)
 
     def sadd(self, tracking: Tracking, suffix: str, *members: str) -> None:
         if members:
             self._members.setdefault(suffix, set()).update(members)
+            if suffix in self._sets:
+                self._sets[suffix].update(members)
         self.insert_tracking(tracking)
 
     def zadd(self, tracking: Tracking, suffix: str, member: str, score: float) -> None:
@@ -139,6 +158,22 @@ class RedisView(TrackingRecorder):
 
     def insert_tracking(self, tracking: Tracking) -> None:
         self._last = tracking
+
+    def hash(self, suffix: str) -> dict[str, str]:
+        if suffix not in self._hashes:
+            stored = self.redis.hgetall(self.keys.key(self.generation, suffix))
+            mirrored = {k.decode(): v.decode() for k, v in stored.items()}
+            mirrored.update((k, _text(v)) for k, v in self._fields.get(suffix, {}).items())
+            for field, n in self._counts.get(suffix, {}).items():
+                mirrored[field] = str(int(mirrored.get(field, 0)) + n)
+            self._hashes[suffix] = mirrored
+        return dict(self._hashes[suffix])
+
+    def members(self, suffix: str) -> frozenset[str]:
+        if suffix not in self._sets:
+            stored = self.redis.smembers(self.keys.key(self.generation, suffix))
+            self._sets[suffix] = {m.decode() for m in stored} | self._members.get(suffix, set())
+        return frozenset(self._sets[suffix])
 
     def flush(self, start: int) -> int | None:
         """Write the batch read from position `start` and its last position at once; returns the view's position.
@@ -163,14 +198,14 @@ class RedisView(TrackingRecorder):
         for command, suffix, params in commands:
             keys.append(self.keys.key(self.generation, suffix))
             args += [command, len(params), *params]
-        self.discard()
+        self._unstage()
         try:
             position = int(self._apply(keys=keys, args=args))
         except Exception:
             self.forget()
             raise
-        if position != last:
-            self.forget()
+        if position != last or len(self._hashes) + len(self._sets) > self.MIRRORED:
+            self.forget()  # did not land as staged; or written now, so safe to forget
         if position == -1:
             self.generation = self._current_generation()
             raise StaleGeneration(f"view {self.name} moved to generation {self.generation}")
@@ -178,10 +213,16 @@ class RedisView(TrackingRecorder):
 
     def forget(self) -> None:
         """Drop what the view remembers in memory of its contents: a batch did not land as staged."""
+        self._hashes: dict[str, dict[str, str]] = {}
+        self._sets: dict[str, set[str]] = {}
 
     def discard(self) -> None:
-        """Drop staged changes that were not written (the follower re-reads them)."""
-        self._fields: dict[str, dict[str, str | bytes]] = {}
+        """Drop staged changes that were not written (the follower re-reads them), and the mirror that saw them."""
+        self._unstage()
+        self.forget()
+
+    def _unstage(self) -> None:
+        self._fields: dict[str, dict[str, Value]] = {}
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
         self._scores: dict[tuple[str, str], float | None] = {}  # sorted-set membership, last change wins
@@ -224,3 +265,7 @@ class RedisView(TrackingRecorder):
 
     def _current_generation(self) -> int:
         return int(self.redis.get(self.keys.generation) or 0)
+
+
+def _text(value: Value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

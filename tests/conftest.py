@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -22,6 +23,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from domain.consultations.service import Submission
+from domain.staff.member import Role
 from domain.consultations.consultation import Definition, read_definition
 from runtime import System
 from runtime.settings import Settings
@@ -199,3 +202,42 @@ async def caught_up(client: AsyncTestClient, position: int) -> None:
     for path in (f"/consultations/{SLUG}", f"/consultations/{SLUG}/stats"):
         r = await client.get(path, params={"after": position})
         assert r.status_code == 200, r.text
+
+
+# Staff: one admin bootstrapped from the command line, then one member per role.
+
+PASSWORD = "correct horse battery staple"
+ROLES = ["reviewer", "editor", "auditor", "admin"]
+
+
+def enrol_everyone(system: System) -> dict[str, UUID]:
+    """One admin bootstrapped from the command line, then one member per role enrolled by that admin."""
+    admin = system.staff.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
+    ids = {"admin": admin}
+    for role in ("reviewer", "editor", "auditor"):
+        ids[role] = system.staff.enrol(f"{role}@example.org", role.title(), PASSWORD, [Role(role)], by=admin)
+    ids["reviewer2"] = system.staff.enrol("reviewer2@example.org", "Second", PASSWORD, [Role.REVIEWER], by=admin)
+    return ids
+
+
+def submit(system: System, count: int) -> list[UUID]:
+    receipts = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": f"answer {i}"}) for i in range(count)])
+    return [r.id for r in receipts]  # type: ignore[union-attr]
+
+
+async def token(client: Any, email: str) -> dict[str, str]:
+    r = await client.post("/staff/token", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture
+def staff(system: System) -> dict[str, UUID]:
+    return enrol_everyone(system)
+
+
+@pytest.fixture
+async def headers(client: AsyncTestClient, staff: dict[str, UUID]) -> dict[str, dict[str, str]]:
+    who = {role: f"{role}@example.org" for role in ("reviewer", "editor", "auditor", "reviewer2")}
+    who["admin"] = "root@example.org"
+    return {role: await token(client, email) for role, email in who.items()}

@@ -8,17 +8,9 @@ from typing import Any
 import redis
 from eventsourcing.application import Application
 
-from projections.form import FormProjection, FormView
-from projections.queue import QueueProjection, QueueView
-from projections.stats import StatsProjection, StatsView
+from projections.live import VIEWS as PROJECTIONS
 from workers.follower import Follower, Followers
 from workers.mailer import Mailer
-
-PROJECTIONS = {
-    "form": (FormProjection, FormView),
-    "stats": (StatsProjection, StatsView),
-    "queue": (QueueProjection, QueueView),
-}
 
 
 def followers(app: Application[Any], client: redis.Redis, prefix: str, mailer: Mailer | None = None) -> Followers:

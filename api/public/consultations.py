@@ -10,15 +10,14 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from api.problems import documented, problem
+from api.problems import documented
+from api.schemas import ConsultationForm, Stats, render_form
 from api.services import After, Services, wait
 from domain.consultations.service import Receipt
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
-from projections.form import ConsultationForm
-from projections.stats import Stats
 
 MAX_QUESTION_ID = 40
 QuestionIdIn = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_ID)]
@@ -66,7 +65,7 @@ async def form(slug: FromPath[str], request: Request, services: NamedDependency[
     current = await services.forms.form(consultation_id(slug))
     if current is None:
         raise ConsultationNotFound(slug)
-    body, etag = current.render(datetime.now(UTC))
+    body, etag = render_form(current, datetime.now(UTC))
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
         return Response(b"", status_code=304, headers=headers)

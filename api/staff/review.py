@@ -12,20 +12,18 @@ from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import Request, delete, get, post, put
+from litestar import Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.security.jwt import Token
 
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
+from api.schemas import Progress, QueuePage, queue_page
 from api.disclosure import HistoryEntry, entry
 from api.services import After, Services, wait
-from domain.consultations.consultation import Theme
-from domain.errors import FieldError, InvalidInput
 from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
 from domain.staff.member import Role, StaffMember
-from projections.queue import Progress, QueuePage
 
 READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR)
 REVIEWERS = requires(Role.REVIEWER)
@@ -98,9 +96,10 @@ async def queue(
     after: After = None,
 ) -> QueuePage:
     await wait(services, services.queue, after)
-    return await services.queue.page(
+    page = await services.queue.page(
         services.app_name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
     )
+    return queue_page(page)
 
 
 @get("/review/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of the queue is reviewed")

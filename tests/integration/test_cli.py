@@ -12,7 +12,8 @@ from cli.main import main
 from runtime import System
 from runtime.settings import Settings
 from domain.consultations.consultation import consultation_id
-from projections.form import FormView, decode_form
+from projections.form import decode_form
+from projections.live import FormView
 from tests.conftest import REDIS_URL, SEED, SLUG
 
 

@@ -23,7 +23,7 @@ from runtime.settings import Settings
 from domain.consultations.consultation import Definition
 from domain.signups.signup import Contact, Purpose, Signup
 from tests.conftest import POSTGRES, Inbox, free_port
-from tests.test_signups import EMAIL, NAME, SESSIONS, future
+from tests.integration.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
 import workers.mailer as mailer_module
 from workers.mailer import REMIND_BEFORE, RETRY, Mailer

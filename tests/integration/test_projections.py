@@ -18,7 +18,8 @@ from domain.consultations.consultation import Definition
 from domain.consultations.response import Response
 from domain.review.case import Flag, Outcome
 from domain.staff.member import Role
-from projections.stats import StatsProjection, StatsView
+from projections.live import StatsView
+from projections.stats import StatsProjection
 from projections.view import Keys
 from tests.conftest import SLUG
 from workers.follower import Follower

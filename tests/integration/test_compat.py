@@ -19,7 +19,7 @@ from api.app import create_app
 from runtime.settings import Settings
 from runtime import System
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def old_store(tmp_path: Path) -> System:

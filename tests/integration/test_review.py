@@ -1,4 +1,4 @@
-"""Staff and the review queue through HTTP: roles, claims under concurrency, the audit trail."""
+"""The review queue through HTTP: every staff route by role, claims under concurrency, tags, flags, quotes, the coding frame, the audit trail."""
 
 from __future__ import annotations
 
@@ -18,94 +18,8 @@ from domain.consultations.consultation import Consultation, Definition, Theme
 from domain.errors import InvalidInput
 from domain.review.case import ClaimConflict, Outcome
 from domain.staff.member import Role, staff_id
-from tests.conftest import SLUG
+from tests.conftest import PASSWORD, ROLES, submit, token
 
-PASSWORD = "correct horse battery staple"
-ROLES = ["reviewer", "editor", "auditor", "admin"]
-
-
-def enrol_everyone(system: System) -> dict[str, UUID]:
-    """One admin bootstrapped from the command line, then one member per role enrolled by that admin."""
-    admin = system.staff.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
-    ids = {"admin": admin}
-    for role in ("reviewer", "editor", "auditor"):
-        ids[role] = system.staff.enrol(f"{role}@example.org", role.title(), PASSWORD, [Role(role)], by=admin)
-    ids["reviewer2"] = system.staff.enrol("reviewer2@example.org", "Second", PASSWORD, [Role.REVIEWER], by=admin)
-    return ids
-
-
-def submit(system: System, count: int) -> list[UUID]:
-    receipts = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": f"answer {i}"}) for i in range(count)])
-    return [r.id for r in receipts]  # type: ignore[union-attr]
-
-
-async def token(client: Any, email: str) -> dict[str, str]:
-    r = await client.post("/staff/token", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
-@pytest.fixture
-def staff(system: System) -> dict[str, UUID]:
-    return enrol_everyone(system)
-
-
-@pytest.fixture
-async def headers(client: AsyncTestClient, staff: dict[str, UUID]) -> dict[str, dict[str, str]]:
-    who = {role: f"{role}@example.org" for role in ("reviewer", "editor", "auditor", "reviewer2")}
-    who["admin"] = "root@example.org"
-    return {role: await token(client, email) for role, email in who.items()}
-
-
-def test_the_domain_refuses_actions_without_the_role(system: System, staff: dict[str, UUID]) -> None:
-    (response,) = submit(system, 1)
-    with pytest.raises(Exception, match="reviewer role"):
-        system.review.claim(response, staff["auditor"], timedelta(minutes=30))
-    with pytest.raises(Exception, match="admin role"):
-        system.staff.enrol("new@example.org", "New", PASSWORD, [Role.REVIEWER], by=staff["editor"])
-
-
-async def test_sign_in_refuses_wrong_passwords_and_unknown_people_alike(client: AsyncTestClient, staff: dict[str, UUID]) -> None:
-    wrong = await client.post("/staff/token", json={"email": "root@example.org", "password": "x" * 20})
-    unknown = await client.post("/staff/token", json={"email": "nobody@example.org", "password": PASSWORD})
-    assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json()["detail"] == unknown.json()["detail"]
-    assert (await client.get("/staff/me", headers={"Authorization": "Bearer not-a-token"})).status_code == 401
-
-
-async def test_a_deactivated_members_token_stops_working(client: AsyncTestClient, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
-    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 200
-    r = await client.post(f"/staff/{staff['reviewer']}/deactivate", headers=headers["admin"])
-    assert r.status_code == 204
-    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 401
-    assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
-
-
-async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
-    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 403
-    assert (await client.put(f"/staff/{staff['admin']}/roles/auditor", headers=headers["admin"])).status_code == 204
-    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 200
-    assert (await client.delete(f"/staff/{staff['auditor']}/roles/auditor", headers=headers["admin"])).status_code == 204
-    assert (await client.get("/review/progress", headers=headers["auditor"])).status_code == 403
-    events = [type(e).__name__ for e in system.app.events.get(staff["auditor"])]
-    assert events == ["Enrolled", "RoleRevoked"]
-    bad_role = await client.put(f"/staff/{staff['editor']}/roles/overlord", headers=headers["admin"])
-    assert bad_role.status_code == 400
-    self_revoke = await client.delete(f"/staff/{staff['admin']}/roles/admin", headers=headers["admin"])
-    assert self_revoke.status_code == 409
-
-
-async def test_enrolment_checks_its_input_and_refuses_duplicates(client: AsyncTestClient, headers: dict[str, dict[str, str]], system: System) -> None:
-    head = system.app.head()
-    short = await client.post("/staff", json={"email": "not-an-email", "name": "", "password": "short"}, headers=headers["admin"])
-    assert short.status_code == 422
-    assert {e["field"] for e in short.json()["errors"]} == {"email", "name", "password"}
-    again = await client.post("/staff", json={"email": "Editor@Example.org", "name": "E", "password": PASSWORD}, headers=headers["admin"])
-    assert again.status_code == 409
-    assert system.app.head() == head
-
-
-# Every staff endpoint, and the roles that may call it. "staff" means any signed-in member.
 R = "/review/responses/{id}"
 MATRIX = [
     ("GET", "/staff/me", None, {"reviewer", "editor", "auditor", "admin"}),

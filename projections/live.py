@@ -1,0 +1,96 @@
+"""The three views in Redis: each fold's writer (for followers and rebuilds) and its reader (for the API).
+
+A reader fetches what it needs in one round trip per view and hands it to the fold's pure decoding
+(projections.form, .stats, .queue), so the API, a replay in memory and a report read alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.projection import Projection
+
+from projections import queue
+from projections.form import Form, FormProjection, decode_form, form_key
+from projections.queue import LEASES, PROGRESS, Page, Progress, QueueItem, QueueProjection, Query, case_key
+from projections.state import POSITION, State
+from projections.stats import Stats, StatsProjection, stats_key, tally
+from projections.view import RedisView, ViewReader, pairs
+
+
+class FormView(RedisView):
+    name = "form"
+
+
+class StatsView(RedisView):
+    name = "stats"
+
+
+class QueueView(RedisView):
+    name = "queue"
+
+
+VIEWS: dict[str, tuple[type[Projection[State]], type[RedisView]]] = {
+    "form": (FormProjection, FormView),
+    "stats": (StatsProjection, StatsView),
+    "queue": (QueueProjection, QueueView),
+}
+
+
+class FormReader(ViewReader):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix, FormView.name)
+
+    async def form(self, consultation_id: UUID) -> Form | None:
+        (fields,) = await self.read(("HGETALL", form_key(consultation_id), ()))
+        return decode_form(pairs(fields))
+
+
+class StatsReader(ViewReader):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix, StatsView.name)
+        self._forms = FormReader(client, prefix)
+
+    async def stats(self, consultation_id: UUID, application_name: str) -> Stats | None:
+        form = await self._forms.form(consultation_id)
+        if form is None:
+            return None
+        counts, position = await self.read(
+            ("HGETALL", stats_key(consultation_id), ()), ("HGET", POSITION, (application_name,))
+        )
+        return tally(form.definition, pairs(counts), int(position or 0))
+
+
+class QueueReader(ViewReader):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix, QueueView.name)
+
+    async def page(
+        self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
+        cursor: int, limit: int, now: datetime,
+    ) -> Page:
+        """Cases submitted after `cursor` (a position), oldest first, filtered by state, assignee, tag and flag.
+
+        Without any filter it lists the new ones. A claim whose lease has run out is back in
+        the queue: it lists as new.
+        """
+        query = Query.of(state, assignee, tag, flag)
+        window, lapsed, position = await self.read(
+            ("ZRANGEBYSCORE", query.index, (f"({cursor}", "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)),
+            ("ZRANGEBYSCORE", LEASES, ("-inf", f"({now.timestamp()}")),
+            ("HGET", POSITION, (application_name,)),
+        )
+        members, upper = query.window(pairs(window), limit, lapsed)
+        return query.page(await self._items(members, set(lapsed)), cursor, upper, int(position or 0))
+
+    async def progress(self, application_name: str) -> Progress:
+        counts, position = await self.read(("HGETALL", PROGRESS, ()), ("HGET", POSITION, (application_name,)))
+        return queue.progress(pairs(counts), int(position or 0))
+
+    async def _items(self, members: list[bytes], lapsed: set[bytes]) -> list[QueueItem]:
+        if not members:
+            return []
+        hashes = await self.read(*(("HGETALL", case_key(m.decode()), ()) for m in members))
+        return [queue.item(pairs(h), lapsed=m in lapsed) for m, h in zip(members, hashes, strict=True) if h]
