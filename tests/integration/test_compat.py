@@ -17,6 +17,14 @@ from litestar.serialization import encode_json
 
 from api.app import create_app
 from runtime.settings import Settings
+from domain.consultations.consultation import consultation_id
+from domain.consultations.response import Response
+from domain.signups.signup import Signup
+from projections.form import decode_form, form_key
+from projections.live import VIEWS
+from projections.queue import progress
+from projections.state import replay
+from projections.stats import stats_key, tally
 from runtime import System
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -42,6 +50,25 @@ def test_every_stored_event_and_aggregate_reads(tmp_path: Path) -> None:
         aggregate = app.repository.get(aggregate_id)
         assert get_topic(type(aggregate)).startswith("domain.")
     assert len({n.topic for n in notifications}) == 36
+    system.close()
+
+
+def test_every_view_rebuilds_from_the_old_store_and_sealed_text_still_reads(tmp_path: Path) -> None:
+    system = old_store(tmp_path)
+    (consultation,) = system.consultations.slugs()
+    definition = system.consultations.get(consultation).definition
+    views = {name: replay(system.app, projection) for name, (projection, _) in VIEWS.items()}
+    stats = tally(definition, views["stats"].hgetall(stats_key(consultation_id(consultation))), 0)
+    assert stats.responses == 4 and stats.answers["familiarity"] == {"not_aware": 1, "aware_not_read": 0, "read": 2, "know_well": 1}
+    assert progress(views["queue"].hgetall("progress"), 0).reviewed == 2  # three completed, one reopened
+    form = decode_form(views["form"].hgetall(form_key(consultation_id(consultation))))
+    assert form is not None and form.draft_url == "https://example.org/draft" and sum(form.taken.values()) == 1
+    # Free text sealed by the old code opens with today's, redactions applied; erased contacts stay erased.
+    responses = [e.originator_id for e in system.app.select_events(Response.Submitted)]
+    assert system.review.answers(responses[0])["works_well"] == "The scope section is clear."
+    assert system.review.answers(responses[1])["works_well"] == "[redacted] at jane@example.org told me it works."
+    contacts = [system.signups.contact(system.signups.get(e.originator_id)) for e in system.app.select_events(Signup.Requested)]
+    assert [c.name if c else None for c in contacts] == ["Sam One", "Kim Two", None, "Pat Four"]
     system.close()
 
 
