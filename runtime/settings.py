@@ -39,7 +39,13 @@ class Settings(msgspec.Struct, frozen=True):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         values = {field: os.environ[var] for var, field in ENV.items() if var in os.environ}
-        return msgspec.convert({**values, **overrides}, cls, strict=False)
+        try:
+            return msgspec.convert({**values, **overrides}, cls, strict=False)
+        except msgspec.ValidationError as e:  # name the variable, not the field
+            for var, field in ENV.items():
+                if str(e).endswith(f"`$.{field}`"):
+                    raise ValueError(f"{var}: {str(e).split(' - at ')[0]}") from None
+            raise
 
     @property
     def links_url(self) -> str:
