@@ -1,8 +1,8 @@
 """The API's response schemas for the views, and how the public form is rendered.
 
-The views' plain results (`Stats`, `Progress`, `QueueItem`) are the folds' own, shared with
-replays and reports, and re-exported here; what exists only for HTTP (the public form with its
-seats and ETag, a queue page with its cursor) is defined here. The OpenAPI schema names each
+The views' plain results (`Stats`, `Progress`, `QueueItem`, `QueuePage`) are the folds' own,
+shared with replays and reports, and re-exported here; what exists only for HTTP (the public
+form with its seats and ETag) is defined here. The OpenAPI schema names each
 component by its class name: keep the names, fields and their order.
 """
 
@@ -15,10 +15,10 @@ import msgspec
 
 from domain.consultations.consultation import FaqEntry, Question, Session
 from projections.form import Form
-from projections.queue import Page, Progress, QueueItem
+from projections.queue import Progress, QueueItem, QueuePage
 from projections.stats import Stats
 
-__all__ = ["ConsultationForm", "Progress", "QueueItem", "QueuePage", "SessionForm", "Stats", "queue_page", "render_form"]
+__all__ = ["ConsultationForm", "Progress", "QueueItem", "QueuePage", "SessionForm", "Stats", "render_form"]
 
 
 class SessionForm(Session, frozen=True):
@@ -68,13 +68,3 @@ def render_form(form: Form, now: datetime) -> tuple[bytes, str]:
         )
     )
     return body, f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
-
-
-class QueuePage(msgspec.Struct, frozen=True):
-    items: list[QueueItem]
-    next_cursor: int | None  # pass as `cursor` for the next page
-    position: int  # the view's position: poll with `?after=position+1` for what comes next
-
-
-def queue_page(page: Page) -> QueuePage:
-    return QueuePage(items=page.items, next_cursor=page.next_cursor, position=page.position)

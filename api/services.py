@@ -37,7 +37,6 @@ async def wait(services: Services, view: ViewReader, after: int | None) -> None:
 
 class Services:
     def __init__(self, system: System, client: Any, auth: JWTAuth[Any, Any]) -> None:
-        self.system = system
         self.settings = settings = system.settings
         self.app_name = system.app.name  # names the log in the views' positions
         self.consultations, self.staff, self.review, self.signups = system.consultations, system.staff, system.review, system.signups

@@ -70,20 +70,20 @@ def work(args: argparse.Namespace) -> None:
 
 
 def status(args: argparse.Namespace) -> None:
-    with System(settings()) as system:
+    with System(settings()) as system, system.redis() as client:
         head = system.app.head()
         print(f"log head: {head}")
-        for name, position in views.positions(system.app, system.redis(), system.settings.redis_prefix).items():
+        for name, position in views.positions(system.app, client, system.settings.redis_prefix).items():
             print(f"view {name:<8} at {position:>10}  behind by {head - position}")
 
 
 def rebuild(args: argparse.Namespace) -> None:
-    unknown = set(args.views) - set(views.PROJECTIONS)
+    unknown = set(args.views) - set(views.VIEWS)
     if unknown:
-        raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(views.PROJECTIONS)}")
-    with System(settings()) as system:
-        for name in args.views or list(views.PROJECTIONS):
-            events, seconds = views.rebuild(system.app, system.redis(), system.settings.redis_prefix, name)
+        raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(views.VIEWS)}")
+    with System(settings()) as system, system.redis() as client:
+        for name in args.views or list(views.VIEWS):
+            events, seconds = views.rebuild(system.app, client, system.settings.redis_prefix, name)
             print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
 
 
@@ -161,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("work", help="run the projection followers and the mailer in this process").set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
-    r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(views.PROJECTIONS)} (default: all)")
+    r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(views.VIEWS)} (default: all)")
     r.set_defaults(run=rebuild)
 
     c = sub.add_parser("consultation", help="create and operate consultations").add_subparsers(required=True, dest="action", metavar="ACTION")

@@ -111,7 +111,3 @@ def decode_form(h: dict[bytes, bytes]) -> Form | None:
         draft_url=h[b"draft_url"].decode(),
         taken={k[len(_TAKEN) :].decode(): int(v) for k, v in h.items() if k.startswith(_TAKEN.encode())},
     )
-
-
-# Transitional: names that moved when the folds were made pure. Remove once api/, workers/ and
-# tests/ import them from their new homes (projections.live for Redis, api.schemas for HTTP).

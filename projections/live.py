@@ -14,7 +14,7 @@ from eventsourcing.projection import Projection
 
 from projections import queue
 from projections.form import Form, FormProjection, decode_form, form_key
-from projections.queue import LEASES, PROGRESS, Page, Progress, QueueItem, QueueProjection, Query, case_key
+from projections.queue import LEASES, PROGRESS, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key
 from projections.state import POSITION, State
 from projections.stats import Stats, StatsProjection, stats_key, tally
 from projections.view import RedisView, ViewReader, pairs
@@ -70,7 +70,7 @@ class QueueReader(ViewReader):
     async def page(
         self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
         cursor: int, limit: int, now: datetime,
-    ) -> Page:
+    ) -> QueuePage:
         """Cases submitted after `cursor` (a position), oldest first, filtered by state, assignee, tag and flag.
 
         Without any filter it lists the new ones. A claim whose lease has run out is back in

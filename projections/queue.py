@@ -23,7 +23,6 @@ from domain.consultations.response import Response
 from domain.review.case import Outcome, ReviewCase, case_id
 from projections.state import State
 
-STATES = ("new", "claimed", "completed", "excluded")
 REVIEWED = {Outcome.REVIEWED: "completed", Outcome.EXCLUDED: "excluded"}
 PROGRESS = "progress"
 LEASES = "leases"
@@ -154,12 +153,10 @@ class Progress(msgspec.Struct, frozen=True):
     position: int
 
 
-class Page(msgspec.Struct, frozen=True):
-    """A page of the queue (the API serves it as `QueuePage`, encoded alike)."""
-
+class QueuePage(msgspec.Struct, frozen=True):
     items: list[QueueItem]
     next_cursor: int | None  # pass as `cursor` for the next page
-    position: int  # the view's position
+    position: int  # the view's position: poll with `?after=position+1` for what comes next
 
 
 def item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
@@ -219,7 +216,7 @@ class Query(NamedTuple):
             members += lapsed
         return list(dict.fromkeys(members)), upper
 
-    def page(self, items: Iterable[QueueItem], cursor: int, upper: float, position: int) -> Page:
+    def page(self, items: Iterable[QueueItem], cursor: int, upper: float, position: int) -> QueuePage:
         """The items of the window that match, oldest first."""
         selected = sorted(
             (
@@ -232,8 +229,4 @@ class Query(NamedTuple):
             ),
             key=lambda i: i.position,
         )
-        return Page(selected, int(upper) if upper != float("inf") else None, position)
-
-
-# Transitional: names that moved when the folds were made pure. Remove once api/, workers/ and
-# tests/ import them from their new homes (projections.live for Redis, api.schemas for HTTP).
+        return QueuePage(selected, int(upper) if upper != float("inf") else None, position)

@@ -83,7 +83,3 @@ def tally(definition: Definition, counts: Mapping[bytes, bytes], position: int) 
             values = [o.id for o in q.options] if q.kind is Kind.SINGLE_CHOICE else [True, False]
             answers[q.id] = {answer_value(v): counted.get(answer_field(q.id, v), 0) for v in values}
     return Stats(responses=counted.get("responses", 0), answers=answers, position=position)
-
-
-# Transitional: names that moved when the folds were made pure. Remove once api/, workers/ and
-# tests/ import them from their new homes (projections.live for Redis, api.schemas for HTTP).

@@ -8,17 +8,17 @@ from typing import Any
 import redis
 from eventsourcing.application import Application
 
-from projections.live import VIEWS as PROJECTIONS
+from projections.live import VIEWS
 from workers.follower import Follower, Followers
 from workers.mailer import Mailer
 
 
 def followers(app: Application[Any], client: redis.Redis, prefix: str, mailer: Mailer | None = None) -> Followers:
-    return Followers([Follower(app, projection(view(client, prefix))) for projection, view in PROJECTIONS.values()], mailer)
+    return Followers([Follower(app, projection(view(client, prefix))) for projection, view in VIEWS.values()], mailer)
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:
-    return {name: view(client, prefix).max_tracking_id(app.name) or 0 for name, (_, view) in PROJECTIONS.items()}
+    return {name: view(client, prefix).max_tracking_id(app.name) or 0 for name, (_, view) in VIEWS.items()}
 
 
 def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) -> tuple[int, float]:
@@ -26,7 +26,7 @@ def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) 
 
     Returns the number of events replayed and the seconds it took.
     """
-    projection_class, view_class = PROJECTIONS[name]
+    projection_class, view_class = VIEWS[name]
     view = view_class.new_generation(client, prefix)
     follower = Follower(app, projection_class(view))
     started = time.perf_counter()

@@ -19,7 +19,7 @@ from litestar.security.jwt import Token
 
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
-from api.schemas import Progress, QueuePage, queue_page
+from api.schemas import Progress, QueuePage
 from api.disclosure import HistoryEntry, entry
 from api.services import After, Services, wait
 from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
@@ -96,10 +96,9 @@ async def queue(
     after: After = None,
 ) -> QueuePage:
     await wait(services, services.queue, after)
-    page = await services.queue.page(
+    return await services.queue.page(
         services.app_name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
     )
-    return queue_page(page)
 
 
 @get("/review/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of the queue is reviewed")

@@ -16,8 +16,8 @@ from domain.staff.member import Role, StaffConflict, StaffMember, staff_id
 
 
 class Staff:
-    def __init__(self, app: Agora, password_profile: str = "RFC_9106_LOW_MEMORY") -> None:
-        """`password_profile` names one of argon2's profiles: RFC 9106's low-memory one by default."""
+    def __init__(self, app: Agora, password_profile: str) -> None:
+        """`password_profile` names one of argon2's profiles (AGORA_PASSWORD_PROFILE)."""
         self.app = app
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, password_profile))
 

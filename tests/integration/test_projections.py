@@ -35,7 +35,7 @@ def submit(system: System, count: int, slug: str = SLUG) -> None:
 def dump(client: redis.Redis, prefix: str) -> dict[str, object]:
     """Every key of every view's current generation, by name without the generation, with its value."""
     out: dict[str, object] = {}
-    for name in views.PROJECTIONS:
+    for name in views.VIEWS:
         keys = Keys(prefix, name)
         generation = int(client.get(keys.generation) or 0)
         base = keys.key(generation, "")
@@ -132,7 +132,7 @@ def review_some(system: System) -> None:
 def test_rebuild_produces_views_identical_to_the_incremental_ones(
     system: System, sync_redis: redis.Redis, redis_prefix: str, seed: Definition
 ) -> None:
-    incremental = [Follower(system.app, projection(view(sync_redis, redis_prefix)), batch=5) for projection, view in views.PROJECTIONS.values()]
+    incremental = [Follower(system.app, projection(view(sync_redis, redis_prefix)), batch=5) for projection, view in views.VIEWS.values()]
     system.consultations.load(msgspec.structs.replace(seed, slug="second-one"))
     submit(system, 12)
     system.consultations.close(SLUG)
@@ -149,10 +149,10 @@ def test_rebuild_produces_views_identical_to_the_incremental_ones(
     before = dump(sync_redis, redis_prefix)
     assert before["stats:stats:" + str(system.consultations.get("second-one").id)]
     assert before["queue:state:excluded"] and before["queue:tags:ai_use"] and before["queue:flags:duplicate"]
-    for name in views.PROJECTIONS:
+    for name in views.VIEWS:
         events, _ = views.rebuild(system.app, sync_redis, redis_prefix, name)
         assert events == system.app.head()
-    assert {int(sync_redis.get(Keys(redis_prefix, name).generation)) for name in views.PROJECTIONS} == {1}
+    assert {int(sync_redis.get(Keys(redis_prefix, name).generation)) for name in views.VIEWS} == {1}
     assert dump(sync_redis, redis_prefix) == before
 
 
@@ -187,7 +187,7 @@ def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(
 ) -> None:
     submit(system, 10)
     review_some(system)
-    followers = [Follower(system.app, projection(view(sync_redis, redis_prefix))) for projection, view in views.PROJECTIONS.values()]
+    followers = [Follower(system.app, projection(view(sync_redis, redis_prefix))) for projection, view in views.VIEWS.values()]
     for f in followers:
         f.catch_up()
     expected = dump(sync_redis, redis_prefix)
@@ -203,7 +203,7 @@ def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(
         f.catch_up()
     rebuilt_prefix = redis_prefix + "-rebuilt"
     try:
-        for name in views.PROJECTIONS:
+        for name in views.VIEWS:
             views.rebuild(system.app, sync_redis, rebuilt_prefix, name)
         assert after == dump(sync_redis, rebuilt_prefix)
     finally:
