@@ -18,6 +18,7 @@ from domain.errors import (
     ConsultationNotFound,
     DomainError,
     FieldError,
+    IdempotencyKeyReused,
     InvalidDefinition,
     InvalidInput,
     InvalidResponse,
@@ -52,6 +53,7 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     SignupLinkInvalid: (404, "signup-link-invalid", "The link is not valid"),
     SessionStarted: (409, "session-started", "The session has started"),
     SessionFull: (409, "session-full", "The session is full"),
+    IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key reused"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {
@@ -117,6 +119,8 @@ def domain_problem(request: Request, exc: DomainError) -> Response:
         extra["errors"] = [{"field": e.field, "detail": e.detail} for e in exc.errors]
     if isinstance(exc, ClaimConflict) and exc.holder:
         extra.update(holder=str(exc.holder), until=exc.until.isoformat() if exc.until else None)
+    if isinstance(exc, IdempotencyKeyReused):
+        extra["field"] = "Idempotency-Key"
     if isinstance(exc, SessionFull):
         extra["alternatives"] = msgspec.to_builtins(exc.alternatives)  # sessions with seats left: confirm into one
     return problem(status, name, title, exc.detail, **extra).to_response(request)

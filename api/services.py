@@ -1,4 +1,4 @@
-"""What the handlers use, built once per process: the contexts, Redis readers, group commit, idempotency."""
+"""What the handlers use, built once per process: the contexts, Redis readers, group commit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from litestar.security.jwt import JWTAuth
 from redis.exceptions import RedisError
 
 from api.problems import problem
-from api.public.idempotency import Idempotency
 from api.public.submissions import GroupCommit
 from domain.consultations.service import Submission
 from projections.live import FormReader, QueueReader, StatsReader
@@ -45,7 +44,6 @@ class Services:
         self.forms = FormReader(client, settings.redis_prefix)
         self.stats = StatsReader(client, settings.redis_prefix)
         self.commits = GroupCommit(system.consultations)
-        self.idempotency = Idempotency(client, settings.redis_prefix, settings.idempotency_ttl_seconds)
         self._watches: dict[str, Watch] = {}
         self.commits.start()
 
@@ -55,22 +53,8 @@ class Services:
             await watch.close()
 
     async def submit(self, slug: str, answers: dict[str, Any], idempotency_key: str | None) -> bytes:
-        """Record a response; the receipt's JSON. A repeated key returns the first receipt."""
-        request = {"answers": answers}
-        if idempotency_key is not None:
-            stored = await self.idempotency.begin(slug, idempotency_key, request)
-            if stored is not None:
-                return stored
-        try:
-            receipt = await self.commits.submit(Submission(slug, answers))
-        except BaseException:
-            if idempotency_key is not None:
-                await self.idempotency.release(slug, idempotency_key)
-            raise
-        body = msgspec.json.encode(receipt)
-        if idempotency_key is not None:
-            await self.idempotency.finish(slug, idempotency_key, request, body)
-        return body
+        """Record a response; the receipt's JSON. A repeated key returns the first receipt (the event store decides)."""
+        return msgspec.json.encode(await self.commits.submit(Submission(slug, answers, idempotency_key)))
 
     async def caught_up(self, view: ViewReader, position: int) -> bool:
         """Whether `view` reached `position` within the configured wait (read-your-writes)."""

@@ -79,3 +79,7 @@ class SessionFull(DomainError):
     def __init__(self, detail: str, alternatives: tuple[object, ...] = ()) -> None:
         super().__init__(detail)
         self.alternatives = alternatives
+
+
+class IdempotencyKeyReused(DomainError):
+    """A submission repeats an earlier one's Idempotency-Key with other answers."""

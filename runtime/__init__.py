@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 
 import store
-from domain.consultations.service import Consultations
+from domain.consultations.service import Consultations, Keyed
 from domain.core import Agora
 from domain.review.service import Review
 from domain.signups.service import Signups
@@ -49,7 +49,7 @@ class System:
         self.app = Agora(env={**env, **store.CODEC})
         self.texts = KeyStore(self.app.factory, "data_keys")  # free-text answers
         self.contact_keys = KeyStore(self.app.factory, "contact_keys")  # signups' names and emails, indexed by email
-        self.consultations = Consultations(self.app, self.texts)
+        self.consultations = Consultations(self.app, self.texts, Keyed(secret(settings)))
         self.staff = Staff(self.app, settings.password_profile)
         self.review = Review(self.app, self.consultations, self.staff, self.texts)
         self.signups = Signups(self.app, self.consultations, self.contact_keys, LinkTokens(secret(settings)))

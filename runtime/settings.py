@@ -22,7 +22,6 @@ class Settings(msgspec.Struct, frozen=True):
     max_body_bytes: int = 64 * 1024
     # How long `?after=` waits for a view to reach a position before answering 503.
     view_wait_seconds: float = 2.0
-    idempotency_ttl_seconds: int = 24 * 3600
     # Run the projection followers inside the API process (the embedded default).
     inline_followers: bool = True
     # Signs staff tokens and signup links; every process of a deployment needs the same one.
@@ -64,7 +63,6 @@ ENV = {
     "AGORA_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
     "AGORA_MAX_BODY_BYTES": "max_body_bytes",
     "AGORA_VIEW_WAIT_SECONDS": "view_wait_seconds",
-    "AGORA_IDEMPOTENCY_TTL_SECONDS": "idempotency_ttl_seconds",
     "AGORA_INLINE_FOLLOWERS": "inline_followers",
     "AGORA_SECRET": "secret",
     "AGORA_TOKEN_HOURS": "token_hours",

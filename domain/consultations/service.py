@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,7 +18,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.consultations.consultation import Answer, Consultation, Definition, consultation_id
 from domain.consultations.response import Response
 from domain.core import Agora
-from domain.errors import ConsultationNotFound, DomainError, ResponseNotFound
+from domain.errors import ConsultationNotFound, DomainError, IdempotencyKeyReused, ResponseNotFound
 from domain.review.frame import CodingFrame
 from domain.sealed import Vault
 
@@ -23,6 +26,7 @@ from domain.sealed import Vault
 class Submission(msgspec.Struct, frozen=True):
     slug: str
     answers: dict[str, Any]  # as received; the consultation checks each against its question
+    key: str | None = None  # the client's Idempotency-Key: every retry with it is the same submission
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -37,10 +41,35 @@ def hash_receipt(receipt: str) -> str:
     return hashlib.sha256(receipt.encode()).hexdigest()
 
 
+class Keyed:
+    """What a keyed submission derives from its Idempotency-Key under the server's secret.
+
+    Any retry, in any process, after any crash, arrives at the same response id and receipt, so
+    the event store's own uniqueness of (id, version) decides that a response is recorded once.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def _mac(self, *parts: str | bytes) -> bytes:
+        message = b"\0".join(p.encode() if isinstance(p, str) else p for p in parts)
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def response_id(self, slug: str, key: str) -> UUID:
+        return uuid.UUID(bytes=self._mac("response", slug, key)[:16], version=4)
+
+    def receipt(self, response_id: UUID) -> str:
+        return base64.urlsafe_b64encode(self._mac("receipt", response_id.bytes)[:24]).decode()
+
+    def fingerprint(self, answers: dict[str, Any]) -> str:
+        return self._mac("answers", msgspec.json.encode(answers, order="sorted")).hex()
+
+
 class Consultations:
-    def __init__(self, app: Agora, texts: Vault) -> None:
+    def __init__(self, app: Agora, texts: Vault, keyed: Keyed) -> None:
         self.app = app
         self.texts = texts  # the keys of free-text answers
+        self.keyed = keyed
 
     def load(self, definition: Definition) -> tuple[UUID, bool]:
         """Create the consultation (with its coding frame) unless it exists; its id and whether it was created."""
@@ -98,11 +127,28 @@ class Consultations:
         """Check each submission and record all accepted ones in one transaction (group commit).
 
         A refused submission gets its error in its place in the result; it does not stop the others.
+        A keyed submission already recorded (by an earlier attempt, or earlier in this batch) gets its
+        first receipt again and records nothing; if another process records one of this batch's keyed
+        ids meanwhile, the store refuses the whole transaction and the batch is checked again.
         """
-        now = now or datetime.now(UTC)
+        while True:
+            try:
+                return self._submit_batch(submissions, now or datetime.now(UTC))
+            except IntegrityError:
+                if not any(s.key for s in submissions):
+                    raise
+                # The keys sealed for the refused attempt protect nothing recorded; they stay unused.
+
+    def _submit_batch(self, submissions: Sequence[Submission], now: datetime) -> list[Receipt | DomainError]:
         consultations: dict[str, Consultation | DomainError] = {}
-        checked: list[tuple[Consultation, dict[str, Answer]] | DomainError] = []
+        checked: list[tuple[Consultation, dict[str, Answer], Submission] | Receipt | DomainError | _Repeat] = []
+        first: dict[UUID, tuple[str, int]] = {}  # a keyed id's fingerprint, and where in this batch it was first
         for submission in submissions:
+            if submission.key is not None:
+                done = self._repeat(submission, first, len(checked))
+                if done is not None:
+                    checked.append(done)
+                    continue
             if submission.slug not in consultations:
                 try:
                     consultations[submission.slug] = self.get(submission.slug)
@@ -112,29 +158,65 @@ class Consultations:
             try:
                 if isinstance(consultation, DomainError):
                     raise consultation
-                checked.append((consultation, consultation.check_response(submission.answers, now)))
+                checked.append((consultation, consultation.check_response(submission.answers, now), submission))
             except DomainError as e:
                 checked.append(e)
         # Free text is sealed under a key per answer, bound to its question; the batch's keys are recorded in one transaction.
         texts = [(q, a) for c in checked if isinstance(c, tuple) for q, a in c[1].items() if q in c[0].text_questions]
         sealed = iter(self.texts.seal(texts))
-        results: list[tuple[Response, str] | DomainError] = []
+        results: list[tuple[Response, str] | Receipt | DomainError | _Repeat] = []
         for c in checked:
-            if isinstance(c, DomainError):
+            if not isinstance(c, tuple):
                 results.append(c)
                 continue
-            consultation, answers = c
-            receipt = secrets.token_urlsafe(24)
+            consultation, answers, submission = c
             plain = {q: a for q, a in answers.items() if q not in consultation.text_questions}
             sealed_texts = {q: next(sealed) for q in answers if q in consultation.text_questions}
-            response = Response(consultation.id, consultation.revision, plain, sealed_texts, hash_receipt(receipt))
+            if submission.key is None:
+                receipt, fingerprint, response_id = secrets.token_urlsafe(24), "", None
+            else:
+                response_id = self.keyed.response_id(submission.slug, submission.key)
+                receipt, fingerprint = self.keyed.receipt(response_id), self.keyed.fingerprint(submission.answers)
+            response = Response(
+                consultation.id, consultation.revision, plain, sealed_texts, hash_receipt(receipt), fingerprint, id=response_id
+            )
             results.append((response, receipt))
         accepted = [r[0] for r in results if isinstance(r, tuple)]
         positions = {rec.domain_event.originator_id: rec.notification.id for rec in self.app.save(*accepted)} if accepted else {}
-        return [Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r for r in results]
+        receipts = [Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r for r in results]
+        # A repeat of a key first seen in this batch answers as its first did.
+        return [receipts[r.index] if isinstance(r, _Repeat) else r for r in receipts]  # type: ignore[misc]
+
+    def _repeat(self, submission: Submission, first: dict[UUID, tuple[str, int]], index: int) -> Receipt | DomainError | _Repeat | None:
+        """A keyed submission's earlier outcome: its recorded receipt, a refusal of other answers under
+        the same key, a pointer to its first occurrence in this batch; None if it is new."""
+        assert submission.key is not None
+        response_id = self.keyed.response_id(submission.slug, submission.key)
+        fingerprint = self.keyed.fingerprint(submission.answers)
+        if response_id in first:
+            earlier, at = first[response_id]
+            return _Repeat(at) if earlier == fingerprint else _reused()
+        recorded = self.app.find(response_id, Response)
+        if recorded is None:
+            first[response_id] = (fingerprint, index)
+            return None
+        if recorded.fingerprint != fingerprint:
+            return _reused()
+        # Its position is not kept with the aggregate; the head is at or past it, which is what `?after=` needs.
+        return Receipt(response_id, self.keyed.receipt(response_id), self.app.head())
 
     def response(self, response_id: UUID) -> Response:
         response = self.app.find(response_id, Response)
         if response is None:  # no such id, or the id of something else
             raise ResponseNotFound(response_id)
         return response
+
+
+class _Repeat(msgspec.Struct, frozen=True):
+    """A keyed submission repeated within one batch: it answers as the one at `index` did."""
+
+    index: int
+
+
+def _reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused("This Idempotency-Key was used with different answers.")

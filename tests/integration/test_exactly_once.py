@@ -1,0 +1,78 @@
+"""A keyed submission is recorded once, decided by the event store: across retries, batches and processes."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import msgspec
+
+from domain.consultations.response import Response
+from domain.consultations.service import Receipt, Submission
+from domain.errors import IdempotencyKeyReused, NotAcceptingResponses
+from runtime import System
+from runtime.settings import Settings
+from tests.conftest import SLUG
+
+ANSWERS = {"familiarity": "read", "works_well": "The section on AI use."}
+
+
+def recorded(system: System) -> Counter:
+    return Counter(e.originator_id for e in system.app.select_events(Response.Submitted))
+
+
+def test_a_key_repeated_in_one_batch_and_in_the_next_is_recorded_once(system: System) -> None:
+    keyed = Submission(SLUG, ANSWERS, key="k" * 20)
+    other = Submission(SLUG, {"familiarity": "not_aware"}, key="k" * 20)
+    first, again, reused, unkeyed = system.consultations.submit_batch([keyed, keyed, other, Submission(SLUG, ANSWERS)])
+    assert isinstance(first, Receipt) and isinstance(unkeyed, Receipt)
+    assert again == first
+    assert isinstance(reused, IdempotencyKeyReused)
+    (later,) = system.consultations.submit_batch([keyed])
+    assert isinstance(later, Receipt) and (later.id, later.receipt) == (first.id, first.receipt)
+    assert recorded(system) == Counter({first.id: 1, unkeyed.id: 1})
+
+
+def test_a_retry_after_the_consultation_closed_still_gets_its_receipt(system: System) -> None:
+    (receipt,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="c" * 20)])
+    system.consultations.close(SLUG)
+    (retry,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="c" * 20)])
+    assert retry == Receipt(receipt.id, receipt.receipt, system.app.head())
+    (fresh,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="d" * 20)])
+    assert isinstance(fresh, NotAcceptingResponses)
+
+
+def test_ids_and_receipts_follow_from_the_key_under_the_secret(system: System, store_env: dict[str, str], settings: Settings) -> None:
+    """Knowing someone's Idempotency-Key is not enough to know their response's id or receipt."""
+    (a,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="a" * 20)])
+    (b,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="b" * 20)])
+    assert a.id != b.id and a.receipt != b.receipt
+    with System(msgspec.structs.replace(settings, secret="s" * 48), store_env) as other:
+        (c,) = other.consultations.submit_batch([Submission(SLUG, ANSWERS, key="a" * 20)])
+    assert c.id != a.id and c.receipt != a.receipt
+
+
+def test_concurrent_processes_retrying_the_same_keys_record_each_once(system: System, store_env: dict[str, str], settings: Settings) -> None:
+    """Two application instances (as two API processes would be) race the same keyed submissions."""
+    keys = [f"race-{i:04d}-................" for i in range(40)]
+    answers: dict[int, list[Receipt]] = {0: [], 1: []}
+    systems = [System(settings, store_env), System(settings, store_env)]
+    start = threading.Barrier(2)
+
+    def run(n: int) -> None:
+        start.wait()
+        for i in range(0, len(keys), 4):  # batches of four, overlapping the other process's
+            results = systems[n].consultations.submit_batch([Submission(SLUG, ANSWERS, key=k) for k in keys[i : i + 4]])
+            answers[n].extend(results)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in systems:
+        s.close()
+    assert all(isinstance(r, Receipt) for r in answers[0] + answers[1])
+    assert [(r.id, r.receipt) for r in answers[0]] == [(r.id, r.receipt) for r in answers[1]]
+    counts = recorded(system)
+    assert len(counts) == len(keys) and set(counts.values()) == {1}
