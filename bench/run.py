@@ -367,7 +367,7 @@ def main() -> None:
 
             cleanup.callback(drop_schema)
             store_env = {
-                "PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": "test", "POSTGRES_HOST": "127.0.0.1",
+                "PERSISTENCE_MODULE": "store.postgres", "POSTGRES_DBNAME": "test", "POSTGRES_HOST": "127.0.0.1",
                 "POSTGRES_PORT": "5432", "POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "", "POSTGRES_SCHEMA": schema,
             }
             env = {**base_env, **store_env, "AGORA_DATA_DIR": str(folder / "postgres"), "AGORA_REDIS_PREFIX": prefix}

@@ -45,7 +45,7 @@ class System:
         """`store_env` chooses the event store (eventsourcing's variables); default: the environment's, or SQLite in the data folder."""
         self.settings = settings = settings or Settings.from_env()
         self.data_dir = store.data_dir(settings.data_dir)
-        env = store.environment(self.data_dir) if store_env is None else store_env
+        env = store.environment(self.data_dir, store_env)
         self.app = Agora(env={**env, **store.CODEC})
         self.texts = KeyStore(self.app.factory, "data_keys")  # free-text answers
         self.contact_keys = KeyStore(self.app.factory, "contact_keys")  # signups' names and emails, indexed by email

@@ -1,7 +1,8 @@
 """The event store: eventsourcing's own SQLite and PostgreSQL modules, chosen by environment.
 
-Defaults to an SQLite file in the data folder. `PERSISTENCE_MODULE=eventsourcing.postgres`
-with the library's `POSTGRES_*` variables selects PostgreSQL.
+Defaults to an SQLite file in the data folder. `PERSISTENCE_MODULE=store.postgres` (or the
+library's `eventsourcing.postgres`, which means the same here) with the library's `POSTGRES_*`
+variables selects PostgreSQL.
 """
 
 from __future__ import annotations
@@ -46,11 +47,19 @@ def local_secret(folder: Path) -> str:
 CODEC = {"MAPPER_TOPIC": "store.codec:MsgspecMapper", "TRANSCODER_TOPIC": "store.codec:MsgspecTranscoder"}
 
 
-def environment(folder: Path) -> dict[str, str]:
-    """The event store settings: the environment's, or the embedded SQLite file in `folder`."""
-    if os.environ.get("PERSISTENCE_MODULE"):
-        return {}
-    return {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(folder / "agora.sqlite")}
+# Ours extend the library's modules (store/sqlite.py, store/postgres.py); naming the library's means ours.
+_MODULES = {"eventsourcing.sqlite": "store.sqlite", "eventsourcing.postgres": "store.postgres"}
+
+
+def environment(folder: Path, given: dict[str, str] | None = None) -> dict[str, str]:
+    """The event store settings: `given`, else the environment's, else the embedded SQLite file in `folder`."""
+    env = dict(given) if given is not None else {} if os.environ.get("PERSISTENCE_MODULE") else {
+        "PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(folder / "agora.sqlite")
+    }
+    module = env.get("PERSISTENCE_MODULE") or os.environ.get("PERSISTENCE_MODULE", "")
+    if module in _MODULES:
+        env["PERSISTENCE_MODULE"] = _MODULES[module]
+    return env
 
 
 @contextmanager
@@ -95,7 +104,7 @@ class Doorbell:
         self._listener: threading.Thread | None = None
         if isinstance(recorder, DoorbellSQLiteApplicationRecorder):
             recorder.doorbells.add(self._rung)
-        elif hasattr(recorder, "channel_name"):  # eventsourcing.postgres
+        elif hasattr(recorder, "channel_name"):  # PostgreSQL
             self._listener = threading.Thread(target=self._listen, args=(recorder,), daemon=True)
             self._listener.start()
 

@@ -1,13 +1,17 @@
-"""eventsourcing's SQLite module, with a recorder that rings in-process doorbells after each write."""
+"""eventsourcing's SQLite module, with a recorder that rings in-process doorbells after each write
+and can check other aggregates inside the insert (store/consistency.py)."""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing import sqlite
+from eventsourcing.persistence import StoredEvent
+
+from store.consistency import unchanged
 
 
 class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
@@ -19,6 +23,22 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
         ids = super().insert_events(stored_events, **kwargs)
         for bell in list(self.doorbells):
             bell.set()
+        return ids
+
+    def _insert_events(
+        self, c: sqlite.SQLiteCursor, stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if expect:
+            # Checked after inserting: the insert holds the database's one write lock, so this reads
+            # the last committed state, and nothing can commit before this transaction does.
+            select = f"SELECT MAX(originator_version) AS version FROM {self.events_table_name} WHERE originator_id = ?"
+
+            def version_now(originator_id: UUID) -> int | None:
+                c.execute(select, (originator_id.hex,))
+                return c.fetchone()["version"]
+
+            unchanged(expect, version_now)
         return ids
 
 

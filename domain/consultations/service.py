@@ -23,6 +23,9 @@ from domain.review.frame import CodingFrame
 from domain.sealed import Vault
 
 
+ATTEMPTS = 5  # of a submission batch, when a concurrent write refused it
+
+
 class Submission(msgspec.Struct, frozen=True):
     slug: str
     answers: dict[str, Any]  # as received; the consultation checks each against its question
@@ -128,16 +131,16 @@ class Consultations:
 
         A refused submission gets its error in its place in the result; it does not stop the others.
         A keyed submission already recorded (by an earlier attempt, or earlier in this batch) gets its
-        first receipt again and records nothing; if another process records one of this batch's keyed
-        ids meanwhile, the store refuses the whole transaction and the batch is checked again.
+        first receipt again and records nothing. The store refuses the whole transaction if another
+        process recorded one of this batch's keyed ids meanwhile, or changed (closed) one of its
+        consultations since it was checked: then the batch is checked again.
         """
-        while True:
+        for _ in range(ATTEMPTS - 1):
             try:
                 return self._submit_batch(submissions, now or datetime.now(UTC))
             except IntegrityError:
-                if not any(s.key for s in submissions):
-                    raise
-                # The keys sealed for the refused attempt protect nothing recorded; they stay unused.
+                pass  # the keys sealed for the refused attempt protect nothing recorded; they stay unused
+        return self._submit_batch(submissions, now or datetime.now(UTC))
 
     def _submit_batch(self, submissions: Sequence[Submission], now: datetime) -> list[Receipt | DomainError]:
         consultations: dict[str, Consultation | DomainError] = {}
@@ -182,7 +185,9 @@ class Consultations:
             )
             results.append((response, receipt))
         accepted = [r[0] for r in results if isinstance(r, tuple)]
-        positions = {rec.domain_event.originator_id: rec.notification.id for rec in self.app.save(*accepted)} if accepted else {}
+        # Recorded only if none of their consultations changed since checked (store/consistency.py).
+        expect = {c[0].id: c[0].version for c in checked if isinstance(c, tuple)}
+        positions = {r.domain_event.originator_id: r.notification.id for r in self.app.save(*accepted, expect=expect)} if accepted else {}
         receipts = [Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r for r in results]
         # A repeat of a key first seen in this batch answers as its first did.
         return [receipts[r.index] if isinstance(r, _Repeat) else r for r in receipts]  # type: ignore[misc]

@@ -81,7 +81,17 @@ def without_examples(schema: Any) -> Any:
     return schema
 
 
-def test_openapi_schema_unchanged() -> None:
+# Changed on purpose since the fixture was taken, each with its reason.
+CHANGED_PATHS = {"/review/responses/{response_id}/history": "its entries became audit events, with their log positions"}
+CHANGED_SCHEMAS = {"HistoryEntry": "replaced by AuditEvent"}
+
+
+def test_every_route_of_the_old_schema_is_served_unchanged() -> None:
+    """New routes may come; the old ones, and the schemas they use, stay as clients knew them."""
     app = create_app(Settings(secret="x" * 48), {})
-    served = json.loads(encode_json(app.openapi_schema.to_schema()))
-    assert without_examples(served) == without_examples(json.loads((FIXTURES / "openapi.json").read_text()))
+    served = without_examples(json.loads(encode_json(app.openapi_schema.to_schema())))
+    old = without_examples(json.loads((FIXTURES / "openapi.json").read_text()))
+    paths = {path: served["paths"].get(path) for path in old["paths"] if path not in CHANGED_PATHS}
+    assert paths == {path: v for path, v in old["paths"].items() if path not in CHANGED_PATHS}
+    schemas = {name: served["components"]["schemas"].get(name) for name in old["components"]["schemas"] if name not in CHANGED_SCHEMAS}
+    assert schemas == {name: v for name, v in old["components"]["schemas"].items() if name not in CHANGED_SCHEMAS}

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import msgspec
+import pytest
+from eventsourcing.persistence import IntegrityError
 
+from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
 from domain.consultations.service import Receipt, Submission
 from domain.errors import IdempotencyKeyReused, NotAcceptingResponses
@@ -76,3 +80,43 @@ def test_concurrent_processes_retrying_the_same_keys_record_each_once(system: Sy
     assert [(r.id, r.receipt) for r in answers[0]] == [(r.id, r.receipt) for r in answers[1]]
     counts = recorded(system)
     assert len(counts) == len(keys) and set(counts.values()) == {1}
+
+
+def test_no_response_is_recorded_after_a_close_that_committed_first(system: System, store_env: dict[str, str], settings: Settings) -> None:
+    """Closes race batches of submissions from another application instance (as another process would)."""
+    for round_ in range(5):
+        writer = System(settings, store_env)
+        closed = threading.Event()
+
+        def submit_until_refused() -> None:
+            while True:
+                results = writer.consultations.submit_batch([Submission(SLUG, ANSWERS) for _ in range(5)])
+                if any(isinstance(r, NotAcceptingResponses) for r in results) or closed.is_set() and not results:
+                    return
+
+        thread = threading.Thread(target=submit_until_refused)
+        thread.start()
+        time.sleep(0.02)
+        system.consultations.close(SLUG)
+        closed.set()
+        thread.join()
+        writer.close()
+        order = [type(e).__name__ for e in system.app.select_events(Consultation.Closed, Response.Submitted)]
+        closing = len(order) - 1 - order[::-1].index("Closed")
+        assert "Submitted" not in order[closing:], f"round {round_}: a response was recorded after the close"
+        system.consultations.open(SLUG)
+
+
+def test_a_change_to_the_consultation_since_it_was_checked_refuses_the_insert(system: System) -> None:
+    """The store's own check: a save that expects an earlier version of the consultation records nothing."""
+    consultation = system.consultations.get(SLUG)
+    stale = consultation.version
+    system.consultations.close(SLUG)
+    system.consultations.open(SLUG)
+    response = Response(consultation.id, 1, {"familiarity": "read"}, {}, "h")
+    head = system.app.head()
+    with pytest.raises(IntegrityError):
+        system.app.save(response, expect={consultation.id: stale})
+    assert system.app.head() == head
+    system.app.save(Response(consultation.id, 1, {"familiarity": "read"}, {}, "h"), expect={consultation.id: stale + 2})
+    assert system.app.head() > head

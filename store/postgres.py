@@ -1,0 +1,33 @@
+"""eventsourcing's PostgreSQL module, with a recorder that can check other aggregates inside the insert."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing import postgres
+from eventsourcing.persistence import StoredEvent
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from store.consistency import unchanged
+
+
+class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder):
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, **kwargs: Any
+    ) -> None:
+        if expect:
+            # The table lock serialises every insert: taken before the check, no writer can commit between it and ours.
+            self._lock_table(curs)
+            select = SQL("SELECT MAX(originator_version) AS version FROM {0}.{1} WHERE originator_id = %s").format(
+                Identifier(self.datastore.schema), Identifier(self.events_table_name)
+            )
+            unchanged(expect, lambda originator_id: curs.execute(select, (originator_id,)).fetchone()["version"])
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+
+
+class Factory(postgres.PostgresFactory):
+    application_recorder_class = ConsistentPostgresApplicationRecorder
