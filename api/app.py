@@ -19,6 +19,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from litestar.stores.redis import RedisStore
 
 from api.auth import staff_auth
+from api.edge import check_body
 from api.problems import exception_handlers
 from api.public import signups
 from api.public.consultations import form, stats, submit
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
+        before_request=check_body,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
         middleware=[auth.middleware, rate_limit.middleware],
         stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},

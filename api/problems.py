@@ -133,7 +133,7 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
     headers = dict(exc.headers or {})
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
-        extra["errors"] = [_field_error(e) for e in exc.extra]
+        extra["errors"] = [field_error(e) for e in exc.extra]
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]
     return problem(exc.status_code, name, title, exc.detail, headers=headers, **extra).to_response(request)
@@ -161,11 +161,11 @@ def redis_problem(request: Request, exc: RedisError) -> Response:
     return problem(503, "views-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
 
 
-def _field_error(error: dict[str, Any]) -> dict[str, str]:
-    """litestar names the offending field as `key`, or `data` for the body as a whole."""
+def field_error(error: dict[str, Any]) -> dict[str, str]:
+    """litestar names the offending field as `key`, or `data` for the body as a whole (so does api.edge)."""
     message = str(error.get("message", ""))
     unknown = _UNKNOWN_FIELD.search(message)
-    field = unknown.group(1) if unknown else str(error.get("key") or "data")
+    field = unknown.group(1)[:80] if unknown else str(error.get("key") or "data")
     return {"field": "body" if field == "data" else field, "detail": message}
 
 

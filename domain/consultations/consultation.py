@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.topics import stored_as
 
+from domain import text
 from domain.errors import FieldError, InvalidDefinition, InvalidInput, InvalidResponse, NotAcceptingResponses, SessionStarted
 
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -196,12 +197,13 @@ class Consultation(Aggregate):
         recorded: dict[str, Answer] = {}
         for q in self.definition.questions:
             field = f"answers.{q.id}"
-            blank = isinstance(answers.get(q.id), str) and q.kind is Kind.LONG_TEXT and not answers[q.id].strip()
-            if q.id not in answers or blank:
+            value = answers.get(q.id)
+            if isinstance(value, str) and q.kind is Kind.LONG_TEXT:
+                value = text.free_text(value)
+            if q.id not in answers or isinstance(value, str) and q.kind is Kind.LONG_TEXT and not text.visible(value):
                 if q.required:
                     errors.append(FieldError(field, "This question needs an answer."))
                 continue
-            value = answers[q.id]
             problem = _check_answer(q, value)
             if problem:
                 errors.append(FieldError(field, problem))
@@ -247,7 +249,7 @@ def _check_answer(q: Question, value: object) -> str | None:
         return "Expected a string."
     if q.kind is Kind.SINGLE_CHOICE:
         offered = [o.id for o in q.options]
-        return None if value in offered else f"'{value}' is not one of the options: {', '.join(offered)}."
+        return None if value in offered else f"{text.excerpt(value)} is not one of the options: {', '.join(offered)}."
     if q.max_length is not None and len(value) > q.max_length:
         return f"The answer is {len(value)} characters long; at most {q.max_length} are allowed."
     return None

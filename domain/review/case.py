@@ -16,6 +16,7 @@ from domain.topics import stored_as
 
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.sealed import Sealed
+from domain.text import visible
 
 MAX_NOTE = 5000
 
@@ -145,7 +146,7 @@ class ReviewCase(Aggregate):
 
     def note(self, by: UUID, text: str, now: datetime) -> None:
         self._require_claim(by, now)
-        if not text.strip() or len(text) > MAX_NOTE:
+        if not visible(text) or len(text) > MAX_NOTE:
             raise InvalidInput([FieldError("text", f"A note needs between 1 and {MAX_NOTE} characters.")])
         self._note(by, text)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import unicodedata
 from datetime import datetime, timedelta
 from enum import Enum
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -26,6 +25,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.topics import stored_as
 
 from domain.errors import FieldError, InvalidInput, SessionFull, SignupLinkInvalid
+from domain import text
 from domain.sealed import Sealed
 
 
@@ -47,11 +47,9 @@ def check_contact(name: str, email: str, consent: bool, consent_text: str) -> Co
     """The contact as it will be recorded, or the reasons it cannot be; `consent_text` is what
     the person must agree to (none if empty)."""
     errors = []
-    name = " ".join(name.split())  # no line breaks or runs of spaces: it goes into mail headers
-    if not 1 <= len(name) <= 200:
-        errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
-    elif any(unicodedata.category(c) == "Cc" for c in name):
-        errors.append(FieldError("name", "A name cannot hold control characters."))
+    name = text.name(name)  # one line: it goes into mail headers
+    if problem := text.name_problem(name):
+        errors.append(FieldError("name", problem))
     try:
         email = normal_email(email)
     except email_validator.EmailNotValidError as e:

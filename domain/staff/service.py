@@ -10,6 +10,7 @@ from uuid import UUID
 
 import argon2
 
+from domain import text
 from domain.core import Agora
 from domain.errors import FieldError, InvalidInput, NotAuthenticated, StaffNotFound
 from domain.staff.member import Role, StaffConflict, StaffMember, staff_id
@@ -29,10 +30,11 @@ class Staff:
         """Enrol a staff member; `by` is the admin doing it (None: the operator's bootstrap)."""
         if by is not None:
             self.get(by).require(Role.ADMIN)
+        name = text.name(name)
         _check_credentials(email, name, password)
         if self.app.exists(staff_id(email)):
             raise StaffConflict(f"{email} is already enrolled.")
-        member = StaffMember(email=email.strip().lower(), name=name.strip(), password_hash=self.passwords.hash(password), roles=tuple(roles), by=by)
+        member = StaffMember(email=email.strip().lower(), name=name, password_hash=self.passwords.hash(password), roles=tuple(roles), by=by)
         self.app.save(member)
         return member.id
 
@@ -74,8 +76,8 @@ def _check_credentials(email: str, name: str, password: str) -> None:
     errors = []
     if not _EMAIL.fullmatch(email.strip()):
         errors.append(FieldError("email", "Expected an email address."))
-    if not 1 <= len(name.strip()) <= 200:
-        errors.append(FieldError("name", "A name needs between 1 and 200 characters."))
+    if problem := text.name_problem(name):
+        errors.append(FieldError("name", problem))
     if not 12 <= len(password) <= 1024:
         errors.append(FieldError("password", "A password needs at least 12 characters."))
     if errors:

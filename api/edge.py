@@ -1,0 +1,73 @@
+"""One gate for every request body, before litestar reads it for the handler.
+
+litestar decodes a body leniently: any Content-Type, the last of duplicate keys, strings turned
+into booleans and numbers, and a recursion error (a 500) for JSON nested a thousand deep. This
+gate refuses each of those with a problem first, so what the handler then receives was sent as
+the schema says, and a `text/plain` POST, which a web page can make its visitors send without a
+CORS preflight, never reaches a handler.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.enums import RequestEncodingType
+from litestar.params import BodyKwarg
+
+from api.problems import field_error, problem
+from domain.text import excerpt
+
+MAX_DEPTH = 32  # objects and arrays within each other; the deepest body we take needs 4
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {excerpt(twice)} appears twice in one object")
+    return obj
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> None:
+    if isinstance(value, dict | list):
+        if level > limit:
+            raise ValueError(f"objects and arrays are nested more than {limit} deep")
+        for item in value.values() if isinstance(value, dict) else value:
+            _depth(item, limit, level + 1)
+
+
+def _unreadable(detail: str) -> Exception:
+    return problem(400, "malformed-request", "The request could not be read", detail)
+
+
+async def check_body(request: Request[Any, Any, Any]) -> None:
+    """A `before_request` hook: the body a handler takes is in its media type, readable, and strictly typed."""
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return  # the handler takes no body; whatever was sent is ignored
+    body = data.kwarg_definition
+    expected = body.media_type.value if isinstance(body, BodyKwarg) else RequestEncodingType.JSON.value
+    media_type, options = request.content_type
+    charset = options.get("charset", "utf-8").lower()
+    if media_type != expected or charset not in ("utf-8", "utf8"):
+        detail = f"Send the body as {expected} (UTF-8)."
+        raise problem(415, "unsupported-media-type", "Unsupported media type", detail, headers={"Accept-Post": expected})
+    if expected != RequestEncodingType.JSON.value:
+        return
+    try:
+        value = json.loads(await request.body(), object_pairs_hook=_unique)
+        _depth(value, MAX_DEPTH)
+    except RecursionError:
+        raise _unreadable(f"The JSON is nested too deep (objects and arrays more than {MAX_DEPTH} deep).") from None
+    except (ValueError, UnicodeDecodeError) as e:  # json's errors are ValueErrors
+        raise _unreadable(f"The body is not valid JSON: {str(e)[:200]}.") from None
+    try:
+        msgspec.convert(value, type=data.annotation, strict=True)
+    except msgspec.ValidationError as e:
+        message, _, path = str(e).partition(" - at `$")
+        error = field_error({"message": message[:200], "key": path.strip(".`")[:80]})
+        raise problem(400, "malformed-request", "The request could not be read", error["detail"], errors=[error]) from None

@@ -1,0 +1,49 @@
+"""One rule for text people type, whoever types it: respondents' answers, signups' and staff names, notes.
+
+Text is stored in Unicode NFC, so the same words compare and count alike. Control characters
+have no place in it (a NUL or an escape sequence in a stored answer only ever causes harm), and a
+text that shows nothing once invisible characters (spaces, zero-width and other format
+characters) are set aside is blank, however many of them it holds. A name is shown beside other
+text, in the attendee list, in mail headers and in the audit history: one that carries a
+bidirectional override or isolate could make what follows it read backwards, so names refuse them.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def visible(text: str) -> bool:
+    """Whether the text shows anything at all."""
+    return any(unicodedata.category(c) not in _INVISIBLE for c in text)
+
+
+def free_text(text: str) -> str:
+    """Free text as stored: NFC, line ends as `\\n`, control characters other than line breaks and tabs dropped."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+
+
+def name_problem(name: str, limit: int = 200) -> str | None:
+    """Why a name cannot be recorded, or None. Check the name as `name()` gives it."""
+    if not visible(name) or not 1 <= len(name) <= limit:
+        return f"A name needs between 1 and {limit} characters, some of them visible."
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "A name cannot hold control characters."
+    if BIDI_CONTROLS.intersection(name):
+        return "A name cannot hold bidirectional override or isolate characters."
+    return None
+
+
+def name(text: str) -> str:
+    """A name as stored: NFC, on one line, single spaces (it may go into mail headers)."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def excerpt(value: object, limit: int = 40) -> str:
+    """What an error may quote of what someone sent: short, and escaped."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))

@@ -1,0 +1,118 @@
+"""Hostile input at the edge: each refused with a problem, never a 500, and nothing recorded."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from domain.errors import InvalidInput
+from runtime import System
+from domain.consultations.consultation import Definition
+from tests.conftest import PASSWORD, SLUG, caught_up
+from tests.integration.test_signups import SESSIONS, future
+
+RESPONSES = f"/consultations/{SLUG}/responses"
+SIGNUPS = f"/consultations/{SLUG}/signups"
+SIGNUP = {"session_id": "session_1300", "name": "Ada", "email": "ada@example.org", "consent": True}
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def assert_problem(r, status: int, name: str) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["type"] == f"/problems/{name}"
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (RESPONSES, DEEP),
+        (RESPONSES, b'{"answers": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}"),
+        (RESPONSES, b'{"answers": {"familiarity": "read"}, "answers": {"familiarity": "know_well"}}'),
+        (RESPONSES, b'{"answers": {"familiarity": "read", "familiarity": "know_well"}}'),
+        (RESPONSES, b'{"answers": {"familiarity": "read"'),
+        (RESPONSES, b'{"answers": {"familiarity": "\xff"}}'),
+        ("/staff/token", DEEP),
+        ("/staff/token", json.dumps({"email": "root@example.org", "password": 12345678901234}).encode()),
+        (SIGNUPS, json.dumps({**SIGNUP, "consent": "true"}).encode()),
+        (SIGNUPS, json.dumps({**SIGNUP, "consent": 1}).encode()),
+    ],
+    ids=["deep", "nested-answers", "duplicate-key", "duplicate-answer", "truncated", "not-utf8", "deep-sign-in", "number-password", "consent-string", "consent-number"],
+)
+async def test_unreadable_or_loosely_typed_bodies_are_400_and_record_nothing(client: AsyncTestClient, system: System, path: str, body: bytes) -> None:
+    head = system.app.head()
+    r = await client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert_problem(r, 400, "malformed-request")
+    assert system.app.head() == head
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None, "application/json; charset=latin-1"],
+)
+async def test_bodies_not_sent_as_json_are_415_and_record_nothing(client: AsyncTestClient, system: System, content_type: str | None) -> None:
+    """A page on another site can post text/plain without a CORS preflight: such a post must never count."""
+    head = system.app.head()
+    for path, body in ((RESPONSES, {"answers": {"familiarity": "read"}}), (SIGNUPS, SIGNUP)):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = await client.post(path, content=json.dumps(body).encode(), headers=headers)
+        if content_type is None:  # httpx sends none for raw content
+            assert "content-type" not in r.request.headers
+        assert_problem(r, 415, "unsupported-media-type")
+        assert r.headers["Accept-Post"] == "application/json"
+    assert system.app.head() == head
+
+
+async def test_json_with_a_utf8_charset_is_taken(client: AsyncTestClient) -> None:
+    body = json.dumps({"answers": {"familiarity": "read"}}).encode()
+    r = await client.post(RESPONSES, content=body, headers={"Content-Type": "application/json; charset=UTF-8"})
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("answer", ["\u200b\u200b\u200b", "\x00\x00", " \u2060\ufeff\n\t", "\u202e"])
+async def test_an_answer_that_shows_nothing_is_blank(client: AsyncTestClient, system: System, answer: str) -> None:
+    r = await client.post(RESPONSES, json={"answers": {"familiarity": "read", "works_well": answer}})
+    assert r.status_code == 201, r.text
+    assert "works_well" not in system.review.answers(UUID(r.json()["id"]))
+
+
+async def test_free_text_is_stored_in_nfc_without_control_characters(client: AsyncTestClient, system: System) -> None:
+    r = await client.post(RESPONSES, json={"answers": {"familiarity": "read", "works_well": "Cafe\u0301\x00 ok\r\nnext\x1b[31m"}})
+    assert r.status_code == 201, r.text
+    assert system.review.answers(UUID(r.json()["id"]))["works_well"] == "Caf\u00e9 ok\nnext[31m"
+
+
+async def test_problems_quote_a_short_escaped_excerpt_only(client: AsyncTestClient) -> None:
+    huge = "<script>" + "x" * 60_000
+    body = assert_problem(await client.post(RESPONSES, json={"answers": {"familiarity": huge}}), 422, "invalid-response")
+    assert len(json.dumps(body)) < 1000 and "xxxxxxxxxx" * 10 not in json.dumps(body)
+    unknown = assert_problem(await client.post(RESPONSES, json={"answers": {"familiarity": "read"}, "y" * 5000: 1}), 400, "malformed-request")
+    assert len(json.dumps(unknown)) < 1000
+
+
+@pytest.mark.parametrize("name", ["\u200b", "Ada\x00", "\u202eadA", "Ada \u2066x\u2069", " \t "])
+async def test_signup_names_that_hide_or_reorder_text_are_refused(client: AsyncTestClient, system: System, seed: Definition, name: str) -> None:
+    system.consultations.load(future(seed))
+    await caught_up(client, system.app.head())
+    head = system.app.head()
+    r = await client.post(f"/consultations/{SESSIONS}/signups", json={**SIGNUP, "name": name})
+    body = assert_problem(r, 422, "invalid-input")
+    assert [e["field"] for e in body["errors"]] == ["name"]
+    assert system.app.head() == head
+
+
+@pytest.mark.parametrize("name", ["\u200b\u200b", "Root\x00", "\u202eRoot"])
+def test_staff_names_follow_the_same_rule(system: System, name: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        system.staff.enrol("someone@example.org", name, PASSWORD, [], by=None)
+    assert [e.field for e in refused.value.errors] == ["name"]
+
+
+def test_names_are_stored_in_nfc_on_one_line(system: System) -> None:
+    member = system.staff.get(system.staff.enrol("jose@example.org", "Jose\u0301\n  Nu\u00f1ez", PASSWORD, [], by=None))
+    assert member.name == "Jos\u00e9 Nu\u00f1ez"
