@@ -68,16 +68,24 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             client = str(ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address)
         return hmac.new(bytes(salt), client.encode(), hashlib.sha256).hexdigest()
 
-    async def public_post(request: Request) -> bool:
-        return request.method == "POST" and settings.rate_limit_per_minute > 0 and request.route_handler.opt.get("public", False)
+    def limit(purpose: str, per_minute: int) -> RateLimitConfig:
+        """A bucket per client for the POSTs whose handler names this purpose (`opt={"rate_limit": purpose}`)."""
+        return RateLimitConfig(
+            rate_limit=("minute", max(per_minute, 1)),
+            identifier_for_request=lambda request: f"{purpose}:{client_key(request)}",
+            check_throttle_handler=lambda request: (
+                per_minute > 0 and request.method == "POST" and request.route_handler.opt.get("rate_limit") == purpose
+            ),
+        )
 
     auth = staff_auth(secret(settings), settings.token_hours)
 
-    rate_limit = RateLimitConfig(
-        rate_limit=("minute", max(settings.rate_limit_per_minute, 1)),
-        identifier_for_request=client_key,
-        check_throttle_handler=public_post,
-    )
+    # Separate buckets: thirty responses from one address must not lock its staff out of signing in.
+    limits = [
+        limit("responses", settings.rate_limit_per_minute),
+        limit("signups", settings.signup_rate_limit_per_minute),
+        limit("sign-in", settings.sign_in_rate_limit_per_minute),
+    ]
     return Litestar(
         route_handlers=[
             form, submit, stats, signups.sign_up, signups.link_page, signups.act,
@@ -91,7 +99,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         exception_handlers=exception_handlers,
         before_request=check_body,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
-        middleware=[auth.middleware, rate_limit.middleware],
+        middleware=[auth.middleware, *(limit.middleware for limit in limits)],
         stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -17,8 +17,10 @@ class Settings(msgspec.Struct, frozen=True):
     access_log: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "agora"
-    # Requests per minute per client on public POSTs; 0 turns the limit off (benchmarks).
-    rate_limit_per_minute: int = 30
+    # Requests per minute per client, each purpose with a bucket of its own; 0 turns a limit off.
+    rate_limit_per_minute: int = 30  # responses
+    signup_rate_limit_per_minute: int = 30  # signups and their links' actions
+    sign_in_rate_limit_per_minute: int = 10  # staff sign-in
     max_body_bytes: int = 64 * 1024
     # How long `?after=` waits for a view to reach a position before answering 503.
     view_wait_seconds: float = 2.0
@@ -61,6 +63,8 @@ ENV = {
     "REDIS_URL": "redis_url",
     "AGORA_REDIS_PREFIX": "redis_prefix",
     "AGORA_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
+    "AGORA_SIGNUP_RATE_LIMIT_PER_MINUTE": "signup_rate_limit_per_minute",
+    "AGORA_SIGN_IN_RATE_LIMIT_PER_MINUTE": "sign_in_rate_limit_per_minute",
     "AGORA_MAX_BODY_BYTES": "max_body_bytes",
     "AGORA_VIEW_WAIT_SECONDS": "view_wait_seconds",
     "AGORA_INLINE_FOLLOWERS": "inline_followers",

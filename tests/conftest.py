@@ -102,7 +102,8 @@ def sync_redis() -> Iterator[redis.Redis]:
 def settings(redis_prefix: str, data_dir: Path) -> Settings:
     # argon2 at full cost would dominate the suite's time.
     return Settings(
-        data_dir=str(data_dir), redis_url=REDIS_URL, redis_prefix=redis_prefix, rate_limit_per_minute=10_000,
+        data_dir=str(data_dir), redis_url=REDIS_URL, redis_prefix=redis_prefix,
+        rate_limit_per_minute=10_000, signup_rate_limit_per_minute=10_000, sign_in_rate_limit_per_minute=10_000,
         view_wait_seconds=5.0, secret="t" * 48, password_profile="CHEAPEST",
     )
 

@@ -75,7 +75,7 @@ async def form(slug: FromPath[str], request: Request, services: NamedDependency[
 @post(
     "/consultations/{slug:str}/responses",
     status_code=201,
-    opt={"public": True},
+    opt={"rate_limit": "responses"},
     responses={
         201: ResponseSpec(data_container=Receipt, description="The response was recorded"),
         **documented(400, 404, 409, 413, 422, 429, 503),

@@ -66,7 +66,7 @@ _BUTTONS = {"confirm": "Confirm my seat", "cancel": "Cancel my signup", "erase":
     "/consultations/{slug:str}/signups",
     status_code=202,
     sync_to_thread=True,
-    opt={"public": True},
+    opt={"rate_limit": "signups"},
     responses=documented(400, 404, 409, 413, 422, 429, 503),
     summary="Sign up for a working session",
 )
@@ -85,7 +85,7 @@ async def link_page(signup_id: FromPath[UUID], action: FromPath[Action], token: 
     "/signups/{signup_id:uuid}/{action:str}",
     status_code=200,
     sync_to_thread=True,
-    opt={"public": True},
+    opt={"rate_limit": "signups"},
     responses={
         200: ResponseSpec(SignupState, description="Done: the signup's state (or, for a browser, a page saying so)"),
         **documented(400, 404, 409, 422, 429, 503),

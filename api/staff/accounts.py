@@ -53,7 +53,7 @@ def profile(member: StaffMember) -> Profile:
     return Profile(member.id, member.email, member.name, sorted(member.roles))
 
 
-@post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"public": True}, summary="Sign in: a token for the Authorization header")
+@post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Sign in: a token for the Authorization header")
 def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
     member = services.staff.authenticate(data.email, data.password)
     token = services.auth.create_token(identifier=str(member.id))

@@ -20,7 +20,8 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from runtime import System
 from domain.consultations.consultation import Definition
-from tests.conftest import raw_storage, POSTGRES, SLUG
+from domain.staff.member import Role
+from tests.conftest import PASSWORD, POSTGRES, SLUG, raw_storage
 
 FORM = f"/consultations/{SLUG}"
 RESPONSES = f"{FORM}/responses"
@@ -245,7 +246,9 @@ async def test_stats_after_must_be_a_non_negative_integer(client: AsyncTestClien
 async def test_public_posts_are_rate_limited_per_client_without_storing_the_address(
     system: System, store_env: dict[str, str], settings, sync_redis
 ) -> None:
-    strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
+    strict = msgspec.structs.replace(settings, rate_limit_per_minute=3, sign_in_rate_limit_per_minute=2)
+    system.staff.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
+    sign_in = {"email": "root@example.org", "password": PASSWORD}
     async with AsyncTestClient(create_app(strict, store_env)) as client:
         statuses = [(await client.post(RESPONSES, json=GOOD)).status_code for _ in range(4)]
         assert statuses == [201, 201, 201, 429]
@@ -253,6 +256,8 @@ async def test_public_posts_are_rate_limited_per_client_without_storing_the_addr
         assert_problem(limited, 429, "rate-limited")
         assert int(limited.headers["retry-after"]) > 0
         assert (await client.get(FORM)).status_code == 200  # reading is not limited
+        # Staff behind the same address still sign in: a bucket of its own, with its own limit.
+        assert [(await client.post("/staff/token", json=sign_in)).status_code for _ in range(3)] == [201, 201, 429]
     keys = [k.decode() for k in sync_redis.scan_iter(match=f"{settings.redis_prefix}:*")]
     address = "testclient"  # what the test client reports as its host
     assert not any(address in k for k in keys)

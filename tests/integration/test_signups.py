@@ -328,11 +328,11 @@ def test_confirmations_racing_for_the_last_seats_never_overfill_a_session(live_u
     assert sum(system.signups.get(p).state is State.CONFIRMED for p in people) == 5
 
 
-async def test_signups_and_their_links_are_rate_limited_like_responses(
+async def test_signups_and_their_links_share_a_rate_limit_of_their_own(
     system: System, store_env: dict[str, str], settings: Settings, seed: Definition
 ) -> None:
     system.consultations.load(future(seed))
-    strict = msgspec.structs.replace(settings, rate_limit_per_minute=3)
+    strict = msgspec.structs.replace(settings, signup_rate_limit_per_minute=3, rate_limit_per_minute=1)
     async with AsyncTestClient(create_app(strict, store_env)) as client:
         statuses = [(await sign_up(client, email_=f"person{i}@example.org")).status_code for i in range(4)]
         assert statuses == [202, 202, 202, 429]
