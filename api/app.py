@@ -19,7 +19,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from litestar.stores.redis import RedisStore
 
 from api.auth import staff_auth
-from api.edge import check_body
+from api.edge import check_request
 from api.problems import exception_handlers
 from api.public import signups
 from api.public.consultations import form, stats, submit
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
-        before_request=check_body,
+        before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
         stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},

@@ -1,4 +1,4 @@
-"""One gate for every request body, before litestar reads it for the handler.
+"""One gate for every request's query and body, before litestar reads them for the handler.
 
 litestar decodes a body leniently: any Content-Type, the last of duplicate keys, strings turned
 into booleans and numbers, and a recursion error (a 500) for JSON nested a thousand deep. This
@@ -10,6 +10,8 @@ CORS preflight, never reaches a handler.
 from __future__ import annotations
 
 import json
+import re
+import typing
 from typing import Any
 
 import msgspec
@@ -20,6 +22,7 @@ from litestar.params import BodyKwarg
 from api.problems import field_error, problem
 from domain.text import excerpt
 
+INTEGER = re.compile(r"-?[0-9]{1,18}")  # fits a 64-bit position, in plain digits
 MAX_DEPTH = 32  # objects and arrays within each other; the deepest body we take needs 4
 
 
@@ -44,8 +47,25 @@ def _unreadable(detail: str) -> Exception:
     return problem(400, "malformed-request", "The request could not be read", detail)
 
 
-async def check_body(request: Request[Any, Any, Any]) -> None:
-    """A `before_request` hook: the body a handler takes is in its media type, readable, and strictly typed."""
+def _integer(annotation: Any) -> bool:
+    return annotation is int or int in typing.get_args(annotation)
+
+
+def check_query(request: Request[Any, Any, Any]) -> None:
+    """An integer query parameter is written as one (litestar would read `1e3` as 1000, and `1.9` as 1)."""
+    for name, field in request.route_handler.parsed_fn_signature.parameters.items():
+        key = getattr(field.kwarg_definition, "query", None) or name
+        if _integer(field.annotation) and key in request.query_params:
+            for value in request.query_params.getall(key):
+                if not INTEGER.fullmatch(value):
+                    detail = f"The query parameter {key} must be a whole number of at most 18 digits."
+                    raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": key, "detail": detail}])
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """A `before_request` hook: integer query parameters are integers, and the body a handler takes
+    is in its media type, readable, and strictly typed."""
+    check_query(request)
     data = request.route_handler.parsed_fn_signature.parameters.get("data")
     if data is None:
         return  # the handler takes no body; whatever was sent is ignored

@@ -132,11 +132,13 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
     name, title = _HTTP.get(exc.status_code, ("http-error", exc.detail))
     headers = dict(exc.headers or {})
     extra: dict[str, Any] = {}
+    detail = exc.detail
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         extra["errors"] = [field_error(e) for e in exc.extra]
+        detail = "The request does not fit the schema: see errors."  # litestar's names the URL, query string and all
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]
-    return problem(exc.status_code, name, title, exc.detail, headers=headers, **extra).to_response(request)
+    return problem(exc.status_code, name, title, detail, headers=headers, **extra).to_response(request)
 
 
 def store_problem(request: Request, exc: PersistenceError) -> Response:

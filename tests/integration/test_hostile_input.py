@@ -116,3 +116,17 @@ def test_staff_names_follow_the_same_rule(system: System, name: str) -> None:
 def test_names_are_stored_in_nfc_on_one_line(system: System) -> None:
     member = system.staff.get(system.staff.enrol("jose@example.org", "Jose\u0301\n  Nu\u00f1ez", PASSWORD, [], by=None))
     assert member.name == "Jos\u00e9 Nu\u00f1ez"
+
+
+@pytest.mark.parametrize("after", ["1e3", "1.9", "0x10", " 1", "9" * 19, "١"])
+async def test_integer_query_parameters_are_written_as_integers(client: AsyncTestClient, after: str) -> None:
+    body = assert_problem(await client.get(f"/consultations/{SLUG}/stats", params={"after": after}), 400, "malformed-request")
+    assert body["errors"][0]["field"] == "after"
+
+
+async def test_problems_never_repeat_the_query_string(client: AsyncTestClient) -> None:
+    """A signup link's token sits in its query string: a problem must not carry it into logs or pages."""
+    secret = "T0KEN-do-not-echo"
+    for method, path in (("POST", "/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/explode"), ("GET", "/nowhere"), ("DELETE", f"/consultations/{SLUG}")):
+        r = await client.request(method, path, params={"token": secret})
+        assert r.status_code in (400, 404, 405) and secret not in r.text, r.text
