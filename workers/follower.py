@@ -73,7 +73,7 @@ class Follower:
             while not stop.is_set():
                 self.bell.clear()
                 try:
-                    if self.step():
+                    if self.step() or self.repaired():
                         continue
                 except Exception as e:  # noqa: BLE001 - a follower outlives outages; it reports and retries
                     log.warning("follower %s: %s; resuming from the view's position", self.view.name, e)
@@ -83,6 +83,17 @@ class Follower:
                 self.bell.wait(IDLE_POLL)
         finally:
             self.bell.close()
+
+    def repaired(self) -> bool:
+        """When idle: if the view stands behind where this follower left it (Redis restarted empty,
+        or its keys were deleted), fold again from where the view stands, without waiting for an event."""
+        stored = self.view.max_tracking_id(self.app.name) or 0
+        if stored >= self.position:
+            return False
+        log.warning("view %s is at %d, behind %d where it was left: folding the log again from there", self.view.name, stored, self.position)
+        self.view.discard()
+        self.position = stored
+        return True
 
     def _resume(self) -> None:
         self.view.discard()

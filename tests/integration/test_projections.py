@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -210,3 +211,25 @@ def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(
         for key in sync_redis.scan_iter(match=f"{rebuilt_prefix}:*"):
             sync_redis.delete(key)
     assert expected != after  # the five new responses are in
+
+
+def test_running_followers_refold_a_wiped_view_without_waiting_for_an_event(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, settings: Settings
+) -> None:
+    """The form must not answer 404 for a consultation in the log just because Redis lost its keys."""
+    submit(system, 10)
+    running = system.workers(mail=False).start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while views.positions(system.app, sync_redis, redis_prefix)["stats"] < system.app.head():
+            assert datetime.now(UTC) < deadline, "the followers did not catch up"
+            time.sleep(0.01)
+        expected = dump(sync_redis, redis_prefix)
+        for key in sync_redis.scan_iter(match=f"{redis_prefix}:*"):
+            sync_redis.delete(key)
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while dump(sync_redis, redis_prefix) != expected:  # no new event arrives meanwhile
+            assert datetime.now(UTC) < deadline, "the wiped views were not folded again"
+            time.sleep(0.01)
+    finally:
+        running.close()
