@@ -1,0 +1,70 @@
+"""Property-based fuzzing of every route in the OpenAPI schema, against the API served for real.
+
+schemathesis generates requests from the schema (valid and invalid ones) for every operation,
+public and staff (with a token of a member holding every role), and fails on any 5xx other than
+a 503 with Retry-After, on a problem that is not `application/problem+json`, and on any answer
+that does not match the schema's own description of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import httpx
+import hypothesis
+import hypothesis.errors
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
+from schemathesis.core.failures import FailureGroup
+
+from domain.staff.member import Role
+import msgspec
+
+from runtime import System
+from runtime.settings import Settings
+from tests.conftest import PASSWORD
+
+EXAMPLES = 25  # per operation and mode (valid and invalid requests): with about fifty operations, under a minute
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, view_wait_seconds=0.05)  # `?after=` far ahead waits that long
+
+
+def unavailable_for_now(response: schemathesis.Response) -> bool:
+    return response.status_code == 503 and "retry-after" in {k.lower() for k in response.headers}
+
+
+@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+def test_no_route_fails_or_answers_off_schema(live_url: str, system: System) -> None:
+    system.staff.enrol("fuzz@example.org", "Fuzz", PASSWORD, list(Role), by=None)
+    token = httpx.post(f"{live_url}/staff/token", json={"email": "fuzz@example.org", "password": PASSWORD}).json()["token"]
+    schema = schemathesis.openapi.from_url(f"{live_url}/schema/openapi.json")
+    failures: list[str] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 20
+
+    for operation, mode in itertools.product(operations, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)):
+
+        @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+        def fuzz(case: schemathesis.Case) -> None:
+            response = case.call(base_url=live_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            if unavailable_for_now(response):
+                return
+            if response.status_code >= 400 and not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} is not a problem")
+            try:
+                case.validate_response(response, checks=[not_a_server_error, content_type_conformance, response_schema_conformance])
+            except FailureGroup as e:
+                failures.extend(f"{case.method} {case.formatted_path}: {type(f).__name__}: {str(f)[:400]}" for f in e.exceptions)
+
+        try:
+            fuzz()
+        except hypothesis.errors.Unsatisfiable:  # nothing of the operation can be made invalid (no parameters, no body)
+            assert mode is GenerationMode.NEGATIVE
+    assert not failures, "\n\n".join(dict.fromkeys(failures))
