@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.embedded import redis_binary
 from runtime import System
 from runtime.settings import Settings
 from tests.conftest import SEED, SLUG, free_port
@@ -112,3 +114,57 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         # (2), the session's seats opened and one taken (2), two messages sent (2): the second start
         # created nothing.
         assert system.app.head() == 11
+
+
+def redis_processes(data_dir: Path) -> list[int]:
+    """The redis-servers serving this data folder's socket."""
+    sock = str(data_dir.resolve() / "redis.sock").encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if sock in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass  # gone meanwhile
+    return found
+
+
+def gone(pids: list[int]) -> bool:
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_killed_server_takes_its_redis_with_it_and_a_restart_finds_no_stale_one(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    server = Server(data_dir)
+    first = redis_processes(data_dir)
+    assert len(first) == 1
+    position = httpx.post(f"{server.url}/consultations/{SLUG}/responses", json={"answers": {"familiarity": "read"}}).json()["position"]
+    server.process.kill()  # SIGKILL: no chance to clean up
+    server.process.communicate()
+    assert gone(first), "the embedded Redis outlived the server that was killed"
+
+    # A Redis left behind all the same (say, by a version without the parent-death signal) is shut down, not joined.
+    sock = data_dir.resolve() / "redis.sock"
+    stale = subprocess.Popen([shutil.which("redis-server") or redis_binary(), "--port", "0", "--unixsocket", str(sock), "--save", ""],
+                             stdout=subprocess.DEVNULL, start_new_session=True)
+    while not sock.exists():
+        time.sleep(0.05)
+    again = Server(data_dir)
+    try:
+        assert stale.wait(timeout=10) == 0
+        assert len(redis_processes(data_dir)) == 1
+        stats = httpx.get(f"{again.url}/consultations/{SLUG}/stats", params={"after": position}).json()
+        assert stats["responses"] == 1
+        # A second server on the same folder is refused while the first runs.
+        third = subprocess.run([str(Path(sys.executable).parent / "agora"), "serve"], env={**os.environ, "AGORA_DATA_DIR": str(data_dir)},
+                               capture_output=True, text=True, timeout=30)
+        assert third.returncode != 0 and "another `agora serve` is running" in third.stderr
+        assert len(redis_processes(data_dir)) == 1
+    finally:
+        again.interrupt()
+    assert not redis_processes(data_dir)
