@@ -21,16 +21,26 @@ from litestar.stores.redis import RedisStore
 from api.auth import staff_auth
 from api.edge import check_request
 from api.problems import exception_handlers
-from api.public import signups
+from api.public import report, signups
+from api.public import audit as public_audit
 from api.public.consultations import form, stats, submit
 from api.services import Services
-from api.staff import accounts, attendees, frame, review
+from api.staff import accounts, attendees, audit, frame, review
+from api.staff import report as report_desk
 from runtime import System, redis_client, secret
 from runtime.settings import Settings
 
 
 def provide_services(state: State) -> Services:
     return state.services
+
+
+def provide_system(state: State) -> System:
+    return state.system
+
+
+def provide_reports(state: State) -> report.PublishedReports:
+    return state.reports
 
 
 def create_app(settings: Settings | None = None, store_env: dict[str, str] | None = None) -> Litestar:
@@ -48,6 +58,8 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         salt[:] = await client.get(salt_key)
         system = System(settings, store_env)
         app.state.services = services = Services(system, client, auth)
+        app.state.system = system
+        app.state.reports = report.PublishedReports(system, client)
         followers = None
         if settings.inline_followers:  # on an application instance of their own
             followers = System(settings, store_env).workers().start()
@@ -85,17 +97,21 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         limit("responses", settings.rate_limit_per_minute),
         limit("signups", settings.signup_rate_limit_per_minute),
         limit("sign-in", settings.sign_in_rate_limit_per_minute),
+        limit("proofs", settings.rate_limit_per_minute),  # a respondent's inclusion proof, by their receipt
     ]
     return Litestar(
         route_handlers=[
-            form, submit, stats, signups.sign_up, signups.link_page, signups.act,
+            form, submit, stats, signups.sign_up, signups.link_page, signups.act, *report.routes, *public_audit.routes,
             # Only staff routes declare the bearer token in the schema; public ones need none.
             Router(
-                "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees],
+                "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees, *audit.routes, *report_desk.routes],
                 security=[auth.security_requirement],
             ),
         ],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False), "system": Provide(provide_system, sync_to_thread=False),
+            "reports": Provide(provide_reports, sync_to_thread=False),
+        },
         exception_handlers=exception_handlers,
         before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],

@@ -31,6 +31,7 @@ from domain.errors import (
     SignupLinkInvalid,
     StaffNotFound,
 )
+from domain.reports.report import NotReadyForFinal, QuoteNotCandidate, ReportConflict, ReportMismatch, ReportNotFound
 from domain.review.case import CaseClosed, ClaimConflict
 from domain.staff.member import NotPermitted, StaffConflict
 
@@ -53,6 +54,11 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     SignupLinkInvalid: (404, "signup-link-invalid", "The link is not valid"),
     SessionStarted: (409, "session-started", "The session has started"),
     SessionFull: (409, "session-full", "The session is full"),
+    ReportNotFound: (404, "report-not-found", "No such report version"),
+    QuoteNotCandidate: (422, "quote-not-candidate", "Not a candidate quote"),
+    NotReadyForFinal: (409, "report-not-final", "A final report cannot be published yet"),
+    ReportConflict: (409, "report-conflict", "The change contradicts the report's versions"),
+    ReportMismatch: (500, "report-mismatch", "The report does not match its published digest"),
     IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key reused"),
 }
 
@@ -78,7 +84,7 @@ class Problem(msgspec.Struct):
 
 
 _STATUS_WORDS = {
-    400: "Unreadable request", 401: "Not signed in", 403: "Not permitted", 404: "Not found", 409: "Conflict",
+    400: "Unreadable request", 401: "Not signed in", 403: "Not permitted", 404: "Not found", 409: "Conflict", 410: "Gone",
     413: "Body too large", 422: "Breaks a rule", 429: "Too many requests", 503: "Unavailable for now",
 }
 
@@ -123,6 +129,8 @@ def domain_problem(request: Request, exc: DomainError) -> Response:
         extra["field"] = "Idempotency-Key"
     if isinstance(exc, SessionFull):
         extra["alternatives"] = msgspec.to_builtins(exc.alternatives)  # sessions with seats left: confirm into one
+    if isinstance(exc, NotReadyForFinal):
+        extra["left"] = exc.left  # responses still to review
     return problem(status, name, title, exc.detail, **extra).to_response(request)
 
 

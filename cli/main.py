@@ -15,11 +15,15 @@ from pathlib import Path
 from uuid import UUID
 
 import store
+from cli import audit as audit_command
+from cli import report as report_command
 from cli.embedded import redis_server, socket_path
+from domain.access.service import SIGNUPS_EXPORT
 from domain.consultations.consultation import read_definition
 from domain.consultations.service import Consultations
 from domain.errors import DomainError
 from domain.staff.member import Role
+from reports.render import spreadsheet_safe
 from runtime import System
 from runtime.settings import Settings
 from workers import views
@@ -75,6 +79,7 @@ def status(args: argparse.Namespace) -> None:
         print(f"log head: {head}")
         for name, position in views.positions(system.app, client, system.settings.redis_prefix).items():
             print(f"view {name:<8} at {position:>10}  behind by {head - position}")
+        print(audit_command.status_line(system))
 
 
 def rebuild(args: argparse.Namespace) -> None:
@@ -121,6 +126,7 @@ def signups(args: argparse.Namespace) -> None:
         if args.action == "export":
             slug = args.consultation or only_consultation(system.consultations)
             rows = [[spreadsheet_safe(v) for v in (c.name, c.email, s.session_id)] for s, c in signups.attendees(slug, args.session)]
+            system.access.record(None, SIGNUPS_EXPORT, f"{slug}/{args.session}")  # names and emails: on record before they leave
             if args.output:  # the list names people: the file is readable by its owner only
                 with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", newline="") as f:
                     csv.writer(f).writerows([("name", "email", "session"), *rows])
@@ -142,9 +148,9 @@ def signups(args: argparse.Namespace) -> None:
         print("erased: its key is destroyed, its outbox copies deleted")
 
 
-def spreadsheet_safe(cell: str) -> str:
-    """A cell as text even in a spreadsheet: one starting like a formula (`=HYPERLINK(…)`) gets a leading quote."""
-    return f"'{cell}" if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
+def report(args: argparse.Namespace) -> None:
+    with System(settings()) as system:
+        report_command.run(args, system)
 
 
 def only_consultation(consultations: Consultations) -> str:
@@ -196,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
     for parser_ in g.choices.values():
         parser_.add_argument("--consultation", metavar="SLUG", help="default: the only consultation in the store")
         parser_.set_defaults(run=signups)
+    for parser_ in report_command.add_parser(sub).choices.values():
+        parser_.set_defaults(run=report)
+    audit_command.register(sub, settings)
     return p
 
 

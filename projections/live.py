@@ -1,7 +1,7 @@
-"""The three views in Redis: each fold's writer (for followers and rebuilds) and its reader (for the API).
+"""The views in Redis: each fold's writer (for followers and rebuilds) and its reader (for the API).
 
 A reader fetches what it needs in one round trip per view and hands it to the fold's pure decoding
-(projections.form, .stats, .queue), so the API, a replay in memory and a report read alike.
+(projections.form, .stats, .queue, .report), so the API, a replay in memory and a report read alike.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from eventsourcing.projection import Projection
 from projections import queue
 from projections.form import Form, FormProjection, decode_form, form_key
 from projections.queue import LEASES, PROGRESS, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key
+from projections.report import ERASURES, ReportProjection, ReportVersion, decode_versions, report_key
 from projections.state import POSITION, State
 from projections.stats import Stats, StatsProjection, stats_key, tally
 from projections.view import RedisView, ViewReader, pairs
@@ -32,10 +33,15 @@ class QueueView(RedisView):
     name = "queue"
 
 
+class ReportView(RedisView):
+    name = "report"
+
+
 VIEWS: dict[str, tuple[type[Projection[State]], type[RedisView]]] = {
     "form": (FormProjection, FormView),
     "stats": (StatsProjection, StatsView),
     "queue": (QueueProjection, QueueView),
+    "report": (ReportProjection, ReportView),
 }
 
 
@@ -94,3 +100,17 @@ class QueueReader(ViewReader):
             return []
         hashes = await self.read(*(("HGETALL", case_key(m.decode()), ()) for m in members))
         return [queue.item(pairs(h), lapsed=m in lapsed) for m, h in zip(members, hashes, strict=True) if h]
+
+
+class ReportReader(ViewReader):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix, ReportView.name)
+
+    async def versions(self, report_id: UUID) -> tuple[list[ReportVersion], int]:
+        """The report's published versions, oldest first (none if nothing is published), and the erasures so far."""
+        fields, erasures = await self.read(("HGETALL", report_key(report_id), ()), ("HGET", ERASURES, ("count",)))
+        return decode_versions(pairs(fields)), int(erasures or 0)
+
+    async def erasures(self) -> int:
+        (erasures,) = await self.read(("HGET", ERASURES, ("count",)))
+        return int(erasures or 0)

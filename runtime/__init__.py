@@ -13,15 +13,21 @@ import redis
 import redis.asyncio
 
 import store
+from audit.history import History
+from audit.ledger import Ledger
+from audit.signing import Signer
+from domain.access.service import Accesses
 from domain.consultations.service import Consultations, Keyed
 from domain.core import Agora
 from domain.review.service import Review
 from domain.signups.service import Signups
 from domain.signups.signup import LinkTokens
 from domain.staff.service import Staff
+from reports.service import Reports
 from runtime.settings import Settings
 from store.keys import KeyStore
 from workers import views
+from workers.checkpointer import Checkpointer
 from workers.follower import Followers
 from workers.mail import FolderTransport, Transport, transport
 from workers.mailer import Mailer
@@ -53,6 +59,10 @@ class System:
         self.staff = Staff(self.app, settings.password_profile)
         self.review = Review(self.app, self.consultations, self.staff, self.texts)
         self.signups = Signups(self.app, self.consultations, self.contact_keys, LinkTokens(secret(settings)))
+        self.reports = Reports(self.app, self.consultations, self.staff, self.texts)
+        self.ledger = Ledger(self.app.factory)  # the Merkle tree of the log and its signed checkpoints
+        self.access = Accesses(self.app)  # who saw personal data
+        self.history = History(self.app, [self.texts, self.contact_keys])  # the auditors' reading of the log
 
     def close(self) -> None:
         self.app.close()
@@ -71,8 +81,18 @@ class System:
     # Workers
 
     def workers(self, mail: bool = True) -> Followers:
-        """The projection followers, and the mailer unless `mail` is false; not started."""
-        return views.followers(self.app, self.redis(), self.settings.redis_prefix, self.mailer() if mail else None)
+        """The projection followers, the checkpointer, and the mailer unless `mail` is false; not started."""
+        workers = views.followers(self.app, self.redis(), self.settings.redis_prefix, self.mailer() if mail else None)
+        workers.runners.append(self.checkpointer())
+        return workers
+
+    def checkpointer(self) -> Checkpointer:
+        settings = self.settings
+        return Checkpointer(self.app, self.ledger, self.signer(), settings.checkpoint_events, settings.checkpoint_seconds)
+
+    def signer(self) -> Signer:
+        """Signs checkpoints with the key in the data folder, made on first use."""
+        return Signer(self.data_dir, self.settings.origin)
 
     def mailer(self) -> Mailer:
         return Mailer(self.signups, self.mail_transport(), self.settings.mail_from, self.settings.links_url)

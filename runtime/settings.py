@@ -36,6 +36,11 @@ class Settings(msgspec.Struct, frozen=True):
     mail_from: str = "Agora <agora@localhost>"
     # Where people reach the API: the links in emails start with it (default: http://HOST:PORT).
     public_url: str = ""
+    # The ledger's checkpoints: every so many events or seconds (also when nothing happened).
+    checkpoint_events: int = 1000
+    checkpoint_seconds: float = 300.0
+    # Names the deployment's log in every checkpoint (default: the public URL's host and port, then /agora).
+    log_origin: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -51,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True):
     @property
     def links_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def origin(self) -> str:
+        return self.log_origin or f"{self.links_url.partition('://')[2].partition('/')[0]}/agora"
 
 
 # Each setting's environment variable.
@@ -75,6 +84,9 @@ ENV = {
     "SMTP_URL": "smtp_url",
     "AGORA_MAIL_FROM": "mail_from",
     "AGORA_PUBLIC_URL": "public_url",
+    "AGORA_CHECKPOINT_EVENTS": "checkpoint_events",
+    "AGORA_CHECKPOINT_SECONDS": "checkpoint_seconds",
+    "AGORA_LOG_ORIGIN": "log_origin",
 }
 
 # Read by eventsourcing itself to choose and reach the event store (the embedded SQLite file if unset).

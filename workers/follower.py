@@ -108,11 +108,13 @@ class Followers:
 
     def __init__(self, followers: list[Follower], mailer: Mailer | None = None) -> None:
         self.followers = followers
-        self.runners: list[Follower | Mailer] = [*followers, *([mailer] if mailer else [])]
+        self.runners: list[Any] = [*followers, *([mailer] if mailer else [])]
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=r.run, args=(self._stop,), name=f"worker-{r.name}", daemon=True) for r in self.runners]
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> Followers:
+        """Run each of `runners` (any object with `name`, `app`, `bell` and `run(stop)`) in a thread of its own."""
+        self._threads = [threading.Thread(target=r.run, args=(self._stop,), name=f"worker-{r.name}", daemon=True) for r in self.runners]
         for t in self._threads:
             t.start()
         return self

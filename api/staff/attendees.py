@@ -13,7 +13,9 @@ from litestar.security.jwt import Token
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS
 from api.services import Services
+from domain.access.service import ATTENDEES
 from domain.staff.member import Role, StaffMember
+from runtime import System
 
 
 class Attendee(msgspec.Struct):
@@ -29,5 +31,10 @@ class Attendee(msgspec.Struct):
     responses=STAFF_PROBLEMS,
     summary="Confirmed attendees of a session, with names and emails (admins only)",
 )
-def attendees(slug: FromPath[str], session_id: FromPath[str], services: NamedDependency[Services], request: Request[StaffMember, Token, Any]) -> list[Attendee]:
-    return [Attendee(c.name, c.email, s.session_id) for s, c in services.signups.attendees(slug, session_id)]
+def attendees(
+    slug: FromPath[str], session_id: FromPath[str], services: NamedDependency[Services], system: NamedDependency[System],
+    request: Request[StaffMember, Token, Any],
+) -> list[Attendee]:
+    found = [Attendee(c.name, c.email, s.session_id) for s, c in services.signups.attendees(slug, session_id)]
+    system.access.record(request.user.id, ATTENDEES, f"{slug}/{session_id}")  # names and emails: who saw them is on record
+    return found

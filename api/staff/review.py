@@ -20,10 +20,12 @@ from litestar.security.jwt import Token
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
 from api.schemas import Progress, QueuePage
-from api.disclosure import HistoryEntry, entry
 from api.services import After, Services, wait
-from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome
+from audit.disclosure import AuditEvent
+from domain.access.service import RESPONSE_TEXT
+from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome, case_id
 from domain.staff.member import Role, StaffMember
+from runtime import System
 
 READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR)
 REVIEWERS = requires(Role.REVIEWER)
@@ -179,14 +181,17 @@ def reopen(response_id: ResponseId, data: JSONBody[Reopening], request: Staff, s
 
 
 @get("/review/responses/{response_id:uuid}", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="A response's answers")
-def read_response(response_id: ResponseId, services: NamedDependency[Services]) -> ResponseForReview:
+def read_response(response_id: ResponseId, request: Staff, services: NamedDependency[Services], system: NamedDependency[System]) -> ResponseForReview:
     r = services.consultations.response(response_id)
-    return ResponseForReview(r.id, r.consultation_id, r.created_on, services.review.answers(response_id))
+    answers = services.review.answers(response_id)
+    system.access.record(request.user.id, RESPONSE_TEXT, str(response_id))  # free text may name people: who read it is on record
+    return ResponseForReview(r.id, r.consultation_id, r.created_on, answers)
 
 
 @get("/review/responses/{response_id:uuid}/history", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
-def history(response_id: ResponseId, services: NamedDependency[Services]) -> list[HistoryEntry]:
-    return [entry(e) for e in services.review.history(response_id)]
+def history(response_id: ResponseId, services: NamedDependency[Services], system: NamedDependency[System]) -> list[AuditEvent]:
+    services.consultations.response(response_id)  # or 404
+    return system.history.of_aggregates([response_id, case_id(response_id)])
 
 
 def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:

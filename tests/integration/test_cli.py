@@ -77,8 +77,10 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
         "view form     at          0  behind by 2",
         "view stats    at          0  behind by 2",
         "view queue    at          0  behind by 2",
+        "view report   at          0  behind by 2",
+        "ledger: 0 events chained (to position 0), no checkpoint yet",
     ]
     out = run(capsys, "rebuild")
-    assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue"))
+    assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue", "report"))
     assert "behind by 0" in run(capsys, "status")
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")

@@ -64,8 +64,13 @@ async def test_a_redaction_replaces_the_span_and_shredding_destroys_the_original
     assert key not in raw_storage(store_env)
     assert system.review.answers(response)["works_well"] == now_reads
     history = (await client.get(f"/review/responses/{response}/history", headers=tokens["auditor"])).json()
-    assert [h["action"] for h in history][-2:] == ["redacted", "originalsshredded"]
-    assert history[-2]["details"] == {"question_id": "works_well", "start": start, "end": end, "reason": "a name and a phone number"}
+    assert [h["type"] for h in history][-2:] == ["review.redacted", "review.originals_shredded"]
+    now_key = history[-2]["payload"]["sealed"]["sealed"]
+    assert history[-2]["payload"] == {
+        "question_id": "works_well", "start": start, "end": end, "reason": "a name and a phone number",
+        "sealed": {"sealed": now_key, "state": "present"},
+    }
+    assert history[0]["payload"]["texts"]["works_well"] == {"sealed": original.key_id, "state": "shredded"}
     assert SECRET not in str(history) and "Jane" not in str(history)
 
 

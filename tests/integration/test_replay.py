@@ -1,18 +1,27 @@
-"""One fold, four uses: replayed in memory, a view is byte for byte the live Redis view, at the head or at any position."""
+"""One fold, four uses: replayed in memory, a view is byte for byte the live Redis view, at the head or at any position;
+and `audit.replay.view_at` decodes a replay exactly as the API's readers decode the live view."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import redis
 import redis.asyncio
 
-from domain.consultations.consultation import Definition
-from projections.live import VIEWS, StatsReader
+from audit.replay import DECODERS, Snapshot, view_at
+from domain.consultations.consultation import Definition, consultation_id
+from domain.consultations.service import Submission
+from domain.reports.report import report_id
+from domain.signups.signup import Purpose
+from domain.staff.member import Role
+from projections.live import VIEWS, FormReader, QueueReader, ReportReader, StatsReader
 from projections.state import Memory, replay
 from projections.stats import stats_key, tally
 from runtime import System
 from tests.conftest import REDIS_URL, SLUG
 from tests.integration.test_projections import dump, review_some, submit
+from tests.integration.test_signups import SESSIONS, future
 from workers.follower import Follower
 
 
@@ -80,3 +89,75 @@ async def test_the_counting_rules_read_alike_from_redis_and_from_memory(
     memory = replay(system.app, VIEWS["stats"][0])
     assert served == tally(seed, memory.hgetall(stats_key(consultation_id)), memory.position(system.app.name))
     assert served is not None and served.responses == 25 and served.position == system.app.head()
+
+
+async def served(system: System, prefix: str, view: str) -> bytes:
+    """The live view in Redis as the API's readers read it, in the shape of a replay (`audit.replay.Snapshot`)."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        position = await StatsReader(client, prefix).position(system.app.name)
+        slugs = sorted(system.consultations.slugs())
+        ids = {slug: consultation_id(slug) for slug in slugs}
+        if view == "form":
+            forms = FormReader(client, prefix)
+            return msgspec.json.encode(Snapshot(view, position, {s: await forms.form(ids[s]) for s in slugs}))
+        if view == "stats":
+            stats = StatsReader(client, prefix)
+            return msgspec.json.encode(Snapshot(view, position, {s: await stats.stats(ids[s], system.app.name) for s in slugs}))
+        if view == "queue":
+            reader, now = QueueReader(client, prefix), datetime.now(UTC)
+            pages = [await reader.page(system.app.name, state, None, None, None, 0, 10_000, now) for state in ("new", "claimed", "completed", "excluded")]
+            items = sorted((i for p in pages for i in p.items), key=lambda i: i.position)
+            cases = {s: [i for i in items if i.consultation_id == ids[s]] for s in slugs}
+            return msgspec.json.encode(Snapshot(view, position, cases, progress=await reader.progress(system.app.name)))
+        reports = ReportReader(client, prefix)
+        versions = {s: await reports.versions(report_id(ids[s])) for s in slugs}
+        erasures = {e for _, e in versions.values()}
+        assert len(erasures) == 1
+        return msgspec.json.encode(Snapshot(view, position, {s: v for s, (v, _) in versions.items()}, erasures=erasures.pop()))
+    finally:
+        await client.aclose()
+
+
+def test_every_live_view_can_be_replayed_at_a_position() -> None:
+    assert DECODERS.keys() == VIEWS.keys()
+
+
+async def test_a_view_replayed_at_a_position_is_byte_for_byte_the_live_view_captured_there(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, seed: Definition
+) -> None:
+    followers = live(system, sync_redis, redis_prefix)
+    admin = system.staff.enrol("root@example.org", "Root", "a long enough password", [Role.ADMIN], by=None)
+    reviewer = system.staff.enrol("r@example.org", "R", "a long enough password", [Role.REVIEWER], by=admin)
+    captured: dict[int, dict[str, bytes]] = {}
+
+    async def capture() -> None:
+        for f in followers:
+            f.catch_up()
+        captured[system.app.head()] = {view: await served(system, redis_prefix, view) for view in VIEWS}
+
+    submit(system, 12)
+    await capture()
+    system.consultations.load(future(seed))
+    signup = system.signups.request(SESSIONS, "session_1300", "Someone", "someone@example.org", True)
+    system.signups.confirm(signup, system.signups.links.token(Purpose.CONFIRM, signup, 1))
+    submit(system, 5, slug=SESSIONS)
+    await capture()
+    review_some(system)
+    (text,) = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": "Call Jane on 555."})])
+    system.review.claim(text.id, reviewer, timedelta(minutes=30))
+    system.review.redact(text.id, reviewer, "works_well", 5, 9, "a name")
+    system.review.shred_originals(text.id, admin, "works_well")
+    await capture()
+    system.consultations.close(SLUG)
+    system.signups.erase(signup, token=None)
+    await capture()
+    assert len(captured) == 4
+    for position, views in captured.items():
+        for view, live_bytes in views.items():
+            assert view_at(system.app, view, position) == live_bytes, (view, position)
+    final = msgspec.json.decode(captured[system.app.head()]["queue"])
+    assert final["progress"]["reviewed"] == 1 and {i["state"] for i in final["consultations"][SLUG]} == {"new", "claimed", "excluded"}
+    assert msgspec.json.decode(captured[system.app.head()]["report"])["erasures"] == 1
+    earlier = min(captured)
+    assert view_at(system.app, "stats", earlier) != view_at(system.app, "stats", None)

@@ -102,18 +102,18 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     assert reopened.status_code == 201
 
     history = (await client.get(f"/review/responses/{first}/history", headers=headers["auditor"])).json()
-    assert [(h["action"], h["actor"]) for h in history] == [
-        ("submitted", None),
-        ("opened", None),
-        ("claimed", str(staff["reviewer"])),
-        ("noted", str(staff["reviewer"])),
-        ("completed", str(staff["reviewer"])),
-        ("reopened", str(staff["editor"])),
+    assert [(h["type"], h["actor"], h["actor_name"]) for h in history] == [
+        ("response.submitted", None, None),
+        ("review.opened", None, None),
+        ("review.claimed", str(staff["reviewer"]), "Reviewer"),
+        ("review.noted", str(staff["reviewer"]), "Reviewer"),
+        ("review.completed", str(staff["reviewer"]), "Reviewer"),
+        ("review.reopened", str(staff["editor"]), "Editor"),
     ]
-    assert history[3]["details"] == {"text": "Concrete about AI."}
-    assert "answers" not in history[0]["details"] and "receipt_hash" not in history[0]["details"]
-    times = [h["at"] for h in history]
-    assert times == sorted(times)
+    assert history[3]["payload"] == {"text": "Concrete about AI."}
+    assert "answers" not in history[0]["payload"] and "receipt_hash" not in history[0]["payload"]
+    positions = [h["position"] for h in history]
+    assert positions == sorted(positions) and positions[-1] == reopened.json()["position"]
     queue = (await client.get("/review/queue", params={"after": reopened.json()["position"]}, headers=headers["editor"])).json()
     assert [i["response_id"] for i in queue["items"]] == [str(first), str(second)]
 

@@ -1,0 +1,140 @@
+"""The verifiable log's public routes: checkpoints, the key that signs them, and proofs.
+
+Anonymous and read-only (docs/audit.md says how to check what they answer by hand). A
+respondent proves their response is in the log with their receipt: the receipt is the secret,
+so it travels in a POST body, is rate-limited per client (a bucket of its own), and the answer holds only
+the leaf, its proof and the checkpoint, nothing about the response.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
+
+from api.problems import documented, problem
+from api.staff.audit import declared_query_only
+from audit.ledger import Checkpoint, Ledger
+from audit.signing import Verifier
+from domain.consultations.service import hash_receipt
+from domain.errors import FieldError, InvalidInput
+from runtime import System
+
+PUBLIC = {"exclude_from_auth": True}
+PAGE = 100
+
+
+class CheckpointPage(msgspec.Struct):
+    checkpoints: list[Checkpoint]  # oldest first; `root` in base64
+    next: Annotated[int | None, msgspec.Meta(description="Pass as `?after=` for the next page; null on the last")]
+
+
+class Key(msgspec.Struct):
+    vkey: Annotated[str, msgspec.Meta(description="The verifier key, as signed notes write it: name+key hash+base64(0x01 || key)")]
+    name: str
+    public_key: Annotated[bytes, msgspec.Meta(description="The raw Ed25519 public key, base64")]
+    algorithm: str
+    keys: Annotated[list[str], msgspec.Meta(description="Every verifier key that has signed checkpoints, oldest first")]
+
+
+class ConsistencyProof(msgspec.Struct):
+    from_: int = msgspec.field(name="from")
+    to: int
+    proof: list[bytes]  # base64 hashes, RFC 9162 2.1.4 order
+
+
+class ReceiptIn(msgspec.Struct, forbid_unknown_fields=True):
+    receipt: Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="The receipt given when the response was submitted")]
+
+
+class InclusionProof(msgspec.Struct):
+    leaf_index: int
+    leaf_hash: bytes  # base64
+    checkpoint: Checkpoint
+    proof: list[bytes]  # base64 hashes, RFC 9162 2.1.3 order
+
+
+def _ledger(system: System) -> Ledger:
+    return system.ledger
+
+
+def _latest(ledger: Ledger) -> Checkpoint:
+    latest = ledger.latest()
+    if latest is None:
+        raise problem(404, "no-checkpoint", "No checkpoint yet", "The log has no signed checkpoint yet; the checkpointer takes one when it starts.")
+    return latest
+
+
+@get(
+    "/audit/checkpoints", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    responses=documented(400), summary="The signed checkpoints, oldest first",
+)
+def checkpoints(
+    system: NamedDependency[System],
+    after: Annotated[int, QueryParameter(ge=0, description="Checkpoints after this sequence number (`next` of the previous page)")] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="At most this many")] = PAGE,
+) -> CheckpointPage:
+    found = _ledger(system).checkpoints(after, limit + 1)
+    return CheckpointPage(found[:limit], found[limit - 1].seq if len(found) > limit else None)
+
+
+@get(
+    "/audit/checkpoints/latest", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    responses=documented(400, 404), summary="The latest signed checkpoint",
+)
+def latest(system: NamedDependency[System]) -> Checkpoint:
+    return _latest(_ledger(system))
+
+
+@get("/audit/key", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only], responses=documented(400, 404), summary="The key that signs checkpoints")
+def key(system: NamedDependency[System]) -> Key:
+    keys = _ledger(system).keys()
+    if not keys:
+        raise problem(404, "no-checkpoint", "No checkpoint yet", "No key has signed a checkpoint yet; the checkpointer takes one when it starts.")
+    current = Verifier.parse(keys[-1])
+    return Key(current.vkey, current.name, current.public, "Ed25519", keys)
+
+
+@get(
+    "/audit/consistency", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    responses=documented(400, 404, 422), summary="A consistency proof between two checkpointed tree sizes",
+)
+def consistency(
+    system: NamedDependency[System],
+    old: Annotated[int, QueryParameter(name="from", ge=0, description="The older tree size")],
+    new: Annotated[int, QueryParameter(name="to", ge=0, description="The newer tree size, at most the latest checkpoint's")],
+) -> ConsistencyProof:
+    ledger = _ledger(system)
+    size = _latest(ledger).size
+    errors = []
+    if new > size:
+        errors.append(FieldError("to", f"The latest checkpoint's tree has {size} leaves; ask for a size up to that."))
+    if old > new:
+        errors.append(FieldError("from", "The older size cannot be larger than the newer one."))
+    if errors:
+        raise InvalidInput(errors)
+    return ConsistencyProof(old, new, ledger.consistency(old, new))
+
+
+@post(
+    "/audit/inclusion", status_code=200, sync_to_thread=True, opt={**PUBLIC, "rate_limit": "proofs"}, guards=[declared_query_only],
+    responses=documented(400, 404, 413, 422, 429, 503), summary="Prove a response is in the log, by its receipt",
+)
+def inclusion(data: JSONBody[ReceiptIn], system: NamedDependency[System]) -> InclusionProof:
+    ledger = _ledger(system)
+    leaf = ledger.leaf_of(hash_receipt(data.receipt))
+    if leaf is None:
+        detail = "No response with this receipt is in the ledger. A response just submitted is chained within seconds: try again shortly."
+        raise problem(404, "receipt-not-found", "Receipt not found", detail)
+    index, leaf_hash = leaf
+    checkpoint = _latest(ledger)
+    if index >= checkpoint.size:
+        detail = "The response is chained but no checkpoint covers it yet; one is taken within minutes. Try again then."
+        raise problem(503, "not-checkpointed-yet", "Not checkpointed yet", detail, headers={"Retry-After": "30"})
+    return InclusionProof(index, leaf_hash, checkpoint, ledger.inclusion(index, checkpoint.size))
+
+
+routes = [checkpoints, latest, key, consistency, inclusion]

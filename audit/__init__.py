@@ -1,0 +1,1 @@
+"""Governance audit: the verifiable log (Merkle tree, signed checkpoints, proofs, offline verification)."""

@@ -1,0 +1,176 @@
+"""The offline bundle: everything needed to verify the log, written by `agora audit export`.
+
+One line per position of the log (events.ndjson), with the stored record exactly as hashed and
+the event as the disclosure policy shows it; the checkpoints with the consistency proof from
+the one before; the verifier key; a README. Lines whose stored bytes hold staff personal data in
+clear (a staff member's enrolment: email and password hash) carry only their hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from audit import merkle
+from audit.disclosure import AuditEvent, disclose
+from audit.signing import Verifier, parse_body
+from audit.verify import Report, SignedCheckpoint, Withheld, chained, log, verify
+from domain.staff.member import StaffMember
+
+WITHHELD = frozenset({get_topic(StaffMember.Enrolled)})
+FILES = ("events.ndjson", "checkpoints.ndjson", "key.txt", "README.md")
+
+README = """# An Agora audit bundle
+
+Exported by `agora audit export`; check it with `agora audit verify DIR`, or by reading docs/audit.md
+of Agora and these files:
+
+- events.ndjson: one line per log position, in order: `position`, `leaf` (its leaf index; null if not
+  chained yet), `leaf_hash` (hex, as chained), `stored` (originator_id, originator_version, topic and
+  state in base64: the bytes the leaf hashes) and `event` (the event as auditors read it). Lines of staff
+  enrolments are `withheld`: `record_hash` (hex) instead of `stored`.
+- checkpoints.ndjson: each signed checkpoint (`seq`, `note`) with `consistency`, the proof (base64
+  hashes) from the checkpoint before it.
+- key.txt: the verifier key(s) that sign checkpoints; compare with the one the deployment publishes
+  (`GET /audit/key`) and with checkpoints you hold from elsewhere.
+
+Leaf: SHA-256(0x00 || position (8) || originator id (16) || version (8) || topic length (4) || topic ||
+state length (4) || state), big-endian; node: SHA-256(0x01 || left || right); RFC 9162 tree shape.
+"""
+
+
+class Stored(msgspec.Struct):
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes  # base64 in JSON
+
+
+class Line(msgspec.Struct, omit_defaults=True):
+    position: int
+    leaf: int | None
+    leaf_hash: str | None  # hex
+    stored: Stored | None = None
+    withheld: bool = False
+    record_hash: str | None = None  # hex, for a withheld line
+    event: AuditEvent | None = None
+
+
+class CheckpointLine(msgspec.Struct):
+    seq: int
+    note: str
+    consistency: list[bytes]
+
+
+class Record(NamedTuple):
+    id: int
+    originator_id: bytes
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def export(system: Any, out: Path) -> tuple[int, int]:
+    """Write the bundle into `out` (made if missing, refused if it holds a bundle already); (lines, checkpoints)."""
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if any((out / f).exists() for f in FILES):
+        raise ValueError(f"{out} already holds a bundle; export into an empty folder")
+    app, ledger = system.app, system.ledger
+    names = {entry.id: entry.name for entry in system.history.directory()}
+    encoder = msgspec.json.Encoder()
+    lines = 0
+    with (out / "events.ndjson").open("wb") as f:
+        for line in _lines(app, ledger, names, system.history.key_present):
+            f.write(encoder.encode(line) + b"\n")
+            lines += 1
+    checkpoints = []
+    while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
+        checkpoints.extend(batch)
+    with (out / "checkpoints.ndjson").open("wb") as f:
+        previous = 0
+        for c in checkpoints:
+            f.write(encoder.encode(CheckpointLine(c.seq, c.note, ledger.consistency(min(previous, c.size), c.size))) + b"\n")
+            previous = c.size
+    (out / "key.txt").write_text("".join(f"{k}\n" for k in ledger.keys()))
+    (out / "README.md").write_text(README)
+    return lines, len(checkpoints)
+
+
+def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> Iterator[Line]:
+    """The log and the ledger's leaves side by side, by position."""
+    leaves = chained(ledger)
+    leaf = next(leaves, None)
+    for position, oid, version, topic, state in log(app):
+        while leaf is not None and leaf[1] < position:  # chained, but gone from the log
+            yield Line(leaf[1], leaf[0], leaf[2].hex())
+            leaf = next(leaves, None)
+        index, leaf_hex = (leaf[0], leaf[2].hex()) if leaf is not None and leaf[1] == position else (None, None)
+        if index is not None:
+            leaf = next(leaves, None)
+        originator_id = UUID(bytes=oid)
+        event = disclose(app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state)), position, names, key_present)
+        if topic in WITHHELD:
+            record = merkle.leaf_hash(merkle.canonical(position, oid, version, topic, state))
+            yield Line(position, index, leaf_hex, withheld=True, record_hash=record.hex(), event=event)
+        else:
+            yield Line(position, index, leaf_hex, Stored(originator_id, version, topic, state), event=event)
+    while leaf is not None:
+        yield Line(leaf[1], leaf[0], leaf[2].hex())
+        leaf = next(leaves, None)
+
+
+def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None) -> Report:
+    """Verify a bundle; against `verifiers`, or the key(s) it carries."""
+    missing = [f for f in FILES[:3] if not (folder / f).exists()]
+    if missing:
+        raise ValueError(f"{folder} is not a bundle: it lacks {', '.join(missing)}")
+    if verifiers is None:
+        verifiers = [Verifier.parse(k) for k in (folder / "key.txt").read_text().split()]
+    decoder = msgspec.json.Decoder(CheckpointLine)
+    checkpoints = [decoder.decode(line) for line in (folder / "checkpoints.ndjson").read_bytes().splitlines() if line]
+    signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
+    by_sizes = _proofs_by_sizes(checkpoints, verifiers)
+    return verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []))
+
+
+def _proofs_by_sizes(checkpoints: list[CheckpointLine], verifiers: list[Verifier]) -> dict[tuple[int, int], list[bytes]]:
+    """Each checkpoint's proof, keyed by (the size before it, its size) as its signed note says."""
+    found: dict[tuple[int, int], list[bytes]] = {}
+    previous = 0
+    for c in sorted(checkpoints, key=lambda c: c.seq):
+        text = next((t for v in verifiers if (t := v.open(c.note)) is not None), None)
+        if text is None:
+            continue  # verify reports it as forged
+        size = parse_body(text).size
+        found[(min(previous, size), size)] = c.consistency
+        previous = size
+    return found
+
+
+def _read(folder: Path) -> Iterator[Line]:
+    decoder = msgspec.json.Decoder(Line)
+    with (folder / "events.ndjson").open("rb") as f:
+        for raw in f:
+            yield decoder.decode(raw)
+
+
+def _records(folder: Path) -> Iterator[Any]:
+    for line in _read(folder):
+        if line.withheld and line.record_hash:
+            yield Withheld(line.position, bytes.fromhex(line.record_hash))
+        elif line.stored is not None:
+            s = line.stored
+            yield Record(line.position, s.originator_id.bytes, s.originator_version, s.topic, s.state)
+
+
+def _leaves(folder: Path) -> Iterator[tuple[int, int, bytes]]:
+    for line in _read(folder):
+        if line.leaf is not None and line.leaf_hash is not None:
+            yield line.leaf, line.position, bytes.fromhex(line.leaf_hash)
+

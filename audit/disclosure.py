@@ -1,0 +1,89 @@
+"""What anyone outside the data's owners may see of a recorded event: one policy, wherever events are shown.
+
+The review history, the auditors' `/audit/events`, and the exported bundle all show events through
+`disclose`. Sealed values appear only as a reference to their key and whether it still exists
+(`{"sealed": key_id, "state": "present" | "shredded"}`); signups' and staff's personal data, the
+answers of a response, receipts' and links' hashes never appear at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.utils import get_topic
+
+from domain.sealed import Sealed
+
+
+class AuditEvent(msgspec.Struct):
+    position: int
+    recorded_at: datetime
+    type: str
+    aggregate: str
+    aggregate_id: UUID
+    version: int
+    actor: UUID | None
+    actor_name: str | None
+    payload: dict[str, Any]
+
+
+# The event's envelope (shown as fields of its own), and what is never shown: the answers (a
+# version 1 response kept free text among them, in clear) and their fingerprint, staff emails and
+# password hashes, hashes that stand for secrets (a receipt, a signup's links), and hashes of
+# quoted text (a report's `quotes`: the passage may be erased later; which passages are quoted
+# shows in the quote selections).
+HIDDEN = frozenset({
+    "originator_id", "originator_version", "timestamp", "originator_topic", "by",
+    "answers", "fingerprint", "email", "password_hash", "receipt_hash", "confirm_hash", "manage_hash", "quotes",
+})
+
+
+def _present(_: str) -> bool:
+    return True
+
+
+def snake(name: str) -> str:
+    """`QuoteMarked` -> `quote_marked`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def readable(event: Any) -> tuple[str, str]:
+    """The readable (type, aggregate) of an event: `review.quote_marked`, `review_case`.
+
+    The type's context is the module the topic is stored under (`domain.review`), or the
+    aggregate's own name where it is not of that name (`seats.taken`, not `signup.taken`).
+    """
+    module, qualname = get_topic(type(event)).split(":")
+    aggregate_class, event_class = qualname.rsplit(".", 1)
+    aggregate = snake(aggregate_class)
+    context = module.rsplit(".", 1)[-1]
+    return f"{context if context in aggregate else aggregate}.{snake(event_class)}", aggregate
+
+
+def disclose(
+    event: Any, position: int, names: Mapping[UUID, str], keys_present: Callable[[str], bool] = _present
+) -> AuditEvent:
+    """The event at `position` as the policy shows it; `names` names actors (the staff
+    directory); `keys_present` says whether a data key still exists (default: all do)."""
+    type_, aggregate = readable(event)
+    actor = getattr(event, "by", None)
+    payload = {k: _value(v, keys_present) for k, v in vars(event).items() if k not in HIDDEN}
+    return AuditEvent(
+        position=position, recorded_at=event.timestamp, type=type_, aggregate=aggregate, aggregate_id=event.originator_id,
+        version=event.originator_version, actor=actor, actor_name=names.get(actor) if actor else None, payload=payload,
+    )
+
+
+def _value(value: Any, keys_present: Callable[[str], bool]) -> Any:
+    if isinstance(value, Sealed):
+        return {"sealed": value.key_id, "state": "present" if keys_present(value.key_id) else "shredded"}
+    if isinstance(value, Mapping):
+        return {k: _value(v, keys_present) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v, keys_present) for v in value]
+    return value

@@ -1,0 +1,178 @@
+"""The auditors' reading of the log: every event in order, filtered, under the one disclosure policy.
+
+The log is read in batches from a position, so a page or a stream holds one batch in memory
+however long the log is. A page reads at most `SCAN` events: a filter that matches little
+still answers promptly, with the position to go on from (`next`), null once the head is reached.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+from eventsourcing.sqlite import SQLiteDatastore
+from psycopg.sql import SQL, Identifier
+
+from audit.disclosure import AuditEvent, disclose, readable
+from domain.consultations.consultation import Consultation
+from domain.staff.member import Role, StaffMember
+from domain.core import Agora
+
+
+class Keys(Protocol):
+    def get(self, key_id: str) -> bytes | None: ...
+
+
+class StaffEntry(msgspec.Struct):
+    """A staff member as auditors see them: never their email or password hash."""
+
+    id: UUID
+    name: str
+    roles: list[Role]
+    active: bool
+    enrolled_at: datetime
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """Which events to show; every condition given must hold."""
+
+    consultation: UUID | None = None  # its own events and those of its frame, responses, cases, signups, seats
+    aggregates: frozenset[UUID] | None = None
+    type: str | None = None  # readable, e.g. "review.claimed"
+    actor: UUID | None = None
+    since: datetime | None = None  # recorded at or after
+    until: datetime | None = None  # recorded before
+
+
+class Page(msgspec.Struct):
+    events: list[AuditEvent]
+    next: int | None  # pass as `after` for the next page; null: the page reached the head of the log
+
+
+class History:
+    BATCH = 500  # events read from the store at a time
+    SCAN = 10_000  # events a page reads at most
+
+    def __init__(self, app: Agora, keys: Sequence[Keys]) -> None:
+        """`keys`: the key stores of sealed values (free text, signups' contacts), asked whether a key still exists."""
+        self.app = app
+        self.keys = keys
+        self._names: dict[UUID, str] = {}  # staff names never change: found once, kept
+        self._lock = threading.Lock()
+        # What an aggregate belongs to follows from its first event, which never changes.
+        self.consultation_of = functools.lru_cache(maxsize=100_000)(self._consultation_of)
+
+    def key_present(self, key_id: str) -> bool:
+        return any(store.get(key_id) is not None for store in self.keys)
+
+    def page(self, after: int, limit: int, where: Filter) -> Page:
+        head = self.app.head()
+        found: list[tuple[int, Any]] = []
+        last = head
+        for scanned, (position, event) in enumerate(self._scan(after, head), 1):
+            if self._matches(where, event):
+                found.append((position, event))
+            if len(found) == limit or scanned == self.SCAN:
+                last = position
+                break
+        return Page(self._disclose(found), None if last >= head else last)
+
+    def stream(self, after: int, limit: int | None, where: Filter) -> Iterator[bytes]:
+        """Matching events up to the head as it is now, as NDJSON: one chunk per batch read."""
+        left = limit
+        batch: list[tuple[int, Any]] = []
+        for position, event in self._scan(after, self.app.head()):
+            if self._matches(where, event):
+                batch.append((position, event))
+                if left is not None and (left := left - 1) == 0:
+                    break
+            if len(batch) == self.BATCH:
+                yield _ndjson(self._disclose(batch))
+                batch = []
+        if batch:
+            yield _ndjson(self._disclose(batch))
+
+    def of_aggregates(self, aggregate_ids: Iterable[UUID]) -> list[AuditEvent]:
+        """Every event of these aggregates, each aggregate's in order, with their positions."""
+        found = []
+        for aggregate_id in aggregate_ids:
+            positions = self._positions(aggregate_id)
+            found += [(positions[e.originator_version], e) for e in self.app.events.get(aggregate_id)]
+        return self._disclose(found)
+
+    def directory(self) -> list[StaffEntry]:
+        entries = []
+        for enrolled in self.app.select_events(StaffMember.Enrolled):
+            member = self.app.find(enrolled.originator_id, StaffMember)
+            assert member is not None
+            entries.append(StaffEntry(member.id, member.name, sorted(member.roles), member.active, enrolled.timestamp))
+        return entries
+
+    def _scan(self, after: int, upto: int) -> Iterator[tuple[int, Any]]:
+        position = after
+        while position < upto and (
+            batch := self.app.recorder.select_notifications(start=position, limit=self.BATCH, stop=upto, inclusive_of_start=False)
+        ):
+            for n in batch:
+                yield n.id, self.app.mapper.to_domain_event(n)
+            position = batch[-1].id
+
+    def _matches(self, where: Filter, event: Any) -> bool:
+        return (
+            (where.aggregates is None or event.originator_id in where.aggregates)
+            and (where.type is None or readable(event)[0] == where.type)
+            and (where.actor is None or getattr(event, "by", None) == where.actor)
+            and (where.since is None or event.timestamp >= where.since)
+            and (where.until is None or event.timestamp < where.until)
+            and (where.consultation is None or self.consultation_of(event.originator_id) == where.consultation)
+        )
+
+    def _consultation_of(self, aggregate_id: UUID) -> UUID | None:
+        """The consultation an aggregate is about, by its first event: a consultation itself, anything
+        naming one (frame, response, signup, seats), a review case by its response; None for staff and accesses."""
+        first = next(iter(self.app.events.get(aggregate_id, lte=1)), None)
+        if isinstance(first, Consultation.Created):
+            return aggregate_id
+        if isinstance(consultation := getattr(first, "consultation_id", None), UUID):
+            return consultation
+        if isinstance(response := getattr(first, "response_id", None), UUID):
+            return self.consultation_of(response)
+        return None
+
+    def _disclose(self, events: list[tuple[int, Any]]) -> list[AuditEvent]:
+        with self._lock:
+            for actor in {getattr(e, "by", None) for _, e in events} - self._names.keys() - {None}:
+                member = self.app.find(actor, StaffMember)
+                if member is not None:
+                    self._names[actor] = member.name
+            names = dict(self._names)
+        return [disclose(e, position, names, keys_present=self.key_present) for position, e in events]
+
+    def _positions(self, aggregate_id: UUID) -> dict[int, int]:
+        """An aggregate's events' positions in the log, by version (the recorders do not say)."""
+        recorder: Any = self.app.recorder
+        if isinstance(recorder.datastore, SQLiteDatastore):
+            with recorder.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT originator_version AS version, rowid AS position FROM {recorder.events_table_name} WHERE originator_id = ?",
+                    (aggregate_id.hex,),
+                )
+                rows = c.fetchall()
+        else:
+            statement = SQL("SELECT originator_version AS version, notification_id AS position FROM {}.{} WHERE originator_id = %s")
+            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(statement.format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)), (aggregate_id,))
+                rows = curs.fetchall()
+        return {row["version"]: row["position"] for row in rows}
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _ndjson(events: list[AuditEvent]) -> bytes:
+    return b"".join(_encode(e) + b"\n" for e in events)

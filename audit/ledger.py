@@ -1,0 +1,249 @@
+"""The ledger: the Merkle tree of the event log and its signed checkpoints, in tables beside the event store.
+
+Every event of the notification log is a leaf, indexed by its order in the log (positions may
+have gaps: a rolled-back insert on PostgreSQL skips an id). The tables hold each leaf's position
+and hash, the hash of every complete subtree (so appending costs O(log n) and a proof O(log n)
+lookups, never a rebuild), the signed checkpoints, the public keys that signed them, and an
+index from a response's receipt hash to its leaf (for a respondent's inclusion proof).
+
+One writer at a time (the checkpointer, under a lock) appends; anyone reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
+from eventsourcing.sqlite import SQLiteDatastore
+from eventsourcing.utils import get_topic
+from psycopg.rows import tuple_row
+
+from audit import merkle
+from audit.merkle import Frontier
+from domain.consultations.response import Response
+
+RESPONSE = get_topic(Response.Submitted)
+
+# A stored record as the leaf hashes it: (position, originator id's 16 bytes, version, topic, state).
+Record = tuple[int, bytes, int, str, bytes]
+
+
+def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Record]:
+    """The stored records past position `after`, in order, as plain tuples: read in bulk (chaining,
+    verifying), the library's notification objects would cost more than the hashing."""
+    datastore = recorder.datastore  # type: ignore[attr-defined]
+    table = recorder.events_table_name  # type: ignore[attr-defined]
+    if isinstance(datastore, SQLiteDatastore):
+        query = f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT {int(limit)}"
+        with datastore.transaction(commit=False) as c:
+            c.execute(query, (after,))
+            rows = c.fetchall()
+        return [(i, bytes.fromhex(o.replace("-", "")), v, t, s) for i, o, v, t, s in rows]  # the library keeps ids as text
+    query = (
+        f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {datastore.schema}.{table}"
+        f" WHERE notification_id > %s ORDER BY notification_id LIMIT {int(limit)}"
+    )
+    with datastore.transaction(commit=False) as c:
+        c.row_factory = tuple_row
+        c.execute(query, (after,))
+        return c.fetchall()  # uuid_send: the id's 16 bytes, without making UUID objects
+
+
+class OutOfOrder(Exception):
+    """A position appeared at or below one the ledger has already chained."""
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    seq: int  # 1, 2, …: checkpoints of the same size (a quiet stretch) are told apart by it
+    size: int  # leaves in the tree
+    root: bytes
+    position: int  # the last log position in the tree (0 if none)
+    time: datetime
+    note: str  # the signed note (audit/signing.py)
+
+
+class _Receipt(msgspec.Struct):
+    receipt_hash: str
+
+
+_receipt = msgspec.json.Decoder(_Receipt)
+
+
+class Ledger:
+    def __init__(self, factory: InfrastructureFactory[Any], name: str = "ledger") -> None:
+        self.datastore = factory.datastore  # type: ignore[attr-defined]
+        self.sqlite = sqlite = isinstance(self.datastore, SQLiteDatastore)
+        schema = getattr(self.datastore, "schema", "")
+        self.leaves_, self.nodes_, self.checkpoints_, self.receipts_, self.keys_ = (
+            f"{schema}.{name}_{t}" if schema else f"{name}_{t}" for t in ("leaves", "nodes", "checkpoints", "receipts", "keys")
+        )
+        self.p = "?" if sqlite else "%s"
+        blob = "BLOB" if sqlite else "BYTEA"
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.leaves_} (leaf BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, hash {blob} NOT NULL)")
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.nodes_} (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx))"
+            )
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.checkpoints_} (seq BIGINT PRIMARY KEY, size BIGINT NOT NULL, root {blob} NOT NULL,"
+                " position BIGINT NOT NULL, time TEXT NOT NULL, note TEXT NOT NULL)"
+            )
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.receipts_} (receipt_hash TEXT PRIMARY KEY, leaf BIGINT NOT NULL)")
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.keys_} (vkey TEXT PRIMARY KEY, since TEXT NOT NULL)")
+        self._frontier: Frontier | None = None  # the writer's, loaded on first append
+
+    # The tree
+
+    def head(self) -> tuple[int, int]:
+        """(size, last position chained): (0, 0) when empty."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT leaf, position FROM {self.leaves_} ORDER BY leaf DESC LIMIT 1")
+            row = c.fetchone()
+        return (row["leaf"] + 1, row["position"]) if row else (0, 0)
+
+    def leaves(self, start: int = 0, limit: int = 10_000) -> list[tuple[int, int, bytes]]:
+        """(leaf index, position, leaf hash) from leaf `start` on, in order."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self.sqlite:
+                c.row_factory = tuple_row
+            c.execute(f"SELECT leaf, position, hash FROM {self.leaves_} WHERE leaf >= {self.p} ORDER BY leaf LIMIT {int(limit)}", (start,))
+            return c.fetchall()  # rows of (leaf, position, hash): BLOB and BYTEA both read as bytes
+
+    def leaf_of(self, receipt_hash: str) -> tuple[int, bytes] | None:
+        """The leaf index and hash of the response with this receipt hash, once chained."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT r.leaf, l.hash FROM {self.receipts_} r JOIN {self.leaves_} l ON l.leaf = r.leaf WHERE r.receipt_hash = {self.p}",
+                (receipt_hash,),
+            )
+            row = c.fetchone()
+        return (row["leaf"], bytes(row["hash"])) if row else None
+
+    def hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The hash of each leaf range, folded from its stored complete subtrees."""
+        wanted = {node for lo, hi in ranges for node in merkle.subtrees(lo, hi)}
+        found = self._nodes(wanted)
+        return [merkle.fold([found[n] for n in merkle.subtrees(lo, hi)]) for lo, hi in ranges]
+
+    def root(self, size: int) -> bytes:
+        return self.hashes([(0, size)])[0]
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return self.hashes(merkle.inclusion_ranges(index, size))
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        return self.hashes(merkle.consistency_ranges(old, new))
+
+    def _nodes(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        leaves = [i for level, i in wanted if level == 0]
+        inner = [(level, i) for level, i in wanted if level > 0]
+        found: dict[tuple[int, int], bytes] = {}
+        with self.datastore.transaction(commit=False) as c:
+            if leaves:
+                c.execute(f"SELECT leaf, hash FROM {self.leaves_} WHERE leaf IN ({', '.join([self.p] * len(leaves))})", leaves)
+                found.update({(0, r["leaf"]): bytes(r["hash"]) for r in c.fetchall()})
+            if inner:
+                pairs = " OR ".join([f"(level = {self.p} AND idx = {self.p})"] * len(inner))
+                c.execute(f"SELECT level, idx, hash FROM {self.nodes_} WHERE {pairs}", [x for node in inner for x in node])
+                found.update({(r["level"], r["idx"]): bytes(r["hash"]) for r in c.fetchall()})
+        missing = set(wanted) - set(found)
+        if missing:
+            raise LookupError(f"the ledger lacks tree nodes {sorted(missing)[:5]}")
+        return found
+
+    def frontier(self) -> Frontier:
+        size, _ = self.head()
+        nodes = merkle.subtrees(0, size)
+        found = self._nodes(nodes)
+        return Frontier(size, [found[n] for n in nodes])
+
+    def append(self, batch: Sequence[Record]) -> int:
+        """Chain these records, in order, as the next leaves, with their subtrees and receipts, in one
+        transaction. Raises OutOfOrder, chaining nothing, if a position is not above every chained one."""
+        if not batch:
+            return 0
+        frontier = self._frontier or self.frontier()
+        _, last = self.head()
+        size = frontier.size
+        leaves, nodes, receipts = [], [], []
+        try:
+            for record in batch:
+                position, topic, state = record[0], record[3], record[4]
+                if position <= last:
+                    raise OutOfOrder(f"position {position} appeared after position {last} was chained")
+                last = position
+                h = merkle.leaf_hash(merkle.canonical(*record))
+                leaves.append((frontier.size, position, h))
+                nodes.extend(frontier.append(h))
+                if topic == RESPONSE:
+                    receipts.append((_receipt.decode(state).receipt_hash, frontier.size - 1))
+            with self.datastore.transaction(commit=True) as c:
+                self._insert(c, self.leaves_, "leaf, position, hash", ("bigint", "bigint", "bytea"), leaves)
+                self._insert(c, self.nodes_, "level, idx, hash", ("integer", "bigint", "bytea"), nodes)
+                # The first leaf with a receipt keeps it: a copied event must not stall the chain.
+                self._insert(c, self.receipts_, "receipt_hash, leaf", ("text", "bigint"), receipts, " ON CONFLICT (receipt_hash) DO NOTHING")
+        except BaseException:
+            self._frontier = None  # reload from the tables: they hold what was committed
+            raise
+        self._frontier = frontier
+        return frontier.size - size
+
+    def _insert(self, c: Any, table: str, columns: str, types: tuple[str, ...], rows: list[tuple[Any, ...]], then: str = "") -> None:
+        """Insert rows: SQLite, one statement run for each; PostgreSQL, one statement for all (arrays), not a round trip per row."""
+        if not rows:
+            return
+        if self.sqlite:
+            c.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(types))}){then}", rows)
+            return
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        c.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}){then}", [list(col) for col in zip(*rows, strict=True)])
+
+    # Checkpoints
+
+    def add_checkpoint(self, size: int, root: bytes, position: int, time: datetime, note: str) -> Checkpoint:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"SELECT MAX(seq) AS seq FROM {self.checkpoints_}")
+            seq = (c.fetchone()["seq"] or 0) + 1
+            p = self.p
+            c.execute(
+                f"INSERT INTO {self.checkpoints_} (seq, size, root, position, time, note) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                (seq, size, root, position, time.isoformat(), note),
+            )
+        return Checkpoint(seq, size, root, position, time, note)
+
+    def checkpoints(self, after: int = 0, limit: int = 1000) -> list[Checkpoint]:
+        return self._checkpoints(f"WHERE seq > {self.p} ORDER BY seq LIMIT {int(limit)}", (after,))
+
+    def latest(self) -> Checkpoint | None:
+        found = self._checkpoints("ORDER BY seq DESC LIMIT 1", ())
+        return found[0] if found else None
+
+    def covering(self, position: int) -> Checkpoint | None:
+        """The first checkpoint whose tree includes this log position."""
+        found = self._checkpoints(f"WHERE position >= {self.p} ORDER BY seq LIMIT 1", (position,))
+        return found[0] if found else None
+
+    def _checkpoints(self, where: str, params: tuple[Any, ...]) -> list[Checkpoint]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT seq, size, root, position, time, note FROM {self.checkpoints_} {where}", params)
+            rows = c.fetchall()
+        return [
+            Checkpoint(r["seq"], r["size"], bytes(r["root"]), r["position"], datetime.fromisoformat(r["time"]), r["note"])
+            for r in rows
+        ]
+
+    # Keys
+
+    def publish_key(self, vkey: str, since: datetime) -> None:
+        """Record a verifier key that signs checkpoints (kept once)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"INSERT INTO {self.keys_} (vkey, since) VALUES ({self.p}, {self.p}) ON CONFLICT (vkey) DO NOTHING", (vkey, since.isoformat()))
+
+    def keys(self) -> list[str]:
+        """The verifier keys that have signed checkpoints, oldest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT vkey FROM {self.keys_} ORDER BY since, vkey")
+            return [r["vkey"] for r in c.fetchall()]

@@ -1,0 +1,234 @@
+"""Verification: recompute every leaf and the tree from the log, check every checkpoint, and say
+`ok` or name the first bad position and why.
+
+The same walk serves the live store and an exported bundle (audit/bundle.py). It reads the log
+(stored records in position order) beside the ledger's leaves (leaf index, position, hash):
+
+- **altered**: a record hashes differently than when it was chained (or, when the ledger's
+  hashes were rewritten too, a checkpoint's root no longer matches the events it covers);
+- **reordered**: a record sits at another chained position than its own (two swapped), or a
+  position appears in the log below one already chained, which was never chained itself;
+- **missing**: a chained position is no longer in the log, though later ones are;
+- **truncated**: the log (or the ledger) ends before what was chained or checkpointed;
+- **forged**: a checkpoint whose signature does not verify, whose stored fields differ from what
+  was signed, or that is not consistent with the one before it.
+
+Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key (recorded by
+`ReviewCase.OriginalsShredded` or `Signup.Erased`) never breaks a proof; verify counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+from eventsourcing.utils import get_topic
+
+from audit import merkle
+from audit.ledger import Ledger, Record, records
+from audit.merkle import Frontier, canonical, leaf_hash
+from audit.signing import Head, Verifier, parse_body
+from domain.review.case import ReviewCase
+from domain.signups.signup import Signup
+
+SHREDDING = {get_topic(ReviewCase.OriginalsShredded): "key_ids", get_topic(Signup.Erased): "key_id"}
+MAX_MISMATCHES = 1000  # kept, past the first, to tell a swap from an alteration
+
+
+class Problem(NamedTuple):
+    kind: str  # altered, reordered, missing, truncated, forged
+    position: int | None
+    detail: str
+
+
+class Withheld(NamedTuple):
+    """A record a bundle gives only as its leaf hash (it holds personal data in clear)."""
+
+    id: int
+    hash: bytes
+
+
+class SignedCheckpoint(NamedTuple):
+    seq: int
+    note: str
+    stored: tuple[int, bytes, int] | None = None  # (size, root, position) as the ledger's columns say, if any
+
+
+class Report(msgspec.Struct):
+    events: int = 0  # records read from the log
+    leaves: int = 0  # chained and checked
+    checkpoints: int = 0
+    pending: int = 0  # in the log past the last chained position
+    shredded: int = 0  # keys the log records as destroyed
+    withheld: int = 0
+    problem: Problem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def __str__(self) -> str:
+        if self.problem:
+            where = f" at position {self.problem.position}" if self.problem.position is not None else ""
+            return f"FAILED{where}: {self.problem.kind}: {self.problem.detail}"
+        extra = f", {self.withheld} withheld (checked by hash only)" if self.withheld else ""
+        return (
+            f"ok: {self.events} events, {self.leaves} chained and matching, {self.checkpoints} checkpoints signed and consistent, "
+            f"{self.pending} not chained yet{extra}; {self.shredded} keys shredded (as their events record; hashes cover "
+            "ciphertext, so shredding breaks no proof)"
+        )
+
+
+def verify(
+    records: Iterable[Any],
+    leaves: Iterable[tuple[int, int, bytes]],
+    checkpoints: Sequence[SignedCheckpoint],
+    verifiers: Sequence[Verifier],
+    consistency: Callable[[int, int], list[bytes]] | None = None,
+) -> Report:
+    """`records`: the log in position order, each (position, originator id's bytes, version, topic, state) or
+    Withheld; `leaves`: the ledger's, in order; `consistency(old, new)`: a consistency proof between two
+    checkpoints' sizes, checked against their roots."""
+    report = Report()
+    heads = _checkpoints(checkpoints, verifiers, consistency, report)
+    if report.problem:
+        return report
+    frontier = Frontier()
+    due = iter(heads)
+    head = next(due, None)
+    since = 0  # the first position after the last checkpoint matched
+    recs = iter(records)
+    rec = next(recs, None)
+    mismatches: list[tuple[int, Any, bytes]] = []  # (position, record, ledger hash)
+    problem: Problem | None = None
+    shredded = 0
+
+    def check_heads() -> Problem | None:
+        nonlocal head, since
+        while head is not None and head[1].size == frontier.size:
+            seq, h = head
+            if not mismatches and frontier.root() != h.root:
+                return Problem("altered", since or None, f"checkpoint #{seq} (size {h.size}) does not match the events it covers (positions {since or 1} to {h.position}): an event there was altered and its leaf rewritten")
+            report.checkpoints += 1
+            since = h.position + 1
+            head = next(due, None)
+        return None
+
+    problem = check_heads()
+    previous = 0  # the position of the leaf before
+    for index, position, stored in leaves if problem is None else ():
+        if index != frontier.size:
+            problem = Problem("missing", previous + 1, f"leaf {frontier.size} is gone from the ledger: it jumps from position {previous} to leaf {index} at position {position}")
+            break
+        previous = position
+        if rec is not None and rec[0] < position:
+            problem = Problem("reordered", rec[0], f"position {rec[0]} is in the log but was never chained, though position {position} after it was (leaf {index})")
+            break
+        if rec is None:
+            problem = Problem("truncated", position, f"the log ends before position {position}, which was chained as leaf {index}{_covered(head)}")
+            break
+        if rec[0] > position:
+            problem = Problem("missing", position, f"position {position} was chained as leaf {index} but is not in the log (the log goes on at {rec[0]})")
+            break
+        report.events += 1
+        if isinstance(rec, Withheld):
+            h, report.withheld = rec.hash, report.withheld + 1
+        else:
+            h = leaf_hash(canonical(*rec))
+            field = SHREDDING.get(rec[3])
+            if field:
+                value = msgspec.json.decode(rec[4])[field]
+                shredded += len(value) if isinstance(value, list) else 1
+        if h != stored:
+            mismatches.append((position, rec, stored))
+            if len(mismatches) >= MAX_MISMATCHES:
+                break
+        frontier.append(stored)
+        report.leaves += 1
+        problem = check_heads()
+        if problem:
+            break
+        rec = next(recs, None)
+    else:
+        if problem is None and head is not None and not mismatches:
+            problem = Problem("truncated", None, f"checkpoint #{head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only {frontier.size}")
+    report.shredded = shredded
+    if mismatches:
+        report.problem = _mismatch(mismatches)
+        return report
+    if problem:
+        report.problem = problem
+        return report
+    while rec is not None:  # past the last chained position: not chained yet
+        report.events += 1
+        report.pending += 1
+        rec = next(recs, None)
+    return report
+
+
+def _covered(head: tuple[int, Head] | None) -> str:
+    return f", and checkpoint #{head[0]} covers up to position {head[1].position}" if head else ""
+
+
+def _mismatch(mismatches: list[tuple[int, Any, bytes]]) -> Problem:
+    """The first mismatch, as a move (its record hashes right at another mismatched position) or an alteration."""
+    position, rec, _ = mismatches[0]
+    if not isinstance(rec, Withheld):
+        for other, _, stored in mismatches[1:]:
+            if merkle.leaf_hash(merkle.canonical(other, *rec[1:])) == stored:
+                return Problem("reordered", position, f"the event at position {position} was chained at position {other}: the two were swapped or moved")
+    return Problem("altered", position, f"the event at position {position} does not hash as it did when chained")
+
+
+def _checkpoints(
+    checkpoints: Sequence[SignedCheckpoint], verifiers: Sequence[Verifier], consistency: Callable[[int, int], list[bytes]] | None,
+    report: Report,
+) -> list[tuple[int, Head]]:
+    heads: list[tuple[int, Head]] = []
+    for cp in sorted(checkpoints, key=lambda c: c.seq):
+        text = next((t for v in verifiers if (t := v.open(cp.note)) is not None), None)
+        if text is None:
+            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: its signature does not verify with the deployment's key")
+            return []
+        head = parse_body(text)
+        if cp.stored is not None and cp.stored != (head.size, head.root, head.position):
+            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: the stored size, root or position differ from what was signed")
+            return []
+        if heads:
+            prev_seq, prev = heads[-1]
+            if head.size < prev.size or head.position < prev.position:
+                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is smaller than #{prev_seq} before it")
+                return []
+            if consistency is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, consistency(prev.size, head.size)):
+                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is not consistent with #{prev_seq} before it")
+                return []
+        heads.append((cp.seq, head))
+    return heads
+
+
+BATCH = 5000
+
+
+def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier]) -> Report:
+    """Verify the live store: its log against its ledger and every checkpoint."""
+    checkpoints = []
+    while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
+        checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position)) for c in batch)
+    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency)
+
+
+def log(app: Any) -> Iterator[Record]:
+    """Every stored record, in position order."""
+    start = 0
+    while batch := records(app.recorder, start, BATCH):
+        yield from batch
+        start = batch[-1][0]
+
+
+def chained(ledger: Ledger) -> Iterator[tuple[int, int, bytes]]:
+    """The ledger's leaves as (leaf index, position, hash), in order."""
+    start = 0
+    while batch := ledger.leaves(start, BATCH):
+        yield from batch
+        start = batch[-1][0] + 1

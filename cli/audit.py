@@ -1,0 +1,81 @@
+"""`agora audit`: export the verifiable log as a bundle, verify it (or the live store), replay a view."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from audit.bundle import export, verify_bundle
+from audit.replay import view_at
+from audit.signing import KEY_FILE, Verifier, load_or_make_key
+from audit.verify import Report, verify_store
+from runtime import System
+
+
+def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) -> None:
+    a = sub.add_parser("audit", help="the verifiable log: export, verify, replay").add_subparsers(required=True, dest="action", metavar="ACTION")
+    e = a.add_parser("export", help="write a self-contained bundle of the log, its checkpoints and key")
+    e.add_argument("--out", required=True, metavar="DIR", help="an empty (or new) folder")
+    v = a.add_parser("verify", help="recompute the tree and check every checkpoint: of a bundle, or the live store")
+    v.add_argument("dir", nargs="?", metavar="DIR", help="a bundle from `agora audit export` (default: the live store)")
+    v.add_argument("--key", metavar="VKEY", help="check checkpoints against this verifier key (default: the bundle's, or the data folder's)")
+    r = a.add_parser("replay", help="print a view as it stood at a position of the log (JSON)")
+    r.add_argument("view", metavar="VIEW", help="form, stats or queue")
+    r.add_argument("--at", type=int, metavar="POSITION", help="default: the head")
+    for p in a.choices.values():
+        p.set_defaults(run=lambda args: run(args, settings()))
+
+
+def run(args: argparse.Namespace, settings: object) -> None:
+    if args.action == "verify" and args.dir:
+        report = verify_bundle(Path(args.dir), [Verifier.parse(args.key)] if args.key else None)
+        finish(report)
+        return
+    with System(settings) as system:  # type: ignore[arg-type]
+        if args.action == "export":
+            lines, checkpoints = export(system, Path(args.out))
+            print(f"exported {lines} events and {checkpoints} checkpoints to {args.out}")
+        elif args.action == "verify":
+            report, source = live(system, args.key)
+            print(f"checked against {source}")
+            finish(report)
+        else:
+            sys.stdout.write(view_at(system.app, args.view, args.at).decode() + "\n")
+
+
+def finish(report: Report) -> None:
+    print(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def live(system: System, key: str | None = None) -> tuple[Report, str]:
+    """Verify the live store: against `key`, the data folder's key (under any name it signed with), or the keys the store publishes."""
+    published = [Verifier.parse(k) for k in system.ledger.keys()]
+    if key:
+        verifiers, source = [Verifier.parse(key)], "the key given"
+    elif (system.data_dir / KEY_FILE).exists():
+        public = load_or_make_key(system.data_dir / KEY_FILE).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        verifiers = [v for v in published if v.public == public] or [Verifier(system.settings.origin, public)]
+        source = "the data folder's key"
+    else:
+        verifiers, source = published, "the keys the store publishes (compare them with a copy held elsewhere)"
+    return verify_store(system.app, system.ledger, verifiers), source
+
+
+def status_line(system: System) -> str:
+    """For `agora status`: the ledger's head, its last checkpoint, and whether the store verifies against it."""
+    size, position = system.ledger.head()
+    latest = system.ledger.latest()
+    if latest is None:
+        return f"ledger: {size} events chained (to position {position}), no checkpoint yet"
+    report, _ = live(system)
+    verdict = "verifies" if report.ok else f"does NOT verify: {report}"
+    return (
+        f"ledger: {size} events chained (to position {position}); last checkpoint #{latest.seq} of {latest.size} "
+        f"at {latest.time.isoformat(timespec='seconds')}; the store {verdict}"
+    )

@@ -1,0 +1,78 @@
+"""`agora report`: build a report version's files from the log, and verify a version against its digest.
+
+`build` writes what the public routes serve for that version, byte for byte: report.json,
+report.html and data.zip (reports.render). `verify` rebuilds a version and compares digests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from projections.report import latest
+from reports import render
+from reports.content import build as build_content, canonical, digest
+from reports.service import Built
+from runtime import System
+
+
+def built(system: System, slug: str, at: int | None, version: int | None) -> Built:
+    """A published version (by default the latest, as `GET …/report` picks it), or the one built at `at`, or what would be published at `at`."""
+    if at is None:
+        chosen = latest(system.reports.versions(slug)) if version is None else None
+        return system.reports.version(slug, chosen.version if chosen else version)
+    head = system.app.head()
+    if not 1 <= at <= head:
+        raise ValueError(f"--at must be a position in the log, 1 to {head}")
+    published = [v for v in system.reports.versions(slug) if v.position == at]
+    if published:
+        return system.reports.version(slug, published[-1].version)
+    # Not published: the next version as it would be built there (interim), as a preview.
+    consultation = system.consultations.get(slug)
+    content = build_content(system.app, system.texts, consultation.id, at, len(system.reports.versions(slug)) + 1, final=False)
+    return Built(None, content, canonical(content), digest(content))
+
+
+def build(args: argparse.Namespace, system: System) -> None:
+    result = built(system, args.slug, args.at, args.version)
+    checkpoint = system.ledger.covering(result.content.position)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in render.outputs(result, checkpoint).items():
+        (out / name).write_bytes(data)
+    info = result.info
+    state = "not published (a preview)" if info is None else "withdrawn" if info.withdrawn else "published"
+    print(f"version {result.content.version} at position {result.content.position}, {state}: digest {result.digest}")
+    print(f"wrote report.json, report.html and data.zip to {out}")
+
+
+def verify(args: argparse.Namespace, system: System) -> None:
+    against = Path(args.against).read_bytes() if args.against else None
+    result = system.reports.verify(args.slug, args.version, against)
+    if not result.ok:
+        sys.exit(f"version {result.version} differs: {result.difference}")
+    print(f"ok: version {result.version} rebuilds to its published digest {result.recorded}")
+    for ref in result.erased:
+        print(f"  quote {ref}: its text was erased by a recorded redaction since publication")
+
+
+def run(args: argparse.Namespace, system: System) -> None:
+    {"build": build, "verify": verify}[args.action](args, system)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    r = sub.add_parser("report", help="published reports: build a version's files, verify a version").add_subparsers(
+        required=True, dest="action", metavar="ACTION"
+    )
+    b = r.add_parser("build", help="write report.json, report.html and data.zip of a version, as served")
+    b.add_argument("slug")
+    which = b.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="a published version (default: the latest)")
+    which.add_argument("--at", type=int, metavar="POSITION", help="the version built at this log position; if none was, what would be")
+    b.add_argument("--out", required=True, metavar="DIR")
+    v = r.add_parser("verify", help="rebuild a version from the log and compare it with its published digest")
+    v.add_argument("slug")
+    v.add_argument("--version", type=int, help="default: the latest")
+    v.add_argument("--against", metavar="FILE", help="a report.json served or built earlier: name the first field that differs")
+    return r

@@ -1,0 +1,638 @@
+"""A report version's content: a pure, deterministic fold over the log up to a position, never from Redis.
+
+`build` reads the log once, up to position P, and folds what a report states: responses received
+and completed, exclusions by reason (counted, never dropped), counts per option with and without
+excluded responses (by the public statistics' rules: projections.stats's counted questions, answer
+fields and `tally`), counts per theme of the coding frame as it stood at P, confirmed attendance per
+session, the selected quotes as their answers read at P, the narrative and the timeline.
+
+The same position gives the same bytes on every store: `canonical` is msgspec JSON in a fixed order
+(struct fields as declared, dict keys sorted), integers and strings only (times as the log recorded them).
+
+Quotes and erasure. A quote's text is free text, sealed in the log; confirming a redaction later
+destroys the keys of the answer's earlier versions, which may include the one a version quoted.
+That text is then gone for good, on purpose, and a rebuilt version shows the quote with `text`
+null. So that such a version still verifies, the digest does not cover quote texts directly: it
+is the SHA-256 of the canonical bytes of the content with every quote's `text` left out
+(`sealed`), and each quote carries the SHA-256 of its text as published (`sha256`), also recorded
+in the version's event. A rebuild that cannot read a quote's text takes its `sha256` from that
+record, and `verify` reports the quote as erased (naming the recorded shredding) rather than as a
+difference; a text whose key is gone without a recorded shredding is a difference (tampering).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from eventsourcing.application import Application
+from eventsourcing.utils import get_topic
+
+from domain.consultations.consultation import Consultation, Definition, Kind, Question, Theme
+from domain.consultations.response import Response
+from domain.reports.report import STANDARD_SECTIONS, QuoteRef, Report, Section, report_id
+from domain.review.case import REDACTED, Flag, Outcome, ReviewCase, case_id
+from domain.review.frame import CodingFrame, frame_id
+from domain.sealed import Sealed, Vault
+from domain.signups.signup import Seats
+from projections.stats import COUNTED, answer_field, tally
+
+BUILDER = "agora-report/1"  # recorded with each version: which rules built it; change it when they change
+FORMAT = 1
+
+
+class OptionCount(msgspec.Struct, frozen=True):
+    id: str  # the option's id; "true"/"false" for a yes/no question
+    label: str
+    received: int  # every response received
+    counted: int  # without excluded responses
+
+
+class QuestionCount(msgspec.Struct, frozen=True):
+    id: str
+    prompt: str
+    kind: str  # "single_choice" or "yes_no"
+    options: list[OptionCount]
+
+
+class Exclusions(msgspec.Struct, frozen=True):
+    total: int
+    # Per reason (spam, abusive, off_topic, duplicate, other: excluded with none of those flags). A
+    # response excluded with two of these flags counts under both, so these may add up to more than total.
+    by_reason: dict[str, int]
+
+
+class ResponseCounts(msgspec.Struct, frozen=True):
+    received: int
+    completed: int  # reviewed or excluded: "every response is read" is completed == received
+    excluded: Exclusions
+    counted: int  # received - excluded.total: what the `counted` figures count
+
+
+class ThemeCount(msgspec.Struct, frozen=True):
+    id: str
+    label: str  # as it stood at the position
+    retired: bool
+    responses: int  # responses completed as reviewed (not excluded) and tagged with it
+
+
+class Themes(msgspec.Struct, frozen=True):
+    frame_version: int  # the coding frame's aggregate version at the position (0: no frame)
+    themes: list[ThemeCount]
+
+
+class SessionCount(msgspec.Struct, frozen=True):
+    id: str
+    title: str
+    starts_at: datetime
+    confirmed: int
+
+
+class Quote(msgspec.Struct, frozen=True):
+    ref: str  # str(QuoteRef): response/question/start-end, the span as the reviewer marked it
+    response_id: UUID
+    question_id: str
+    question: str  # the question's prompt
+    text: str | None  # the quoted passage as the answer read at the position; None: erased since
+    sha256: str  # of `text` as published
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A moment of the timeline: created, opened, closed, published, corrected, withdrawn."""
+
+    what: str
+    at: datetime
+    position: int
+    version: int | None = None
+    final: bool | None = None
+
+
+class Erratum(msgspec.Struct, frozen=True):
+    version: int  # the version that made the correction
+    erratum: str  # what changed
+    reason: str  # why
+
+
+class ConsultationInfo(msgspec.Struct, frozen=True):
+    id: UUID
+    slug: str
+    title: str
+    open: bool  # at the position: not closed by an operator (see closes_at too)
+    closes_at: datetime | None  # the closing time as it stood at the position
+
+
+class ReportContent(msgspec.Struct, frozen=True):
+    format: int
+    builder: str
+    consultation: ConsultationInfo
+    version: int
+    final: bool  # False: an interim version
+    position: int
+    sections: list[Section]  # the standard ones first (we-asked, you-said, we-did), then the others as first written
+    responses: ResponseCounts
+    questions: list[QuestionCount]
+    themes: Themes
+    sessions: list[SessionCount]
+    quotes: list[Quote]  # in the order selected
+    timeline: list[Event]
+    errata: list[Erratum]  # every correction up to this version, oldest first
+
+
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def canonical(content: ReportContent) -> bytes:
+    """The content's bytes: what is served and what `agora report build` writes."""
+    return _encoder.encode(content)
+
+
+def sealed(content: ReportContent) -> ReportContent:
+    """The content with every quote's text left out: what the digest covers (each quote keeps its `sha256`)."""
+    return msgspec.structs.replace(content, quotes=[msgspec.structs.replace(q, text=None) for q in content.quotes])
+
+
+def digest(content: ReportContent) -> str:
+    """What a version's event records: SHA-256 hex of the canonical bytes of its sealed content."""
+    return hashlib.sha256(canonical(sealed(content))).hexdigest()
+
+
+def first_difference(a: bytes, b: bytes) -> str | None:
+    """The first place two canonical documents differ, as a JSON path with both values; None if equal."""
+    return _difference(msgspec.json.decode(a), msgspec.json.decode(b), "")
+
+
+def _difference(a: Any, b: Any, path: str) -> str | None:
+    if type(a) is not type(b):
+        return f"{path or '(document)'}: {_short(a)} != {_short(b)}"
+    if isinstance(a, dict):
+        for key in [*a, *(k for k in b if k not in a)]:  # in document order
+            if key not in a or key not in b:
+                return f"{path}.{key}: {'missing' if key not in a else _short(a[key])} != {'missing' if key not in b else _short(b[key])}"
+            if found := _difference(a[key], b[key], f"{path}.{key}" if path else key):
+                return found
+        return None
+    if isinstance(a, list):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if found := _difference(x, y, f"{path}[{i}]"):
+                return found
+        return None if len(a) == len(b) else f"{path}: {len(a)} items != {len(b)} items"
+    return None if a == b else f"{path or '(document)'}: {_short(a)} != {_short(b)}"
+
+
+def _short(value: Any) -> str:
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# The fold
+
+
+def span_after(start: int, end: int, r_start: int, r_end: int) -> tuple[int, int]:
+    """A span of an answer, moved to where it lies once text[r_start:r_end] is replaced by REDACTED.
+
+    A span that overlaps the redaction grows to cover all of REDACTED, so a quote never shows half of it.
+    """
+    delta = len(REDACTED) - (r_end - r_start)
+    if end <= r_start:
+        return start, end
+    if start >= r_end:
+        return start + delta, end + delta
+    return min(start, r_start), (r_start + len(REDACTED) if end <= r_end else end + delta)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector: a fold keeps a small object per response until it
+    ends, and the collector would walk them all again and again, for nothing (the fold makes no
+    cycles); it took a third of the fold's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Step(msgspec.Struct, frozen=True):
+    """A review or editing action behind a figure or a quote."""
+
+    position: int
+    at: datetime
+    by: UUID
+    what: str  # quote-marked, redacted, originals-shredded, tagged, untagged, flagged, completed, reopened, quote-selected, quote-unselected
+    response_id: UUID
+
+
+class Mark(msgspec.Struct):
+    """A candidate quote: the span as marked (its identity) and where it lies in the answer as it now reads."""
+
+    quote: QuoteRef
+    start: int
+    end: int
+    by: UUID
+    at: datetime
+    position: int
+
+
+class Case:
+    """A response and its review, small: a fold over a million responses holds a million of these.
+    Tags and flags are shared frozensets; what few cases have (quotes, redactions, steps) is made when needed."""
+
+    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "latest", "steps")
+
+    def __init__(self, response_id: UUID, answers: tuple[str, ...]) -> None:
+        self.response_id = response_id
+        self.answers = answers  # its counted answers, as the stats fold counts them
+        self.outcome: Outcome | None = None
+        self.tags: frozenset[str] = frozenset()
+        self.flags: frozenset[Flag] = frozenset()
+        self.marks: list[Mark] | None = None
+        self.latest: dict[str, Sealed] | None = None  # each redacted answer as it now reads
+        self.steps: list[tuple[Step, str]] | None = None  # with the theme or question each concerns (traced folds only)
+
+
+EXCLUSION_REASONS = (Flag.SPAM, Flag.ABUSIVE, Flag.OFF_TOPIC, Flag.DUPLICATE)
+
+
+class Fold:
+    """One pass over the log up to a position, for one consultation: everything a report states.
+
+    `trace` also keeps the review steps behind each figure and quote (for provenance).
+    """
+
+    def __init__(self, consultation_id: UUID, trace: bool = False) -> None:
+        self.consultation_id = consultation_id
+        self.frame_id = frame_id(consultation_id)
+        self.report_id = report_id(consultation_id)
+        self.trace = trace
+        self.definition: Definition | None = None
+        self.is_open = False
+        self.closes_at: datetime | None = None
+        self.timeline: list[Event] = []
+        self.frame_version = 0
+        self.themes: dict[str, Theme] = {}
+        self.retired: set[str] = set()
+        self.counted: frozenset[str] = frozenset()  # the questions the public statistics count
+        self.combinations: Counter[tuple[str, ...]] = Counter()  # responses by their counted answers
+        self.cases: dict[UUID, Case] = {}  # by case id: every response, reviewed or not
+        self._shared: dict[Any, Any] = {}  # answers, tags and flags: a million responses hold few distinct ones
+        self.seats: dict[str, int] = {}
+        self.sections: dict[str, Section] = {}
+        self.quotes: dict[QuoteRef, list[Step]] = {}  # selected, in order, with the editors' steps
+        self.errata: list[Erratum] = []
+        self.position = 0
+        self.folded = 0  # events read
+        self._handlers: dict[type, Callable[[Any, int], None]] = {
+            Consultation.Created: self._created, Consultation.Opened: self._opened, Consultation.Closed: self._closed,
+            Consultation.ClosingTimeMoved: self._closing_time,
+            CodingFrame.Created: self._frame, CodingFrame.ThemeAdded: self._theme, CodingFrame.ThemeRevised: self._theme,
+            CodingFrame.ThemeRetired: self._retired,
+            Response.Submitted: self._submitted,
+            ReviewCase.Tagged: self._tagged, ReviewCase.Untagged: self._untagged,
+            ReviewCase.Flagged: self._flagged, ReviewCase.QuoteMarked: self._marked, ReviewCase.Redacted: self._redacted,
+            ReviewCase.OriginalsShredded: self._shredded, ReviewCase.Completed: self._completed, ReviewCase.Reopened: self._reopened,
+            Seats.Taken: self._taken, Seats.Freed: self._freed,
+            Report.SectionWritten: self._section, Report.QuoteSelected: self._selected, Report.QuoteUnselected: self._unselected,
+            Report.Published: self._published, Report.Corrected: self._corrected, Report.Withdrawn: self._withdrawn,
+        }
+        self.topics = [get_topic(cls) for cls in self._handlers]
+
+    def run(self, app: Application[Any], upto: int, batch: int = 5000) -> Fold:
+        """Fold the log's events up to position `upto`."""
+        position = 0
+        to_domain_event = app.mapper.to_domain_event
+        handlers = self._handlers
+        with collector_paused():
+            while position < upto:
+                notifications = app.recorder.select_notifications(
+                    start=position, limit=batch, stop=upto, topics=self.topics, inclusive_of_start=False
+                )
+                if not notifications:
+                    break
+                for n in notifications:
+                    e = to_domain_event(n)
+                    handlers[type(e)](e, n.id)
+                position = notifications[-1].id
+                self.folded += len(notifications)
+        self.position = upto
+        return self
+
+    def handle(self, e: Any, position: int) -> None:
+        """Fold one event (one the fold has no use for changes nothing)."""
+        if handler := self._handlers.get(type(e)):
+            handler(e, position)
+
+    # Consultation and coding frame
+
+    def _created(self, e: Consultation.Created, position: int) -> None:
+        if e.originator_id == self.consultation_id:
+            self.definition = e.definition
+            self.is_open = e.definition.open
+            self.closes_at = e.definition.closes_at
+            self.timeline.append(Event("created", e.timestamp, position))
+            self.counted = frozenset(q.id for q in e.definition.questions if q.kind in COUNTED)
+
+    def _opened(self, e: Consultation.Opened, position: int) -> None:
+        if e.originator_id == self.consultation_id:
+            self.is_open = True
+            self.timeline.append(Event("opened", e.timestamp, position))
+
+    def _closed(self, e: Consultation.Closed, position: int) -> None:
+        if e.originator_id == self.consultation_id:
+            self.is_open = False
+            self.timeline.append(Event("closed", e.timestamp, position))
+
+    def _closing_time(self, e: Consultation.ClosingTimeMoved, position: int) -> None:
+        if e.originator_id == self.consultation_id:
+            self.closes_at = e.closes_at
+
+    def _frame(self, e: CodingFrame.Created, position: int) -> None:
+        if e.originator_id == self.frame_id:
+            self.frame_version = e.originator_version
+            self.themes = {t.id: t for t in e.themes}
+
+    def _theme(self, e: CodingFrame.ThemeAdded | CodingFrame.ThemeRevised, position: int) -> None:
+        if e.originator_id == self.frame_id:
+            self.frame_version = e.originator_version
+            self.themes[e.theme.id] = e.theme
+
+    def _retired(self, e: CodingFrame.ThemeRetired, position: int) -> None:
+        if e.originator_id == self.frame_id:
+            self.frame_version = e.originator_version
+            self.retired.add(e.theme_id)
+
+    # Responses and their review
+
+    def _submitted(self, e: Response.Submitted, position: int) -> None:
+        if e.consultation_id == self.consultation_id:
+            answers = self.share(tuple(answer_field(q, v) for q, v in e.answers.items() if q in self.counted))
+            self.combinations[answers] += 1
+            # Cases are found by the id derived from the response's, so their Opened events need not be read.
+            self.cases[case_id(e.originator_id)] = Case(e.originator_id, answers)
+
+    def share(self, value: Any) -> Any:
+        return self._shared.setdefault(value, value)
+
+    def _step(self, case: Case, e: Any, position: int, what: str, about: str = "") -> None:
+        if self.trace:
+            if case.steps is None:
+                case.steps = []
+            case.steps.append((Step(position, e.timestamp, e.by, what, case.response_id), about))
+
+    def _tagged(self, e: ReviewCase.Tagged, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.tags = self.share(case.tags | {e.theme_id})
+            self._step(case, e, position, "tagged", e.theme_id)
+
+    def _untagged(self, e: ReviewCase.Untagged, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.tags = self.share(case.tags - {e.theme_id})
+            self._step(case, e, position, "untagged", e.theme_id)
+
+    def _flagged(self, e: ReviewCase.Flagged, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.flags = self.share(case.flags | {e.flag})
+            self._step(case, e, position, "flagged")
+
+    def _marked(self, e: ReviewCase.QuoteMarked, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            quote = QuoteRef(case.response_id, e.question_id, e.start, e.end)
+            case.marks = [*(case.marks or ()), Mark(quote, e.start, e.end, e.by, e.timestamp, position)]
+            self._step(case, e, position, "quote-marked", e.question_id)
+
+    def _redacted(self, e: ReviewCase.Redacted, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            for mark in case.marks or ():
+                if mark.quote.question_id == e.question_id:
+                    mark.start, mark.end = span_after(mark.start, mark.end, e.start, e.end)
+            case.latest = {**(case.latest or {}), e.question_id: e.sealed}
+            self._step(case, e, position, "redacted", e.question_id)
+
+    def _shredded(self, e: ReviewCase.OriginalsShredded, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            self._step(case, e, position, "originals-shredded", e.question_id)
+
+    def _completed(self, e: ReviewCase.Completed, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.outcome = e.outcome
+            self._step(case, e, position, "completed")
+
+    def _reopened(self, e: ReviewCase.Reopened, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.outcome = None
+            self._step(case, e, position, "reopened")
+
+    # Working sessions
+
+    def _taken(self, e: Seats.Taken, position: int) -> None:
+        if e.consultation_id == self.consultation_id:
+            self.seats[e.session_id] = self.seats.get(e.session_id, 0) + 1
+
+    def _freed(self, e: Seats.Freed, position: int) -> None:
+        if e.consultation_id == self.consultation_id:
+            self.seats[e.session_id] -= 1
+
+    # The report itself
+
+    def _section(self, e: Report.SectionWritten, position: int) -> None:
+        if e.originator_id == self.report_id:
+            if e.markdown:
+                self.sections[e.key] = Section(e.key, e.title, e.markdown)
+            else:
+                self.sections.pop(e.key, None)
+
+    def _selected(self, e: Report.QuoteSelected, position: int) -> None:
+        if e.originator_id == self.report_id:
+            steps = self.quotes.setdefault(QuoteRef(e.response_id, e.question_id, e.start, e.end), [])
+            if self.trace:
+                steps.append(Step(position, e.timestamp, e.by, "quote-selected", e.response_id))
+
+    def _unselected(self, e: Report.QuoteUnselected, position: int) -> None:
+        if e.originator_id == self.report_id:
+            self.quotes.pop(QuoteRef(e.response_id, e.question_id, e.start, e.end), None)
+
+    def _published(self, e: Report.Published, position: int) -> None:
+        if e.originator_id == self.report_id:
+            self.timeline.append(Event("published", e.timestamp, position, e.version, e.final))
+
+    def _corrected(self, e: Report.Corrected, position: int) -> None:
+        if e.originator_id == self.report_id:
+            self.timeline.append(Event("corrected", e.timestamp, position, e.version, e.final))
+            self.errata.append(Erratum(e.version, e.erratum, e.reason))
+
+    def _withdrawn(self, e: Report.Withdrawn, position: int) -> None:
+        if e.originator_id == self.report_id:
+            self.timeline.append(Event("withdrawn", e.timestamp, position, e.version))
+
+    # What the fold states
+
+    def excluded(self) -> list[Case]:
+        return [c for c in self.cases.values() if c.outcome is Outcome.EXCLUDED]
+
+    def completed(self) -> int:
+        return sum(1 for c in self.cases.values() if c.outcome is not None)
+
+    def left(self) -> int:
+        """Responses not completed yet: what stands between an interim version and a final one."""
+        return len(self.cases) - self.completed()
+
+    def candidates(self) -> list[tuple[Mark, Case]]:
+        """Every quote a reviewer marked, in the order marked."""
+        return sorted(((m, c) for c in self.cases.values() for m in c.marks or ()), key=lambda mc: (mc[0].position, mc[0].at))
+
+    def themes_counted(self) -> list[ThemeCount]:
+        """Each theme of the frame as it stood (retired ones too), with the responses reviewed and tagged with it."""
+        counts: dict[str, int] = dict.fromkeys(self.themes, 0)
+        for case in self.cases.values():
+            if case.outcome is Outcome.REVIEWED:
+                for tag in case.tags:
+                    counts[tag] = counts.get(tag, 0) + 1
+        return [ThemeCount(t, self.themes[t].label if t in self.themes else t, t in self.retired, n) for t, n in counts.items()]
+
+
+def build(
+    app: Application[Any], texts: Vault, consultation_id: UUID, upto: int, version: int, final: bool,
+    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None,
+) -> ReportContent:
+    """The content of `version` built at position `upto`; `erratum` is its own correction's, if it is one.
+
+    `recorded`: the version's recorded quote hashes, standing in for texts that can no longer be read.
+    """
+    fold = Fold(consultation_id).run(app, upto)
+    return content_of(fold, app, texts, version, final, erratum, recorded)
+
+
+def content_of(
+    fold: Fold, app: Application[Any], texts: Vault, version: int, final: bool,
+    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None,
+) -> ReportContent:
+    definition = fold.definition
+    if definition is None:
+        raise ValueError(f"consultation {fold.consultation_id} is not in the log up to position {fold.position}")
+    excluded = fold.excluded()
+    received = tally(definition, stats_hash(fold.combinations), fold.position)
+    counted = tally(definition, stats_hash(fold.combinations - Counter(case.answers for case in excluded)), fold.position)
+    by_reason = {r.value: sum(1 for c in excluded if r in c.flags) for r in EXCLUSION_REASONS}
+    by_reason["other"] = sum(1 for c in excluded if not c.flags.intersection(EXCLUSION_REASONS))
+    return ReportContent(
+        format=FORMAT,
+        builder=BUILDER,
+        consultation=ConsultationInfo(fold.consultation_id, definition.slug, definition.title, fold.is_open, fold.closes_at),
+        version=version,
+        final=final,
+        position=fold.position,
+        sections=sorted(fold.sections.values(), key=_section_order(fold.sections)),
+        responses=ResponseCounts(
+            received=received.responses,
+            completed=fold.completed(),
+            excluded=Exclusions(len(excluded), by_reason),
+            counted=counted.responses,
+        ),
+        questions=[
+            QuestionCount(
+                q.id, q.prompt, q.kind.value,
+                [
+                    OptionCount(option, label, received.answers[q.id][option], counted.answers[q.id][option])
+                    for option, label in _options(q)
+                ],
+            )
+            for q in definition.questions
+            if q.kind in COUNTED
+        ],
+        themes=Themes(fold.frame_version, fold.themes_counted()),
+        sessions=[SessionCount(s.id, s.title, s.starts_at, fold.seats.get(s.id, 0)) for s in definition.sessions],
+        quotes=[_quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()],
+        timeline=fold.timeline,
+        errata=[*fold.errata, *([erratum] if erratum else [])],
+    )
+
+
+def stats_hash(combinations: Mapping[tuple[str, ...], int]) -> dict[bytes, bytes]:
+    """The counts the statistics' fold keeps (its `stats:{id}` hash, as `tally` reads it) for responses
+    with these answers. Gathered by distinct answers, not per event as the live view does: a report
+    folds a whole log at once, and this way counting costs next to nothing."""
+    fields = Counter({"responses": sum(combinations.values())})
+    for answers, n in combinations.items():
+        for field in answers:
+            fields[field] += n
+    return {k.encode(): str(v).encode() for k, v in fields.items()}
+
+
+def _options(q: Question) -> list[tuple[str, str]]:
+    if q.kind is Kind.YES_NO:
+        return [("true", "Yes"), ("false", "No")]
+    return [(o.id, o.label) for o in q.options]
+
+
+def _section_order(sections: Mapping[str, Section]) -> Callable[[Section], tuple[int, int]]:
+    written = {key: i for i, key in enumerate(sections)}
+
+    def order(section: Section) -> tuple[int, int]:
+        if section.key in STANDARD_SECTIONS:
+            return 0, STANDARD_SECTIONS.index(section.key)
+        return 1, written[section.key]
+
+    return order
+
+
+class QuoteText(NamedTuple):
+    """A selected quote's passage as its answer read at the fold's position."""
+
+    text: str | None  # None: unreadable (its key destroyed, or its ciphertext altered)
+    key_id: str
+    question: str
+
+
+def quote_texts(fold: Fold, app: Application[Any], texts: Vault, quotes: Iterable[QuoteRef] | None = None) -> dict[QuoteRef, QuoteText]:
+    """The passages of the selected quotes (or of `quotes`) whose responses are not excluded, in order."""
+    assert fold.definition is not None
+    prompts = {q.id: q.prompt for q in fold.definition.questions}
+    out: dict[QuoteRef, QuoteText] = {}
+    for quote in fold.quotes if quotes is None else quotes:
+        case = fold.cases.get(case_id(quote.response_id))
+        mark = next((m for m in case.marks or () if m.quote == quote), None) if case else None
+        if case is None or mark is None or case.outcome is Outcome.EXCLUDED:
+            continue
+        sealed = (case.latest or {}).get(quote.question_id) or _original(app, quote)
+        try:
+            answer = texts.unseal(sealed, quote.question_id)
+        except InvalidTag:
+            answer = None
+        out[quote] = QuoteText(answer[mark.start:mark.end] if answer is not None else None, sealed.key_id, prompts.get(quote.question_id, ""))
+    return out
+
+
+def _original(app: Application[Any], quote: QuoteRef) -> Sealed:
+    (submitted,) = app.events.get(quote.response_id, limit=1)
+    return submitted.texts[quote.question_id]
+
+
+def _quote(quote: QuoteRef, passage: QuoteText, recorded: Mapping[str, str] | None) -> Quote:
+    ref = str(quote)
+    if passage.text is None:
+        sha = (recorded or {}).get(ref, "")
+    else:
+        sha = hashlib.sha256(passage.text.encode()).hexdigest()
+    return Quote(ref, quote.response_id, quote.question_id, passage.question, passage.text, sha)
+
+
+def case_fold(definition: Definition, consultation_id: UUID, cases: Mapping[UUID, Iterable[Any]]) -> Fold:
+    """A fold of only these responses' review cases (each response's case events, oldest first):
+    enough to list candidate quotes as their answers read now, without folding the whole log.
+    Positions are not known this way: marks carry 0."""
+    fold = Fold(consultation_id)
+    fold.definition = definition
+    for response_id, events in cases.items():
+        fold.cases[case_id(response_id)] = Case(response_id, ())
+        for e in events:
+            fold.handle(e, 0)
+    return fold

@@ -1,0 +1,224 @@
+"""A report version as people and programs read it: its JSON, its HTML page and its open-data zip.
+
+Every function here is pure: the same version gives the same bytes, whoever renders it (the public
+routes, `agora report build`) and on whichever store it was built. The JSON is the content's
+canonical bytes (reports.content.canonical); the page is rendered on the server from
+reports/templates, with its charts as inline SVG and nothing to run or load from elsewhere; the zip
+holds CSV files, the same JSON and a README naming every field, with fixed names, order,
+timestamps and (no) compression.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgspec
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from markdown_it import MarkdownIt
+
+from reports.content import ReportContent
+
+if TYPE_CHECKING:
+    from audit.ledger import Checkpoint
+    from projections.report import ReportVersion
+    from reports.service import Built
+
+# The subset a report's narrative needs: paragraphs, headings, lists, emphasis, code spans and
+# links. Raw HTML is shown as text, never passed through; links go to http(s) addresses only.
+_MARKDOWN = MarkdownIt("zero", {"html": False}).enable(
+    ["heading", "lheading", "list", "emphasis", "link", "escape", "newline", "backticks"]
+)
+_MARKDOWN.validateLink = lambda url: url.lower().startswith(("http://", "https://"))
+
+
+def markdown(text: str, top: int = 3) -> Markup:
+    """A section's markdown as safe HTML, its headings from level `top` down (the page's own come first)."""
+    tokens = _MARKDOWN.parse(text)
+    for t in tokens:
+        if t.type in ("heading_open", "heading_close"):
+            t.tag = f"h{min(int(t.tag[1]) + top - 1, 6)}"
+    return Markup(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
+
+
+def moment(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def percent(part: int, whole: int) -> str:
+    """A share to one decimal, rounded half up in integers (no float may make two renderings differ)."""
+    if not whole:
+        return "–"
+    tenths = (part * 1000 + whole // 2) // whole
+    return f"{tenths // 10}.{tenths % 10}%"
+
+
+REASONS = {"spam": "Spam", "abusive": "Abusive", "off_topic": "Off topic", "duplicate": "Duplicate", "other": "Another reason"}
+
+_JSON = msgspec.json.Encoder(order="deterministic")
+_ENV = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html.j2"], default=False),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+_ENV.filters.update(markdown=markdown, moment=moment)
+_ENV.globals.update(percent=percent, reasons=REASONS)
+
+
+def base(slug: str) -> str:
+    return f"/consultations/{slug}/report"
+
+
+def page(built: Built, checkpoint: Checkpoint | None = None) -> bytes:
+    """The version's HTML page (a preview's, if `built.info` is None), citing the signed checkpoint that covers its position."""
+    c = built.content
+    return _ENV.get_template("report.html.j2").render(
+        c=c, info=built.info, digest=built.digest, checkpoint=checkpoint, base=base(c.consultation.slug)
+    ).encode()
+
+
+def listing(versions: list[ReportVersion]) -> bytes:
+    """The versions as `GET …/report/versions` lists them."""
+    return _JSON.encode({"versions": versions})
+
+
+def withdrawn_page(title: str, slug: str, version: ReportVersion) -> bytes:
+    """What a withdrawn version's address shows instead of its content."""
+    return _ENV.get_template("withdrawn.html.j2").render(title=title, v=version, base=base(slug)).encode()
+
+
+# Open data: one CSV per table, each described field by field in the README.
+
+Row = tuple[Any, ...]
+
+
+class Table(NamedTuple):
+    name: str
+    about: str
+    fields: list[tuple[str, str]]  # (name, meaning), for the header row and the README
+    rows: Callable[[ReportContent], Iterable[Row]]
+
+    def csv(self, c: ReportContent) -> bytes:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([f for f, _ in self.fields])
+        writer.writerows([_cell(v) for v in row] for row in self.rows(c))
+        return out.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return spreadsheet_safe(value) if isinstance(value, str) else value
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell as text even in a spreadsheet: one starting like a formula (`=HYPERLINK(…)`) gets a leading quote."""
+    return f"'{cell}" if cell.startswith(("=", "+", "-", "@", "\t", "\r")) else cell
+
+
+TABLES = [
+    Table(
+        "responses.csv", "how many responses were received, read, excluded and counted",
+        [("measure", "received (every response), completed (read: reviewed or excluded), excluded, counted (received minus excluded)"),
+         ("responses", "how many")],
+        lambda c: [("received", c.responses.received), ("completed", c.responses.completed),
+                   ("excluded", c.responses.excluded.total), ("counted", c.responses.counted)],
+    ),
+    Table(
+        "exclusions.csv", "excluded responses by reason; a response excluded for several reasons counts under each",
+        [("reason", "spam, abusive, off_topic, duplicate, or other (excluded for none of those)"), ("responses", "how many")],
+        lambda c: [(reason, c.responses.excluded.by_reason.get(reason, 0)) for reason in REASONS],
+    ),
+    Table(
+        "answers.csv", "the answers to every choice and yes/no question, per option, in the form's order",
+        [("question_id", "the question's id in the form"), ("question", "the question as asked"),
+         ("kind", "single_choice or yes_no"), ("option_id", "the option's id (true or false for a yes/no question)"),
+         ("option", "the option as shown"), ("counted", "responses choosing it, excluded responses left out"),
+         ("received", "responses choosing it, excluded ones included")],
+        lambda c: [(q.id, q.prompt, q.kind, o.id, o.label, o.counted, o.received) for q in c.questions for o in q.options],
+    ),
+    Table(
+        "themes.csv", "responses per theme of the coding frame, as the frame stood when the version was built",
+        [("theme_id", "the theme's id"), ("theme", "its label then"), ("retired", "true if no longer used for new tags"),
+         ("responses", "responses read (not excluded) and tagged with it"), ("frame_version", "the coding frame's version")],
+        lambda c: [(t.id, t.label, t.retired, t.responses, c.themes.frame_version) for t in c.themes.themes],
+    ),
+    Table(
+        "sessions.csv", "confirmed attendance per working session (counts only: no names)",
+        [("session_id", "the session's id"), ("title", "its title"), ("starts_at", "when it starts (ISO 8601, UTC)"),
+         ("confirmed", "seats confirmed")],
+        lambda c: [(s.id, s.title, s.starts_at, s.confirmed) for s in c.sessions],
+    ),
+    Table(
+        "quotes.csv", "the passages quoted, as the answers read (redactions applied) when the version was built",
+        [("ref", "response/question/start-end: the span as the reviewer marked it"), ("response_id", "the response quoted"),
+         ("question_id", "the question answered"), ("question", "the question as asked"),
+         ("text", "the passage; empty if it was erased after publication"), ("sha256", "SHA-256 of the passage as published")],
+        lambda c: [(q.ref, str(q.response_id), q.question_id, q.question, q.text, q.sha256) for q in c.quotes],
+    ),
+    Table(
+        "sections.csv", "the report's narrative, one section a row",
+        [("key", "the section's key (we-asked, you-said, we-did, or another)"), ("title", "its title"),
+         ("markdown", "its text, in Markdown")],
+        lambda c: [(s.key, s.title, s.markdown) for s in c.sections],
+    ),
+    Table(
+        "timeline.csv", "the consultation's moments up to this version",
+        [("what", "created, opened, closed, published, corrected or withdrawn"), ("at", "when (ISO 8601, UTC)"),
+         ("position", "the event's position in the log"), ("version", "the report version, for publications"),
+         ("final", "true for a final version, false for an interim one")],
+        lambda c: [(e.what, e.at, e.position, e.version, e.final) for e in c.timeline],
+    ),
+    Table(
+        "errata.csv", "every correction up to this version",
+        [("version", "the version that made it"), ("erratum", "what changed"), ("reason", "why")],
+        lambda c: [(e.version, e.erratum, e.reason) for e in c.errata],
+    ),
+]
+
+# A zip of fixed bytes: the same entries in the same order, with one timestamp and mode, stored
+# uncompressed (deflate's output may differ between zlib builds; the files are small).
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def data_zip(built: Built) -> bytes:
+    files = [("README.txt", readme(built)), ("report.json", built.body), *((t.name, t.csv(built.content)) for t in TABLES)]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.create_system = 3  # Unix, whatever the platform
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    return buffer.getvalue()
+
+
+def readme(built: Built) -> bytes:
+    json_about = [("report.json", "the version's content as JSON, exactly as served: the same figures as the CSV files", [
+        ("format", "the format of this document (1)"), ("builder", "the rules that built it"),
+        ("consultation", "id, slug, title; open and closes_at as they stood at the position"),
+        ("version", "this version's number"), ("final", "true for a final version, false for an interim one"),
+        ("position", "the log position it was built from"), ("sections", "as in sections.csv"),
+        ("responses", "as in responses.csv and exclusions.csv"), ("questions", "as in answers.csv"),
+        ("themes", "as in themes.csv"), ("sessions", "as in sessions.csv"), ("quotes", "as in quotes.csv (text null if erased)"),
+        ("timeline", "as in timeline.csv"), ("errata", "as in errata.csv"),
+    ])]
+    files = json_about + [(t.name, t.about, t.fields) for t in TABLES]
+    return _ENV.get_template("README.txt.j2").render(c=built.content, info=built.info, digest=built.digest, files=files).encode()
+
+
+def outputs(built: Built, checkpoint: Checkpoint | None = None) -> dict[str, bytes]:
+    """What `agora report build` writes, by file name: the bytes the public routes serve."""
+    return {"report.json": built.body, "report.html": page(built, checkpoint), "data.zip": data_zip(built)}

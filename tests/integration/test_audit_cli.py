@@ -1,0 +1,117 @@
+"""`agora audit export | verify | replay` and `agora status`, against the real store.
+
+The bundle is checked as an outsider would: verified offline, then tampered with and verified
+again; and searched for personal data that must not be in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from audit.signing import Signer
+from cli.main import main
+from runtime import System
+from tests.conftest import PASSWORD, SLUG, enrol_everyone, submit
+from tests.integration.test_cli import operator_env, run  # noqa: F401 - the fixture
+from tests.integration.test_signups import SESSIONS, future
+
+
+@pytest.fixture
+def history(system: System, seed, operator_env: dict[str, str]) -> System:  # noqa: F811
+    """A log with staff, responses with free text, a signup (erased), a redaction shredded, all checkpointed."""
+    staff = enrol_everyone(system)
+    checkpointer = system.checkpointer()
+    responses = submit(system, 6)
+    checkpointer.step()
+    system.consultations.load(future(seed))
+    system.signups.request(SESSIONS, "session_1300", "Sam Person", "sam.person@example.org", True)
+    erased = system.signups.request(SESSIONS, "session_1300", "Kim Person", "kim.person@example.org", True)
+    system.signups.erase(erased, token=None)
+    system.review.claim(responses[0], staff["reviewer"], timedelta(minutes=5))
+    system.review.redact(responses[0], staff["reviewer"], "works_well", 0, 6, "a name")
+    system.review.shred_originals(responses[0], staff["admin"], "works_well")
+    while checkpointer.step():
+        pass
+    checkpointer.checkpoint(datetime.now(UTC))
+    return system
+
+
+def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    assert exit_.value.code not in (0, None)
+    return capsys.readouterr().out
+
+
+def test_an_exported_bundle_verifies_offline_and_holds_no_personal_data(
+    history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bundle"
+    assert run(capsys, "audit", "export", "--out", str(out)).startswith(f"exported {history.app.head()} events and 3 checkpoints")
+    verdict = run(capsys, "audit", "verify", str(out))
+    assert verdict.startswith(f"ok: {history.app.head()} events") and "2 keys shredded" in verdict and "5 withheld" in verdict, verdict
+    lines = [json.loads(line) for line in (out / "events.ndjson").read_text().splitlines()]
+    assert [line["position"] for line in lines] == list(range(1, history.app.head() + 1))
+    enrolments = [line for line in lines if line["event"]["type"] == "staff.enrolled"]
+    assert len(enrolments) == 5 and all(line["withheld"] and "stored" not in line for line in enrolments)
+    everything = b"".join(p.read_bytes() for p in out.iterdir())
+    decoded = b"".join(base64.b64decode(line["stored"]["state"]) for line in lines if "stored" in line)
+    for secret in (b"@example.org", b"Sam Person", b"Kim Person", b"answer ", b"argon2", PASSWORD.encode()):
+        assert secret not in everything and secret not in decoded, secret
+    assert "README.md" in {p.name for p in out.iterdir()}
+    with pytest.raises(SystemExit, match="already holds a bundle"):
+        main(["audit", "export", "--out", str(out)])
+
+
+def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bundle"
+    run(capsys, "audit", "export", "--out", str(out))
+    original = (out / "events.ndjson").read_text().splitlines()
+
+    def with_lines(lines: list[str]) -> str:
+        (out / "events.ndjson").write_text("\n".join(lines) + "\n")
+        return fails(capsys, "audit", "verify", str(out))
+
+    line = json.loads(original[9])
+    line["stored"]["state"] = base64.b64encode(base64.b64decode(line["stored"]["state"]).replace(b'"read"', b'"know_well"')).decode()
+    assert "FAILED at position 10: altered" in with_lines([*original[:9], json.dumps(line), *original[10:]])
+    assert "FAILED at position 11: missing" in with_lines([*original[:10], *original[11:]])
+    (out / "events.ndjson").write_text("\n".join(original) + "\n")
+    notes = (out / "checkpoints.ndjson").read_text().splitlines()
+    forged = json.loads(notes[1])
+    forged["note"] = forged["note"].replace("\nposition ", "\nposition 1")
+    (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps(forged), *notes[2:]]) + "\n")
+    assert "forged: checkpoint #2" in fails(capsys, "audit", "verify", str(out))
+    # Against a key that never signed anything, nothing verifies.
+    (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
+    (tmp_path / "elsewhere").mkdir()
+    stranger = Signer(tmp_path / "elsewhere", "stranger").verifier.vkey
+    assert "forged: checkpoint #1" in fails(capsys, "audit", "verify", str(out), "--key", stranger)
+    assert run(capsys, "audit", "verify", str(out)).startswith("ok")
+
+
+def test_the_live_store_verifies_and_status_says_so_until_tampered(
+    history: System, operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    out = run(capsys, "audit", "verify")
+    assert "checked against the data folder's key" in out and "\nok: " in out
+    assert "the store verifies" in run(capsys, "status")
+    if operator_env["PERSISTENCE_MODULE"] != "store.sqlite":
+        return  # tampering with PostgreSQL directly is tests/integration/test_tamper.py's
+    with sqlite3.connect(operator_env["SQLITE_DBNAME"]) as conn:
+        conn.execute("DELETE FROM stored_events WHERE rowid = 5")
+    assert "FAILED at position 5: missing" in fails(capsys, "audit", "verify")
+    assert "the store does NOT verify: FAILED at position 5: missing" in run(capsys, "status")
+
+
+def test_replay_prints_a_view_at_a_position(history: System, capsys: pytest.CaptureFixture[str]) -> None:
+    at = json.loads(run(capsys, "audit", "replay", "stats", "--at", "9"))
+    assert at["position"] == 9 and at["consultations"][SLUG]["responses"] == 2  # positions 8 and 9: the first two responses
+    with pytest.raises(SystemExit, match="no view"):
+        main(["audit", "replay", "nothing"])

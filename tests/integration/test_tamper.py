@@ -1,0 +1,163 @@
+"""Tampering with the stored log, straight in the database (sqlite3, psycopg), is found and named.
+
+Each test chains and checkpoints a small log, changes the stored events (or checkpoints) the
+way someone with access to the database file could, and asks `verify` what it sees.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from audit.signing import Signer, body, parse_body
+from audit.verify import Report, verify_store
+from runtime import System
+from tests.conftest import POSTGRES, enrol_everyone, submit
+from tests.integration.test_signups import SESSIONS, future
+from workers.checkpointer import Checkpointer
+
+
+@pytest.fixture
+def chained(system: System) -> Checkpointer:
+    """Twenty responses chained under a checkpoint, then five more chained under a second one."""
+    checkpointer = system.checkpointer()
+    submit(system, 20)
+    checkpointer.step()
+    submit(system, 5)
+    checkpointer.step()
+    checkpointer.checkpoint(datetime.now(UTC))
+    return checkpointer
+
+
+def verify(system: System, checkpointer: Checkpointer) -> Report:
+    return verify_store(system.app, system.ledger, [checkpointer.signer.verifier])
+
+
+@contextmanager
+def database(system: System, store_env: dict[str, str]) -> Iterator[tuple[Any, str, str, str]]:
+    """A raw connection, the events table, its position column and the ledger's checkpoints table."""
+    if store_env["PERSISTENCE_MODULE"] == "store.sqlite":
+        conn = sqlite3.connect(store_env["SQLITE_DBNAME"])
+        try:
+            yield conn, "stored_events", "rowid", "ledger_checkpoints"
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    schema = store_env["POSTGRES_SCHEMA"]
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        yield conn, f"{schema}.{system.app.recorder.events_table_name}", "notification_id", f"{schema}.ledger_checkpoints"
+
+
+def sql(conn: Any, statement: str, *params: Any) -> list[Any]:
+    statement = statement.replace("?", "%s") if isinstance(conn, psycopg.Connection) else statement
+    cursor = conn.execute(statement, params)
+    return cursor.fetchall() if cursor.description else []
+
+
+def test_an_untouched_log_verifies(system: System, chained: Checkpointer) -> None:
+    report = verify(system, chained)
+    assert report.ok, report
+    assert (report.events, report.leaves, report.checkpoints, report.shredded) == (27, 27, 2, 0)
+    assert str(report).startswith("ok: 27 events")
+
+
+def test_altered_bytes_are_named_with_their_position(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, events, pos, _):
+        (state,) = sql(conn, f"SELECT state FROM {events} WHERE {pos} = 10")[0]
+        sql(conn, f"UPDATE {events} SET state = ? WHERE {pos} = 10", bytes(state).replace(b'"read"', b'"know_well"'))
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("altered", 10), report
+
+
+def test_a_deleted_event_is_missing(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"DELETE FROM {events} WHERE {pos} = 7")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("missing", 7), report
+
+
+def test_two_swapped_events_are_reordered(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET {pos} = 1000000 WHERE {pos} = 12")
+        sql(conn, f"UPDATE {events} SET {pos} = 12 WHERE {pos} = 15")
+        sql(conn, f"UPDATE {events} SET {pos} = 15 WHERE {pos} = 1000000")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("reordered", 12), report
+    assert "chained at position 15" in report.problem.detail
+
+
+def test_the_tail_deleted_after_a_checkpoint_is_truncation(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"DELETE FROM {events} WHERE {pos} > 24")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("truncated", 25), report
+    assert "checkpoint #2 covers up to position 27" in report.problem.detail
+
+
+def test_a_forged_checkpoint_is_named(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        sql(conn, f"UPDATE {checkpoints} SET root = ? WHERE seq = 2", b"\x00" * 32)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged" and "#2" in report.problem.detail, report
+    # The root changed in the signed text too: the signature no longer holds.
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        (note,) = sql(conn, f"SELECT note FROM {checkpoints} WHERE seq = 1")[0]
+        lines = note.split("\n")
+        lines[2] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        sql(conn, f"UPDATE {checkpoints} SET note = ? WHERE seq = 1", "\n".join(lines))
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged" and "#1: its signature" in report.problem.detail, report
+
+
+def test_a_signature_by_another_key_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer, tmp_path: Any) -> None:
+    other = Signer(tmp_path, chained.signer.verifier.name)
+    latest = system.ledger.latest()
+    assert latest is not None
+    text = latest.note.rpartition("\n\n")[0] + "\n"
+    forged = other.sign(body(parse_body(text)))
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        sql(conn, f"UPDATE {checkpoints} SET note = ? WHERE seq = 2", forged)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged", report
+
+
+def test_a_position_that_appears_below_a_chained_one_is_reordering(
+    system: System, store_env: dict[str, str], chained: Checkpointer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with database(system, store_env) as (conn, events, pos, _):
+        cols = "originator_id, originator_version, topic, state"
+        row = sql(conn, f"SELECT {cols} FROM {events} WHERE {pos} = 27")[0]
+        sql(conn, f"INSERT INTO {events} ({pos}, {cols}) VALUES (?, ?, ?, ?, ?)", 40, row[0], 90, row[2], row[3])
+    chained.step()  # chains 40, and watches 28 to 39
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"INSERT INTO {events} ({pos}, {cols}) VALUES (?, ?, ?, ?, ?)", 33, row[0], 91, row[2], row[3])
+    assert chained.step() == 0  # 33 is never chained...
+    assert "position 33 appeared after later positions were chained" in caplog.text  # ...and reported
+    assert system.ledger.head() == (28, 40)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("reordered", 33), report
+
+
+def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chained: Checkpointer) -> None:
+    staff = enrol_everyone(system)
+    system.consultations.load(future(seed))
+    signup = system.signups.request(SESSIONS, "session_1300", "Sam Person", "sam@example.org", True)
+    system.signups.erase(signup, token=None)
+    (response,) = submit(system, 1)
+    system.review.claim(response, staff["reviewer"], timedelta(minutes=5))
+    system.review.redact(response, staff["reviewer"], "works_well", 0, 6, "a name")
+    system.review.shred_originals(response, staff["admin"], "works_well")
+    while chained.step():
+        pass
+    chained.checkpoint(datetime.now(UTC))
+    report = verify(system, chained)
+    assert report.ok, report
+    assert report.shredded == 2 and "2 keys shredded" in str(report)
+    assert system.texts.get(system.review.shredded_keys()[0]) is None  # really gone, and the log still proves
