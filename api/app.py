@@ -19,7 +19,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from litestar.stores.redis import RedisStore
 
 from api.auth import staff_auth
-from api.edge import check_request
+from api.edge import check_request, head_as_get
 from api.problems import exception_handlers
 from api.public import report, signups
 from api.public import audit as public_audit
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         limit("sign-in", settings.sign_in_rate_limit_per_minute),
         limit("proofs", settings.rate_limit_per_minute),  # a respondent's inclusion proof, by their receipt
     ]
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             form, submit, stats, signups.sign_up, signups.link_page, signups.act, *report.routes, *public_audit.routes,
             # Only staff routes declare the bearer token in the schema; public ones need none.
@@ -123,4 +123,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         ),
         lifespan=[lifespan],
     )
+    # Around routing, which knows only the methods each handler declares: a HEAD is routed as its GET.
+    app.asgi_handler = head_as_get(app.asgi_handler)
+    return app
 

@@ -1,4 +1,4 @@
-"""One gate for every request's query and body, before litestar reads them for the handler.
+"""The edge every request passes first: HEAD as GET, then one gate for its query and body.
 
 litestar decodes a body leniently: any Content-Type, the last of duplicate keys, strings turned
 into booleans and numbers, and a recursion error (a 500) for JSON nested a thousand deep. This
@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.enums import RequestEncodingType
 from litestar.params import BodyKwarg
 
@@ -91,3 +92,22 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
         message, _, path = str(e).partition(" - at `$")
         error = field_error({"message": message[:200], "key": path.strip(".`")[:80]})
         raise problem(400, "malformed-request", "The request could not be read", error["detail"], errors=[error]) from None
+
+
+def head_as_get(app: ASGIApp) -> ASGIApp:
+    """Middleware: HEAD answers exactly as GET would, headers and status, without the body
+    (RFC 9110, 9.3.2); litestar routes only the methods a handler declares."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await app({**scope, "method": "GET"}, receive, without_body)
+
+    return middleware

@@ -130,3 +130,11 @@ async def test_problems_never_repeat_the_query_string(client: AsyncTestClient) -
     for method, path in (("POST", "/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/explode"), ("GET", "/nowhere"), ("DELETE", f"/consultations/{SLUG}")):
         r = await client.request(method, path, params={"token": secret})
         assert r.status_code in (400, 404, 405) and secret not in r.text, r.text
+
+
+async def test_head_answers_as_get_without_the_body(client: AsyncTestClient) -> None:
+    for path in (f"/consultations/{SLUG}", f"/consultations/{SLUG}/stats", "/schema/openapi.json", "/consultations/nowhere"):
+        got, head = await client.get(path), await client.head(path)
+        assert head.status_code == got.status_code and head.content == b""
+        assert {k: v for k, v in head.headers.items() if k != "date"} == {k: v for k, v in got.headers.items() if k != "date"}
+    assert (await client.head("/review/queue")).status_code == 401  # a HEAD is no way around signing in
