@@ -19,7 +19,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from litestar.stores.redis import RedisStore
 
 from api.auth import staff_auth
-from api.edge import check_request, head_as_get
+from api.edge import StrictStructs, check_request, head_as_get
 from api.problems import exception_handlers
 from api.public import report, signups
 from api.public import audit as public_audit
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         },
         exception_handlers=exception_handlers,
         before_request=check_request,
-        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig())],
+        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig()), StrictStructs()],
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
         stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,

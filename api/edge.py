@@ -16,9 +16,13 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.openapi.spec import Schema
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.enums import RequestEncodingType
 from litestar.params import BodyKwarg
+from litestar.typing import FieldDefinition
 
 from api.problems import field_error, problem
 from domain.text import excerpt
@@ -111,3 +115,14 @@ def head_as_get(app: ASGIApp) -> ASGIApp:
         await app({**scope, "method": "GET"}, receive, without_body)
 
     return middleware
+
+
+class StrictStructs(StructSchemaPlugin):
+    """The OpenAPI schema says what the gate enforces: a body struct that forbids unknown fields
+    is an object with `additionalProperties: false` (litestar's own plugin leaves that out)."""
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        if field_definition.type_.__struct_config__.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema
