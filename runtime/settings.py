@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True):
     public_url: str = ""
     # The ledger's checkpoints: every so many events or seconds (also when nothing happened).
     checkpoint_events: int = 1000
-    checkpoint_seconds: float = 300.0
+    checkpoint_seconds: float = 60.0  # a respondent waits at most this long for an inclusion proof
     # Names the deployment's log in every checkpoint (default: the public URL's host and port, then /agora).
     log_origin: str = ""
 

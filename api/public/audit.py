@@ -132,8 +132,9 @@ def inclusion(data: JSONBody[ReceiptIn], system: NamedDependency[System]) -> Inc
     index, leaf_hash = leaf
     checkpoint = _latest(ledger)
     if index >= checkpoint.size:
-        detail = "The response is chained but no checkpoint covers it yet; one is taken within minutes. Try again then."
-        raise problem(503, "not-checkpointed-yet", "Not checkpointed yet", detail, headers={"Retry-After": "30"})
+        every = round(system.settings.checkpoint_seconds)
+        detail = f"The response is chained but no checkpoint covers it yet; one is signed at least every {every} seconds. Try again then."
+        raise problem(503, "not-checkpointed-yet", "Not checkpointed yet", detail, headers={"Retry-After": str(every)})
     return InclusionProof(index, leaf_hash, checkpoint, ledger.inclusion(index, checkpoint.size))
 
 
