@@ -21,7 +21,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.openapi.spec import Schema
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.enums import RequestEncodingType
-from litestar.params import BodyKwarg
+from litestar.params import BodyKwarg, ParameterKwarg
 from litestar.typing import FieldDefinition
 
 from api.problems import field_error, problem
@@ -57,9 +57,23 @@ def _integer(annotation: Any) -> bool:
 
 
 def check_query(request: Request[Any, Any, Any]) -> None:
-    """An integer query parameter is written as one (litestar would read `1e3` as 1000, and `1.9` as 1)."""
-    for name, field in request.route_handler.parsed_fn_signature.parameters.items():
-        key = getattr(field.kwarg_definition, "query", None) or name
+    """The query holds only the parameters the route declares (a misspelt filter must not answer with
+    everything), and an integer is written as one (litestar would read `1e3` as 1000, and `1.9` as 1).
+
+    Pages opened from an email (`opt={"any_query": True}`) take whatever a mail client appends."""
+    handler = request.route_handler
+    declared = {
+        kwarg.name or name: field
+        for name, field in handler.parsed_fn_signature.parameters.items()
+        if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and not (kwarg.header or kwarg.cookie)
+    }
+    unknown = sorted(set(request.query_params) - set(declared))
+    if unknown and str(handler).startswith("api.") and not handler.opt.get("any_query"):  # ours, not the schema's routes
+        takes = ", ".join(sorted(declared)) or "none"
+        names = ", ".join(name[:40] for name in unknown[:5])
+        detail = f"Unknown query parameter(s): {names}; this route takes: {takes}."
+        raise problem(400, "unknown-parameter", "Unknown query parameter", detail, errors=[{"field": unknown[0][:80], "detail": detail}])
+    for key, field in declared.items():
         if _integer(field.annotation) and key in request.query_params:
             for value in request.query_params.getall(key):
                 if not INTEGER.fullmatch(value):

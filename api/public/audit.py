@@ -16,7 +16,6 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from api.problems import documented, problem
-from api.staff.audit import declared_query_only
 from audit.ledger import Checkpoint, Ledger
 from audit.signing import Verifier
 from domain.consultations.service import hash_receipt
@@ -69,7 +68,7 @@ def _latest(ledger: Ledger) -> Checkpoint:
 
 
 @get(
-    "/audit/checkpoints", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    "/audit/checkpoints", sync_to_thread=True, opt=PUBLIC,
     responses=documented(400), summary="The signed checkpoints, oldest first",
 )
 def checkpoints(
@@ -82,14 +81,14 @@ def checkpoints(
 
 
 @get(
-    "/audit/checkpoints/latest", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    "/audit/checkpoints/latest", sync_to_thread=True, opt=PUBLIC,
     responses=documented(400, 404), summary="The latest signed checkpoint",
 )
 def latest(system: NamedDependency[System]) -> Checkpoint:
     return _latest(_ledger(system))
 
 
-@get("/audit/key", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only], responses=documented(400, 404), summary="The key that signs checkpoints")
+@get("/audit/key", sync_to_thread=True, opt=PUBLIC, responses=documented(400, 404), summary="The key that signs checkpoints")
 def key(system: NamedDependency[System]) -> Key:
     keys = _ledger(system).keys()
     if not keys:
@@ -99,7 +98,7 @@ def key(system: NamedDependency[System]) -> Key:
 
 
 @get(
-    "/audit/consistency", sync_to_thread=True, opt=PUBLIC, guards=[declared_query_only],
+    "/audit/consistency", sync_to_thread=True, opt=PUBLIC,
     responses=documented(400, 404, 422), summary="A consistency proof between two checkpointed tree sizes",
 )
 def consistency(
@@ -120,7 +119,7 @@ def consistency(
 
 
 @post(
-    "/audit/inclusion", status_code=200, sync_to_thread=True, opt={**PUBLIC, "rate_limit": "proofs"}, guards=[declared_query_only],
+    "/audit/inclusion", status_code=200, sync_to_thread=True, opt={**PUBLIC, "rate_limit": "proofs"},
     responses=documented(400, 404, 413, 422, 429, 503), summary="Prove a response is in the log, by its receipt",
 )
 def inclusion(data: JSONBody[ReceiptIn], system: NamedDependency[System]) -> InclusionProof:

@@ -12,9 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, Response, get
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
-from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
@@ -32,20 +30,7 @@ AUDITORS = requires(Role.AUDITOR, Role.ADMIN)
 NDJSON = "application/x-ndjson"
 
 
-def declared_query_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """A guard: refuse query parameters the route does not declare (as `QueryParameter`s)."""
-    declared = {
-        kwarg.name or name
-        for name, field in handler.parsed_fn_signature.parameters.items()
-        if isinstance(kwarg := field.kwarg_definition, QueryParameter)
-    }
-    unknown = sorted(set(connection.query_params) - declared)
-    if unknown:
-        known = ", ".join(sorted(declared)) or "none"
-        raise problem(400, "unknown-parameter", "Unknown query parameter", f"Unknown query parameter(s): {', '.join(unknown)}; this route takes: {known}.")
-
-
-GUARDS = [AUDITORS, declared_query_only]
+GUARDS = [AUDITORS]
 
 
 class NDJSONStream(Stream):
