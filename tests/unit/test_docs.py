@@ -5,8 +5,10 @@ Fast and self-contained: no event store, no Redis, no server.
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOCS = ROOT / "docs"
@@ -30,7 +32,7 @@ def _tables(path: Path, first_header: str) -> list[list[list[str]]]:
         if not line.startswith("|"):
             current = None
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # `\|` is a pipe within a cell
         if current is None:
             current = []
             if cells[0] == first_header:
@@ -176,3 +178,32 @@ def test_readme_links_every_document() -> None:
     linked = {file for _, file, _ in _relative_links(ROOT / "README.md")}
     unlinked = [p.name for p in sorted(DOCS.glob("*.md")) if p.resolve() not in linked]
     assert not unlinked, f"README.md does not link to: {', '.join(unlinked)}"
+
+
+def _commands(parser: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every command of an argparse parser, as its words: `("audit", "verify")`."""
+    found: set[tuple[str, ...]] = set()
+    for action in parser._actions:  # argparse keeps its subcommands here only
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= _commands(sub, (*prefix, name)) or {(*prefix, name)}
+    return found
+
+
+def test_the_commands_table_lists_every_agora_command_and_no_other() -> None:
+    from cli.main import parser
+
+    commands = _commands(parser())
+    documented: set[tuple[str, ...]] = set()
+    group = ""
+    for (usage, *_) in (row for table in _tables(DOCS / "operations.md", "command") for row in table):
+        for text in _BACKTICKED.findall(usage):
+            words = text.split()
+            if words[:1] == ["agora"]:
+                command = next((c for c in commands if tuple(words[1 : 1 + len(c)]) == c), tuple(words[1:3]))
+                documented.add(command)
+                group = command[0]
+            elif re.fullmatch(r"[a-z][a-z-]* [A-Z_]+", text):  # `close SLUG`, after `agora consultation open SLUG`
+                documented.add((group, words[0]))
+    assert commands - documented == set(), "commands missing from docs/operations.md"
+    assert documented - commands == set(), "documented commands that do not exist"
