@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -10,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -21,7 +23,7 @@ from litestar.stores.redis import RedisStore
 from api.auth import staff_auth
 from api.edge import StrictStructs, check_request, head_as_get
 from api.problems import exception_handlers
-from api.public import report, signups
+from api.public import pages, report, signups
 from api.public import audit as public_audit
 from api.public.consultations import form, stats, submit
 from api.services import Services
@@ -54,8 +56,15 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         # The client's address is only ever used as a salted hash, and only as a rate-limit key
         # in Redis with a TTL. The salt is shared by every API process of the deployment.
         salt_key = f"{settings.redis_prefix}:rate-limit-salt"
-        await client.set(salt_key, secrets.token_bytes(32), nx=True)
-        salt[:] = await client.get(salt_key)
+        for wait in (0.1, 0.2, 0.5, 1, 2, 4, 8, 0):  # Redis may be (re)starting beside us: wait for it, a while
+            try:
+                await client.set(salt_key, secrets.token_bytes(32), nx=True)
+                salt[:] = await client.get(salt_key)
+                break
+            except redis.ConnectionError:
+                if not wait:
+                    raise
+                await asyncio.sleep(wait)
         system = System(settings, store_env)
         app.state.services = services = Services(system, client, auth)
         app.state.system = system
@@ -101,7 +110,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     ]
     app = Litestar(
         route_handlers=[
-            form, submit, stats, signups.sign_up, signups.link_page, signups.act, *report.routes, *public_audit.routes,
+            form, submit, stats, signups.sign_up, signups.link_page, signups.act, pages.favicon, *report.routes, *public_audit.routes,
             # Only staff routes declare the bearer token in the schema; public ones need none.
             Router(
                 "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees, *audit.routes, *report_desk.routes],
@@ -112,7 +121,8 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             "services": Provide(provide_services, sync_to_thread=False), "system": Provide(provide_system, sync_to_thread=False),
             "reports": Provide(provide_reports, sync_to_thread=False),
         },
-        exception_handlers=exception_handlers,
+        exception_handlers=pages.as_pages(exception_handlers),  # a browser following a signup link gets pages
+        template_config=pages.TEMPLATES,
         before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig()), StrictStructs()],
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],

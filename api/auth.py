@@ -20,14 +20,14 @@ PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$"]
 
 
 async def current_staff(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> StaffMember | None:
-    """The token's staff member, read from the event store on every request: a deactivated
-    member's tokens stop working at once."""
+    """The token's staff member, read from the event store on every request: a deactivated or
+    signed-out member's tokens stop working at once (a token carries the member's generation)."""
     staff = connection.app.state.services.staff
     try:
         member = await anyio.to_thread.run_sync(staff.get, UUID(token.sub))
     except (StaffNotFound, ValueError):
         return None
-    return member if member.active else None
+    return member if member.active and token.extras.get("generation", 0) == member.generation else None
 
 
 def staff_auth(secret: str, token_hours: int) -> JWTAuth[StaffMember, Token]:

@@ -33,6 +33,7 @@ from domain.errors import (
 )
 from domain.reports.report import NotReadyForFinal, QuoteNotCandidate, ReportConflict, ReportMismatch, ReportNotFound
 from domain.review.case import CaseClosed, ClaimConflict
+from domain.signups.signup import SessionGone
 from domain.staff.member import NotPermitted, StaffConflict
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def domain_problem(request: Request, exc: DomainError) -> Response:
         extra.update(holder=str(exc.holder), until=exc.until.isoformat() if exc.until else None)
     if isinstance(exc, IdempotencyKeyReused):
         extra["field"] = "Idempotency-Key"
-    if isinstance(exc, SessionFull):
+    if isinstance(exc, SessionFull | SessionGone):
         extra["alternatives"] = msgspec.to_builtins(exc.alternatives)  # sessions with seats left: confirm into one
     if isinstance(exc, NotReadyForFinal):
         extra["left"] = exc.left  # responses still to review

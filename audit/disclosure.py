@@ -34,12 +34,13 @@ class AuditEvent(msgspec.Struct):
 
 # The event's envelope (shown as fields of its own), and what is never shown: the answers (a
 # version 1 response kept free text among them, in clear) and their fingerprint, staff emails and
-# password hashes, hashes that stand for secrets (a receipt, a signup's links), and hashes of
+# password hashes (in clear in a version 1 enrolment, sealed since: even the sealed hash is not
+# shown), hashes that stand for secrets (a receipt, a signup's links), and hashes of
 # quoted text (a report's `quotes`: the passage may be erased later; which passages are quoted
 # shows in the quote selections).
 HIDDEN = frozenset({
     "originator_id", "originator_version", "timestamp", "originator_topic", "by",
-    "answers", "fingerprint", "email", "password_hash", "receipt_hash", "confirm_hash", "manage_hash", "quotes",
+    "answers", "fingerprint", "email", "password_hash", "clear", "credential", "receipt_hash", "confirm_hash", "manage_hash", "quotes",
 })
 
 

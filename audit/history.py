@@ -8,8 +8,7 @@ still answers promptly, with the position to go on from (`next`), null once the 
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -58,12 +57,12 @@ class History:
     BATCH = 500  # events read from the store at a time
     SCAN = 10_000  # events a page reads at most
 
-    def __init__(self, app: Agora, keys: Sequence[Keys]) -> None:
-        """`keys`: the key stores of sealed values (free text, signups' contacts), asked whether a key still exists."""
+    def __init__(self, app: Agora, keys: Sequence[Keys], names: Callable[[UUID], str | None]) -> None:
+        """`keys`: the key stores of sealed values (free text, signups' and staff's contacts), asked whether
+        a key still exists; `names`: a staff member's name, "erased staff member", or None if no such member."""
         self.app = app
         self.keys = keys
-        self._names: dict[UUID, str] = {}  # staff names never change: found once, kept
-        self._lock = threading.Lock()
+        self.names = names
         # What an aggregate belongs to follows from its first event, which never changes.
         self.consultation_of = functools.lru_cache(maxsize=100_000)(self._consultation_of)
 
@@ -110,7 +109,7 @@ class History:
         for enrolled in self.app.select_events(StaffMember.Enrolled):
             member = self.app.find(enrolled.originator_id, StaffMember)
             assert member is not None
-            entries.append(StaffEntry(member.id, member.name, sorted(member.roles), member.active, enrolled.timestamp))
+            entries.append(StaffEntry(member.id, self.names(member.id) or "", sorted(member.roles), member.active, enrolled.timestamp))
         return entries
 
     def _scan(self, after: int, upto: int) -> Iterator[tuple[int, Any]]:
@@ -145,12 +144,9 @@ class History:
         return None
 
     def _disclose(self, events: list[tuple[int, Any]]) -> list[AuditEvent]:
-        with self._lock:
-            for actor in {getattr(e, "by", None) for _, e in events} - self._names.keys() - {None}:
-                member = self.app.find(actor, StaffMember)
-                if member is not None:
-                    self._names[actor] = member.name
-            names = dict(self._names)
+        # Looked up for each page, not kept: a name changes once, when its member is erased.
+        actors = {getattr(e, "by", None) for _, e in events} - {None}
+        names = {actor: name for actor in actors if (name := self.names(actor)) is not None}
         return [disclose(e, position, names, keys_present=self.key_present) for position, e in events]
 
     def _positions(self, aggregate_id: UUID) -> dict[int, int]:

@@ -9,15 +9,19 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
+import redis
+
 import store
 from cli import audit as audit_command
 from cli import report as report_command
-from cli.embedded import redis_server, socket_path
+from cli import supervisor
+from cli.embedded import claimed, redis_url, socket_path, start_redis
 from domain.access.service import SIGNUPS_EXPORT
 from domain.consultations.consultation import read_definition
 from domain.consultations.service import Consultations
@@ -44,33 +48,56 @@ def load(consultations: Consultations, path: Path) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from api.app import create_app
-
+    """Supervise the API processes, the worker (unless --api-only) and, without REDIS_URL, the embedded Redis."""
     config = Settings.from_env()
+    folder = store.data_dir(config.data_dir)
+    embedded = "REDIS_URL" not in os.environ
+    if args.api_only and embedded:
+        raise ValueError("--api-only needs REDIS_URL: the Redis that the deployment's `agora work` writes the views to")
+    env = dict(os.environ)
+    children = []
     with ExitStack() as stack:
-        if "REDIS_URL" not in os.environ:
-            url = stack.enter_context(redis_server(store.data_dir(config.data_dir)))
-            config = Settings.from_env(redis_url=url)
+        if embedded:
+            stack.enter_context(claimed(folder))
+            env["REDIS_URL"] = redis_url(folder)
+            children.append(supervisor.Child("redis", lambda: start_redis(folder)))
         with System(config) as system:
             for path in sorted(Path(config.consultations_dir).glob("*.toml")):
                 load(system.consultations, path)
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
-        # handlers it found; with these, that re-raise lets us stop Redis instead of dying first.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: None)
-        uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=config.access_log)
+        sock = stack.enter_context(supervisor.listen(config))
+        if not args.api_only:
+            children.append(supervisor.worker_process(env))
+        children += supervisor.api_processes(env, args.workers, sock)
+        print(f"agora: serving http://{config.host}:{config.port} with {args.workers} API processes", flush=True)
+        supervisor.supervise(children, stop_timeout=supervisor.GRACE + 5)
 
 
 def work(args: argparse.Namespace) -> None:
-    """Run the projection followers and the mailer in this process until SIGINT or SIGTERM."""
+    """Run the projection followers, the mailer and the checkpointer (or those named) until SIGINT or SIGTERM."""
+    known = [*views.VIEWS, "mailer", "checkpointer"]
+    unknown = set(args.names) - set(known)
+    if unknown:
+        raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    followers = System(settings()).workers().start()
+    # Redis may be starting, or restarting, beside us: wait for it a while, then give up in one line
+    # (a supervisor starts us again), never with a traceback.
+    system, deadline = System(settings()), time.monotonic() + 20
+    while True:
+        try:
+            workers = system.workers()
+            break
+        except redis.ConnectionError as e:
+            if time.monotonic() > deadline:
+                system.close()
+                sys.exit(f"agora: Redis is not answering: {e}")
+            time.sleep(0.2)
+    if args.names:
+        workers.runners = [r for r in workers.runners if r.name in args.names]
+    workers.start()
     stop.wait()
-    followers.close()
+    workers.close()
 
 
 def status(args: argparse.Namespace) -> None:
@@ -108,7 +135,20 @@ def consultation(args: argparse.Namespace) -> None:
 
 
 def staff(args: argparse.Namespace) -> None:
-    """Enrol a staff member from the command line: how the first admin is bootstrapped."""
+    """Enrol a staff member from the command line (how the first admin is bootstrapped), erase a
+    former one, reseal members enrolled in clear."""
+    if args.action == "erase":
+        with System(settings()) as system:
+            member = system.staff.erase(UUID(args.id), by=None)
+        print(f"erased {member.id}: their name, email and password hash are gone from the log")
+        if member.enrolled_in_clear:
+            print("note: they were enrolled before staff data was sealed; that enrolment holds them in clear in the log and its backups")
+        return
+    if args.action == "reseal":
+        with System(settings()) as system:
+            done = system.staff.reseal()
+        print(f"resealed {len(done)} members enrolled in clear; their clear enrolments stay in the log (see docs/privacy.md)")
+        return
     password = os.environ.get("AGORA_STAFF_PASSWORD") or getpass.getpass(f"Password for {args.email}: ")
     with System(settings()) as system:
         member_id = system.staff.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
@@ -160,11 +200,22 @@ def only_consultation(consultations: Consultations) -> str:
     return slugs[0]
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agora", description="Agora: event-sourced public consultations.")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
-    sub.add_parser("serve", help="serve the API (embedded Redis unless REDIS_URL is set)").set_defaults(run=serve)
-    sub.add_parser("work", help="run the projection followers and the mailer in this process").set_defaults(run=work)
+    v = sub.add_parser("serve", help="serve the API with its worker (and an embedded Redis unless REDIS_URL is set), supervised")
+    v.add_argument("--workers", type=positive, default=os.cpu_count() or 1, metavar="N", help="API processes (default: the number of cores)")
+    v.add_argument("--api-only", action="store_true", help="no worker, no embedded Redis: for deployments running `agora work` apart")
+    v.set_defaults(run=serve)
+    w = sub.add_parser("work", help="run the projection followers, the mailer and the checkpointer in this process")
+    w.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join([*views.VIEWS, 'mailer', 'checkpointer'])} (default: all)")
+    w.set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
     r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(views.VIEWS)} (default: all)")
@@ -189,6 +240,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--role", action="append", choices=[r.value for r in Role], required=True, help="repeat for several")
     add.set_defaults(run=staff)
+    s.add_parser("erase", help="erase a deactivated member: destroy the keys of their name, email and password hash").add_argument("id")
+    s.add_parser("reseal", help="seal the data of members enrolled before staff data was sealed")
+    for parser_ in s.choices.values():
+        parser_.set_defaults(run=staff)
 
     k = sub.add_parser("keys", help="the data keys of sealed free text").add_subparsers(required=True, dest="action", metavar="ACTION")
     k.add_parser("reshred", help="destroy again every key the log says was destroyed (after a restore)").set_defaults(run=keys)

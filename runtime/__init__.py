@@ -56,13 +56,14 @@ class System:
         self.texts = KeyStore(self.app.factory, "data_keys")  # free-text answers
         self.contact_keys = KeyStore(self.app.factory, "contact_keys")  # signups' names and emails, indexed by email
         self.consultations = Consultations(self.app, self.texts, Keyed(secret(settings)))
-        self.staff = Staff(self.app, settings.password_profile)
+        self.staff_keys = KeyStore(self.app.factory, "staff_keys")  # staff names, emails, password hashes, indexed by email
+        self.staff = Staff(self.app, self.staff_keys, settings.password_profile)
         self.review = Review(self.app, self.consultations, self.staff, self.texts)
         self.signups = Signups(self.app, self.consultations, self.contact_keys, LinkTokens(secret(settings)))
         self.reports = Reports(self.app, self.consultations, self.staff, self.texts)
         self.ledger = Ledger(self.app.factory)  # the Merkle tree of the log and its signed checkpoints
         self.access = Accesses(self.app)  # who saw personal data
-        self.history = History(self.app, [self.texts, self.contact_keys])  # the auditors' reading of the log
+        self.history = History(self.app, [self.texts, self.contact_keys, self.staff_keys], self.staff.name)  # the auditors' reading of the log
 
     def close(self) -> None:
         self.app.close()
@@ -117,8 +118,10 @@ class System:
         run after restoring the data folder or the key store from a backup. Returns how many keys."""
         texts = self.review.shredded_keys()
         erased = self.signups.erased()
+        staff = [k for e in self.staff.erased() for k in e.key_ids]
         self.texts.destroy(texts)
         self.contact_keys.destroy([e.key_id for e in erased])
+        self.staff_keys.destroy(staff)
         for e in erased:
             self.forget_mail(e.originator_id)
-        return len(texts) + len(erased)
+        return len(texts) + len(erased) + len(staff)

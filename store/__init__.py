@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,16 +96,21 @@ def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[Callable[[],
 class Doorbell:
     """Rings when new events may be in the log, so followers wake at once instead of polling.
 
-    Callers clear it before reading the log and wait on it after finding nothing new. Writes
-    from other processes are seen by the timeout (SQLite) or by LISTEN/NOTIFY (PostgreSQL).
+    Callers clear it before reading the log and wait on it after finding nothing new. Writes in
+    this process ring it at once; other processes' writes by LISTEN/NOTIFY (PostgreSQL) or within
+    milliseconds by the file's change counter (SQLite, `_watch`); the caller's timeout is the fallback.
     """
 
     def __init__(self, recorder: ApplicationRecorder) -> None:
         self._rung = threading.Event()
         self._stopped = threading.Event()
         self._listener: threading.Thread | None = None
+        self._watched: str | None = None
         if isinstance(recorder, DoorbellSQLiteApplicationRecorder):
             recorder.doorbells.add(self._rung)
+            if not recorder.datastore.pool.is_sqlite_memory_mode:
+                self._watched = recorder.datastore.pool.db_name
+                _watch(self._watched, self._rung)
         elif hasattr(recorder, "channel_name"):  # PostgreSQL
             self._listener = threading.Thread(target=self._listen, args=(recorder,), daemon=True)
             self._listener.start()
@@ -111,8 +118,9 @@ class Doorbell:
     def clear(self) -> None:
         self._rung.clear()
 
-    def wait(self, timeout: float) -> None:
-        self._rung.wait(timeout)
+    def wait(self, timeout: float) -> bool:
+        """Whether it rang (else the timeout passed)."""
+        return self._rung.wait(timeout)
 
     def ring(self) -> None:
         self._rung.set()
@@ -120,6 +128,8 @@ class Doorbell:
     def close(self) -> None:
         self._stopped.set()
         self._rung.set()
+        if self._watched:
+            _unwatch(self._watched, self._rung)
         if self._listener:
             self._listener.join()
 
@@ -130,3 +140,48 @@ class Doorbell:
             while not self._stopped.is_set():
                 for _ in conn.notifies(timeout=0.2, stop_after=1):
                     self._rung.set()
+
+
+# SQLite files watched in this process, each by one thread, and the doorbells it rings.
+_watching: dict[str, set[threading.Event]] = {}
+_watching_lock = threading.Lock()
+WATCH_INTERVAL = 0.005  # seconds between looks at a file's change counter
+
+
+def _watch(db_name: str, bell: threading.Event) -> None:
+    with _watching_lock:
+        bells = _watching.get(db_name)
+        if bells is None:
+            bells = _watching[db_name] = set()
+            threading.Thread(target=_watcher, args=(db_name, bells), name="doorbell-sqlite", daemon=True).start()
+        bells.add(bell)
+
+
+def _unwatch(db_name: str, bell: threading.Event) -> None:
+    with _watching_lock:
+        _watching.get(db_name, set()).discard(bell)
+
+
+def _watcher(db_name: str, bells: set[threading.Event]) -> None:
+    """Ring `bells` whenever another connection commits to the file: SQLite's `PRAGMA data_version`
+    changes then, and reading it costs microseconds (no I/O in WAL mode). Ends with its last bell."""
+    conn = sqlite3.connect(db_name)
+    try:
+        last = None
+        while True:
+            with _watching_lock:
+                if not bells:
+                    if _watching.get(db_name) is bells:
+                        del _watching[db_name]
+                    return
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:  # say, the file is briefly busy: look again next time
+                    version = last
+                if last is not None and version != last:
+                    for bell in bells:
+                        bell.set()
+            last = version
+            time.sleep(WATCH_INTERVAL)
+    finally:
+        conn.close()

@@ -30,7 +30,7 @@ from eventsourcing.utils import get_topic
 
 from domain.signups.service import Signups
 from domain.consultations.consultation import Consultation, Session
-from domain.signups.signup import Contact, Purpose, Signup, State
+from domain.signups.signup import Contact, Purpose, Signup, State, when
 import store
 from workers.mail import MailError, Transport, calendar, message
 
@@ -214,6 +214,11 @@ class Mailer:
     ) -> EmailMessage:
         subject, body = self.templates[kind]
         fields = self._fields(signup, contact, consultation, session)
+        # Only what is true of this message: a cancellation carries a calendar part only if a seat was held.
+        fields["outcome"] = (
+            "Your seat is free again, and the attached cancellation removes the session from your calendar."
+            if cancel else "You had not confirmed a seat, so nothing was booked."
+        )
         ics = None
         if invite is not None and (kind != "cancelled" or cancel):
             ics = calendar(
@@ -227,14 +232,12 @@ class Mailer:
         )
 
     def _fields(self, signup: Signup, contact: Contact, consultation: Consultation, session: Session) -> dict[str, str]:
-        start = session.starts_at.astimezone(UTC)
-        end = start + timedelta(minutes=session.duration_minutes)
         links = self.public_url + f"/signups/{signup.id}"
         return {
             "name": contact.name,
             "consultation": consultation.definition.title,
             "session": session.title,
-            "when": f"{start:%A} {start.day} {start:%B %Y, %H:%M}–{end:%H:%M} UTC",
+            "when": when(session.starts_at, session.duration_minutes),
             "venue": session.venue,
             "confirm_url": f"{links}/confirm?token={self.signups.links.token(Purpose.CONFIRM, signup.id, signup.request)}",
             "cancel_url": f"{links}/cancel?token={self.signups.links.token(Purpose.MANAGE, signup.id)}",

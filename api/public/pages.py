@@ -1,44 +1,133 @@
-"""The small HTML pages that signup links open: no JavaScript, nothing loaded from elsewhere."""
+"""The pages people open from an email, and every answer of those routes to a browser.
+
+One template (api/templates/page.html.j2): no JavaScript, nothing loaded from elsewhere. A
+browser (Accept: text/html) that follows a signup link gets a page for every answer, refusals
+and rate limits included, with the same facts as the problem a program gets (`as_pages` turns
+the problem handlers' answers into pages for those routes only).
+"""
 
 from __future__ import annotations
 
-import html
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
-from litestar import MediaType, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import MediaType, Request, Response, get
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
+from litestar.template import TemplateConfig
 
-from api.problems import status_of
-from domain.errors import DomainError, SessionFull
-from domain.signups.signup import Availability
+from domain.consultations.consultation import Consultation, Session
+from domain.signups.signup import when
 
+LINKS = "/signups/"  # the routes whose answers a browser gets as pages
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#0b4f80"/>'
+    b'<path d="M4 12 8 3l4 9M5.6 9h4.8" stroke="#fff" stroke-width="1.8" fill="none"/></svg>'
+)
 
-def page(title: str, detail: str, buttons: list[tuple[str, str]] = ()) -> str:
-    """A minimal page; `buttons` are (POST target relative to this page, "" for itself; label)."""
-    forms = "".join(
-        f'<form method="post"{_action(url)}><button>{html.escape(label)}</button></form>' for url, label in buttons
-    )
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
-        f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>{forms}</body></html>"
-    )
-
-
-def refusal_page(e: DomainError, token: str) -> Response[str]:
-    buttons = []
-    if isinstance(e, SessionFull):
-        buttons = [
-            (f"?{urlencode({'token': token, 'session_id': a.session_id})}", _offer(a))  # relative: works behind a path prefix
-            for a in e.alternatives
-            if isinstance(a, Availability)
-        ]
-    return Response(page("That did not work", e.detail, buttons), status_code=status_of(e), media_type=MediaType.HTML)
+ENV = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"), autoescape=True, undefined=StrictUndefined)
+ENV.globals["favicon"] = FAVICON.decode()
+TEMPLATES = TemplateConfig(instance=JinjaTemplateEngine.from_environment(ENV))
 
 
-def _action(url: str) -> str:
-    return f' action="{html.escape(url)}"' if url else ""
+def wants_page(request: Request[Any, Any, Any]) -> bool:
+    return request.accept.best_match(["application/json", "text/html"], default="application/json") == "text/html"
 
 
-def _offer(a: Availability) -> str:
-    return f"Take a seat in {a.title} instead ({a.seats_left} left)"
+def about(consultation: Consultation, session: Session | None = None) -> dict[str, Any]:
+    """What a page is about: the consultation, and the session with its time for people and for machines."""
+    return {"consultation": consultation.definition.title, "session": session and _session(session)}
 
 
+def _session(s: Session) -> dict[str, str]:
+    return {"title": s.title, "starts_at": s.starts_at.isoformat(), "when": when(s.starts_at, s.duration_minutes), "venue": s.venue}
+
+
+def page(
+    heading: str, paragraphs: Iterable[str] = (), *, title: str | None = None, about: dict[str, Any] | None = None,
+    warning: str | None = None, buttons: Iterable[tuple[str, str]] = (), links: Iterable[tuple[str, str]] = (),
+    status: int = 200, headers: dict[str, str] | None = None,
+) -> Template:
+    """A page; `buttons` are (POST target relative to this page, "" for itself; label), `links` (href, text)."""
+    if title is None:
+        title = f"{heading}: {about['consultation']}" if about else f"{heading}: Agora"
+    context = {
+        "title": title, "heading": heading, "about": about, "warning": warning, "paragraphs": list(paragraphs),
+        "buttons": [{"action": a, "label": label} for a, label in buttons], "links": [{"href": h, "text": t} for h, t in links],
+    }
+    return Template("page.html.j2", context=context, status_code=status, headers=headers, media_type=MediaType.HTML)
+
+
+def offers(token: str, alternatives: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """A button per session with seats left, confirming into it (relative: works behind a path prefix)."""
+    return [
+        (
+            f"?{urlencode({'token': token, 'session_id': a['session_id']})}",
+            f"Take a seat in “{a['title']}” instead: {when(datetime.fromisoformat(a['starts_at']), a['duration_minutes'])} "
+            f"({a['seats_left']} left)",
+        )
+        for a in alternatives
+    ]
+
+
+def in_words(seconds: int) -> str:
+    return "a second" if seconds <= 1 else f"{seconds} seconds" if seconds < 90 else f"{round(seconds / 60)} minutes"
+
+
+def problem_page(request: Request[Any, Any, Any], problem: dict[str, Any], headers: dict[str, str]) -> Template:
+    """A problem as a page: the same facts, in words for the person who followed the link."""
+    kind = str(problem.get("type", "")).removeprefix("/problems/")
+    detail = str(problem.get("detail", ""))
+    status = int(problem.get("status", 500))
+    again = [("", "Try again")] if request.method == "POST" else []
+    if kind == "signup-link-invalid":
+        return page("This link does not work", [detail], status=status, headers=headers)
+    if kind == "malformed-request" and not request.query_params.get("token"):
+        words = "This link is incomplete: its token is missing. Some mail programs cut long links: copy the whole link from the email."
+        return page("This link is incomplete", [words], status=status, headers=headers)
+    if kind in ("malformed-request", "not-found"):
+        words = "This is not an address from one of our emails. Check that you copied the whole link from the email."
+        return page("This is not a link we sent", [words], status=status, headers=headers)
+    if kind == "rate-limited":
+        wait = in_words(int(headers.get("Retry-After", "60")))
+        words = f"Too many requests came from your network in the last minute, so nothing was done. Wait {wait}, then try again."
+        return page("Please wait a moment", [words], status=status, headers=headers, buttons=again)
+    if kind in ("session-full", "session-started"):
+        alternatives = problem.get("alternatives") or []
+        follow = "You can take a seat in another session instead:" if alternatives else "No other session has seats left."
+        heading = "This session is full" if kind == "session-full" else "This session has started"
+        token = request.query_params.get("token", "")
+        return page(heading, [detail, follow], status=status, headers=headers, buttons=offers(token, alternatives))
+    if kind == "consultation-not-open":
+        return page("Signups are closed", [detail], status=status, headers=headers)
+    if status >= 500:
+        return page("Please try again shortly", [detail, "Nothing was done."], status=status, headers=headers, buttons=again)
+    return page(str(problem.get("title", "That did not work")), [detail], status=status, headers=headers)
+
+
+Handler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
+
+
+def as_pages(handlers: dict[type[Exception], Handler]) -> dict[type[Exception], Handler]:
+    """The exception handlers, answering with a page for a browser on the signup links' routes."""
+
+    def wrap(handler: Handler) -> Handler:
+        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            response = handler(request, exc)
+            if request.scope["path"].startswith(LINKS) and wants_page(request) and isinstance(response.content, dict):
+                headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+                return problem_page(request, response.content, headers)
+            return response
+
+        return handle
+
+    return {cls: wrap(handler) for cls, handler in handlers.items()}
+
+
+@get("/favicon.ico", media_type="image/svg+xml", include_in_schema=False, opt={"exclude_from_auth": True})
+async def favicon() -> bytes:
+    return FAVICON

@@ -14,7 +14,7 @@ from litestar.security.jwt import Token
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, documented
 from api.services import Services
-from domain.staff.member import Role, StaffMember
+from domain.staff.member import ERASED_NAME, Role, StaffMember
 
 Email = Annotated[str, msgspec.Meta(max_length=320)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -49,20 +49,53 @@ class Profile(msgspec.Struct):
     roles: list[Role]
 
 
-def profile(member: StaffMember) -> Profile:
-    return Profile(member.id, member.email, member.name, sorted(member.roles))
 
 
 @post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Sign in: a token for the Authorization header")
 def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
     member = services.staff.authenticate(data.email, data.password)
-    token = services.auth.create_token(identifier=str(member.id))
+    token = services.auth.create_token(identifier=str(member.id), token_extras={"generation": member.generation})
     return Response(SignedIn(token, member.id, sorted(member.roles)), status_code=201)
 
 
-@get("/staff/me", responses=STAFF_PROBLEMS, summary="The signed-in staff member")
-async def me(request: Request[StaffMember, Token, object]) -> Profile:
-    return profile(request.user)
+@get("/staff/me", responses=STAFF_PROBLEMS, sync_to_thread=True, summary="The signed-in staff member")
+def me(request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Profile:
+    member = request.user
+    contact = services.staff.contact(member)
+    assert contact is not None  # an erased member is deactivated, and cannot sign in
+    return Profile(member.id, contact.email, contact.name, sorted(member.roles))
+
+
+class Member(msgspec.Struct):
+    id: UUID
+    email: str | None  # null once erased
+    name: str
+    roles: list[Role]
+    active: bool
+    erased: bool
+
+
+@get("/staff", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Every staff member, with roles and state")
+def members(services: NamedDependency[Services]) -> list[Member]:
+    return [
+        Member(m.id, c.email if c else None, c.name if c else ERASED_NAME, sorted(m.roles), m.active, m.erased)
+        for m, c in services.staff.members()
+    ]
+
+
+@post("/staff/{member_id:uuid}/reactivate", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Reactivate a deactivated member")
+def reactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.staff.reactivate(member_id, by=request.user.id)
+
+
+@post("/staff/me/sign-out", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, summary="Sign out: every token of yours stops working")
+def sign_out(request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.staff.sign_out(request.user.id, by=request.user.id)
+
+
+@post("/staff/{member_id:uuid}/sign-out", responses=STAFF_PROBLEMS, status_code=204, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Sign a member out: their tokens stop working")
+def sign_out_member(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> None:
+    services.staff.sign_out(member_id, by=request.user.id)
 
 
 @post("/staff", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="Enrol a staff member")
@@ -85,4 +118,4 @@ def deactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, o
     services.staff.deactivate(member_id, by=request.user.id)
 
 
-routes = [sign_in, me, enrol, grant, revoke, deactivate]
+routes = [sign_in, me, members, enrol, grant, revoke, deactivate, reactivate, sign_out, sign_out_member]

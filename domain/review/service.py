@@ -168,7 +168,7 @@ class Review:
         except ClaimConflict as e:
             if e.holder is None or e.until is None:
                 raise
-            holder = self.staff.get(e.holder).name  # say who, in words a colleague recognises
+            holder = self.staff.name(e.holder)  # say who, in words a colleague recognises
             raise ClaimConflict(f"Claimed by {holder} until {e.until.isoformat()}.", e.holder, e.until) from None
         try:
             return self.app.record(case)

@@ -7,6 +7,7 @@ person's own, found again by a digest of the address; erasing destroys that key.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -14,14 +15,29 @@ import email_validator
 import msgspec
 from eventsourcing.persistence import PersistenceError
 
-from domain.consultations.consultation import Consultation
+from domain.consultations.consultation import Consultation, Session
 from domain.consultations.service import Consultations
 from domain.core import Agora
-from domain.errors import FieldError, InvalidInput, SessionFull, ShredIncomplete, SignupLinkInvalid
+from domain.errors import (
+    FieldError, InvalidInput, NotAcceptingResponses, SessionFull, SessionStarted, ShredIncomplete, SignupLinkInvalid,
+)
 from domain.sealed import Vault
-from domain.signups.signup import Availability, Contact, LinkTokens, Purpose, Seats, Signup, State, check_contact, normal_email, seats_id
+from domain.signups.signup import (
+    Availability, Contact, LinkTokens, Purpose, Seats, SessionGone, Signup, State, check_contact, normal_email, seats_id, when,
+)
 
-INVALID_LINK = "This link is not valid: it may have been used already, or replaced by a newer one."
+# Why a link does not work. Only a link we sent learns more than INVALID_LINK, so an unknown id
+# or a guessed token reveals nothing about who signed up.
+INVALID_LINK = (
+    "This link is not valid. Some mail programs cut long links: copy the whole link from the email. "
+    "If it still does not work, sign up again on the consultation's form."
+)
+REPLACED = "This link was replaced by a newer one when you asked again: use the link in the latest email."
+VOIDED = "You cancelled this signup, so this link no longer confirms it. To take a seat again, sign up again on the consultation's form."
+ERASED = (
+    "You erased this signup: we no longer hold your name or email, and its links no longer work. "
+    "To take part again, sign up again on the consultation's form."
+)
 
 
 class Signups:
@@ -77,18 +93,14 @@ class Signups:
         now = now or datetime.now(UTC)
 
         def command() -> tuple[Signup, ...]:
-            signup = self.get(signup_id)
-            signup.check(Purpose.CONFIRM, token)
+            signup = self.opened(signup_id, Purpose.CONFIRM, token)
             if signup.state is State.CONFIRMED:  # a second click: nothing more to do
                 return (signup,)
-            consultation = self.consultations.by_id(signup.consultation_id)
-            session = consultation.session(session_id or signup.session_id, now)
-            seats = self._seats(consultation.id, session.id)
+            session, seats = self.seat(signup, session_id, now)
             try:
                 seats.take(signup.id, session.capacity)
             except SessionFull:
-                others = [a for a in self.availability(consultation.id, now) if a.session_id != session.id and a.seats_left]
-                raise SessionFull(f"Every seat of '{session.title}' is taken.", tuple(others)) from None
+                raise self._full(signup.consultation_id, session, now) from None
             signup.confirm(session.id)
             return signup, seats
 
@@ -98,8 +110,7 @@ class Signups:
         """Withdraw, giving back the seat if one was taken. Cancelling again changes nothing."""
 
         def command() -> tuple[Signup, ...]:
-            signup = self.get(signup_id)
-            signup.check(Purpose.MANAGE, token)
+            signup = self.opened(signup_id, Purpose.MANAGE, token)
             seats = self._release_seat(signup)
             signup.cancel()
             return (signup, *seats)
@@ -115,7 +126,7 @@ class Signups:
         def command() -> tuple[Signup, ...]:
             signup = self.get(signup_id)
             if token is not None:
-                signup.check(Purpose.MANAGE, token, erased_ok=True)
+                self.opened(signup_id, Purpose.MANAGE, token, erased_ok=True, signup=signup)
             seats = self._release_seat(signup)
             signup.erase()
             return (signup, *seats)
@@ -143,6 +154,49 @@ class Signups:
         if signup is None:
             raise SignupLinkInvalid(INVALID_LINK)
         return signup
+
+    def opened(
+        self, signup_id: UUID, purpose: Purpose, token: str, erased_ok: bool = False, signup: Signup | None = None
+    ) -> Signup:
+        """The signup an emailed link names, or SignupLinkInvalid saying why the link does not work."""
+        signup = signup or self.get(signup_id)
+        try:
+            signup.check(purpose, token, erased_ok)
+        except SignupLinkInvalid:
+            raise SignupLinkInvalid(self._why_invalid(signup, purpose, token)) from None
+        return signup
+
+    def seat(self, signup: Signup, session_id: str | None, now: datetime) -> tuple[Session, Seats]:
+        """The session `signup` would confirm into (its own, or `session_id`) and its seats, or why it cannot:
+        seats are confirmed only while the consultation takes signups (they close with it), in a session
+        not started yet, with a seat left. Reads only: a link's page checks before its button is shown."""
+        consultation = self.consultations.by_id(signup.consultation_id)
+        try:
+            consultation.check_accepting(now)
+        except NotAcceptingResponses:
+            raise NotAcceptingResponses(
+                f"“{consultation.definition.title}” is no longer taking signups, so seats can no longer be confirmed. "
+                "Cancelling and erasing still work."
+            ) from None
+        try:
+            session = consultation.session(session_id or signup.session_id, now)
+        except SessionStarted:
+            started = next(s for s in consultation.definition.sessions if s.id == (session_id or signup.session_id))
+            raise SessionGone(
+                f"“{started.title}” started on {when(started.starts_at, started.duration_minutes)}: it is too late to join it.",
+                self.alternatives(consultation.id, started.id, now),
+            ) from None
+        seats = self._seats(consultation.id, session.id)
+        if signup.id not in seats.holders and len(seats.holders) >= session.capacity:
+            raise self._full(consultation.id, session, now)
+        return session, seats
+
+    def _full(self, consultation_id: UUID, session: Session, now: datetime) -> SessionFull:
+        return SessionFull(f"Every seat of “{session.title}” is taken.", self.alternatives(consultation_id, session.id, now))
+
+    def alternatives(self, consultation_id: UUID, session_id: str, now: datetime) -> tuple[Availability, ...]:
+        """The other sessions that still have seats."""
+        return tuple(a for a in self.availability(consultation_id, now) if a.session_id != session_id and a.seats_left)
 
     def exists(self, signup_id: UUID) -> bool:
         return self._find(signup_id) is not None
@@ -173,7 +227,7 @@ class Signups:
         """Each session not yet started, with its seats left."""
         consultation = self.consultations.by_id(consultation_id)
         return [
-            Availability(s.id, s.title, s.starts_at, s.capacity - len(self._seats(consultation_id, s.id).holders))
+            Availability(s.id, s.title, s.starts_at, s.capacity - len(self._seats(consultation_id, s.id).holders), s.duration_minutes)
             for s in consultation.definition.sessions
             if now < s.starts_at
         ]
@@ -192,6 +246,15 @@ class Signups:
     def erased(self) -> list[Signup.Erased]:
         """Every erasure in the log: what to destroy again after restoring a backup."""
         return list(self.app.select_events(Signup.Erased))
+
+    def _why_invalid(self, signup: Signup, purpose: Purpose, token: str) -> str:
+        requests = range(1, signup.request + 1) if purpose is Purpose.CONFIRM else (0,)
+        genuine = next((n for n in requests if hmac.compare_digest(self.links.token(purpose, signup.id, n), token)), None)
+        if genuine is None:
+            return INVALID_LINK
+        if signup.state is State.ERASED or purpose is Purpose.MANAGE:  # a manage link fails only once erased
+            return ERASED
+        return REPLACED if genuine < signup.request else VOIDED
 
     def _find(self, signup_id: UUID) -> Signup | None:
         return self.app.find(signup_id, Signup)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -24,7 +24,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.topics import stored_as
 
-from domain.errors import FieldError, InvalidInput, SessionFull, SignupLinkInvalid
+from domain.errors import FieldError, InvalidInput, SessionFull, SessionStarted, SignupLinkInvalid
 from domain import text
 from domain.sealed import Sealed
 
@@ -61,6 +61,21 @@ def check_contact(name: str, email: str, consent: bool, consent_text: str) -> Co
     return Contact(name, email)
 
 
+def when(starts_at: datetime, minutes: int) -> str:
+    """A session's time as emails and pages write it for people: "Thursday 8 May 2031, 18:00–19:30 UTC"."""
+    start = starts_at.astimezone(UTC)
+    end = start + timedelta(minutes=minutes)
+    return f"{start:%A} {start.day} {start:%B %Y, %H:%M}–{end:%H:%M} UTC"
+
+
+class SessionGone(SessionStarted):
+    """Too late for this session; `alternatives` are the sessions that still have seats."""
+
+    def __init__(self, detail: str, alternatives: tuple[object, ...] = ()) -> None:
+        super().__init__(detail)
+        self.alternatives = alternatives
+
+
 class Availability(msgspec.Struct, frozen=True):
     """A session not started yet, and how many seats it has left."""
 
@@ -68,6 +83,7 @@ class Availability(msgspec.Struct, frozen=True):
     title: str
     starts_at: datetime
     seats_left: int
+    duration_minutes: int
 
 
 class State(str, Enum):

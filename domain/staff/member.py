@@ -1,15 +1,26 @@
-"""Staff members: who may review, edit, audit and administer, and who did what."""
+"""Staff members: who may review, edit, audit and administer, and who did what.
+
+A member's name and email are sealed under a data key of their own, found again by a digest of
+the email (like signups' contacts); their password hash is sealed under a key of its own, replaced
+when the password changes. Erasing a former member destroys both keys: the log keeps their id and
+what they did, and loses who they were. Enrolments recorded before this (version 1) hold the
+email, name and password hash in clear; `clear` carries them until the member is resealed.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import msgspec
 from eventsourcing.domain import Aggregate, event
 
+from domain.errors import DomainError
+from domain.sealed import Sealed
 from domain.topics import stored_as
 
-from domain.errors import DomainError
+ERASED_NAME = "erased staff member"
 
 
 class Role(str, Enum):
@@ -27,19 +38,46 @@ class StaffConflict(DomainError):
     """The staff change contradicts the member's state (already enrolled, deactivated, an admin acting on themselves)."""
 
 
+class Contact(msgspec.Struct, frozen=True):
+    name: str
+    email: str
+
+
+class Clear(msgspec.Struct, frozen=True):
+    """What a version 1 enrolment recorded in clear: in the log (and its backups) for good."""
+
+    email: str
+    name: str
+    password_hash: str
+
+
 def staff_id(email: str) -> UUID:
-    """Ids follow from email addresses, so an address is enrolled at most once."""
+    """The id of a member enrolled before staff data was sealed (version 1): it followed from the
+    address. Members enrolled since have random ids, found by the email's digest in the key store."""
     return uuid5(NAMESPACE_URL, f"agora:staff:{email.strip().lower()}")
 
 
 @stored_as("domain.staff")
 class StaffMember(Aggregate):
     class Enrolled(Aggregate.Created):
-        email: str
-        name: str
-        password_hash: str
+        class_version = 2
+        contact: Sealed | None  # name and email under the member's key; None in a version 1 enrolment
+        credential: Sealed | None  # the password hash, under a key of its own
         roles: tuple[Role, ...]
         by: UUID | None  # None: bootstrapped by an operator on the command line
+        clear: Clear | None  # only ever from a version 1 enrolment
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["clear"] = {k: state.pop(k) for k in ("email", "name", "password_hash")}
+            state["contact"] = state["credential"] = None
+
+    class Resealed(Aggregate.Event):
+        """A version 1 member's clear data sealed: read from here on, and erasable (the clear copy stays in the log)."""
+
+        contact: Sealed
+        credential: Sealed
+        by: UUID | None
 
     class RoleGranted(Aggregate.Event):
         role: Role
@@ -52,21 +90,36 @@ class StaffMember(Aggregate):
     class Deactivated(Aggregate.Event):
         by: UUID
 
-    @staticmethod
-    def create_id(email: str, **_: object) -> UUID:
-        return staff_id(email)
+    class Reactivated(Aggregate.Event):
+        by: UUID
+
+    class SignedOut(Aggregate.Event):
+        """Every token issued to the member before this stops working."""
+
+        by: UUID
+
+    class Erased(Aggregate.Event):
+        key_ids: list[str]  # destroyed: the name, email and password hash can no longer be read
+        by: UUID | None  # None: the operator
 
     @event(Enrolled)
-    def __init__(self, email: str, name: str, password_hash: str, roles: tuple[Role, ...], by: UUID | None) -> None:
-        self.email = email
-        self.name = name
-        self.password_hash = password_hash
+    def __init__(self, id: UUID, contact: Sealed | None, credential: Sealed | None, roles: tuple[Role, ...], by: UUID | None, clear: Clear | None) -> None:
+        self.contact = contact
+        self.credential = credential
+        self.clear = clear
+        self.enrolled_in_clear = clear is not None  # the log holds their data in clear, erased or not
         self.roles = set(roles)
         self.active = True
+        self.erased = False
+        self.generation = 0  # tokens carry it; signing out moves it on
+
+    @property
+    def key_ids(self) -> list[str]:
+        return [s.key_id for s in (self.contact, self.credential) if s is not None]
 
     def require(self, role: Role) -> None:
         if not self.active:
-            raise NotPermitted(f"{self.name}'s account is deactivated.")
+            raise NotPermitted("This account is deactivated.")
         if role not in self.roles:
             raise NotPermitted(f"This needs the {role.value} role.")
 
@@ -90,9 +143,41 @@ class StaffMember(Aggregate):
         if self.active:
             self._deactivate(by.id)
 
+    def reactivate(self, by: StaffMember) -> None:
+        by.require(Role.ADMIN)
+        if self.erased:
+            raise StaffConflict("An erased member cannot be reactivated: enrol the address again, as someone new.")
+        if not self.active:
+            self._reactivate(by.id)
+
+    def sign_out(self, by: StaffMember) -> None:
+        """End every session of the member: themselves, or an admin for them."""
+        if by.id != self.id:
+            by.require(Role.ADMIN)
+        self._sign_out(by.id)
+
+    def reseal(self, contact: Sealed, credential: Sealed) -> None:
+        if self.clear is None or self.contact is not None or self.erased:
+            raise StaffConflict("Only a member enrolled in clear, not resealed or erased yet, can be resealed.")
+        self._reseal(contact, credential, None)
+
+    def erase(self, by: StaffMember | None) -> None:
+        """Forget who the member was; erasing again records nothing (the caller destroys the keys again)."""
+        if by is not None:
+            by.require(Role.ADMIN)
+        if self.active:
+            raise StaffConflict("An active member cannot be erased; deactivate them first.")
+        if not self.erased:
+            self._erase(self.key_ids, by.id if by else None)
+
     def _require_active(self) -> None:
         if not self.active:
-            raise StaffConflict(f"{self.name}'s account is deactivated.")
+            raise StaffConflict("This account is deactivated.")
+
+    @event(Resealed)
+    def _reseal(self, contact: Sealed, credential: Sealed, by: UUID | None) -> None:
+        self.contact = contact
+        self.credential = credential
 
     @event(RoleGranted)
     def _grant(self, role: Role, by: UUID) -> None:
@@ -105,3 +190,16 @@ class StaffMember(Aggregate):
     @event(Deactivated)
     def _deactivate(self, by: UUID) -> None:
         self.active = False
+
+    @event(Reactivated)
+    def _reactivate(self, by: UUID) -> None:
+        self.active = True
+
+    @event(SignedOut)
+    def _sign_out(self, by: UUID) -> None:
+        self.generation += 1
+
+    @event(Erased)
+    def _erase(self, key_ids: list[str], by: UUID | None) -> None:
+        self.erased = True
+        self.clear = None  # the log keeps a version 1 enrolment's clear copy; nothing reads it from here on

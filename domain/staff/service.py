@@ -1,25 +1,31 @@
-"""Staff accounts: enrolment by an admin (or the operator's bootstrap), sign-in, roles, deactivation."""
+"""Staff accounts: enrolment by an admin (or the operator's bootstrap), sign-in, roles, deactivation, erasure."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Sequence
 from functools import cached_property
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import argon2
+import msgspec
+from eventsourcing.persistence import PersistenceError
 
 from domain import text
 from domain.core import Agora
-from domain.errors import FieldError, InvalidInput, NotAuthenticated, StaffNotFound
-from domain.staff.member import Role, StaffConflict, StaffMember, staff_id
+from domain.errors import FieldError, InvalidInput, NotAuthenticated, ShredIncomplete, StaffNotFound
+from domain.sealed import Vault
+from domain.staff.member import ERASED_NAME, Contact, Role, StaffConflict, StaffMember, staff_id
 
 
 class Staff:
-    def __init__(self, app: Agora, password_profile: str) -> None:
-        """`password_profile` names one of argon2's profiles (AGORA_PASSWORD_PROFILE)."""
+    def __init__(self, app: Agora, keys: Vault, password_profile: str) -> None:
+        """`keys`: the staff's data keys, indexed by a digest of the email; `password_profile`
+        names one of argon2's profiles (AGORA_PASSWORD_PROFILE)."""
         self.app = app
+        self.keys = keys
         self.passwords = argon2.PasswordHasher.from_parameters(getattr(argon2.profiles, password_profile))
 
     @cached_property
@@ -32,11 +38,24 @@ class Staff:
             self.get(by).require(Role.ADMIN)
         name = text.name(name)
         _check_credentials(email, name, password)
-        if self.app.exists(staff_id(email)):
-            raise StaffConflict(f"{email} is already enrolled.")
-        member = StaffMember(email=email.strip().lower(), name=name, password_hash=self.passwords.hash(password), roles=tuple(roles), by=by)
-        self.app.save(member)
-        return member.id
+        email = email.strip().lower()
+        taken = StaffConflict(f"{email} is already enrolled.")
+        if (old := self.app.find(staff_id(email), StaffMember)) is not None and not old.erased:
+            raise taken  # enrolled in clear (version 1)
+        candidate = uuid4()
+        owner, key_id = self.keys.find_or_create(email_digest(email), str(candidate))
+        if owner != str(candidate):
+            raise taken
+        made = [key_id]
+        try:
+            contact = self.keys.seal_with(key_id, _encode(Contact(name, email)), f"staff:{candidate}")
+            (credential,) = self.keys.seal([(f"credential:{candidate}", self.passwords.hash(password))])
+            made.append(credential.key_id)
+            self.app.save(StaffMember(id=candidate, contact=contact, credential=credential, roles=tuple(roles), by=by, clear=None))
+        except BaseException:
+            self.keys.destroy(made)  # no key or email digest left behind a member never recorded
+            raise
+        return candidate
 
     def get(self, member_id: UUID) -> StaffMember:
         member = self.app.find(member_id, StaffMember)
@@ -44,15 +63,37 @@ class Staff:
             raise StaffNotFound(member_id)
         return member
 
+    def contact(self, member: StaffMember) -> Contact | None:
+        """The member's name and email; None once erased."""
+        if member.contact is not None:
+            opened = self.keys.unseal(member.contact, f"staff:{member.id}")
+            return None if opened is None else msgspec.json.decode(opened, type=Contact)
+        return None if member.clear is None else Contact(member.clear.name, member.clear.email)
+
+    def name(self, member_id: UUID) -> str | None:
+        """How history names an actor: their name, "erased staff member", or None for no such member."""
+        member = self.app.find(member_id, StaffMember)
+        if member is None:
+            return None
+        contact = None if member.erased else self.contact(member)
+        return contact.name if contact else ERASED_NAME
+
+    def password_hash(self, member: StaffMember) -> str | None:
+        if member.credential is not None:
+            return self.keys.unseal(member.credential, f"credential:{member.id}")
+        return None if member.clear is None else member.clear.password_hash
+
     def authenticate(self, email: str, password: str) -> StaffMember:
         refused = NotAuthenticated("Wrong email or password, or the account is deactivated.")
-        member = self.app.find(staff_id(email), StaffMember)
+        owner = self.keys.owner(email_digest(email.strip().lower()))
+        member = self.app.find(UUID(owner) if owner else staff_id(email), StaffMember)
+        known = self.password_hash(member) if member else None
         # Verify even for an unknown address, so that it takes as long as a wrong password.
         try:
-            self.passwords.verify(member.password_hash if member else self._dummy_hash, password)
+            self.passwords.verify(known or self._dummy_hash, password)
         except argon2.exceptions.VerificationError:
             raise refused from None
-        if member is None or not member.active:
+        if member is None or known is None or not member.active:
             raise refused
         return member
 
@@ -70,6 +111,69 @@ class Staff:
         member = self.get(member_id)
         member.deactivate(self.get(by))
         self.app.save(member)
+
+    def reactivate(self, member_id: UUID, by: UUID) -> None:
+        member = self.get(member_id)
+        member.reactivate(self.get(by))
+        self.app.save(member)
+
+    def sign_out(self, member_id: UUID, by: UUID) -> None:
+        def command() -> tuple[StaffMember]:
+            member = self.get(member_id)
+            member.sign_out(self.get(by))
+            return (member,)
+
+        self.app.retrying(command)
+
+    def members(self) -> list[tuple[StaffMember, Contact | None]]:
+        """Every member ever enrolled, in the order they were, with who they are (None once erased)."""
+        members = [self.get(e.originator_id) for e in self.app.select_events(StaffMember.Enrolled)]
+        return [(m, None if m.erased else self.contact(m)) for m in members]
+
+    def erase(self, member_id: UUID, by: UUID | None) -> StaffMember:
+        """Forget a deactivated member's name, email and password: record it, then destroy their keys.
+        `by` None: the operator. Erasing again destroys again, finishing a scrub that failed."""
+
+        def command() -> tuple[StaffMember]:
+            member = self.get(member_id)
+            member.erase(self.get(by) if by else None)
+            return (member,)
+
+        (member,) = self.app.retrying(command)
+        try:
+            self.keys.destroy(member.key_ids)
+        except PersistenceError as e:
+            raise ShredIncomplete(f"The erasure is recorded but not finished ({e}); erase again to finish it.") from e
+        return member
+
+    def reseal(self) -> list[UUID]:
+        """Seal what members enrolled in clear (version 1) recorded, so that it is read from the
+        sealed copy and can be erased; the clear enrolment itself stays in the log. Returns who."""
+        done = []
+        for enrolled in self.app.select_events(StaffMember.Enrolled):
+            member = self.get(enrolled.originator_id)
+            if member.clear is None or member.contact is not None or member.erased:
+                continue
+            clear = member.clear
+            _, key_id = self.keys.find_or_create(email_digest(clear.email), str(member.id))
+            contact = self.keys.seal_with(key_id, _encode(Contact(clear.name, clear.email)), f"staff:{member.id}")
+            (credential,) = self.keys.seal([(f"credential:{member.id}", clear.password_hash)])
+            member.reseal(contact, credential)
+            self.app.save(member)
+            done.append(member.id)
+        return done
+
+    def erased(self) -> list[StaffMember.Erased]:
+        """Every erasure in the log: what to destroy again after restoring a backup."""
+        return list(self.app.select_events(StaffMember.Erased))
+
+
+def email_digest(email: str) -> str:
+    return hashlib.sha256(f"agora:staff:{email}".encode()).hexdigest()
+
+
+def _encode(contact: Contact) -> str:
+    return msgspec.json.encode(contact).decode()
 
 
 def _check_credentials(email: str, name: str, password: str) -> None:

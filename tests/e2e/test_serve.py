@@ -34,17 +34,18 @@ def consultations(folder: Path) -> Path:
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str, port: int | None = None, extra: dict[str, str] | None = None) -> None:
+        """`agora serve ARGS` on `data_dir`, on `port` (default: a free one) with `extra` added to its environment."""
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "PERSISTENCE_MODULE", "SQLITE_", "POSTGRES_"))}
         # Only the virtual environment on PATH: no system redis-server, so the bundled one must serve.
         env.update(
             PATH=str(Path(sys.executable).parent), PORT=str(self.port), AGORA_DATA_DIR=str(data_dir), AGORA_PUBLIC_URL=self.url,
-            AGORA_CONSULTATIONS=str(consultations(data_dir.parent)),
+            AGORA_CONSULTATIONS=str(consultations(data_dir.parent)), **(extra or {}),
         )
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "agora"), "serve"], env=env, cwd=data_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "agora"), "serve", *args], env=env, cwd=data_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             try:

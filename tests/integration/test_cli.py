@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,7 @@ from workers import views
 from cli.main import main
 from runtime import System
 from runtime.settings import Settings
-from domain.consultations.consultation import consultation_id
+from domain.consultations.consultation import consultation_id, read_definition
 from projections.form import decode_form
 from projections.live import FormView
 from tests.conftest import REDIS_URL, SEED, SLUG
@@ -84,3 +88,40 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue", "report"))
     assert "behind by 0" in run(capsys, "status")
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")
+
+
+def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dict[str, str], sync_redis: redis.Redis, redis_prefix: str) -> None:
+    with System(Settings.from_env(), operator_env) as system:
+        system.consultations.load(read_definition(SEED.read_bytes()))
+        worker = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "work", "stats"], stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while views.positions(system.app, sync_redis, redis_prefix)["stats"] < system.app.head():
+                assert time.monotonic() < deadline and worker.poll() is None, "the stats follower did not catch up"
+                time.sleep(0.05)
+            assert views.positions(system.app, sync_redis, redis_prefix)["form"] == 0  # not named: not run
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, errors = worker.communicate(timeout=30)
+    assert worker.returncode == 0, errors
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (["work", "stats", "nope"], "no such worker: nope; the workers are form, stats, queue, report, mailer, checkpointer"),
+        (["serve", "--api-only"], "--api-only needs REDIS_URL"),
+    ],
+)
+def test_workers_and_serve_refuse_what_cannot_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], refusal: str) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("AGORA_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match=refusal.replace("-", r"\-")):
+        main(args)
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_serve_wants_a_positive_number_of_api_processes(workers: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--workers", workers])
+    assert "not a positive whole number" in capsys.readouterr().err

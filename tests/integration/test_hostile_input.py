@@ -150,3 +150,8 @@ async def test_the_schema_states_that_bodies_take_no_unknown_fields(client: Asyn
 async def test_a_query_parameter_the_route_does_not_take_is_refused(client: AsyncTestClient, path: str) -> None:
     body = assert_problem(await client.get(path, params={"afetr": "3"}), 400, "unknown-parameter")
     assert body["errors"][0]["field"] == "afetr" and "after" in body["detail"]
+
+
+async def test_pages_opened_from_an_email_take_what_a_mail_client_appends(client: AsyncTestClient) -> None:
+    r = await client.get("/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/confirm", params={"token": "x" * 20, "utm_source": "mail"})
+    assert r.status_code != 400 and "unknown-parameter" not in r.text, r.text

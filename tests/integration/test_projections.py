@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,7 @@ from domain.staff.member import Role
 from projections.live import StatsView
 from projections.stats import StatsProjection
 from projections.view import Keys
+from store import Doorbell
 from tests.conftest import SLUG
 from workers.follower import Follower
 
@@ -221,7 +225,8 @@ def test_running_followers_refold_a_wiped_view_without_waiting_for_an_event(
     running = system.workers(mail=False).start()
     try:
         deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while views.positions(system.app, sync_redis, redis_prefix)["stats"] < system.app.head():
+        # Every view, not one: else `expected` is a snapshot of views still folding.
+        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
             assert datetime.now(UTC) < deadline, "the followers did not catch up"
             time.sleep(0.01)
         expected = dump(sync_redis, redis_prefix)
@@ -233,3 +238,45 @@ def test_running_followers_refold_a_wiped_view_without_waiting_for_an_event(
             time.sleep(0.01)
     finally:
         running.close()
+
+
+WRITE_ELSEWHERE = """
+import json, sys, time
+import msgspec
+from runtime import System
+from runtime.settings import Settings
+settings, store_env = msgspec.json.decode(sys.argv[1], type=Settings), json.loads(sys.argv[2])
+with System(settings, store_env) as system:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    system.consultations.close(sys.argv[3])
+    print(time.time(), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_write_from_another_process_rings_the_doorbell_within_milliseconds(system: System, settings: Settings, store_env: dict[str, str]) -> None:
+    """Followers in `agora work` see what the API processes write at once: on SQLite by the file's change counter."""
+    bell = Doorbell(system.app.recorder)
+    # PostgreSQL's channel is named by the table, not the schema: other stores in the database ring it too.
+    quiet = "SQLITE_DBNAME" in store_env
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITE_ELSEWHERE, msgspec.json.encode(settings).decode(), json.dumps(store_env), SLUG],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert writer.stdout.readline() == "ready\n"
+        assert not (quiet and bell.wait(0.3))  # nothing written, nothing rung
+        bell.clear()
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert bell.wait(5.0), "another process's write did not ring the doorbell"
+        woken = time.time()
+        committed = float(writer.stdout.readline())
+        assert woken - committed < 0.1  # the fallback poll is 0.5 s: the bell, not the poll, woke us
+        bell.clear()
+        assert not (quiet and bell.wait(0.3))  # and it does not ring on its own
+    finally:
+        writer.communicate("\n", timeout=30)
+        bell.close()
+    assert writer.returncode == 0

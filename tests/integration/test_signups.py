@@ -22,7 +22,7 @@ from api.app import create_app
 from runtime.settings import Settings
 from runtime import System
 from domain.consultations.consultation import Definition
-from domain.signups.signup import RESEND_AFTER, Purpose, State
+from domain.signups.signup import RESEND_AFTER, Purpose, State, when
 from domain.staff.member import Role
 from tests.conftest import SLUG, Inbox, caught_up, raw_storage
 
@@ -106,7 +106,13 @@ async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, 
     assert (await seats_left(api, system))["session_1300"] == 50  # asking takes no seat
 
     page = await api.get(url)  # the emailed link opens a page; only its button acts
-    assert page.status_code == 200 and "<form" in page.text and "<button>" in page.text
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    session = system.consultations.get(SESSIONS).definition.sessions[0]
+    # It names the consultation and the session, with its time for people and for machines, and says what follows.
+    assert "Help Shape Our Global Community Code of Conduct" in page.text and session.title in page.text
+    assert f'<time datetime="{session.starts_at.isoformat()}">{when(session.starts_at, session.duration_minutes)}</time>' in page.text
+    assert '<form method="post"><button type="submit">Confirm my seat</button></form>' in page.text
+    assert "invitation for your calendar" in page.text
     assert system.signups.get(system.signups.find(SESSIONS, EMAIL)).state is State.PENDING
 
     r = await api.post(url)
@@ -117,7 +123,6 @@ async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, 
     _, details = await arrived(inbox[0], 2)
     assert "confirmed" in text(details) and set(links(details)) == {"cancel", "erase"}
     event = invite(details).walk("VEVENT")[0]
-    session = system.consultations.get(SESSIONS).definition.sessions[0]
     assert event.decoded("DTSTART") == session.starts_at and event.decoded("DTSTART").utcoffset() == timedelta(0)
     assert invite(details)["METHOD"] == "REQUEST"
     # Each message is recorded as an event (just after it went out), under its Message-ID.
@@ -127,6 +132,10 @@ async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, 
     r = await api.post(url)  # a second click books nothing more
     assert r.status_code == 200 and r.json()["state"] == "confirmed"
     assert (await seats_left(api, system))["session_1300"] == 49
+    page = await api.post(url, headers={"Accept": "text/html"})  # and says so, in a browser, naming the session
+    assert page.status_code == 200 and "<h1>Your seat is confirmed</h1>" in page.text and session.title in page.text
+    page = await api.get(url)  # the link opened again: no button, it is done
+    assert "<h1>Your seat is confirmed</h1>" in page.text and "<button" not in page.text
 
 
 async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
@@ -216,11 +225,15 @@ async def test_a_full_session_offers_the_other_one(api: AsyncTestClient, system:
     r = await api.post(links(mine)["confirm"])
     assert r.status_code == 409 and r.json()["type"] == "/problems/session-full"
     assert [a["session_id"] for a in r.json()["alternatives"]] == ["session_1800"]
-    # A browser gets a page offering the other session, as a button.
-    page = await api.post(links(mine)["confirm"], headers={"Accept": "text/html"})
-    assert page.status_code == 409 and "session_1800" in page.text and "<button>" in page.text
-    r = await api.post(links(mine)["confirm"] + "&session_id=session_1800")
-    assert r.status_code == 200 and r.json()["session_id"] == "session_1800"
+    # A browser gets a page offering the other session, as a button; so does the link's page, before any click.
+    html = {"Accept": "text/html"}
+    for page in (await api.post(links(mine)["confirm"], headers=html), await api.get(links(mine)["confirm"], headers=html)):
+        assert page.status_code == 409 and page.headers["content-type"].startswith("text/html")
+        assert "<h1>This session is full</h1>" in page.text and "session_id=session_1800" in page.text
+        assert ">Take a seat in “Working session on the draft Code of Conduct (18:00 UTC)” instead: " in page.text
+    r = await api.post(links(mine)["confirm"] + "&session_id=session_1800", headers={"Accept": "text/html"})
+    assert r.status_code == 200 and "your seat is in this session instead" in r.text
+    assert system.signups.get(system.signups.find(SESSIONS, EMAIL)).session_id == "session_1800"
     assert await seats_left(api, system) == {"session_1300": 0, "session_1800": 0}
 
 
@@ -236,7 +249,7 @@ async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: Asy
     assert r.status_code == 200 and "cancelled" in r.text
     assert (await seats_left(api, system))["session_1300"] == 50
     cancelled = (await arrived(inbox[0], 3))[2]
-    assert invite(cancelled)["METHOD"] == "CANCEL"
+    assert invite(cancelled)["METHOD"] == "CANCEL" and "the attached cancellation removes the session" in text(cancelled)
     assert invite(cancelled).walk("VEVENT")[0]["UID"] == invite(details).walk("VEVENT")[0]["UID"]
     assert (await api.post(cancel)).json()["state"] == "cancelled"  # again: nothing changes
     r = await api.post(links(confirm_mail)["confirm"])  # its confirmation link is used up
@@ -340,3 +353,131 @@ async def test_signups_and_their_links_share_a_rate_limit_of_their_own(
         r = await client.post(f"/signups/{signup_id}/confirm", params={"token": system.signups.links.token(Purpose.CONFIRM, signup_id, 1)})
         assert r.status_code == 429 and r.json()["type"] == "/problems/rate-limited"
     assert system.signups.find(SESSIONS, "person3@example.org") is None
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # as a browser sends it
+
+
+def h1(page: Any) -> str:
+    (heading,) = re.findall(r"<h1>(.*?)</h1>", page.text)
+    return heading
+
+
+async def test_links_that_cannot_work_are_explained_on_get_and_reveal_nothing_to_a_guess(
+    api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]
+) -> None:
+    await sign_up(api)
+    (first,) = await arrived(inbox[0], 1)
+    signup_id = system.signups.find(SESSIONS, EMAIL)
+    # A guessed token and an unknown signup read the same: nothing tells whether anyone signed up.
+    guessed = await api.get(f"/signups/{signup_id}/cancel?token=guess", headers=HTML)
+    unknown = await api.get("/signups/00000000-0000-0000-0000-000000000000/cancel?token=guess", headers=HTML)
+    assert guessed.status_code == unknown.status_code == 404 and guessed.text == unknown.text
+    assert h1(guessed) == "This link does not work" and "copy the whole link" in guessed.text and "sign up again" in guessed.text
+    assert "<button" not in guessed.text
+
+    # Replaced by asking again (later), then voided by cancelling: each said for what it is, on GET as on POST.
+    system.signups.request(SESSIONS, "session_1300", NAME, EMAIL, True, now=datetime.now(UTC) + RESEND_AFTER)
+    second = (await arrived(inbox[0], 2))[1]
+    replaced = await api.get(links(first)["confirm"], headers=HTML)
+    assert replaced.status_code == 404 and "replaced by a newer one" in replaced.text and "<button" not in replaced.text
+    r = await api.post(links(first)["confirm"])
+    assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid" and "replaced" in r.json()["detail"]
+
+    cancel = await api.get(links(second)["cancel"], headers=HTML)
+    assert h1(cancel) == "Cancel your signup" and "You have not confirmed a seat" in cancel.text
+    done = await api.post(links(second)["cancel"], headers=HTML)
+    assert done.status_code == 200 and h1(done) == "Your signup is cancelled" and "Nothing was booked" in done.text
+    note = (await arrived(inbox[0], 3))[2]  # says only what is true: no seat was held, so no calendar part
+    assert "nothing was booked" in text(note) and "attach" not in text(note) and not list(note.iter_attachments())
+    voided = await api.get(links(second)["confirm"], headers=HTML)
+    assert voided.status_code == 404 and "You cancelled this signup" in voided.text and "sign up again" in voided.text
+    again = await api.get(links(second)["cancel"], headers=HTML)
+    assert h1(again) == "Your signup is cancelled" and "<button" not in again.text and "erase?token=" in again.text
+
+    # Erased: every link of it says so.
+    erase = await api.get(links(second)["erase"], headers=HTML)
+    assert h1(erase) == "Erase your name and email" and "Erasure is final" in erase.text and "Before you go on" not in erase.text
+    assert (await api.post(links(second)["erase"], headers=HTML)).status_code == 200
+    for action in ("confirm", "cancel", "erase"):
+        page = await api.get(links(second)[action], headers=HTML)
+        assert page.status_code == 404 and "You erased this signup" in page.text, action
+    r = await api.get(links(second)["cancel"])  # a program gets the problem
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json" and "erased" in r.json()["detail"]
+
+
+async def test_a_browser_gets_pages_for_every_refusal_and_a_program_gets_problems(
+    api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]
+) -> None:
+    await sign_up(api)
+    signup_id = system.signups.find(SESSIONS, EMAIL)
+    cases = [
+        (f"/signups/{signup_id}/confirm", 400, "This link is incomplete", "malformed-request"),  # cut before ?token
+        ("/signups/not-a-uuid/confirm?token=x", 404, "This is not a link we sent", "not-found"),
+        (f"/signups/{signup_id}/delete?token=x", 400, "This is not a link we sent", "malformed-request"),
+    ]
+    titles = set()
+    for url, status, heading, kind in cases:
+        for method in ("GET", "POST"):
+            page = await api.request(method, url, headers=HTML)
+            assert page.status_code == status and page.headers["content-type"].startswith("text/html"), (method, url)
+            assert h1(page) == heading
+            titles.add(re.search(r"<title>(.*)</title>", page.text).group(1))
+            problem = await api.request(method, url)
+            assert problem.status_code == status and problem.json()["type"] == f"/problems/{kind}"
+    assert len(titles) == 2  # distinct titles for distinct situations
+    assert system.signups.get(signup_id).state is State.PENDING
+    # The favicon is no 404 problem.
+    icon = await api.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml") and icon.content.startswith(b"<svg")
+
+
+async def test_a_rate_limited_click_is_a_page_that_says_how_long_to_wait(
+    system: System, store_env: dict[str, str], settings: Settings, seed: Definition
+) -> None:
+    system.consultations.load(future(seed))
+    strict = msgspec.structs.replace(settings, signup_rate_limit_per_minute=1)
+    signup_id = system.signups.request(SESSIONS, "session_1300", NAME, EMAIL, True)
+    url = f"/signups/{signup_id}/confirm?token={system.signups.links.token(Purpose.CONFIRM, signup_id, 1)}"
+    async with AsyncTestClient(create_app(strict, store_env)) as client:
+        assert (await client.post(url, headers=HTML)).status_code == 200
+        page = await client.post(url, headers=HTML)
+        assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
+        assert int(page.headers["Retry-After"]) > 0 and h1(page) == "Please wait a moment"
+        assert re.search(r"Wait (a second|\d+ seconds|\d+ minutes), then try again", page.text)
+        assert '<button type="submit">Try again</button>' in page.text
+        r = await client.post(url)
+        assert r.status_code == 429 and r.json()["type"] == "/problems/rate-limited"
+
+
+async def test_seats_are_confirmed_only_while_the_consultation_takes_signups(
+    api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]
+) -> None:
+    await sign_up(api)
+    (mail,) = await arrived(inbox[0], 1)
+    system.consultations.close(SESSIONS)
+    head = system.app.head()
+    page = await api.get(links(mail)["confirm"], headers=HTML)
+    assert page.status_code == 409 and h1(page) == "Signups are closed" and "<button" not in page.text
+    r = await api.post(links(mail)["confirm"])
+    assert r.status_code == 409 and r.json()["type"] == "/problems/consultation-not-open"
+    assert "no longer taking signups" in r.json()["detail"] and system.app.head() == head
+    r = await api.post(links(mail)["cancel"])  # cancelling still works
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+
+
+async def test_a_session_that_started_offers_the_others_with_seats(api: AsyncTestClient, system: System, seed: Definition) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    sessions = (msgspec.structs.replace(seed.sessions[0], starts_at=now - timedelta(hours=1)),
+                msgspec.structs.replace(seed.sessions[1], starts_at=now + timedelta(days=2)))
+    system.consultations.load(msgspec.structs.replace(seed, slug="started", sessions=sessions))
+    signup_id = system.signups.request("started", "session_1300", NAME, EMAIL, True, now=now - timedelta(hours=2))
+    url = f"/signups/{signup_id}/confirm?token={system.signups.links.token(Purpose.CONFIRM, signup_id, 1)}"
+    r = await api.post(url)
+    assert r.status_code == 409 and r.json()["type"] == "/problems/session-started"
+    assert "it is too late to join it" in r.json()["detail"] and "+00:00" not in r.json()["detail"]  # words, not ISO
+    assert [a["session_id"] for a in r.json()["alternatives"]] == ["session_1800"]
+    page = await api.get(url, headers=HTML)
+    assert page.status_code == 409 and h1(page) == "This session has started" and "session_id=session_1800" in page.text
+    r = await api.post(url + "&session_id=session_1800")
+    assert r.status_code == 200 and r.json()["session_id"] == "session_1800"

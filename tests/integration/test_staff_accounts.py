@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 
 from domain.staff.member import Role
 from runtime import System
-from tests.conftest import PASSWORD, submit
+from tests.conftest import PASSWORD, submit, token
 
 
 def test_the_domain_refuses_actions_without_the_role(system: System, staff: dict[str, UUID]) -> None:
@@ -62,3 +62,69 @@ async def test_enrolment_checks_its_input_and_refuses_duplicates(client: AsyncTe
 
 
 # Every staff endpoint, and the roles that may call it. "staff" means any signed-in member.
+
+
+async def test_admins_list_every_member_with_roles_and_state(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    system.staff.deactivate(staff["auditor"], by=staff["admin"])
+    system.staff.deactivate(staff["reviewer2"], by=staff["admin"])
+    system.staff.erase(staff["reviewer2"], by=staff["admin"])
+    r = await client.get("/staff", headers=headers["admin"])
+    assert r.status_code == 200, r.text
+    listed = {m["id"]: m for m in r.json()}
+    assert list(listed) == [str(i) for i in staff.values()]  # in the order they were enrolled
+    assert listed[str(staff["editor"])] == {
+        "id": str(staff["editor"]), "email": "editor@example.org", "name": "Editor", "roles": ["editor"], "active": True, "erased": False,
+    }
+    assert (listed[str(staff["auditor"])]["active"], listed[str(staff["auditor"])]["erased"]) == (False, False)
+    assert listed[str(staff["reviewer2"])] | {"id": None} == {
+        "id": None, "email": None, "name": "erased staff member", "roles": ["reviewer"], "active": False, "erased": True,
+    }
+    assert (await client.get("/staff", headers=headers["editor"])).status_code == 403
+
+
+async def test_a_deactivated_member_is_reactivated_once_and_signs_in_again(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    url = f"/staff/{staff['reviewer']}"
+    assert (await client.post(f"{url}/deactivate", headers=headers["admin"])).status_code == 204
+    assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
+    assert (await client.post(f"{url}/reactivate", headers=headers["admin"])).status_code == 204
+    head = system.app.head()
+    assert (await client.post(f"{url}/reactivate", headers=headers["admin"])).status_code == 204
+    assert system.app.head() == head  # already active: nothing recorded
+    assert [type(e).__name__ for e in system.app.events.get(staff["reviewer"])] == ["Enrolled", "Deactivated", "Reactivated"]
+    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 200  # the old token works again
+    assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 201
+
+
+async def test_an_erased_member_cannot_be_reactivated(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    system.staff.deactivate(staff["reviewer"], by=staff["admin"])
+    system.staff.erase(staff["reviewer"], by=staff["admin"])
+    head = system.app.head()
+    r = await client.post(f"/staff/{staff['reviewer']}/reactivate", headers=headers["admin"])
+    assert r.status_code == 409 and r.json()["type"] == "/problems/staff-conflict" and "enrol the address again" in r.json()["detail"]
+    unknown = await client.post(f"/staff/{UUID(int=7)}/reactivate", headers=headers["admin"])
+    assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/staff-not-found"
+    assert system.app.head() == head
+
+
+async def test_signing_out_revokes_every_earlier_token_and_a_new_sign_in_works(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    other = await token(client, "reviewer@example.org")  # a second session of the same member
+    assert (await client.post("/staff/me/sign-out", headers=headers["reviewer"])).status_code == 204
+    for old in (headers["reviewer"], other):
+        assert (await client.get("/staff/me", headers=old)).status_code == 401
+    fresh = await token(client, "reviewer@example.org")
+    assert (await client.get("/staff/me", headers=fresh)).status_code == 200
+    assert (await client.get("/staff/me", headers=headers["reviewer2"])).status_code == 200  # nobody else is signed out
+    # An admin signs someone else out; only admins may.
+    assert (await client.post(f"/staff/{staff['reviewer']}/sign-out", headers=headers["editor"])).status_code == 403
+    assert (await client.post(f"/staff/{staff['reviewer']}/sign-out", headers=headers["admin"])).status_code == 204
+    assert (await client.get("/staff/me", headers=fresh)).status_code == 401
+    events = system.app.events.get(staff["reviewer"])
+    assert [(type(e).__name__, getattr(e, "by", None)) for e in events][1:] == [("SignedOut", staff["reviewer"]), ("SignedOut", staff["admin"])]

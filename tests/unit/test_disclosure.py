@@ -20,13 +20,14 @@ from domain.review.case import Flag, Outcome, ReviewCase
 from domain.review.frame import CodingFrame
 from domain.sealed import Sealed
 from domain.signups.signup import Seats, Signup
-from domain.staff.member import Role, StaffMember
+from domain.staff.member import Clear, Role, StaffMember
 from tests.conftest import SEED
 
 AGGREGATES = (Consultation, Response, CodingFrame, ReviewCase, Signup, Seats, StaffMember, Access, Report)
 TEXT = Sealed("text-key", b"ciphertext of the free text")
 CONTACT = Sealed("contact-key", b"ciphertext of a name and email")
 REDACTED = Sealed("redacted-key", b"ciphertext of the redacted text")
+CREDENTIAL = Sealed("credential-key", b"ciphertext of a password hash")
 SECRETS = [
     b"staff.person@example.org", b"$argon2id$v=19$secret-hash", b"receipt-hash-0123", b"confirm-hash-4567", b"manage-hash-89ab", b"fingerprint-mac-cdef", b"quoted-text-hash",
     b"ciphertext", b"answer in clear",
@@ -36,11 +37,17 @@ SECRETS = [
 def every_event() -> list[Aggregate.Event]:
     """At least one event of every class the log can hold, as the domain makes them."""
     now = datetime.now(UTC)
-    staff = StaffMember(email="staff.person@example.org", name="Staff Person", password_hash="$argon2id$v=19$secret-hash", roles=(Role.REVIEWER,), by=None)
-    admin = StaffMember(email="admin@example.org", name="Admin", password_hash="$argon2id$v=19$secret-hash", roles=(Role.ADMIN,), by=None)
+    clear = Clear("staff.person@example.org", "Staff Person", "$argon2id$v=19$secret-hash")  # as a version 1 enrolment holds it
+    staff = StaffMember(id=uuid4(), contact=None, credential=None, roles=(Role.REVIEWER,), by=None, clear=clear)
+    admin = StaffMember(id=uuid4(), contact=CONTACT, credential=CREDENTIAL, roles=(Role.ADMIN,), by=None, clear=None)
     staff.grant(Role.EDITOR, admin)
     staff.revoke(Role.EDITOR, admin)
     staff.deactivate(admin)
+    staff.reactivate(admin)
+    staff.sign_out(staff)
+    staff.deactivate(admin)
+    staff.reseal(CONTACT, CREDENTIAL)
+    staff.erase(admin)
     definition = read_definition(SEED.read_bytes())
     consultation = Consultation(definition)
     consultation.close()
@@ -104,7 +111,7 @@ def event_classes() -> set[type]:
 SHOWN = {
     "definition", "closes_at", "draft_url", "consultation_id", "themes", "theme", "theme_id", "revision", "texts", "response_id",
     "until", "text", "flag", "reason", "duplicate_of", "question_id", "start", "end", "sealed", "key_ids", "outcome",
-    "session_id", "contact", "request", "freed", "key_id", "message_id", "signup_id", "name", "roles", "role", "what", "subject",
+    "session_id", "contact", "request", "freed", "key_id", "message_id", "signup_id", "roles", "role", "what", "subject",
     "key", "title", "markdown", "version", "position", "digest", "builder", "final", "erratum",
 }
 
@@ -167,8 +174,10 @@ def test_the_envelope_names_position_aggregate_version_and_actor() -> None:
     )
     assert (shown.actor, shown.actor_name, shown.recorded_at) == (granted.by, "Admin", granted.timestamp)
     assert shown.payload == {"role": Role.EDITOR}
-    enrolled = next(e for e in events if isinstance(e, StaffMember.Enrolled))
-    assert disclose(enrolled, 1, {}).payload == {"name": enrolled.name, "roles": list(enrolled.roles)}
+    enrolled = [e for e in events if isinstance(e, StaffMember.Enrolled)]
+    assert [disclose(e, 1, {}).payload for e in enrolled] == [
+        {"contact": {"sealed": "contact-key", "state": "present"}, "roles": [Role.ADMIN]}, {"contact": None, "roles": [Role.REVIEWER]},
+    ]
     unknown = disclose(next(e for e in events if isinstance(e, ReviewCase.Claimed)), 3, {})
     assert unknown.actor is not None and unknown.actor_name is None  # not in the directory: an id without a name
 
