@@ -143,7 +143,7 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
     extra: dict[str, Any] = {}
     detail = exc.detail
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
-        extra["errors"] = [field_error(e) for e in exc.extra]
+        extra["errors"] = [field_error(e, _request_names(request)) for e in exc.extra]
         detail = "The request does not fit the schema: see errors."  # litestar's names the URL, query string and all
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]
@@ -172,12 +172,26 @@ def redis_problem(request: Request, exc: RedisError) -> Response:
     return problem(503, "views-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
 
 
-def field_error(error: dict[str, Any]) -> dict[str, str]:
-    """litestar names the offending field as `key`, or `data` for the body as a whole (so does api.edge)."""
+def field_error(error: dict[str, Any], names: dict[str, str] | None = None) -> dict[str, str]:
+    """litestar names the offending field as `key`, or `data` for the body as a whole (so does api.edge);
+    a parameter named otherwise in the request (`names`: the handler's to the request's) by its request name."""
     message = str(error.get("message", ""))
     unknown = _UNKNOWN_FIELD.search(message)
     field = unknown.group(1)[:80] if unknown else str(error.get("key") or "data")
+    field = (names or {}).get(field, field)
     return {"field": "body" if field == "data" else field, "detail": message}
+
+
+def _request_names(request: Request) -> dict[str, str]:
+    """The handler's parameters that the request names otherwise (`review_state` is `?state=`)."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except (KeyError, AttributeError):  # no handler resolved (the request was refused before routing)
+        return {}
+    return {
+        name: alias for name, f in parameters.items()
+        if (alias := getattr(f.kwarg_definition, "name", None) or getattr(f.kwarg_definition, "query", None)) and alias != name
+    }
 
 
 exception_handlers = {

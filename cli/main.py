@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import getpass
+import logging
 import os
 import signal
 import sys
@@ -31,6 +32,8 @@ from reports.render import spreadsheet_safe
 from runtime import System
 from runtime.settings import Settings
 from workers import views
+
+log = logging.getLogger("agora")
 
 
 def settings() -> Settings:
@@ -104,9 +107,24 @@ def status(args: argparse.Namespace) -> None:
     with System(settings()) as system, system.redis() as client:
         head = system.app.head()
         print(f"log head: {head}")
+        stops = views.Stops(client, system.settings.redis_prefix).all()
         for name, position in views.positions(system.app, client, system.settings.redis_prefix).items():
             print(f"view {name:<8} at {position:>10}  behind by {head - position}")
+            if name in stops:
+                stop = stops[name]
+                decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"
+                print(f"  STOPPED on event {stop['position']} after {stop['attempts']} attempts: {stop['error']}; {decided}")
         print(audit_command.status_line(system))
+
+
+def skip(args: argparse.Namespace) -> None:
+    """Let a view stopped on an event its fold fails on do without that event: an operator's decision, logged."""
+    if args.view not in views.VIEWS:
+        raise ValueError(f"no such view: {args.view}; the views are {', '.join(views.VIEWS)}")
+    with System(settings()) as system, system.redis() as client:
+        views.Stops(client, system.settings.redis_prefix).skip(args.view, args.position)
+    log.warning("operator decision: view %s does without event %d (`agora skip`)", args.view, args.position)
+    print(f"view {args.view} will do without event {args.position}; a rebuild folds it again (and stops there again while the fold fails)")
 
 
 def rebuild(args: argparse.Namespace) -> None:
@@ -220,6 +238,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
     r.add_argument("views", nargs="*", metavar="VIEW", help=f"any of: {', '.join(views.VIEWS)} (default: all)")
     r.set_defaults(run=rebuild)
+    sk = sub.add_parser("skip", help="let a view stopped on an event its fold fails on (see status) do without it")
+    sk.add_argument("view", metavar="VIEW", help=f"any of: {', '.join(views.VIEWS)}")
+    sk.add_argument("position", type=positive, metavar="POSITION", help="the event it stopped on, as `agora status` shows it")
+    sk.set_defaults(run=skip)
 
     c = sub.add_parser("consultation", help="create and operate consultations").add_subparsers(required=True, dest="action", metavar="ACTION")
     c.add_parser("load", help="create a consultation from a file, unless it exists").add_argument("path")

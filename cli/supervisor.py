@@ -133,9 +133,11 @@ def api(fd: int) -> None:
     import uvicorn
 
     from api.app import create_app
+    from cli.limits import protocol
 
     settings = Settings.from_env()
     config = uvicorn.Config(
         create_app(settings), log_level="info", access_log=settings.access_log, timeout_graceful_shutdown=GRACE, server_header=False,
+        http=protocol(settings), timeout_keep_alive=settings.keep_alive_seconds,
     )
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])

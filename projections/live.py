@@ -14,7 +14,7 @@ from eventsourcing.projection import Projection
 
 from projections import queue
 from projections.form import Form, FormProjection, decode_form, form_key
-from projections.queue import LEASES, PROGRESS, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key
+from projections.queue import LEASES, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key, progress_key
 from projections.report import ERASURES, ReportProjection, ReportVersion, decode_versions, report_key
 from projections.state import POSITION, State
 from projections.stats import Stats, StatsProjection, stats_key, tally
@@ -75,14 +75,15 @@ class QueueReader(ViewReader):
 
     async def page(
         self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
-        cursor: int, limit: int, now: datetime,
+        cursor: int, limit: int, now: datetime, consultation: UUID | None = None,
     ) -> QueuePage:
-        """Cases submitted after `cursor` (a position), oldest first, filtered by state, assignee, tag and flag.
+        """Cases submitted after `cursor` (a position), oldest first, of one consultation or of all,
+        filtered by state, assignee, tag and flag.
 
-        Without any filter it lists the new ones. A claim whose lease has run out is back in
-        the queue: it lists as new.
+        Without any filter it lists every case of the consultation, or the new ones of all. A claim
+        whose lease has run out is back in the queue: it lists as new.
         """
-        query = Query.of(state, assignee, tag, flag)
+        query = Query.of(state, assignee, tag, flag, consultation)
         window, lapsed, position = await self.read(
             ("ZRANGEBYSCORE", query.index, (f"({cursor}", "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)),
             ("ZRANGEBYSCORE", LEASES, ("-inf", f"({now.timestamp()}")),
@@ -91,8 +92,9 @@ class QueueReader(ViewReader):
         members, upper = query.window(pairs(window), limit, lapsed)
         return query.page(await self._items(members, set(lapsed)), cursor, upper, int(position or 0))
 
-    async def progress(self, application_name: str) -> Progress:
-        counts, position = await self.read(("HGETALL", PROGRESS, ()), ("HGET", POSITION, (application_name,)))
+    async def progress(self, application_name: str, consultation: UUID | None = None) -> Progress:
+        """Progress of one consultation, or of all."""
+        counts, position = await self.read(("HGETALL", progress_key(consultation), ()), ("HGET", POSITION, (application_name,)))
         return queue.progress(pairs(counts), int(position or 0))
 
     async def _items(self, members: list[bytes], lapsed: set[bytes]) -> list[QueueItem]:

@@ -3,7 +3,10 @@
 Pure: events in, per case a hash (`case:{id}`) and its memberships in sorted sets scored by the
 response's position (`state:{state}`, `assignee:{staff}`, `tags:{theme}`, `flags:{flag}`, and
 `leases` scored by when a claim runs out), and a `progress` hash out; then the decoding of those
-into queue items, a page and progress. The Redis writer and reader are in projections.live.
+into queue items, a page and progress. Reviewers work one consultation at a time, so each
+consultation also has its own cases (`consultation:{id}`), states (`consultation:{id}:state:{state}`)
+and progress (`progress:{id}`): claiming the next new case of one never scans another's.
+The Redis writer and reader are in projections.live.
 """
 
 from __future__ import annotations
@@ -32,14 +35,33 @@ def case_key(case: UUID | str) -> str:
     return f"case:{case}"
 
 
+def cases_key(consultation: UUID | str) -> str:
+    """Every case of a consultation, whatever its state."""
+    return f"consultation:{consultation}"
+
+
+def progress_key(consultation: UUID | str | None) -> str:
+    return f"{PROGRESS}:{consultation}" if consultation else PROGRESS
+
+
+def state_keys(state: str, consultation: str) -> tuple[str, str]:
+    """The state's set over every consultation, and the consultation's own."""
+    return f"state:{state}", f"{cases_key(consultation)}:state:{state}"
+
+
 def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fields: str) -> None:
     """Change a case's fields, keeping its state and assignee sets in step (`new`: a case just opened)."""
     current = {} if new else view.hash(case_key(case))
     member, score = str(case), float(current.get("position") or fields["position"])
+    consultation = current.get("consultation_id") or fields["consultation_id"]
+    if new:
+        view.zadd(tracking, cases_key(consultation), member, score)
     if "state" in fields and fields["state"] != current.get("state"):
         if current.get("state"):
-            view.zrem(tracking, f"state:{current['state']}", member)
-        view.zadd(tracking, f"state:{fields['state']}", member, score)
+            for key in state_keys(current["state"], consultation):
+                view.zrem(tracking, key, member)
+        for key in state_keys(fields["state"], consultation):
+            view.zadd(tracking, key, member, score)
     if "assignee" in fields and fields["assignee"] != current.get("assignee"):
         if current.get("assignee"):
             view.zrem(tracking, f"assignee:{current['assignee']}", member)
@@ -73,7 +95,8 @@ class QueueProjection(Projection[State]):
         get_topic(cls)
         for cls in (
             Response.Submitted, ReviewCase.Claimed, ReviewCase.Released, ReviewCase.Noted, ReviewCase.Tagged,
-            ReviewCase.Untagged, ReviewCase.Flagged, ReviewCase.QuoteMarked, ReviewCase.Completed, ReviewCase.Reopened,
+            ReviewCase.Untagged, ReviewCase.Flagged, ReviewCase.Unflagged, ReviewCase.QuoteMarked, ReviewCase.QuoteUnmarked,
+            ReviewCase.Completed, ReviewCase.Reopened,
         )
     )
 
@@ -88,7 +111,8 @@ class QueueProjection(Projection[State]):
             consultation_id=str(e.consultation_id), position=str(tracking.notification_id),
             submitted_at=e.timestamp.isoformat(), state="new",
         )
-        self.view.hincrby(tracking, PROGRESS, "total")
+        for key in (PROGRESS, progress_key(e.consultation_id)):
+            self.view.hincrby(tracking, key, "total")
 
     @process_event.register
     def _(self, e: ReviewCase.Claimed, tracking: Tracking) -> None:
@@ -115,18 +139,31 @@ class QueueProjection(Projection[State]):
         label(self.view, tracking, e.originator_id, "flags", e.flag.value, present=True)
 
     @process_event.register
+    def _(self, e: ReviewCase.Unflagged, tracking: Tracking) -> None:
+        label(self.view, tracking, e.originator_id, "flags", e.flag.value, present=False)
+
+    @process_event.register
     def _(self, e: ReviewCase.QuoteMarked, tracking: Tracking) -> None:
         self.view.hincrby(tracking, case_key(e.originator_id), "quotes")
 
     @process_event.register
+    def _(self, e: ReviewCase.QuoteUnmarked, tracking: Tracking) -> None:
+        self.view.hincrby(tracking, case_key(e.originator_id), "quotes", -1)
+
+    @process_event.register
     def _(self, e: ReviewCase.Completed, tracking: Tracking) -> None:
         update(self.view, tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="")
-        self.view.hincrby(tracking, PROGRESS, "reviewed")
+        self._reviewed(tracking, e.originator_id, 1)
 
     @process_event.register
     def _(self, e: ReviewCase.Reopened, tracking: Tracking) -> None:
         update(self.view, tracking, e.originator_id, state="new")
-        self.view.hincrby(tracking, PROGRESS, "reviewed", -1)
+        self._reviewed(tracking, e.originator_id, -1)
+
+    def _reviewed(self, tracking: Tracking, case: UUID, change: int) -> None:
+        consultation = self.view.hash(case_key(case))["consultation_id"]
+        for key in (PROGRESS, progress_key(consultation)):
+            self.view.hincrby(tracking, key, "reviewed", change)
 
 
 # Reading the queue
@@ -186,23 +223,34 @@ def progress(counts: dict[bytes, bytes], position: int) -> Progress:
 
 
 class Query(NamedTuple):
-    """Which cases a page lists: filtered by state, assignee, tag and flag; without any filter, the new ones."""
+    """Which cases a page lists: of one consultation or of all, filtered by state, assignee, tag and flag.
+
+    Over every consultation, no filter at all lists the new ones; within one, no filter lists every case.
+    """
 
     state: str | None
     assignee: UUID | None
     tag: str | None
     flag: str | None
+    consultation: UUID | None = None
 
     @classmethod
-    def of(cls, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None) -> Query:
-        return cls("new" if not (state or assignee or tag or flag) else state, assignee, tag, flag)
+    def of(
+        cls, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None, consultation: UUID | None = None
+    ) -> Query:
+        unfiltered = consultation is None and not (state or assignee or tag or flag)
+        return cls("new" if unfiltered else state, assignee, tag, flag, consultation)
 
     @property
     def index(self) -> str:
         """The sorted set to page through: the most selective filter's."""
         if self.assignee:
             return f"assignee:{self.assignee}"
-        return f"tags:{self.tag}" if self.tag else f"flags:{self.flag}" if self.flag else f"state:{self.state}"
+        if self.tag or self.flag:
+            return f"tags:{self.tag}" if self.tag else f"flags:{self.flag}"
+        if self.consultation:
+            return state_keys(self.state, str(self.consultation))[1] if self.state else cases_key(self.consultation)
+        return f"state:{self.state}"
 
     def window(self, scored: dict[bytes, bytes], limit: int, lapsed: list[bytes]) -> tuple[list[bytes], float]:
         """The members of a window of the index (up to `limit + 1` with their scores) to read, and its upper bound.
@@ -212,7 +260,7 @@ class Query(NamedTuple):
         """
         members = list(scored)[:limit]
         upper = float(scored[members[-1]]) if len(scored) > limit else float("inf")
-        if self.index == "state:new":
+        if self.index.endswith("state:new"):
             members += lapsed
         return list(dict.fromkeys(members)), upper
 
@@ -222,6 +270,7 @@ class Query(NamedTuple):
             (
                 i for i in items
                 if cursor < i.position <= upper
+                and (self.consultation is None or i.consultation_id == self.consultation)
                 and (self.state is None or i.state == self.state)
                 and (self.assignee is None or i.assignee == self.assignee)
                 and (self.tag is None or self.tag in i.tags)

@@ -247,7 +247,7 @@ class Case:
     """A response and its review, small: a fold over a million responses holds a million of these.
     Tags and flags are shared frozensets; what few cases have (quotes, redactions, steps) is made when needed."""
 
-    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "latest", "steps")
+    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "redactions", "steps")
 
     def __init__(self, response_id: UUID, answers: tuple[str, ...]) -> None:
         self.response_id = response_id
@@ -256,7 +256,8 @@ class Case:
         self.tags: frozenset[str] = frozenset()
         self.flags: frozenset[Flag] = frozenset()
         self.marks: list[Mark] | None = None
-        self.latest: dict[str, Sealed] | None = None  # each redacted answer as it now reads
+        # Each redacted answer's versions, latest last, each with where the quotes lay before it (for a revert).
+        self.redactions: dict[str, list[tuple[Sealed, dict[QuoteRef, tuple[int, int]]]]] | None = None
         self.steps: list[tuple[Step, str]] | None = None  # with the theme or question each concerns (traced folds only)
 
 
@@ -299,6 +300,7 @@ class Fold:
             Response.Submitted: self._submitted,
             ReviewCase.Tagged: self._tagged, ReviewCase.Untagged: self._untagged,
             ReviewCase.Flagged: self._flagged, ReviewCase.QuoteMarked: self._marked, ReviewCase.Redacted: self._redacted,
+            ReviewCase.Unflagged: self._unflagged, ReviewCase.QuoteUnmarked: self._unmarked, ReviewCase.RedactionReverted: self._reverted,
             ReviewCase.OriginalsShredded: self._shredded, ReviewCase.Completed: self._completed, ReviewCase.Reopened: self._reopened,
             Seats.Taken: self._taken, Seats.Freed: self._freed,
             Report.SectionWritten: self._section, Report.QuoteSelected: self._selected, Report.QuoteUnselected: self._unselected,
@@ -411,11 +413,33 @@ class Fold:
 
     def _redacted(self, e: ReviewCase.Redacted, position: int) -> None:
         if case := self.cases.get(e.originator_id):
-            for mark in case.marks or ():
-                if mark.quote.question_id == e.question_id:
-                    mark.start, mark.end = span_after(mark.start, mark.end, e.start, e.end)
-            case.latest = {**(case.latest or {}), e.question_id: e.sealed}
+            marks = [m for m in case.marks or () if m.quote.question_id == e.question_id]
+            before = {m.quote: (m.start, m.end) for m in marks}
+            for mark in marks:
+                mark.start, mark.end = span_after(mark.start, mark.end, e.start, e.end)
+            case.redactions = case.redactions or {}
+            case.redactions.setdefault(e.question_id, []).append((e.sealed, before))
             self._step(case, e, position, "redacted", e.question_id)
+
+    def _reverted(self, e: ReviewCase.RedactionReverted, position: int) -> None:
+        """The answer's latest redaction undone: it reads as before, its quotes where they lay."""
+        if (case := self.cases.get(e.originator_id)) and case.redactions and case.redactions.get(e.question_id):
+            _, before = case.redactions[e.question_id].pop()
+            for mark in case.marks or ():
+                if mark.quote in before:  # a mark made since the redaction keeps its span
+                    mark.start, mark.end = before[mark.quote]
+            self._step(case, e, position, "redaction-reverted", e.question_id)
+
+    def _unflagged(self, e: ReviewCase.Unflagged, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            case.flags = self.share(case.flags - {e.flag})
+            self._step(case, e, position, "unflagged")
+
+    def _unmarked(self, e: ReviewCase.QuoteUnmarked, position: int) -> None:
+        if case := self.cases.get(e.originator_id):
+            quote = QuoteRef(case.response_id, e.question_id, e.start, e.end)
+            case.marks = [m for m in case.marks or () if m.quote != quote] or None
+            self._step(case, e, position, "quote-unmarked", e.question_id)
 
     def _shredded(self, e: ReviewCase.OriginalsShredded, position: int) -> None:
         if case := self.cases.get(e.originator_id):
@@ -602,7 +626,8 @@ def quote_texts(fold: Fold, app: Application[Any], texts: Vault, quotes: Iterabl
         mark = next((m for m in case.marks or () if m.quote == quote), None) if case else None
         if case is None or mark is None or case.outcome is Outcome.EXCLUDED:
             continue
-        sealed = (case.latest or {}).get(quote.question_id) or _original(app, quote)
+        versions = (case.redactions or {}).get(quote.question_id)
+        sealed = versions[-1][0] if versions else _original(app, quote)
         try:
             answer = texts.unseal(sealed, quote.question_id)
         except InvalidTag:

@@ -3,7 +3,8 @@
 Every function here is pure: the same version gives the same bytes, whoever renders it (the public
 routes, `agora report build`) and on whichever store it was built. The JSON is the content's
 canonical bytes (reports.content.canonical); the page is rendered on the server from
-reports/templates, with its charts as inline SVG and nothing to run or load from elsewhere; the zip
+reports/templates, extending the one page of Agora (api/templates/page.html.j2, which the signup
+pages use too), with its charts as inline SVG and nothing to run or load from elsewhere; the zip
 holds CSV files, the same JSON and a README naming every field, with fixed names, order,
 timestamps and (no) compression.
 """
@@ -63,7 +64,7 @@ REASONS = {"spam": "Spam", "abusive": "Abusive", "off_topic": "Off topic", "dupl
 
 _JSON = msgspec.json.Encoder(order="deterministic")
 _ENV = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader([Path(__file__).parent / "templates", Path(__file__).parent.parent / "api" / "templates"]),
     autoescape=select_autoescape(["html.j2"], default=False),
     undefined=StrictUndefined,
     keep_trailing_newline=True,

@@ -17,6 +17,7 @@ from audit.history import History
 from audit.ledger import Ledger
 from audit.signing import Signer
 from domain.access.service import Accesses
+from domain.campaigns.service import Campaigns
 from domain.consultations.service import Consultations, Keyed
 from domain.core import Agora
 from domain.review.service import Review
@@ -28,6 +29,7 @@ from runtime.settings import Settings
 from store.keys import KeyStore
 from workers import views
 from workers.checkpointer import Checkpointer
+from workers.clusterer import Clusterer
 from workers.follower import Followers
 from workers.mail import FolderTransport, Transport, transport
 from workers.mailer import Mailer
@@ -61,6 +63,7 @@ class System:
         self.review = Review(self.app, self.consultations, self.staff, self.texts)
         self.signups = Signups(self.app, self.consultations, self.contact_keys, LinkTokens(secret(settings)))
         self.reports = Reports(self.app, self.consultations, self.staff, self.texts)
+        self.campaigns = Campaigns(self.app, self.consultations, self.staff, self.review)  # clusters and campaigns
         self.ledger = Ledger(self.app.factory)  # the Merkle tree of the log and its signed checkpoints
         self.access = Accesses(self.app)  # who saw personal data
         self.history = History(self.app, [self.texts, self.contact_keys, self.staff_keys], self.staff.name)  # the auditors' reading of the log
@@ -83,9 +86,15 @@ class System:
 
     def workers(self, mail: bool = True) -> Followers:
         """The projection followers, the checkpointer, and the mailer unless `mail` is false; not started."""
-        workers = views.followers(self.app, self.redis(), self.settings.redis_prefix, self.mailer() if mail else None)
+        settings = self.settings
+        workers = views.followers(self.app, self.redis(), settings.redis_prefix, self.mailer() if mail else None, settings.follower_attempts)
         workers.runners.append(self.checkpointer())
+        if settings.cluster_responses:
+            workers.runners.append(self.clusterer())
         return workers
+
+    def clusterer(self) -> Clusterer:
+        return Clusterer(self.app, self.texts, self.settings.cluster_threshold)
 
     def checkpointer(self) -> Checkpointer:
         settings = self.settings

@@ -22,10 +22,18 @@ class Settings(msgspec.Struct, frozen=True):
     signup_rate_limit_per_minute: int = 30  # signups and their links' actions
     sign_in_rate_limit_per_minute: int = 10  # staff sign-in
     max_body_bytes: int = 64 * 1024
+    # Each API process's limits on what clients may hold (cli/limits.py): header size and read time,
+    # idle time between requests on a connection, open connections.
+    max_header_bytes: int = 16 * 1024
+    header_timeout_seconds: float = 10.0
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
     # How long `?after=` waits for a view to reach a position before answering 503.
     view_wait_seconds: float = 2.0
     # Run the projection followers inside the API process (the embedded default).
     inline_followers: bool = True
+    # Tries of an event a view's fold fails on (not an outage) before that view stops on it (`agora status`).
+    follower_attempts: int = 5
     # Signs staff tokens and signup links; every process of a deployment needs the same one.
     secret: str = ""
     token_hours: int = 8
@@ -41,6 +49,10 @@ class Settings(msgspec.Struct, frozen=True):
     checkpoint_seconds: float = 60.0  # a respondent waits at most this long for an inclusion proof
     # Names the deployment's log in every checkpoint (default: the public URL's host and port, then /agora).
     log_origin: str = ""
+    # How alike two responses' free text must be (Jaccard similarity of their shingles) to share a cluster.
+    cluster_threshold: float = 0.8
+    # Off until reviewers can act on clusters (issue 14): the clusterer records an event per response.
+    cluster_responses: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -75,8 +87,13 @@ ENV = {
     "AGORA_SIGNUP_RATE_LIMIT_PER_MINUTE": "signup_rate_limit_per_minute",
     "AGORA_SIGN_IN_RATE_LIMIT_PER_MINUTE": "sign_in_rate_limit_per_minute",
     "AGORA_MAX_BODY_BYTES": "max_body_bytes",
+    "AGORA_MAX_HEADER_BYTES": "max_header_bytes",
+    "AGORA_HEADER_TIMEOUT_SECONDS": "header_timeout_seconds",
+    "AGORA_KEEP_ALIVE_SECONDS": "keep_alive_seconds",
+    "AGORA_MAX_CONNECTIONS": "max_connections",
     "AGORA_VIEW_WAIT_SECONDS": "view_wait_seconds",
     "AGORA_INLINE_FOLLOWERS": "inline_followers",
+    "AGORA_FOLLOWER_ATTEMPTS": "follower_attempts",
     "AGORA_SECRET": "secret",
     "AGORA_TOKEN_HOURS": "token_hours",
     "AGORA_LEASE_MINUTES": "lease_minutes",
@@ -87,6 +104,8 @@ ENV = {
     "AGORA_CHECKPOINT_EVENTS": "checkpoint_events",
     "AGORA_CHECKPOINT_SECONDS": "checkpoint_seconds",
     "AGORA_LOG_ORIGIN": "log_origin",
+    "AGORA_CLUSTER_THRESHOLD": "cluster_threshold",
+    "AGORA_CLUSTER_RESPONSES": "cluster_responses",
 }
 
 # Read by eventsourcing itself to choose and reach the event store (the embedded SQLite file if unset).

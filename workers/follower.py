@@ -5,12 +5,20 @@ position (up to a batch), lets the projection stage its changes, and flushes the
 the last position in one Redis transaction. Under load a batch holds many events, so the
 view keeps up with one round trip per batch; when idle it waits on the store's doorbell.
 Run it in a thread of the API process (embedded) or in a process of its own (`agora work`).
+
+An outage (Redis or the store) is retried forever. An event the fold itself fails on is
+retried a few times (a poison event: retrying will not help), then the follower stops that
+view only, records where and why in `Stops` (`agora status` shows it) and waits for the
+operator: `agora rebuild VIEW` (after a fix) clears the record, `agora skip VIEW POSITION`
+folds on past that one event.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -28,10 +36,58 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 IDLE_POLL = 0.5  # seconds; how soon a write from another SQLite process is seen
+ATTEMPTS = 5  # tries of an event the fold fails on before its view stops
+
+
+class FoldFailed(Exception):
+    """The projection raised on one event (not an outage): retrying the same code will not help."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(f"event {position}: {type(error).__name__}: {error}")
+        self.position = position
+
+
+class Stops:
+    """Which views stopped on an event their fold fails on, and the operator's decisions on them.
+
+    One Redis hash beside the views, a field per view: rebuildable state like them (a Redis that
+    lost it has followers try the event again, and record it again).
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.key = f"{prefix}:stopped"
+
+    def record(self, view: str, position: int, error: str, attempts: int) -> None:
+        stop = {"position": position, "error": error, "attempts": attempts, "at": time.time(), "skip": False}
+        self.redis.hset(self.key, view, json.dumps(stop))
+
+    def get(self, view: str) -> dict[str, Any] | None:
+        found = self.redis.hget(self.key, view)
+        return json.loads(found) if found else None
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {k.decode(): json.loads(v) for k, v in self.redis.hgetall(self.key).items()}
+
+    def clear(self, view: str) -> None:
+        self.redis.hdel(self.key, view)
+
+    def skip(self, view: str, position: int) -> None:
+        """Decide that `view` does without the event at `position`: only the one it stopped on."""
+        stop = self.get(view)
+        if stop is None:
+            raise ValueError(f"view {view} is not stopped on any event")
+        if stop["position"] != position:
+            raise ValueError(f"view {view} stopped on event {stop['position']}, not {position}")
+        self.redis.hset(self.key, view, json.dumps({**stop, "skip": True}))
 
 
 class Follower:
-    def __init__(self, app: Application[Any], projection: Projection[RedisView], batch: int = BATCH) -> None:
+    def __init__(
+        self, app: Application[Any], projection: Projection[RedisView], batch: int = BATCH,
+        stops: Stops | None = None, attempts: int = ATTEMPTS,
+    ) -> None:
+        """Without `stops`, an event the fold fails on raises `FoldFailed` from `step()` (as in a rebuild)."""
         self.app = app
         self.projection = projection
         self.view = projection.view
@@ -41,16 +97,27 @@ class Follower:
         self.position = self.view.max_tracking_id(app.name) or 0
         self.bell: Doorbell | None = None  # while running
         self.name = self.view.name
+        self.stops = stops
+        self.attempts = attempts
+        self.failed: tuple[int, int] = (0, 0)  # the event the fold last failed on, and how many times in a row
+        self.stopped_on = 0  # the poison event this view is stopped on, while it is
+        self.recorded: int | None = None  # the event `stops` holds a record of for this view (None: not read yet)
+        self.skip = 0  # the event the operator decided this view does without
 
     def step(self) -> int:
         """Process one batch past the view's position; returns how many events it read."""
         notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch, inclusive_of_start=False)
         for n in notifications:
             tracking = Tracking(self.app.name, n.id)
-            if n.topic in self.topics:
-                self._process(self.app.mapper.to_domain_event(n), tracking)
+            if n.topic in self.topics and n.id != self.skip:
+                try:
+                    self._process(self.app.mapper.to_domain_event(n), tracking)
+                except redis.RedisError:
+                    raise  # an outage (a fold may read its view back), not the event
+                except Exception as e:
+                    raise FoldFailed(n.id, e) from e
             else:
-                self.view.insert_tracking(tracking)  # not decoded: this view ignores it
+                self.view.insert_tracking(tracking)  # not decoded: this view ignores it (or does without it)
         try:
             position = self.view.flush(self.position)
         except StaleGeneration:
@@ -73,8 +140,19 @@ class Follower:
             while not stop.is_set():
                 self.bell.clear()
                 try:
-                    if self.step() or self.repaired():
+                    if self.held():
+                        stop.wait(1.0)
                         continue
+                    if self.step():
+                        self.passed()
+                        continue
+                    if self.repaired():
+                        continue
+                except FoldFailed as e:
+                    self.failing(e)
+                    stop.wait(1.0)
+                    self._resume()
+                    continue
                 except Exception as e:  # noqa: BLE001 - a follower outlives outages; it reports and retries
                     log.warning("follower %s: %s; resuming from the view's position", self.view.name, e)
                     stop.wait(1.0)
@@ -95,9 +173,57 @@ class Follower:
         self.position = stored
         return True
 
+    # Poison events
+
+    def failing(self, failure: FoldFailed) -> None:
+        """Count a failure of the fold; at `attempts` in a row on one event, record it and stop this view there."""
+        position, count = self.failed
+        self.failed = (failure.position, count + 1 if position == failure.position else 1)
+        log.warning("follower %s: %s (attempt %d of %d)", self.name, failure, self.failed[1], self.attempts)
+        if self.stops is None or self.failed[1] < self.attempts:
+            return
+        log.error(
+            "view %s stopped on event %d, its fold failed %d times: %s; the other views run on. "
+            "Fix it and `agora rebuild %s`, or `agora skip %s %d` to do without the event",
+            self.name, failure.position, self.failed[1], failure.__cause__, self.name, self.name, failure.position,
+        )
+        self.stops.record(self.name, failure.position, str(failure), self.failed[1])
+        self.stopped_on = self.recorded = failure.position
+
+    def held(self) -> bool:
+        """Whether this view stays stopped on its poison event: until the record is cleared or says skip."""
+        if self.stops is None:
+            return False
+        if self.recorded is None:  # first look: a record from before a restart (the new code may fold it)
+            found = self.stops.get(self.name)
+            self.recorded = found["position"] if found else 0
+            self.skip = self.recorded if found and found["skip"] else 0
+        if not self.stopped_on:
+            return False
+        decision = self.stops.get(self.name)
+        if decision is None or decision["position"] != self.stopped_on:
+            log.warning("view %s: its stop on event %d was cleared; folding again", self.name, self.stopped_on)
+            self.recorded = 0
+        elif decision["skip"]:
+            log.warning("view %s does without event %d, as the operator decided (`agora skip`)", self.name, self.stopped_on)
+            self.skip = self.stopped_on
+        else:
+            return True
+        self.stopped_on, self.failed = 0, (0, 0)
+        self._resume()
+        return False
+
+    def passed(self) -> None:
+        """Once past a recorded poison event (skipped, or folded by fixed code), clear its record."""
+        if self.recorded and self.position >= self.recorded:
+            assert self.stops is not None
+            self.stops.clear(self.name)
+            self.recorded = 0
+
     def _resume(self) -> None:
         self.view.discard()
         try:
+            self.view.generation = self.view._current_generation()  # a rebuild may have switched it meanwhile
             self.position = self.view.max_tracking_id(self.app.name) or 0
         except redis.RedisError:
             pass

@@ -5,6 +5,9 @@ and turns signup events into messages: a link to confirm, the session's details 
 calendar invitation, a cancellation. Reminders are driven by time: a day before a session,
 each confirmed attendee gets one; between events the mailer sleeps until the next is due.
 
+It also finishes the erasures asked for by people holding a seat: it sends the calendar
+cancellation, then erases. Mail that cannot go out holds an erasure back ERASE_WITHIN at most.
+
 Every message it sends is recorded as a `Signup.MessageSent` event, after sending: a restart
 sends again only what was not recorded (at least once), under the same Message-ID, so mail
 programs show a duplicate once. Only one mailer of a deployment sends at a time (a lock in the
@@ -30,7 +33,7 @@ from eventsourcing.utils import get_topic
 
 from domain.signups.service import Signups
 from domain.consultations.consultation import Consultation, Session
-from domain.signups.signup import Contact, Purpose, Signup, State, when
+from domain.signups.signup import ERASE_WITHIN, Contact, Purpose, Signup, State, when
 import store
 from workers.mail import MailError, Transport, calendar, message
 
@@ -46,9 +49,10 @@ _TOPICS = {
     get_topic(cls): cls
     for cls in (
         Consultation.Created, Signup.Requested, Signup.Rerequested, Signup.DetailsRequested,
-        Signup.Confirmed, Signup.Cancelled, Signup.Erased,
+        Signup.Confirmed, Signup.Cancelled, Signup.ErasureRequested, Signup.Erased,
     )
 }
+ERASURES = [get_topic(Signup.ErasureRequested)]
 
 
 def template(name: str) -> tuple[string.Template, string.Template]:
@@ -69,7 +73,7 @@ class Mailer:
         self.public_url = public_url.rstrip("/")
         self.domain = sender.rpartition("@")[2].strip(" >") or "agora.invalid"
         self.tracking = self.app.factory.tracking_recorder()
-        self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled")}
+        self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled", "erased")}
         self.position = 0
         self.sessions: dict[tuple[UUID, str], tuple[Consultation, Session]] = {}
         self._resume()
@@ -86,6 +90,7 @@ class Mailer:
         except MailError as e:
             log.warning("mailer: %s; trying again in %.0fs", e, RETRY)
             self.retry_at = now + timedelta(seconds=RETRY)
+            self._erase_overdue(now)
             return 0
         return read
 
@@ -169,6 +174,20 @@ class Mailer:
                 self._send(signup, "confirmed", f"details.{e.originator_version}", invite=e.originator_version)
         elif isinstance(e, Signup.Cancelled):
             self._send(signup, "cancelled", f"cancelled.{e.originator_version}", invite=e.originator_version, cancel=e.freed)
+        elif isinstance(e, Signup.ErasureRequested):
+            if signup.state is State.ERASING:  # not erased meanwhile, say by the operator or _erase_overdue
+                self._send(signup, "erased", f"erased.{e.originator_version}", invite=e.originator_version, cancel=e.freed)
+            # Sent (or never sendable): erase. Again if a crash came between recording it and destroying the key.
+            self.signups.erase(signup.id, token=None)
+
+    def _erase_overdue(self, now: datetime) -> None:
+        """While mail cannot go out, erase without the cancellation whoever asked ERASE_WITHIN ago or more.
+        The erasures not finished yet all come after the position: finishing one comes before moving past it."""
+        for n in self.app.recorder.select_notifications(self.position, BATCH, topics=ERASURES, inclusive_of_start=False):
+            asked = self.app.mapper.to_domain_event(n)
+            if now - asked.timestamp >= ERASE_WITHIN and self.signups.get(asked.originator_id).state is State.ERASING:
+                self.signups.erase(asked.originator_id, token=None)
+                log.warning("mailer: erased %s without its calendar cancellation: mail could not go out", asked.originator_id)
 
     def _remind(self, now: datetime) -> None:
         for key, (consultation, session) in list(self.sessions.items()):
@@ -224,11 +243,11 @@ class Mailer:
             ics = calendar(
                 uid=f"{signup.id}.{session.id}@{self.domain}", sequence=invite, start=session.starts_at,
                 minutes=session.duration_minutes, title=session.title, description=consultation.definition.title,
-                location=session.venue, organizer=self.sender, attendee=contact.email, cancel=kind == "cancelled",
+                location=session.venue, organizer=self.sender, attendee=contact.email, cancel=cancel is not None,
             )
         return message(
             message_id, self.sender, contact.name, contact.email, subject.substitute(fields), body.substitute(fields),
-            ics=ics, cancel=kind == "cancelled", policy=self.transport.policy,
+            ics=ics, cancel=cancel is not None, policy=self.transport.policy,
         )
 
     def _fields(self, signup: Signup, contact: Contact, consultation: Consultation, session: Session) -> dict[str, str]:

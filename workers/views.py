@@ -1,4 +1,4 @@
-"""The views the followers keep, and the operator's work on them: positions and rebuilds."""
+"""The views the followers keep, and the operator's work on them: positions, rebuilds, stops and skips."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import redis
 from eventsourcing.application import Application
 
 from projections.live import VIEWS
-from workers.follower import Follower, Followers
+from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, Stops
 from workers.mailer import Mailer
 
 
-def followers(app: Application[Any], client: redis.Redis, prefix: str, mailer: Mailer | None = None) -> Followers:
-    return Followers([Follower(app, projection(view(client, prefix))) for projection, view in VIEWS.values()], mailer)
+def followers(
+    app: Application[Any], client: redis.Redis, prefix: str, mailer: Mailer | None = None, attempts: int = ATTEMPTS
+) -> Followers:
+    stops = Stops(client, prefix)
+    return Followers([Follower(app, projection(view(client, prefix)), stops=stops, attempts=attempts) for projection, view in VIEWS.values()], mailer)
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:
@@ -24,13 +27,19 @@ def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[s
 def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) -> tuple[int, float]:
     """Replay the whole log into a fresh generation of a view, then switch readers to it.
 
-    Returns the number of events replayed and the seconds it took.
+    Returns the number of events replayed and the seconds it took. Once switched, the view's record
+    of a poison event it stopped on is cleared: its follower folds on from the rebuilt view. If the
+    fold fails on an event, nothing is switched and the refusal names the event.
     """
     projection_class, view_class = VIEWS[name]
     view = view_class.new_generation(client, prefix)
     follower = Follower(app, projection_class(view))
     started = time.perf_counter()
     while True:
-        follower.catch_up()
+        try:
+            follower.catch_up()
+        except FoldFailed as e:
+            raise ValueError(f"cannot rebuild {name}: its fold fails on {e}; the live view is untouched") from e
         if view.switch(app.name):
+            Stops(client, prefix).clear(name)
             return follower.position, time.perf_counter() - started

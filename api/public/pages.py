@@ -1,9 +1,9 @@
 """The pages people open from an email, and every answer of those routes to a browser.
 
-One template (api/templates/page.html.j2): no JavaScript, nothing loaded from elsewhere. A
-browser (Accept: text/html) that follows a signup link gets a page for every answer, refusals
-and rate limits included, with the same facts as the problem a program gets (`as_pages` turns
-the problem handlers' answers into pages for those routes only).
+One template (api/templates/page.html.j2, which the report's pages extend too): no JavaScript,
+nothing loaded from elsewhere. A browser (Accept: text/html) that follows a signup link gets a
+page for every answer, refusals and rate limits included, with the same facts as the problem a
+program gets (`as_pages` turns the problem handlers' answers into pages for those routes only).
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ from domain.consultations.consultation import Consultation, Session
 from domain.signups.signup import when
 
 LINKS = "/signups/"  # the routes whose answers a browser gets as pages
-FAVICON = (
-    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#0b4f80"/>'
-    b'<path d="M4 12 8 3l4 9M5.6 9h4.8" stroke="#fff" stroke-width="1.8" fill="none"/></svg>'
-)
+FOLDER = Path(__file__).parent.parent / "templates"
+FAVICON = (FOLDER / "favicon.svg").read_bytes()  # also inline in every page
 
-ENV = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / "templates"), autoescape=True, undefined=StrictUndefined)
-ENV.globals["favicon"] = FAVICON.decode()
+ENV = Environment(loader=FileSystemLoader(FOLDER), autoescape=True, undefined=StrictUndefined)
 TEMPLATES = TemplateConfig(instance=JinjaTemplateEngine.from_environment(ENV))
 
 

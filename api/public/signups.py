@@ -9,7 +9,7 @@ or a page when a browser asks for one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 from uuid import UUID
@@ -27,7 +27,7 @@ from api.public.pages import about, page, wants_page
 from api.services import Services
 from domain.consultations.consultation import Consultation, Session
 from domain.signups.service import Signups
-from domain.signups.signup import Purpose, State
+from domain.signups.signup import ERASE_WITHIN, Purpose, State
 
 Action = Literal["confirm", "cancel", "erase"]
 TokenIn = Annotated[str, QueryParameter(min_length=1, max_length=100, description="The token from the emailed link")]
@@ -50,7 +50,7 @@ class Accepted(msgspec.Struct):
 
 
 class SignupState(msgspec.Struct):
-    state: Annotated[str, msgspec.Meta(description="pending, confirmed, cancelled or erased")]
+    state: Annotated[str, msgspec.Meta(description="pending, confirmed, cancelled, erasing (the cancellation is being sent) or erased")]
     session_id: str | None
     detail: str
 
@@ -72,6 +72,11 @@ _AGAIN = "To take part again, sign up again on the consultation's form while sea
 _FINAL = (
     "Erasure is final: we delete your name and email, can no longer write to you, and cannot undo it. "
     "If you held a seat, it is freed for someone else."
+)
+_WITHIN = f"within {ERASE_WITHIN // timedelta(hours=1)} hours of your click at the latest, even if the email cannot be delivered by then"
+_ERASING = (
+    "Your seat is free again for someone else. We are emailing you a calendar cancellation that removes the session from "
+    f"your calendar; right after it is sent, we erase your name and email ({_WITHIN})."
 )
 
 
@@ -126,16 +131,11 @@ def _link_page(signups: Signups, signup_id: UUID, action: Action, token: str) ->
         words = "You have not confirmed a seat. Cancelling withdraws your request: its confirmation link stops working."
         return page("Cancel your signup", [words], about=context, buttons=[("", "Cancel my signup")], links=[erase_link])
     warning = (
-        "you hold a seat in this session. Erasing gives it up, and then we can no longer write to you, so no calendar "
-        "cancellation follows: remove the session from your calendar yourself, or cancel first (we email the cancellation), "
-        "then erase."
+        "you hold a seat in this session, and erasing gives it up at once. We then send you one last email, a calendar "
+        f"cancellation that removes the session from your calendar, and erase your name and email right after ({_WITHIN})."
         if held else None
     )
-    cancel_first = [("cancel?" + urlencode({"token": token}), "Cancel my seat first")] if held else []
-    return page(
-        "Erase your name and email", [_FINAL], about=context, warning=warning, buttons=[("", "Erase my name and email")],
-        links=cancel_first,
-    )
+    return page("Erase your name and email", [_FINAL], about=context, warning=warning, buttons=[("", "Erase my name and email")])
 
 
 @post(
@@ -162,8 +162,10 @@ def act(
         signup = signups.cancel(signup_id, token)
     else:
         signup = signups.erase(signup_id, token)
+    erasing = signup.state is State.ERASING
     if not wants_page(request):
-        return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, _DONE[action]))
+        detail = _ERASING if erasing else _DONE[action]
+        return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, detail))
     consultation = signups.consultation_of(signup)
     context = about(consultation, _session(consultation, signup.session_id))
     held = before.state is State.CONFIRMED
@@ -178,8 +180,9 @@ def act(
             if held else "Nothing was booked. We are emailing you a short note that your signup is cancelled."
         )
         return page("Your signup is cancelled", [words, _AGAIN], about=context)
-    freed = ["Your seat is free again for someone else. Remove the session from your calendar yourself."] if held else []
-    return page("Your name and email are erased", [*freed, "We can no longer write to you, or tell who you were."], about=context)
+    if erasing:
+        return page("Your seat is given up; your name and email are being erased", [_ERASING, _AGAIN], about=context)
+    return page("Your name and email are erased", ["We can no longer write to you, or tell who you were."], about=context)
 
 
 def _session(consultation: Consultation, session_id: str) -> Session:

@@ -2,6 +2,8 @@
 
 Every action is recorded as an event naming the staff member; the domain enforces who may act
 on which response (only the holder of a live claim), the guards which roles may call at all.
+Reviewers work one consultation at a time: its queue, progress and claim-next are under
+`/review/consultations/{slug}`; `/review/queue` and `/review/progress` are the overview of all.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from litestar.security.jwt import Token
 
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
-from api.schemas import Progress, QueuePage
+from api.schemas import Progress, QueueItem, QueuePage
 from api.services import After, Services, wait
 from audit.disclosure import AuditEvent
 from domain.access.service import RESPONSE_TEXT
 from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome, case_id
+from domain.review.casefile import CaseFile
 from domain.staff.member import Role, StaffMember
 from runtime import System
 
 READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR)
+CASE_READERS = requires(Role.REVIEWER, Role.EDITOR, Role.AUDITOR, Role.ADMIN)  # an admin sees what a shred destroys
 REVIEWERS = requires(Role.REVIEWER)
 EDITORS = requires(Role.EDITOR)
 Staff = Request[StaffMember, Token, Any]
@@ -86,10 +90,32 @@ class RedactionIn(QuoteIn, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)]
 
 
+class Undoing(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class QuoteUndoing(QuoteIn, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class ReviewItem(QueueItem, frozen=True):
+    consultation: Annotated[str, msgspec.Meta(description="The consultation's slug")]
+
+
+class ReviewPage(msgspec.Struct):
+    items: list[ReviewItem]
+    next_cursor: Annotated[int | None, msgspec.Meta(description="Pass as `cursor` for the next page; null on the last")]
+    position: Annotated[int, msgspec.Meta(description="The view's position: poll with `?after=position+1` for what comes next")]
+
+
+CONSULTATION = "/review/consultations/{slug:str}"
+State = Literal["new", "claimed", "completed", "excluded"]
+
+
 @get("/review/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="Responses to review, oldest first")
 async def queue(
     services: NamedDependency[Services],
-    review_state: Annotated[Literal["new", "claimed", "completed", "excluded"] | None, QueryParameter(name="state")] = None,
+    review_state: Annotated[State | None, QueryParameter(name="state")] = None,
     assignee: Annotated[UUID | None, QueryParameter(description="Live claims held by this staff member")] = None,
     tag: Annotated[str | None, QueryParameter(max_length=40, description="A theme id")] = None,
     flag: Annotated[Flag | None, QueryParameter()] = None,
@@ -109,17 +135,55 @@ async def progress(services: NamedDependency[Services], after: After = None) -> 
     return await services.queue.progress(services.app_name)
 
 
+@get(CONSULTATION + "/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="A consultation's responses, oldest first (without filters: all)")
+async def consultation_queue(
+    slug: FromPath[str],
+    services: NamedDependency[Services],
+    review_state: Annotated[State | None, QueryParameter(name="state", description="Only cases in this state; lapsed claims are new")] = None,
+    assignee: Annotated[UUID | None, QueryParameter(description="Live claims held by this staff member")] = None,
+    tag: Annotated[str | None, QueryParameter(max_length=40, description="A theme id")] = None,
+    flag: Annotated[Flag | None, QueryParameter()] = None,
+    cursor: Annotated[int, QueryParameter(ge=0, description="`next_cursor` of the previous page")] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    after: After = None,
+) -> ReviewPage:
+    consultation = await _consultation(services, slug)
+    await wait(services, services.queue, after)
+    page = await services.queue.page(
+        services.app_name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC), consultation
+    )
+    items = [ReviewItem(**msgspec.structs.asdict(i), consultation=slug) for i in page.items]
+    return ReviewPage(items, page.next_cursor, page.position)
+
+
+@get(CONSULTATION + "/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of a consultation is reviewed")
+async def consultation_progress(slug: FromPath[str], services: NamedDependency[Services], after: After = None) -> Progress:
+    consultation = await _consultation(services, slug)
+    await wait(services, services.queue, after)
+    return await services.queue.progress(services.app_name, consultation)
+
+
+@post(CONSULTATION + "/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim a consultation's oldest response nobody holds")
+async def claim_next_of(slug: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Claim:
+    consultation = await _consultation(services, slug)
+    return await _claim_next(services, request.user.id, consultation, f"Every response to '{slug}' is claimed or reviewed.")
+
+
 @post("/review/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
 async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
+    return await _claim_next(services, request.user.id, None, "Every response is claimed or reviewed.")
+
+
+async def _claim_next(services: Services, by: UUID, consultation: UUID | None, empty: str) -> Claim:
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried.
-    page = await services.queue.page(services.app_name, "new", None, None, None, 0, 20, datetime.now(UTC))
+    page = await services.queue.page(services.app_name, "new", None, None, None, 0, 20, datetime.now(UTC), consultation)
     for item in page.items:
         try:
-            return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
+            return await anyio.to_thread.run_sync(_claim, services, item.response_id, by)
         except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
             continue
-    raise problem(404, "queue-empty", "Nothing to claim", "Every response is claimed or reviewed.")
+    raise problem(404, "queue-empty", "Nothing to claim", empty)
 
 
 @post("/review/responses/{response_id:uuid}/claim", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Claim a response")
@@ -150,6 +214,24 @@ def untag_response(response_id: ResponseId, theme_id: FromPath[str], request: St
 @post("/review/responses/{response_id:uuid}/flags", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Flag: spam, abusive, off topic, duplicate, personal data")
 def flag_response(response_id: ResponseId, data: JSONBody[FlagIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
     return Recorded(services.review.flag(response_id, request.user.id, data.flag, data.reason, data.duplicate_of))
+
+
+@post("/review/responses/{response_id:uuid}/flags/{flag:str}/remove", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Remove a flag, with a reason")
+def unflag_response(response_id: ResponseId, flag: FromPath[Flag], data: JSONBody[Undoing], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.review.unflag(response_id, request.user.id, flag, data.reason))
+
+
+@post("/review/responses/{response_id:uuid}/quotes/unmark", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Withdraw a candidate quote, with a reason")
+def unquote(response_id: ResponseId, data: JSONBody[QuoteUndoing], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.review.unmark_quote(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
+
+
+@post(
+    "/review/responses/{response_id:uuid}/redactions/{question_id:str}/revert", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS],
+    summary="Revert the answer's latest redaction, before its originals are shredded",
+)
+def revert(response_id: ResponseId, question_id: FromPath[str], data: JSONBody[Undoing], request: Staff, services: NamedDependency[Services]) -> Recorded:
+    return Recorded(services.review.revert_redaction(response_id, request.user.id, question_id, data.reason))
 
 
 @post("/review/responses/{response_id:uuid}/quotes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Mark a passage as a candidate quote")
@@ -188,10 +270,25 @@ def read_response(response_id: ResponseId, request: Staff, services: NamedDepend
     return ResponseForReview(r.id, r.consultation_id, r.created_on, answers)
 
 
+@get(
+    "/review/responses/{response_id:uuid}/case", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[CASE_READERS],
+    summary="A response with its whole case; for admins, redacted answers as first given until shredded",
+)
+def case_file(response_id: ResponseId, request: Staff, services: NamedDependency[Services], system: NamedDependency[System]) -> CaseFile:
+    file = services.review.case_file(response_id, originals=Role.ADMIN in request.user.roles)
+    system.access.record(request.user.id, RESPONSE_TEXT, str(response_id))  # free text may name people: who read it is on record
+    return file
+
+
 @get("/review/responses/{response_id:uuid}/history", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
 def history(response_id: ResponseId, services: NamedDependency[Services], system: NamedDependency[System]) -> list[AuditEvent]:
     services.consultations.response(response_id)  # or 404
     return system.history.of_aggregates([response_id, case_id(response_id)])
+
+
+async def _consultation(services: Services, slug: str) -> UUID:
+    """The consultation's id, or a 404 problem."""
+    return (await anyio.to_thread.run_sync(services.consultations.get, slug)).id
 
 
 def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
@@ -200,6 +297,6 @@ def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
 
 
 routes = [
-    queue, progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, quote, redact, shred, complete,
-    reopen, read_response, history,
+    queue, progress, consultation_queue, consultation_progress, claim_next_of, claim_next, claim, release, note, tag_response, untag_response, flag_response, unflag_response, quote, unquote, redact, revert, shred, complete,
+    reopen, read_response, case_file, history,
 ]

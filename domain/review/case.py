@@ -1,6 +1,8 @@
 """A reviewer's work on one response: claimed under a lease, noted, completed, reopened.
 
 Every event names the acting staff member, so the case's history says who did what, when.
+Mistakes are undone by events of their own, with a reason: a flag removed, a quote unmarked, a
+redaction reverted (only while the answer it replaced is still readable, before an admin shreds it).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ REDACTED = "[redacted]"
 def _check_span(start: int, end: int, text: str) -> None:
     if not 0 <= start < end <= len(text):
         raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
+
+
+def _require_reason(reason: str, detail: str) -> None:
+    if not visible(reason):
+        raise InvalidInput([FieldError("reason", detail)])
 
 
 def case_id(response_id: UUID) -> UUID:
@@ -108,6 +115,23 @@ class ReviewCase(Aggregate):
         question_id: str
         key_ids: tuple[str, ...]
 
+    class Unflagged(Aggregate.Event):
+        by: UUID
+        flag: Flag
+        reason: str
+
+    class QuoteUnmarked(Aggregate.Event):
+        by: UUID
+        question_id: str
+        start: int
+        end: int
+        reason: str
+
+    class RedactionReverted(Aggregate.Event):
+        by: UUID
+        question_id: str
+        reason: str
+
     class Completed(Aggregate.Event):
         by: UUID
         outcome: Outcome
@@ -129,7 +153,10 @@ class ReviewCase(Aggregate):
         self.outcome: Outcome | None = None
         self.tags: set[str] = set()
         self.flags: set[Flag] = set()
-        self.redactions: dict[str, list[Sealed]] = {}
+        self.redactions: dict[str, list[Sealed]] = {}  # each redacted answer's versions in force, oldest first
+        self.reverted: dict[str, list[Sealed]] = {}  # versions undone: no longer read, shredded with the rest
+        self.shredded: dict[str, int] = {}  # per answer, how many versions were in force when its earlier ones were shredded
+        self.quotes: set[tuple[str, int, int]] = set()
 
     def holds(self, staff: UUID, now: datetime) -> bool:
         return self.holder == staff and self.until is not None and now < self.until
@@ -175,11 +202,38 @@ class ReviewCase(Aggregate):
             raise InvalidInput(errors)
         self._flag(by, flag, reason, duplicate_of)
 
+    def unflag(self, by: UUID, flag: Flag, reason: str, now: datetime) -> None:
+        """Remove a flag (a personal_data flag, say, once the data is redacted)."""
+        self._require_claim(by, now)
+        if flag not in self.flags:
+            raise InvalidInput([FieldError("flag", f"The response is not flagged {flag.value}.")])
+        _require_reason(reason, "Removing a flag needs a reason.")
+        self._unflag(by, flag, reason)
+
     def mark_quote(self, by: UUID, question_id: str, start: int, end: int, text: str, now: datetime) -> None:
         """Mark text[start:end] of a text answer as a candidate quote for the report."""
         self._require_claim(by, now)
         _check_span(start, end, text)
         self._mark_quote(by, question_id, start, end)
+
+    def unmark_quote(self, by: UUID, question_id: str, start: int, end: int, reason: str, now: datetime) -> None:
+        """Withdraw a candidate quote, named by the span it was marked with."""
+        self._require_claim(by, now)
+        if (question_id, start, end) not in self.quotes:
+            raise InvalidInput([FieldError("start", f"No quote of {question_id} was marked from {start} to {end}.")])
+        _require_reason(reason, "Unmarking a quote needs a reason.")
+        self._unmark_quote(by, question_id, start, end, reason)
+
+    def revert_redaction(self, by: UUID, question_id: str, reason: str, now: datetime) -> None:
+        """Undo the answer's latest redaction: it reads as before, provided that version is not shredded."""
+        self._require_claim(by, now)
+        versions = self.redactions.get(question_id, [])
+        if not versions:
+            raise InvalidInput([FieldError("question_id", "This answer has no redaction to revert.")])
+        if len(versions) <= self.shredded.get(question_id, 0):
+            raise InvalidInput([FieldError("question_id", "The answer before this redaction is shredded: it cannot be reverted.")])
+        _require_reason(reason, "Reverting a redaction needs a reason.")
+        self._revert(by, question_id, reason)
 
     def redact(
         self, by: UUID, question_id: str, start: int, end: int, reason: str, text: str, seal: Callable[[str], Sealed], now: datetime
@@ -196,7 +250,7 @@ class ReviewCase(Aggregate):
         versions = self.redactions.get(question_id)
         if not versions:
             raise InvalidInput([FieldError("question_id", "Only a redacted answer's earlier versions can be shredded.")])
-        return tuple(s.key_id for s in [original, *versions[:-1]])
+        return tuple(s.key_id for s in [original, *versions[:-1], *self.reverted.get(question_id, [])])
 
     def shred_originals(self, by: UUID, question_id: str, key_ids: tuple[str, ...]) -> None:
         self._shred(by, question_id, key_ids)
@@ -249,17 +303,32 @@ class ReviewCase(Aggregate):
     def _flag(self, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None) -> None:
         self.flags.add(flag)
 
+    @event(Unflagged)
+    def _unflag(self, by: UUID, flag: Flag, reason: str) -> None:
+        self.flags.discard(flag)
+
     @event(QuoteMarked)
     def _mark_quote(self, by: UUID, question_id: str, start: int, end: int) -> None:
-        pass
+        self.quotes.add((question_id, start, end))
+
+    @event(QuoteUnmarked)
+    def _unmark_quote(self, by: UUID, question_id: str, start: int, end: int, reason: str) -> None:
+        self.quotes.discard((question_id, start, end))
 
     @event(Redacted)
     def _redact(self, by: UUID, question_id: str, start: int, end: int, reason: str, sealed: Sealed) -> None:
         self.redactions.setdefault(question_id, []).append(sealed)
 
+    @event(RedactionReverted)
+    def _revert(self, by: UUID, question_id: str, reason: str) -> None:
+        self.reverted.setdefault(question_id, []).append(self.redactions[question_id].pop())
+        if not self.redactions[question_id]:
+            del self.redactions[question_id]
+
     @event(OriginalsShredded)
     def _shred(self, by: UUID, question_id: str, key_ids: tuple[str, ...]) -> None:
-        pass
+        self.shredded[question_id] = len(self.redactions.get(question_id, ()))
+        self.reverted.pop(question_id, None)
 
     @event(Completed)
     def _complete(self, by: UUID, outcome: Outcome, reason: str) -> None:

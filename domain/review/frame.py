@@ -44,9 +44,10 @@ class CodingFrame(Aggregate):
         self.themes = {t.id: t for t in themes}
         self.retired: set[str] = set()
 
-    def active(self, theme_id: str) -> Theme:
+    def active(self, theme_id: str, field: str = "theme_id") -> Theme:
+        """The theme, or a refusal naming `field`: the request's name for the theme's id."""
         if theme_id not in self.themes or theme_id in self.retired:
-            raise InvalidInput([FieldError("theme", f"'{theme_id}' is not a theme of the coding frame.")])
+            raise InvalidInput([FieldError(field, f"'{theme_id}' is not a theme of the coding frame.")])
         return self.themes[theme_id]
 
     def add(self, theme: Theme, by: UUID) -> None:
@@ -55,7 +56,7 @@ class CodingFrame(Aggregate):
         self._add(theme, by)
 
     def revise(self, theme: Theme, by: UUID) -> None:
-        if self.active(theme.id) != theme:
+        if self.active(theme.id, "id") != theme:
             self._revise(theme, by)
 
     def retire(self, theme_id: str, by: UUID) -> None:

@@ -19,6 +19,7 @@ from domain.consultations.service import Consultations
 from domain.core import Agora
 from domain.errors import FieldError, InvalidInput, ShredIncomplete
 from domain.review.case import ClaimConflict, Flag, Outcome, ReviewCase, case_id
+from domain.review.casefile import CaseFile, fold_case_file
 from domain.review.frame import CodingFrame, frame_id
 from domain.sealed import Sealed, Vault
 from domain.staff.member import Role
@@ -42,6 +43,17 @@ class Review:
         if case:
             texts.update({q: versions[-1] for q, versions in case.redactions.items()})
         return {**response.answers, **{q: self.texts.unseal(sealed, q) for q, sealed in texts.items()}}
+
+    def case_file(self, response_id: UUID, originals: bool) -> CaseFile:
+        """The response with its whole case; with `originals`, each redacted answer as first given, until shredded."""
+        response = self.consultations.response(response_id)
+        case = self.app.find(case_id(response_id), ReviewCase)
+        events = self.app.events.get(case_id(response_id)) if case else []
+        slug = self.consultations.by_id(response.consultation_id).slug
+        return fold_case_file(
+            response, slug, self.answers(response_id), case, events, lambda q, sealed: self.texts.unseal(sealed, q),
+            datetime.now(UTC), originals,
+        )
 
     def history(self, response_id: UUID) -> list[Any]:
         """Every recorded event about a response, oldest first: its submission, then its review."""
@@ -78,6 +90,18 @@ class Review:
         if duplicate_of is not None:
             self.consultations.response(duplicate_of)
         return self._act(case, by, Role.REVIEWER, lambda now: case.flag(by, flag, reason, duplicate_of, now))
+
+    def unflag(self, response_id: UUID, by: UUID, flag: Flag, reason: str) -> int | None:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.unflag(by, flag, reason, now))
+
+    def unmark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str) -> int | None:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.unmark_quote(by, question_id, start, end, reason, now))
+
+    def revert_redaction(self, response_id: UUID, by: UUID, question_id: str, reason: str) -> int | None:
+        case = self._case(response_id)
+        return self._act(case, by, Role.REVIEWER, lambda now: case.revert_redaction(by, question_id, reason, now))
 
     def mark_quote(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int) -> int | None:
         case = self._case(response_id)

@@ -34,6 +34,10 @@ INVALID_LINK = (
 )
 REPLACED = "This link was replaced by a newer one when you asked again: use the link in the latest email."
 VOIDED = "You cancelled this signup, so this link no longer confirms it. To take a seat again, sign up again on the consultation's form."
+ERASING = (
+    "You asked us to erase this signup: your seat is freed, and we erase your name and email as soon as the calendar "
+    "cancellation is sent, so its links no longer work. To take part again, sign up again on the consultation's form."
+)
 ERASED = (
     "You erased this signup: we no longer hold your name or email, and its links no longer work. "
     "To take part again, sign up again on the consultation's form."
@@ -118,9 +122,12 @@ class Signups:
         return self.app.retrying(command)[0]
 
     def erase(self, signup_id: UUID, token: str | None) -> Signup:
-        """Forget the person: record the erasure, then destroy their key. `token` None: the operator.
+        """Forget the person: record the erasure, then destroy their key. `token` None: the operator, or
+        the mailer finishing an erasure asked for; at once.
 
-        Erasing again destroys again, finishing a scrub that failed.
+        By a link, a person holding a seat only asks for it (State.ERASING): the seat is freed now, and
+        the mailer erases once their calendar cancellation is out (or within ERASE_WITHIN, if it cannot
+        be). Erasing again destroys again, finishing a scrub that failed.
         """
 
         def command() -> tuple[Signup, ...]:
@@ -128,10 +135,12 @@ class Signups:
             if token is not None:
                 self.opened(signup_id, Purpose.MANAGE, token, erased_ok=True, signup=signup)
             seats = self._release_seat(signup)
-            signup.erase()
+            signup.erase(at_once=token is None)
             return (signup, *seats)
 
         signup = self.app.retrying(command)[0]
+        if signup.state is State.ERASING:
+            return signup
         try:
             self.contacts.destroy([signup.contact.key_id])
         except PersistenceError as e:
@@ -252,6 +261,8 @@ class Signups:
         genuine = next((n for n in requests if hmac.compare_digest(self.links.token(purpose, signup.id, n), token)), None)
         if genuine is None:
             return INVALID_LINK
+        if signup.state is State.ERASING:
+            return ERASING
         if signup.state is State.ERASED or purpose is Purpose.MANAGE:  # a manage link fails only once erased
             return ERASED
         return REPLACED if genuine < signup.request else VOIDED

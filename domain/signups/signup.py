@@ -7,6 +7,10 @@ that key, so the immutable log keeps the signup's shape and loses who it was.
 Links in emails carry tokens derived from a server secret (`LinkTokens`); events hold only
 their hashes. A session's confirmed seats are counted by a `Seats` aggregate of its own, saved
 in the same transaction as the confirmation, so concurrent confirmations cannot overfill it.
+
+A person who holds a seat and asks to be erased is written to once more: the seat is freed at
+once (`ErasureRequested`), the mailer sends the calendar cancellation, then erases. Their data
+outlives their asking by the time that takes, and never by more than ERASE_WITHIN.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from domain.sealed import Sealed
 
 
 RESEND_AFTER = timedelta(minutes=10)
+ERASE_WITHIN = timedelta(hours=24)  # an erasure waits this long at most for its calendar cancellation to go out
 
 
 def normal_email(address: str) -> str:
@@ -90,6 +95,7 @@ class State(str, Enum):
     PENDING = "pending"  # waiting for the person to confirm by the link sent to them
     CONFIRMED = "confirmed"  # holds a seat
     CANCELLED = "cancelled"
+    ERASING = "erasing"  # asked to be erased while holding a seat: freed, the cancellation on its way, then erased
     ERASED = "erased"
 
 
@@ -143,6 +149,11 @@ class Signup(Aggregate):
     class Cancelled(Aggregate.Event):
         freed: str | None  # the session whose seat was given back, if one was held
 
+    class ErasureRequested(Aggregate.Event):
+        """Asked to be erased while holding a seat: the seat is freed; the mailer sends the cancellation, then erases."""
+
+        freed: str
+
     class Erased(Aggregate.Event):
         key_id: str  # destroyed: the contact can no longer be read
         freed: str | None
@@ -168,7 +179,7 @@ class Signup(Aggregate):
         """Send what fits the signup's state again, at most once per RESEND_AFTER: anyone can ask
         with someone else's address, so asking must not become a way to flood their inbox. The
         name stays the one first given, for the same reason. After a cancellation, it starts over."""
-        if self.state is State.ERASED or (self.state is not State.CANCELLED and now - last_asked < RESEND_AFTER):
+        if self.state in (State.ERASING, State.ERASED) or (self.state is not State.CANCELLED and now - last_asked < RESEND_AFTER):
             return
         if self.state is State.CONFIRMED:
             self._details_requested()
@@ -176,9 +187,9 @@ class Signup(Aggregate):
             self._rerequest(session_id, self.request + 1, confirm_hash)
 
     def check(self, purpose: Purpose, token: str, erased_ok: bool = False) -> None:
-        """Refuse a wrong token; once erased, only erasing again (to finish a scrub) is allowed."""
+        """Refuse a wrong token; once erased (or erasing), only erasing again (to finish a scrub) is allowed."""
         expected = self.confirm_hash if purpose is Purpose.CONFIRM else self.manage_hash
-        erased = self.state is State.ERASED and not erased_ok
+        erased = self.state in (State.ERASING, State.ERASED) and not erased_ok
         if erased or expected is None or not hmac.compare_digest(expected, hash_token(token)):
             raise SignupLinkInvalid("This link is not valid: it may have been used already, or replaced by a newer one.")
 
@@ -189,8 +200,14 @@ class Signup(Aggregate):
         if self.state in (State.PENDING, State.CONFIRMED):
             self._cancel(self.session_id if self.state is State.CONFIRMED else None)
 
-    def erase(self) -> None:
-        if self.state is not State.ERASED:
+    def erase(self, at_once: bool = False) -> None:
+        """Forget the person. Holding a seat, unless `at_once`, this only asks for it: the seat is
+        freed, and the erasure follows its calendar cancellation (`at_once` then finishes it)."""
+        if self.state is State.ERASED or (self.state is State.ERASING and not at_once):
+            return
+        if self.state is State.CONFIRMED and not at_once:
+            self._request_erasure(self.session_id)
+        else:
             self._erase(self.contact.key_id, self.session_id if self.state is State.CONFIRMED else None)
 
     def record_sent(self, message_id: str) -> None:
@@ -220,6 +237,11 @@ class Signup(Aggregate):
     def _cancel(self, freed: str | None) -> None:
         self.confirm_hash = None
         self.state = State.CANCELLED
+
+    @event(ErasureRequested)
+    def _request_erasure(self, freed: str) -> None:
+        self.confirm_hash = None
+        self.state = State.ERASING
 
     @event(Erased)
     def _erase(self, key_id: str, freed: str | None) -> None:

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 from websockets.sync.client import connect
 
-from domain.signups.signup import Purpose
+from domain.signups.signup import Purpose, State
 from runtime import System
 from runtime.settings import Settings
 from tests.conftest import SLUG, free_port
@@ -208,10 +208,25 @@ def test_confirm_alternative_cancel_and_erase_in_a_browser_without_javascript(se
         assert browser.open(f"{server.url}/signups/{me}/cancel?token={manage}") == 404
         assert "You erased this signup" in browser.html()
 
-        # A confirmed seat is warned about before erasing.
+        # A confirmed seat is warned about before erasing; the served mailer sends its calendar cancellation, then erases.
         token = system.signups.links.token(Purpose.MANAGE, first)
         assert browser.open(f"{server.url}/signups/{first}/erase?token={token}") == 200
-        assert "Before you go on:" in browser.html() and "you hold a seat in this session" in browser.html()
+        html = browser.html()
+        assert "Before you go on:" in html and "you hold a seat in this session" in html and "calendar cancellation" in html
+        titles.add(accessible(browser))
+        assert browser.click("Erase my name and email") == 200
+        assert heading(browser.html()) == "Your seat is given up; your name and email are being erased"
+        titles.add(accessible(browser))
+        deadline = time.monotonic() + 30
+        while system.signups.get(first).state is not State.ERASED:
+            assert time.monotonic() < deadline, "the mailer did not finish the erasure"
+            time.sleep(0.1)
+        assert system.signups.contact(system.signups.get(first)) is None \
+            and any(m.startswith("<erased.") for m in system.signups.get(first).sent)  # its cancellation went first
+        assert browser.open(f"{server.url}/signups/{first}/erase?token={token}") == 404
+        assert "You erased this signup" in browser.html()
+        other = system.signups.request("pages", "session_1300", "Other", "other@example.org", True)
+        token = system.signups.links.token(Purpose.MANAGE, other)
 
     # Errors are pages: a link cut before its token, an id that is not one, and too many clicks.
     assert browser.open(f"{server.url}/signups/{me}/confirm") == 400
@@ -219,10 +234,10 @@ def test_confirm_alternative_cancel_and_erase_in_a_browser_without_javascript(se
     titles.add(accessible(browser))
     assert browser.open(f"{server.url}/signups/not-an-id/confirm?token=x") == 404
     assert heading(browser.html()) == "This is not a link we sent"
-    assert browser.open(f"{server.url}/signups/{first}/cancel?token={token}") == 200
-    while httpx.post(f"{server.url}/signups/{first}/confirm", params={"token": "x"}).status_code != 429:
+    assert browser.open(f"{server.url}/signups/{other}/cancel?token={token}") == 200
+    while httpx.post(f"{server.url}/signups/{other}/confirm", params={"token": "x"}).status_code != 429:
         pass
-    assert browser.click("Cancel my seat") == 429
+    assert browser.click("Cancel my signup") == 429
     html = browser.html()
     assert heading(html) == "Please wait a moment" and re.search(r"Wait (a second|\d+ seconds|\d+ minutes), then try again", html)
     titles.add(accessible(browser))

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from workers import views
+from workers.follower import Stops
 from cli.main import main
 from runtime import System
 from runtime.settings import Settings
@@ -125,3 +126,29 @@ def test_serve_wants_a_positive_number_of_api_processes(workers: str, capsys: py
     with pytest.raises(SystemExit):
         main(["serve", "--workers", workers])
     assert "not a positive whole number" in capsys.readouterr().err
+
+
+def test_status_shows_a_view_stopped_on_a_poison_event_and_skip_decides_it(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    run(capsys, "consultation", "load", str(SEED))
+    stops = Stops(sync_redis, redis_prefix)
+    stops.record("stats", 2, "event 2: ValueError: cannot fold this one", 5)  # as a stopped follower records it
+    lines = run(capsys, "status").splitlines()
+    assert lines[2:4] == [
+        "view stats    at          0  behind by 2",
+        "  STOPPED on event 2 after 5 attempts: event 2: ValueError: cannot fold this one; "
+        "`agora rebuild stats` after a fix, or `agora skip stats 2`",
+    ]
+    assert sum("STOPPED" in line for line in lines) == 1
+    for args, refusal in ((["skip", "stats", "1"], "stopped on event 2, not 1"), (["skip", "form", "2"], "form is not stopped"),
+                          (["skip", "nope", "2"], "no such view: nope")):
+        with pytest.raises(SystemExit, match=refusal):
+            main(args)
+    with pytest.raises(SystemExit):
+        main(["skip", "stats", "two"])
+    assert stops.get("stats")["skip"] is False  # nothing decided by a refusal
+    assert "will do without event 2" in run(capsys, "skip", "stats", "2")
+    assert "skipping it, as decided" in run(capsys, "status")
+    run(capsys, "rebuild", "stats")  # a rebuild folds every event again, and clears the stop
+    assert stops.get("stats") is None and "STOPPED" not in run(capsys, "status")

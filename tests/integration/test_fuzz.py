@@ -1,7 +1,8 @@
 """Property-based fuzzing of every route in the OpenAPI schema, against the API served for real.
 
 schemathesis generates requests from the schema (valid and invalid ones) for every operation,
-public and staff (with a token of a member holding every role), and fails on any 5xx other than
+public and staff, each request as one of: anonymous, a member of each role, or a member holding
+every role; and fails on any 5xx other than
 a 503 with Retry-After, on a problem that is not `application/problem+json`, and on any answer
 that does not match the schema's own description of it.
 """
@@ -15,7 +16,7 @@ import hypothesis
 import hypothesis.errors
 import pytest
 import schemathesis
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, strategies
 from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 from schemathesis.core.failures import FailureGroup
@@ -41,8 +42,12 @@ def unavailable_for_now(response: schemathesis.Response) -> bool:
 
 @pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
 def test_no_route_fails_or_answers_off_schema(live_url: str, system: System) -> None:
-    system.staff.enrol("fuzz@example.org", "Fuzz", PASSWORD, list(Role), by=None)
-    token = httpx.post(f"{live_url}/staff/token", json={"email": "fuzz@example.org", "password": PASSWORD}).json()["token"]
+    members = {role.value: [role] for role in Role} | {"every-role": list(Role)}
+    tokens: dict[str | None, str] = {None: ""}  # None: anonymous
+    for who, roles in members.items():
+        system.staff.enrol(f"{who}@example.org", who.title(), PASSWORD, roles, by=None)
+        signed_in = httpx.post(f"{live_url}/staff/token", json={"email": f"{who}@example.org", "password": PASSWORD})
+        tokens[who] = signed_in.json()["token"]
     schema = schemathesis.openapi.from_url(f"{live_url}/schema/openapi.json")
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -51,9 +56,10 @@ def test_no_route_fails_or_answers_off_schema(live_url: str, system: System) -> 
     for operation, mode in itertools.product(operations, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)):
 
         @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-        def fuzz(case: schemathesis.Case) -> None:
-            response = case.call(base_url=live_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        @hypothesis.given(case=operation.as_strategy(generation_mode=mode), who=strategies.sampled_from(list(tokens)))
+        def fuzz(case: schemathesis.Case, who: str | None) -> None:
+            headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
+            response = case.call(base_url=live_url, headers=headers, timeout=10)
             if unavailable_for_now(response):
                 return
             if response.status_code >= 400 and not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):

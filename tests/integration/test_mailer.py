@@ -21,7 +21,8 @@ from cli.main import main
 from runtime import System
 from runtime.settings import Settings
 from domain.consultations.consultation import Definition
-from domain.signups.signup import Contact, Purpose, Signup
+from domain.errors import SignupLinkInvalid
+from domain.signups.signup import ERASE_WITHIN, Contact, Purpose, Signup, State
 from tests.conftest import POSTGRES, Inbox, free_port
 from tests.integration.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
@@ -189,6 +190,68 @@ def test_the_mailer_deletes_an_erased_persons_outbox_files(system: System, soon:
     assert EMAIL.encode() not in b"".join(p.read_bytes() for p in folder.iterdir())
     assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["kept@example.org"]
     assert len(system.signups.get(kept).sent) == 1
+
+
+def erase_by_link(system: System, signup_id: UUID) -> None:
+    system.signups.erase(signup_id, system.signups.links.token(Purpose.MANAGE, signup_id))
+
+
+def test_erasing_a_held_seat_sends_the_calendar_cancellation_then_erases_once_across_crashes(
+    system: System, soon: Definition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "outbox"
+    mailer = Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    signup_id, kept = confirmed(system, EMAIL, "session_1800"), confirmed(system, "kept@example.org", "session_1800")
+    mailer.step(datetime.now(UTC))
+    erase_by_link(system, signup_id)
+    signup = system.signups.get(signup_id)
+    assert signup.state is State.ERASING and signup_id not in system.signups._seats(signup.consultation_id, "session_1800").holders
+    assert system.signups.contact(signup) is not None  # kept until its cancellation is out
+    assert system.signups.erased() == []
+    with pytest.raises(SignupLinkInvalid, match="You asked us to erase this signup: your seat is freed"):
+        system.signups.opened(signup_id, Purpose.MANAGE, system.signups.links.token(Purpose.MANAGE, signup_id))
+
+    # A crash after sending, before erasing: the restarted mailer sends nothing again, and erases.
+    with monkeypatch.context() as m:
+        m.setattr(system.signups, "erase", lambda *_, **__: (_ for _ in ()).throw(RuntimeError("crash")))
+        with pytest.raises(RuntimeError):
+            Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test").step(datetime.now(UTC))
+    (cancellation,) = [m for m in outbox(folder) if m["Subject"].startswith("Cancelled, and your details erased")]
+    assert cancellation["To"].addresses[0].addr_spec == EMAIL and "METHOD:CANCEL" in cancellation.as_string()
+    assert system.signups.get(signup_id).state is State.ERASING and cancellation["Message-ID"] in system.signups.get(signup_id).sent
+
+    mailer = Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
+    mailer.step(datetime.now(UTC))
+    erased = system.signups.get(signup_id)
+    assert erased.state is State.ERASED and system.signups.contact(erased) is None
+    assert [e.originator_id for e in system.signups.erased()] == [signup_id]  # recorded once
+    assert [type(e).__name__ for e in system.app.events.get(signup_id)][-3:] == ["ErasureRequested", "MessageSent", "Erased"]
+    mailer.step(datetime.now(UTC))  # the erasure read: the person's outbox files go too
+    assert [m["To"].addresses[0].addr_spec for m in outbox(folder)] == ["kept@example.org"]
+    assert len(system.signups.get(kept).sent) == 1
+
+
+def test_an_erasure_waits_for_its_cancellation_no_longer_than_its_limit(
+    system: System, soon: Definition, smtpd: Callable[..., int], caplog: pytest.LogCaptureFixture
+) -> None:
+    signup_id, other = confirmed(system, EMAIL, "session_1800"), confirmed(system, "other@example.org", "session_1800")
+    mailer = Mailer(system.signups, SMTPTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5), "Agora <agora@example.org>", "http://agora.test")
+    erase_by_link(system, signup_id)
+    asked = datetime.now(UTC)
+    mailer.step(asked)  # mail cannot go out
+    mailer.step(asked + ERASE_WITHIN - timedelta(minutes=1))
+    assert system.signups.get(signup_id).state is State.ERASING and system.signups.contact(system.signups.get(signup_id))
+    mailer.step(asked + ERASE_WITHIN + timedelta(seconds=1))
+    erased = system.signups.get(signup_id)
+    assert erased.state is State.ERASED and system.signups.contact(erased) is None and erased.sent == set()
+    assert f"erased {signup_id} without its calendar cancellation" in caplog.text
+    assert system.signups.get(other).state is State.CONFIRMED  # only the erasure was overdue
+
+    inbox = Inbox()
+    mailer.transport = SMTPTransport(f"smtp://127.0.0.1:{smtpd(inbox)}")  # the server is back: the others' mail goes
+    mailer.step(asked + ERASE_WITHIN + timedelta(minutes=1))
+    assert [e.rcpt_tos for e in inbox.envelopes] == [["other@example.org"]]
+    assert [type(e).__name__ for e in system.app.events.get(signup_id)][-2:] == ["ErasureRequested", "Erased"]
 
 
 def test_only_one_mailer_of_a_deployment_sends_and_a_standby_takes_over(

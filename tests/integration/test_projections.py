@@ -7,9 +7,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 import redis
 from eventsourcing.utils import get_topic
 from eventsourcing.persistence import Tracking
@@ -22,12 +24,13 @@ from domain.consultations.consultation import Definition
 from domain.consultations.response import Response
 from domain.review.case import Flag, Outcome
 from domain.staff.member import Role
-from projections.live import StatsView
+from projections.form import FormProjection
+from projections.live import FormView, StatsView
 from projections.stats import StatsProjection
 from projections.view import Keys
 from store import Doorbell
 from tests.conftest import SLUG
-from workers.follower import Follower
+from workers.follower import Follower, Followers, Stops
 
 CHOICES = ["not_aware", "aware_not_read", "read", "know_well"]
 
@@ -280,3 +283,95 @@ def test_a_write_from_another_process_rings_the_doorbell_within_milliseconds(sys
         writer.communicate("\n", timeout=30)
         bell.close()
     assert writer.returncode == 0
+
+
+class Buggy(StatsProjection):
+    """The stats fold with a bug: it raises on the event at `poison`."""
+
+    poison = 0
+
+    def process_event(self, domain_event: object, tracking: Tracking) -> None:
+        if tracking.notification_id == self.poison:
+            raise ValueError("cannot fold this one")
+        super().process_event(domain_event, tracking)
+
+
+def running_with_buggy_stats(system: System, client: redis.Redis, prefix: str, poison: int) -> tuple[Followers, Stops]:
+    """The form follower as it is and a buggy stats one, in threads, stopping after two failures on one event."""
+    stops = Stops(client, prefix)
+    projection = Buggy(StatsView(client, prefix))
+    projection.poison = poison
+    followers = [Follower(system.app, p, stops=stops, attempts=2) for p in (FormProjection(FormView(client, prefix)), projection)]
+    return Followers(followers).start(), stops
+
+
+def until(condition: Callable[[], object], what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_poison_event_stops_its_view_only_until_the_operator_skips_it(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(system, 10)  # positions 3 to 12
+    running, stops = running_with_buggy_stats(system, sync_redis, redis_prefix, poison=7)
+    try:
+        until(lambda: stops.get("stats"), "the stats view did not stop on its poison event")
+        stop = stops.get("stats")
+        assert (stop["position"], stop["attempts"], stop["skip"]) == (7, 2, False)
+        assert stop["error"] == "event 7: ValueError: cannot fold this one"
+        assert any(r.levelname == "ERROR" and "stats stopped on event 7" in r.getMessage() and "agora skip stats 7" in r.getMessage() for r in caplog.records)
+        submit(system, 3)
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["form"] == system.app.head(), "the form view stopped too")
+        time.sleep(1.5)  # the stats follower keeps holding
+        assert views.positions(system.app, sync_redis, redis_prefix)["stats"] < 7
+        assert stops.get("stats")["position"] == 7
+        with pytest.raises(ValueError, match="stopped on event 7, not 8"):
+            stops.skip("stats", 8)
+        with pytest.raises(ValueError, match="form is not stopped"):
+            stops.skip("form", 7)
+        stops.skip("stats", 7)
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the skip did not resume the view")
+        until(lambda: stops.get("stats") is None, "the record of the skipped event was not cleared")
+    finally:
+        running.stop()
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"12"  # 13 submitted, one done without
+    assert any("does without event 7, as the operator decided" in r.getMessage() for r in caplog.records)
+
+
+def test_a_rebuild_clears_a_poison_stop_and_the_follower_folds_on_from_the_rebuilt_view(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit(system, 10)
+    running, stops = running_with_buggy_stats(system, sync_redis, redis_prefix, poison=7)
+    try:
+        until(lambda: stops.get("stats"), "the stats view did not stop on its poison event")
+        with monkeypatch.context() as patched:  # a rebuild with the bug still in: refused, nothing switched
+            patched.setitem(views.VIEWS, "stats", (type("StillBuggy", (Buggy,), {"poison": 7}), StatsView))
+            with pytest.raises(ValueError, match="cannot rebuild stats: its fold fails on event 7: ValueError: cannot fold this one"):
+                views.rebuild(system.app, sync_redis, redis_prefix, "stats")
+        assert int(sync_redis.get(Keys(redis_prefix, "stats").generation) or 0) == 0 and stops.get("stats")
+        views.rebuild(system.app, sync_redis, redis_prefix, "stats")  # the fixed fold
+        assert stops.get("stats") is None
+        submit(system, 2)  # the (still buggy) live follower folds on from the rebuilt view, past event 7
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the stats view did not fold on")
+    finally:
+        running.stop()
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"12"
+
+
+def test_a_follower_that_folds_a_recorded_poison_event_after_a_restart_clears_its_record(
+    system: System, sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    submit(system, 10)
+    stops = Stops(sync_redis, redis_prefix)
+    stops.record("stats", 7, "event 7: ValueError: cannot fold this one", 5)  # by the worker before a fix was deployed
+    running = system.workers(mail=False).start()
+    try:
+        until(lambda: stops.get("stats") is None, "the fixed follower did not clear the record")
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the stats view did not catch up")
+        assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"10"
+    finally:
+        running.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 import zipfile
 from datetime import timedelta
@@ -15,6 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 from litestar.testing import AsyncTestClient
 
+from api.public import pages
 from cli.main import main
 from domain.consultations.service import Submission
 from domain.reports.report import QuoteRef
@@ -118,6 +120,9 @@ async def test_no_public_route_shows_a_draft_an_unselected_quote_or_an_excluded_
     assert "<b>raw</b>" not in page and "&lt;b&gt;raw&lt;/b&gt;" in page and '<a href="https://example.org">a link</a>' in page
     assert "javascript:alert" not in page.replace("[no](javascript:alert(1))", "")  # shown as text, never a link
     assert "Interim report" in page and '<html lang="en">' in page and "<svg" in page and "<script" not in page
+    shared = pages.ENV.get_template("page.html.j2").render(title="", heading="", about=None, warning=None, paragraphs=[], buttons=[], links=[])
+    rules = re.search(r"<style>\n(.*?\n:focus-visible[^\n]*\n)", shared, re.S).group(1)  # the one page's own rules
+    assert f"<style>\n{rules}" in page and 'rel="icon"' not in page  # the page's policy loads no image
 
 
 async def test_json_and_html_by_accept_with_etags_and_304(
@@ -196,6 +201,7 @@ async def test_withdrawn_versions_stay_listed_but_their_content_is_gone_and_corr
     assert (gone.status_code, gone.json()["type"], gone.json()["reason"]) == (410, "/problems/report-withdrawn", "Published by mistake")
     page = await client.get(f"{PUBLIC}/versions/2.html")
     assert page.status_code == 410 and "withdrawn" in page.text and "Published by mistake" in page.text and SELECTED not in page.text
+    assert '<section class="warning" aria-labelledby="withdrawn">' in page.text and ":focus-visible{outline:3px solid" in page.text
     assert (await client.get(f"{PUBLIC}/versions/2/data.zip")).status_code == 410
     listed = (await client.get(f"{PUBLIC}/versions")).json()["versions"]
     assert [v["withdrawn"]["reason"] if v["withdrawn"] else None for v in listed] == [None, "Published by mistake"]

@@ -306,3 +306,23 @@ def test_a_text_key_gone_without_a_recorded_shredding_is_a_difference(system: Sy
     result = system.reports.verify(SLUG)
     assert not result.ok and result.erased == []
     assert "no shredding of its key is recorded" in (result.difference or "")
+
+
+def test_a_reverted_redaction_and_an_unmarked_quote_are_what_the_report_then_shows(system: System, story: Story) -> None:
+    """Reviewers' undo reaches the report: the answer reads as before the redaction, an unmarked quote is no candidate."""
+    editor, reviewer, review = story.staff["editor"], story.staff["reviewer"], system.review
+    case = story.quote.response_id
+    review.reopen(case, editor, "the name may stay")
+    review.claim(case, reviewer, LEASE)
+    review.revert_redaction(case, reviewer, "works_well", "the name may stay")
+    original = review.answers(case)["works_well"]
+    assert isinstance(original, str) and "[redacted]" not in original
+    review.mark_quote(case, reviewer, "works_well", 0, 11)  # the name, which reads again
+    texts = {c.quote.start: c.text for c in system.reports.candidates(SLUG, editor)}
+    assert texts == {story.quote.start: original[story.quote.start : story.quote.end], 0: original[:11]}
+    review.unmark_quote(case, reviewer, "works_well", 0, 11, "a name is no quote")
+    review.unmark_quote(case, reviewer, "works_well", story.quote.start, story.quote.end, "not representative")
+    assert system.reports.candidates(SLUG, editor) == []
+    assert system.reports.preview(SLUG, editor).content.quotes == []
+    with pytest.raises(QuoteNotCandidate):
+        system.reports.select_quote(SLUG, editor, story.quote)

@@ -307,8 +307,17 @@ async def test_erasure_leaves_no_name_or_email_in_store_views_mail_or_logs(
     assert key in before  # the search finds what is there
     assert not [t for t in traces if t in before]  # names and emails are never stored in clear
 
+    # Holding a seat: the seat is freed at once, the calendar cancellation (the invite's UID) goes out, then the erasure.
     r = await api.post(links(details)["erase"])
-    assert r.status_code == 200 and r.json()["state"] == "erased"
+    assert r.status_code == 200 and r.json()["state"] in ("erasing", "erased") and "calendar cancellation" in r.json()["detail"]
+    assert (await seats_left(api, system))["session_1300"] == 50
+    last = (await arrived(inbox[0], 3))[2]
+    assert invite(last)["METHOD"] == "CANCEL" and last["Subject"].startswith("Cancelled, and your details erased")
+    assert invite(last).walk("VEVENT")[0]["UID"] == invite(details).walk("VEVENT")[0]["UID"]
+    assert invite(last).walk("VEVENT")[0]["SEQUENCE"] > invite(details).walk("VEVENT")[0]["SEQUENCE"]
+    assert "erase?token=" not in text(last) and "last message" in text(last)
+    await eventually(lambda: system.signups.get(signup.id).state is State.ERASED)
+    assert last["Message-ID"] in system.signups.get(signup.id).sent  # recorded before the erasure
     r = await api.post(links(details)["erase"])  # again (say, to finish a scrub that failed): it destroys again
     assert r.status_code == 200 and r.json()["state"] == "erased"
     after = raw_storage(store_env)
@@ -404,6 +413,21 @@ async def test_links_that_cannot_work_are_explained_on_get_and_reveal_nothing_to
         assert page.status_code == 404 and "You erased this signup" in page.text, action
     r = await api.get(links(second)["cancel"])  # a program gets the problem
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json" and "erased" in r.json()["detail"]
+
+
+async def test_erasing_a_held_seat_warns_first_then_says_what_follows(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
+    await sign_up(api)
+    (confirm_mail,) = await arrived(inbox[0], 1)
+    await api.post(links(confirm_mail)["confirm"])
+    details = (await arrived(inbox[0], 2))[1]
+    warned = await api.get(links(details)["erase"], headers=HTML)
+    assert warned.status_code == 200 and h1(warned) == "Erase your name and email"
+    assert "Before you go on:</strong> you hold a seat in this session, and erasing gives it up at once" in warned.text
+    assert "calendar cancellation" in warned.text and "within 24 hours" in warned.text and "Erasure is final" in warned.text
+    done = await api.post(links(details)["erase"], headers=HTML)
+    assert done.status_code == 200 and h1(done) == "Your seat is given up; your name and email are being erased"
+    assert "calendar cancellation" in done.text and "within 24 hours" in done.text and "Help Shape Our Global" in done.text
+    assert "METHOD:CANCEL" in (await arrived(inbox[0], 3))[2].as_string()
 
 
 async def test_a_browser_gets_pages_for_every_refusal_and_a_program_gets_problems(

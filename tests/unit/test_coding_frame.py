@@ -53,7 +53,7 @@ def test_a_frame_belongs_to_one_consultation_and_starts_with_its_themes() -> Non
 
 def test_an_unknown_theme_is_not_active() -> None:
     f = frame()
-    with refused(f, "theme"):
+    with refused(f, "theme_id"):
         f.active("parking")
 
 
@@ -95,11 +95,11 @@ def test_revising_without_a_change_records_nothing() -> None:
 
 def test_only_active_themes_can_be_revised() -> None:
     f = frame()
-    with refused(f, "theme"):
+    with refused(f, "id"):
         f.revise(Theme("parking", "Parking"), EDITOR)
     f.retire("enforcement", EDITOR)
     f.collect_events()
-    with refused(f, "theme"):
+    with refused(f, "id"):
         f.revise(Theme("enforcement", "Enforcing"), EDITOR)
     assert f.themes["enforcement"] == ENFORCEMENT
 
@@ -110,15 +110,15 @@ def test_retiring_keeps_the_theme_listed_but_not_active() -> None:
     event = only_event(f)
     assert isinstance(event, CodingFrame.ThemeRetired) and (event.theme_id, event.by) == ("scope", EDITOR)
     assert f.listing() == [(SCOPE, True), (ENFORCEMENT, False)]
-    with refused(f, "theme"):
+    with refused(f, "theme_id"):
         f.active("scope")
 
 
 def test_only_active_themes_can_be_retired() -> None:
     f = frame()
-    with refused(f, "theme"):
+    with refused(f, "theme_id"):
         f.retire("parking", EDITOR)
     f.retire("scope", EDITOR)
     f.collect_events()
-    with refused(f, "theme"):
+    with refused(f, "theme_id"):
         f.retire("scope", EDITOR)

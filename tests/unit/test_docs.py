@@ -16,7 +16,7 @@ DOCS = ROOT / "docs"
 _BACKTICKED = re.compile(r"`([^`]+)`")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 # `problem(409, "name", ...)`, across lines too.
-_PROBLEM_CALL = re.compile(r"\bproblem\(\s*\d{3}\s*,\s*\"([a-z0-9-]+)\"")
+_PROBLEM_CALL = re.compile(r"\b(?:problem|refusal)\(\s*\d{3}\s*,\s*\"([a-z0-9-]+)\"")  # refusal: cli/limits.py
 # The fallback name of an HTTP error with no entry of its own: `_HTTP.get(status, ("name", ...))`.
 _HTTP_FALLBACK = re.compile(r"_HTTP\.get\([^,]+,\s*\(\s*\"([a-z0-9-]+)\"")
 _PROBLEM_TYPE = re.compile(r"/problems/([a-z0-9-]+)")
@@ -93,7 +93,7 @@ def problem_types_in_code() -> set[str]:
     from api import problems
 
     names = {name for _, name, _ in problems._DOMAIN.values()} | {name for name, _ in problems._HTTP.values()}
-    for path in sorted((ROOT / "api").rglob("*.py")):
+    for path in [*sorted((ROOT / "api").rglob("*.py")), ROOT / "cli" / "limits.py"]:
         source = path.read_text(encoding="utf-8")
         names.update(_PROBLEM_CALL.findall(source))
         names.update(_HTTP_FALLBACK.findall(source))

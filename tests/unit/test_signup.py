@@ -45,6 +45,9 @@ def signup(state: State = State.PENDING) -> Signup:
         s.cancel()
     elif state is State.ERASED:
         s.erase()
+    elif state is State.ERASING:
+        s.confirm("morning")
+        s.erase()
     s.collect_events()
     assert s.state is state
     return s
@@ -178,16 +181,38 @@ def test_cancelling_again_records_nothing(state: State) -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "freed"), [(State.PENDING, None), (State.CONFIRMED, "morning"), (State.CANCELLED, None)]
+    ("state", "at_once", "freed"),
+    [(State.PENDING, False, None), (State.CANCELLED, False, None), (State.CONFIRMED, True, "morning"), (State.ERASING, True, None)],
 )
-def test_erasing_names_the_key_to_destroy_and_any_seat_to_free(state: State, freed: str | None) -> None:
+def test_erasing_names_the_key_to_destroy_and_any_seat_to_free(state: State, at_once: bool, freed: str | None) -> None:
     s = signup(state)
-    s.erase()
+    s.erase(at_once)
     event = only_event(s)
     assert isinstance(event, Signup.Erased) and (event.key_id, event.freed) == ("key-ana", freed)
     assert s.state is State.ERASED and s.confirm_hash is None
     s.erase()
+    s.erase(at_once=True)
     assert s.collect_events() == []
+
+
+def test_erasing_while_holding_a_seat_frees_it_and_waits_for_the_cancellation() -> None:
+    s = signup(State.CONFIRMED)
+    confirm = confirm_token(s)
+    s.erase()
+    event = only_event(s)
+    assert isinstance(event, Signup.ErasureRequested) and event.freed == "morning"
+    assert s.state is State.ERASING and s.confirm_hash is None
+    s.erase()  # a second click: it is under way
+    s.cancel()
+    s.request_again("evening", "new-hash", NOW, NOW - timedelta(days=30))  # asked again meanwhile: nothing
+    assert s.collect_events() == [] and s.state is State.ERASING
+    for purpose, token in ((Purpose.CONFIRM, confirm), (Purpose.MANAGE, manage_token(s))):
+        with link_refused(s):
+            s.check(purpose, token)
+    s.check(Purpose.MANAGE, manage_token(s), erased_ok=True)
+    s.erase(at_once=True)  # the mailer, once the cancellation is sent
+    event = only_event(s)
+    assert isinstance(event, Signup.Erased) and (event.key_id, event.freed) == ("key-ana", None) and s.state is State.ERASED
 
 
 def test_after_erasure_only_the_manage_link_for_erasing_again_passes() -> None:

@@ -1,0 +1,97 @@
+"""The limits a server facing the Internet needs and uvicorn's HTTP/1.1 protocol lacks.
+
+uvicorn (httptools) reads request headers of any size for as long as a client cares to send
+them, and accepts any number of connections: a few slow or huge requests hold memory and
+connections indefinitely. This protocol is uvicorn's, with three limits added per process:
+headers larger than `max_header_bytes` get 431; headers not complete `header_timeout` seconds
+after the connection opened (or after the last response on it) get 408; a connection beyond
+`max_connections` gets 503 with Retry-After. Each closes the connection. The keep-alive timeout
+between requests is uvicorn's own. Reading a request's body has no timeout of its own
+(docs/operations.md says what would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from runtime.settings import Settings
+
+log = logging.getLogger("agora.limits")
+
+
+def refusal(status: int, name: str, title: str, detail: str, *headers: str) -> bytes:
+    """A whole problem response that closes the connection, written before any request is read."""
+    body = msgspec.json.encode({"type": f"/problems/{name}", "title": title, "status": status, "detail": detail})
+    head = [f"HTTP/1.1 {status} {title}", "content-type: application/problem+json", f"content-length: {len(body)}", "connection: close", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class LimitedHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with limits on header size, header read time and connections."""
+
+    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = settings
+        self.header_bytes = 0  # read so far of the headers of the request in progress
+        self.in_headers = True
+        self.header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.limits.max_connections)
+            self.refuse(refusal(503, "too-many-connections", "Service Unavailable", "Too many connections; try again shortly.", "retry-after: 1"))
+            return
+        self.await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.in_headers and not self.transport.is_closing():
+            self.header_bytes += len(data)  # the headers are still incomplete after all of it
+            if self.header_bytes > self.limits.max_header_bytes:
+                self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        self.stop_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self.await_headers()
+
+    def await_headers(self) -> None:
+        self.in_headers, self.header_bytes = True, 0
+        self.stop_timer()
+        self.header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self.headers_too_slow)
+
+    def headers_too_slow(self) -> None:
+        self.header_timer = None
+        if self.in_headers and not self.transport.is_closing():
+            self.refuse(refusal(408, "headers-too-slow", "Request Timeout", f"Request headers must arrive within {self.limits.header_timeout_seconds:g} seconds."))
+
+    def refuse(self, response: bytes) -> None:
+        self.stop_timer()
+        self.transport.write(response)
+        self.transport.close()
+
+    def stop_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+
+def protocol(settings: Settings) -> Any:
+    """For uvicorn.Config(http=...): the limited protocol with the deployment's limits."""
+    return functools.partial(LimitedHttp, settings=settings)

@@ -1,0 +1,217 @@
+"""Clusters of responses with the same or nearly the same text, and the campaigns editors confirm among them.
+
+Each response's place is an `Assignment`, an aggregate whose id derives from the response's:
+recording it twice is refused by the event store, so the clusterer assigns each response exactly
+once, whichever process runs it. A response never changes cluster silently: it moves only by an
+editor's split (an event naming who and why), by a merge of its whole cluster (likewise), or leaves
+when its original text is shredded. A `Cluster` aggregate exists once an editor acts on a cluster.
+
+A cluster's id derives from its first member's; `Book` folds all of it into who belongs where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError, FieldError, InvalidInput
+from domain.text import name as one_line, name_problem, visible
+from domain.topics import stored_as
+
+MAX_REASON = 2000
+
+
+class Kind(str, Enum):
+    IDENTICAL = "identical"  # the same text as a member, once normalised
+    NEAR = "near"  # at or above the similarity threshold with a member
+    UNIQUE = "unique"  # like nothing before it: the first member of a cluster of its own
+    UNCLUSTERED = "unclustered"  # too short, empty or unreadable: never clustered
+
+
+class ClusterConflict(DomainError):
+    """The clusters are not in a state where this change makes sense (say, merging a cluster into itself)."""
+
+
+def assignment_id(response_id: UUID) -> UUID:
+    return uuid5(NAMESPACE_URL, f"agora:cluster-assignment:{response_id}")
+
+
+def first_cluster_id(response_id: UUID) -> UUID:
+    """The id of the cluster a response founds."""
+    return uuid5(NAMESPACE_URL, f"agora:cluster:{response_id}")
+
+
+def _reason(reason: str) -> None:
+    if not visible(reason) or len(reason) > MAX_REASON:
+        raise InvalidInput([FieldError("reason", f"Say why, in 1 to {MAX_REASON} characters.")])
+
+
+@stored_as("domain.campaigns")
+class Assignment(Aggregate):
+    class Assigned(Aggregate.Created):
+        response_id: UUID
+        consultation_id: UUID
+        cluster_id: UUID | None  # None: unclustered
+        kind: Kind
+        similarity: float  # to the member it matched (1.0 identical, 0.0 unique or unclustered)
+
+    class SplitOut(Aggregate.Event):
+        by: UUID
+        reason: str
+        cluster_id: UUID  # a new cluster of its own
+
+    class Left(Aggregate.Event):
+        reason: str  # why its text no longer counts: its original was shredded
+
+    @staticmethod
+    def create_id(response_id: UUID, **_: Any) -> UUID:
+        return assignment_id(response_id)
+
+    @event(Assigned)
+    def __init__(self, response_id: UUID, consultation_id: UUID, cluster_id: UUID | None, kind: Kind, similarity: float) -> None:
+        self.response_id = response_id
+        self.consultation_id = consultation_id
+        self.cluster_id = cluster_id
+
+    def split_out(self, by: UUID, reason: str) -> None:
+        if self.cluster_id is None:
+            raise ClusterConflict("This response is in no cluster, so there is nothing to split it out of.")
+        _reason(reason)
+        self._split(by, reason, uuid5(NAMESPACE_URL, f"agora:cluster:{self.response_id}:{self.version}"))
+
+    def leave(self, reason: str) -> None:
+        if self.cluster_id is not None:
+            self._leave(reason)
+
+    @event(SplitOut)
+    def _split(self, by: UUID, reason: str, cluster_id: UUID) -> None:
+        self.cluster_id = cluster_id
+
+    @event(Left)
+    def _leave(self, reason: str) -> None:
+        self.cluster_id = None
+
+
+@stored_as("domain.campaigns")
+class Cluster(Aggregate):
+    class Opened(Aggregate.Created):
+        consultation_id: UUID
+
+    class CampaignConfirmed(Aggregate.Event):
+        by: UUID
+        name: str
+        reason: str
+
+    class MergedInto(Aggregate.Event):
+        by: UUID
+        into: UUID
+        reason: str
+
+    @event(Opened)
+    def __init__(self, consultation_id: UUID, id: UUID) -> None:  # noqa: A002 - eventsourcing's name for a chosen aggregate id
+        self.consultation_id = consultation_id
+        self.campaign: str | None = None
+        self.merged_into: UUID | None = None
+
+    def confirm(self, by: UUID, name: str, reason: str) -> None:
+        self._require_live()
+        if problem := name_problem(name, 200):
+            raise InvalidInput([FieldError("name", problem)])
+        _reason(reason)
+        self._confirm(by, one_line(name), reason)
+
+    def merge_into(self, by: UUID, into: Cluster, reason: str) -> None:
+        self._require_live()
+        into._require_live()
+        if into.id == self.id:
+            raise ClusterConflict("A cluster cannot be merged into itself.")
+        if into.consultation_id != self.consultation_id:
+            raise ClusterConflict("Only clusters of the same consultation can be merged.")
+        _reason(reason)
+        self._merge(by, into.id, reason)
+
+    def _require_live(self) -> None:
+        if self.merged_into is not None:
+            raise ClusterConflict(f"This cluster was merged into {self.merged_into}; act on that one.")
+
+    @event(CampaignConfirmed)
+    def _confirm(self, by: UUID, name: str, reason: str) -> None:
+        self.campaign = name
+
+    @event(MergedInto)
+    def _merge(self, by: UUID, into: UUID, reason: str) -> None:
+        self.merged_into = into
+
+
+@dataclass
+class Member:
+    response_id: UUID
+    cluster_id: UUID | None  # as assigned or split; a merge is resolved by `Book.resolve`
+    kind: Kind
+    similarity: float
+    position: int  # of its assignment, in the log
+    version: int  # of its assignment aggregate, as folded
+
+
+@dataclass
+class Book:
+    """Who belongs where: every assignment, split, departure, campaign and merge, folded in log order."""
+
+    members: dict[UUID, Member] = field(default_factory=dict)  # by response id
+    responses: dict[UUID, UUID] = field(default_factory=dict)  # assignment id -> response id
+    consultations: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> consultation id
+    campaigns: dict[UUID, str] = field(default_factory=dict)  # cluster id -> campaign name
+    merged: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> the cluster it was merged into
+
+    TOPICS = (
+        Assignment.Assigned, Assignment.SplitOut, Assignment.Left,
+        Cluster.Opened, Cluster.CampaignConfirmed, Cluster.MergedInto,
+    )
+
+    def apply(self, e: Any, position: int = 0) -> None:
+        """Fold one event (others are ignored); an assignment's event folded before is skipped."""
+        if isinstance(e, Assignment.Assigned):
+            if e.response_id not in self.members:
+                self.members[e.response_id] = Member(e.response_id, e.cluster_id, e.kind, e.similarity, position, 1)
+                self.responses[e.originator_id] = e.response_id
+                if e.cluster_id is not None:
+                    self.consultations[e.cluster_id] = e.consultation_id
+        elif isinstance(e, Assignment.SplitOut | Assignment.Left):
+            member = self.members.get(self.responses.get(e.originator_id))  # type: ignore[arg-type]
+            if member is None or e.originator_version <= member.version:
+                return
+            member.version = e.originator_version
+            if isinstance(e, Assignment.SplitOut):
+                self.consultations[e.cluster_id] = self.consultations[member.cluster_id]  # type: ignore[index]
+                member.cluster_id = e.cluster_id
+            else:
+                member.cluster_id = None
+        elif isinstance(e, Cluster.CampaignConfirmed):
+            self.campaigns[e.originator_id] = e.name
+        elif isinstance(e, Cluster.MergedInto):
+            self.merged[e.originator_id] = e.into
+
+    def resolve(self, cluster_id: UUID) -> UUID:
+        """The cluster a cluster now is, after merges."""
+        while cluster_id in self.merged:
+            cluster_id = self.merged[cluster_id]
+        return cluster_id
+
+    def cluster_of(self, response_id: UUID) -> UUID | None:
+        member = self.members.get(response_id)
+        return None if member is None or member.cluster_id is None else self.resolve(member.cluster_id)
+
+    def clusters(self, consultation_id: UUID | None = None) -> dict[UUID, list[Member]]:
+        """Each live cluster's members (of one consultation, if given), oldest assignment first."""
+        found: dict[UUID, list[Member]] = {}
+        for member in sorted(self.members.values(), key=lambda m: m.position):
+            if member.cluster_id is None:
+                continue
+            cluster = self.resolve(member.cluster_id)
+            if consultation_id is None or self.consultations.get(cluster) == consultation_id:
+                found.setdefault(cluster, []).append(member)
+        return found

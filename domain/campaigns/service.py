@@ -1,0 +1,179 @@
+"""Campaigns and near-duplicates: reading clusters, and editors' decisions about them.
+
+The clusterer (workers/clusterer.py) records where each response belongs; here staff read the
+clusters of a consultation (folded from the log: `Book`) with each member's difference from the
+cluster's representative (its earliest member still in it), and editors confirm a cluster as a
+campaign, split a member out, or merge two clusters, each an event naming who and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Member, assignment_id
+from domain.consultations.service import Consultations
+from domain.core import Agora
+from domain.errors import DomainError
+from domain.review.service import Review
+from domain.sealed import Sealed, Vault
+from domain.staff.member import Role
+from domain.staff.service import Staff
+
+CLUSTER_TEXT = "cluster free text"  # what an access record says staff saw: the texts of a cluster's members
+EXCERPT = 240
+ATTEMPTS = 3
+
+
+class ClusterNotFound(DomainError):
+    def __init__(self, cluster_id: object) -> None:
+        super().__init__(f"No cluster {cluster_id} in this consultation.")
+
+
+def original_text(texts: dict[str, Sealed], vault: Vault) -> str | None:
+    """A response's free-text answers as submitted, one after another by question; None if any is shredded."""
+    parts = []
+    for question_id in sorted(texts):
+        text = vault.unseal(texts[question_id], question_id)
+        if text is None:
+            return None
+        parts.append(text)
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class Change:
+    op: str  # " " the same, "-" only in the representative, "+" only in the member
+    text: str
+
+
+def diff(representative: str, member: str) -> list[Change]:
+    """Word by word: what a member's text changes of the representative's."""
+    a, b = representative.split(), member.split()
+    changes = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            changes.append(Change(" ", " ".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            changes.append(Change("-", " ".join(a[i1:i2])))
+        if j2 > j1:
+            changes.append(Change("+", " ".join(b[j1:j2])))
+    return changes
+
+
+class Campaigns:
+    def __init__(self, app: Agora, consultations: Consultations, staff: Staff, review: Review) -> None:
+        self.app = app
+        self.consultations = consultations
+        self.staff = staff
+        self.review = review
+
+    # Reading
+
+    def book(self, upto: int | None = None) -> Book:
+        """Every cluster, folded from the log (up to a position, if given)."""
+        book = Book()
+        topics = [t.TOPIC for t in Book.TOPICS]  # type: ignore[attr-defined]
+        start = 1
+        while batch := self.app.recorder.select_notifications(start=start, limit=1000, stop=upto, topics=topics):
+            for n in batch:
+                book.apply(self.app.mapper.to_domain_event(n), n.id)
+            start = batch[-1].id + 1
+        return book
+
+    def clusters(self, slug: str, min_size: int = 2) -> tuple[Book, dict[UUID, list[Member]]]:
+        """A consultation's clusters of at least `min_size` members, largest first."""
+        book = self.book()
+        found = book.clusters(self.consultations.get(slug).id)
+        kept = sorted(((c, m) for c, m in found.items() if len(m) >= min_size), key=lambda cm: (-len(cm[1]), cm[1][0].position))
+        return book, dict(kept)
+
+    def cluster(self, slug: str, cluster_id: UUID) -> tuple[Book, list[Member]]:
+        book = self.book()
+        members = book.clusters(self.consultations.get(slug).id).get(book.resolve(cluster_id))
+        if not members:
+            raise ClusterNotFound(cluster_id)
+        return book, members
+
+    def text(self, response_id: UUID) -> str:
+        """A response's free text as it now reads (redactions applied); empty where erased."""
+        response = self.consultations.response(response_id)
+        answers = self.review.answers(response_id)
+        return "\n".join(t for q in sorted(response.texts) if isinstance(t := answers.get(q), str))
+
+    # Editors' decisions
+
+    def confirm(self, slug: str, cluster_id: UUID, by: UUID, name: str, reason: str) -> int:
+        """Confirm a cluster as a campaign, by name."""
+        return self._on_cluster(slug, cluster_id, by, lambda c: c.confirm(by, name, reason))
+
+    def merge(self, slug: str, cluster_id: UUID, into: UUID, by: UUID, reason: str) -> int:
+        """Merge a cluster into another: its members count as the other's from now on."""
+        self.staff.get(by).require(Role.EDITOR)
+        consultation = self.consultations.get(slug).id
+        book = self.book()
+        live = book.clusters(consultation)
+        for c in (cluster_id, into):
+            if c not in live:
+                raise ClusterNotFound(c)
+
+        def command() -> tuple[Any, ...]:
+            source, target = self._aggregate(consultation, cluster_id), self._aggregate(consultation, into)
+            source.merge_into(by, target, reason)
+            return (source, target)
+
+        return self._record(command)[1]
+
+    def split(self, slug: str, cluster_id: UUID, response_id: UUID, by: UUID, reason: str) -> tuple[UUID, int]:
+        """Split a member out of its cluster into a cluster of its own; the new cluster's id and the event's position."""
+        self.staff.get(by).require(Role.EDITOR)
+        book, members = self.cluster(slug, cluster_id)
+        if response_id not in {m.response_id for m in members}:
+            raise ClusterConflict("That response is not a member of this cluster.")
+        if len(members) == 1:
+            raise ClusterConflict("The response is this cluster's only member: there is nothing to split it from.")
+
+        def command() -> tuple[Any, ...]:
+            assignment = self.app.find(assignment_id(response_id), Assignment)
+            assert assignment is not None  # the book found it
+            if assignment.cluster_id is None or book.resolve(assignment.cluster_id) != book.resolve(cluster_id):
+                raise ClusterConflict("The response left this cluster a moment ago; look again.")
+            assignment.split_out(by, reason)
+            return (assignment,)
+
+        (assignment,), position = self._record(command)
+        return assignment.cluster_id, position
+
+    def _on_cluster(self, slug: str, cluster_id: UUID, by: UUID, change: Callable[[Cluster], None]) -> int:
+        self.staff.get(by).require(Role.EDITOR)
+        consultation = self.consultations.get(slug).id
+        if cluster_id not in self.book().clusters(consultation):
+            raise ClusterNotFound(cluster_id)
+
+        def command() -> tuple[Any, ...]:
+            cluster = self._aggregate(consultation, cluster_id)
+            change(cluster)
+            return (cluster,)
+
+        return self._record(command)[1]
+
+    def _aggregate(self, consultation_id: UUID, cluster_id: UUID) -> Cluster:
+        return self.app.find(cluster_id, Cluster) or Cluster(consultation_id=consultation_id, id=cluster_id)
+
+    def _record(self, command: Callable[[], tuple[Any, ...]]) -> tuple[tuple[Any, ...], int]:
+        """Run a command on fresh aggregates and save them together, again if another editor got there first."""
+        for _ in range(ATTEMPTS):
+            aggregates = command()
+            try:
+                position = self.app.record(*aggregates)
+            except IntegrityError:
+                continue
+            assert position is not None  # every decision records an event
+            return aggregates, position
+        raise ClusterConflict("Others changed this cluster at the same moment; look again.")

@@ -1,0 +1,123 @@
+"""`agora serve`'s limits on what one client may hold, with real sockets: header size, header time, connections."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import SLUG
+from tests.e2e.test_serve import Server
+
+LIMITS = {"AGORA_MAX_HEADER_BYTES": "16384", "AGORA_HEADER_TIMEOUT_SECONDS": "1.5", "AGORA_KEEP_ALIVE_SECONDS": "1", "AGORA_MAX_CONNECTIONS": "20"}
+GET = f"GET /consultations/{SLUG} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One API process, so that its connection limit is the server's."""
+    data = tmp_path_factory.mktemp("limits") / "var"
+    data.mkdir()
+    served = Server(data, "--workers", "1", extra=LIMITS)
+    yield served
+    served.interrupt()
+
+
+@pytest.fixture
+def connect(server: Server) -> Iterator[Callable[[], socket.socket]]:
+    """Opens connections to the server, all closed after the test."""
+    opened: list[socket.socket] = []
+
+    def open_one() -> socket.socket:
+        opened.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        return opened[-1]
+
+    yield open_one
+    for sock in opened:
+        sock.close()
+
+
+def answer(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def still_serving(server: Server) -> None:
+    assert httpx.get(f"{server.url}/consultations/{SLUG}").status_code == 200
+
+
+def test_a_32_mb_header_is_refused_with_431_long_before_it_is_read(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    sock.sendall(GET + b"X-Big: ")
+    sent, chunk = 0, b"a" * 65536
+    try:
+        while sent < 32 * 1024 * 1024:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection while we were still sending
+    try:
+        response = answer(sock)
+    except ConnectionResetError:
+        pytest.fail(f"the connection was reset without an answer after {sent} bytes")
+    assert response.startswith(b"HTTP/1.1 431 ")
+    assert b"limited to 16384 bytes" in response
+    assert sent < 32 * 1024 * 1024  # refused while we were sending, not after
+    still_serving(server)
+
+
+def test_headers_just_under_the_limit_are_served(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    sock.sendall(GET + b"X-Big: " + b"a" * 15_000 + b"\r\nConnection: close\r\n\r\n")
+    assert answer(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    started = time.monotonic()
+    sock.sendall(GET)
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        for _ in range(40):  # a byte every 0.1 s: four seconds of trickle if the server waited
+            sock.sendall(b"X")
+            time.sleep(0.1)
+    assert 1.4 < time.monotonic() - started < 3
+    assert answer(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_connection_that_sends_nothing_is_dropped_too(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    started = time.monotonic()
+    assert answer(sock).startswith(b"HTTP/1.1 408 ")
+    assert 1.4 < time.monotonic() - started < 3
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    sock.sendall(GET + b"\r\n")
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    started = time.monotonic()
+    rest = answer(sock)  # nothing more: just the close
+    assert 0.9 < time.monotonic() - started < 2.5
+    assert b"HTTP/1.1" not in rest
+
+
+def test_connections_beyond_the_limit_are_refused_with_503_and_served_again_once_closed(server: Server, connect: Callable[[], socket.socket]) -> None:
+    held = [connect() for _ in range(20)]
+    try:
+        time.sleep(0.2)
+        extra = [connect() for _ in range(5)]
+        for sock in extra:
+            response = answer(sock)
+            assert response.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in response
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    still_serving(server)
