@@ -27,7 +27,7 @@ from api.public import pages, report, signups
 from api.public import audit as public_audit
 from api.public.consultations import form, stats, submit
 from api.services import Services
-from api.staff import accounts, attendees, audit, frame, review
+from api.staff import accounts, attendees, audit, campaigns, frame, review
 from api.staff import report as report_desk
 from runtime import System, redis_client, secret
 from runtime.settings import Settings
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             form, submit, stats, signups.sign_up, signups.link_page, signups.act, pages.favicon, *report.routes, *public_audit.routes,
             # Only staff routes declare the bearer token in the schema; public ones need none.
             Router(
-                "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees, *audit.routes, *report_desk.routes],
+                "/", route_handlers=[*accounts.routes, *review.routes, *frame.routes, attendees.attendees, *audit.routes, *report_desk.routes, *campaigns.routes],
                 security=[auth.security_requirement],
             ),
         ],

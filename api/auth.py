@@ -16,7 +16,7 @@ from litestar.security.jwt import JWTAuth, Token
 from domain.errors import StaffNotFound
 from domain.staff.member import Role, StaffMember
 
-PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$"]
+PUBLIC = ["^/consultations", "^/signups/", "^/schema", "^/staff/token$", "^/staff/password-reset$"]
 
 
 async def current_staff(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> StaffMember | None:

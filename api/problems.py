@@ -14,6 +14,8 @@ from litestar.openapi import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsException
 from redis.exceptions import RedisError
 
+from domain.campaigns.cluster import ClusterConflict
+from domain.campaigns.service import ClusterNotFound
 from domain.errors import (
     ConsultationNotFound,
     DomainError,
@@ -32,7 +34,7 @@ from domain.errors import (
     StaffNotFound,
 )
 from domain.reports.report import NotReadyForFinal, QuoteNotCandidate, ReportConflict, ReportMismatch, ReportNotFound
-from domain.review.case import CaseClosed, ClaimConflict
+from domain.review.case import CaseClosed, ClaimConflict, NotCompleted
 from domain.signups.signup import SessionGone
 from domain.staff.member import NotPermitted, StaffConflict
 
@@ -48,8 +50,9 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     StaffNotFound: (404, "staff-not-found", "Staff member not found"),
     NotAuthenticated: (401, "not-authenticated", "Not signed in"),
     NotPermitted: (403, "not-permitted", "Not permitted"),
-    ClaimConflict: (409, "claim-conflict", "Someone else holds this response"),
+    ClaimConflict: (409, "claim-conflict", "You do not hold a live claim on this response"),
     CaseClosed: (409, "review-completed", "The review is completed"),
+    NotCompleted: (409, "review-not-completed", "The review is not completed"),
     StaffConflict: (409, "staff-conflict", "The change contradicts the staff member's state"),
     ShredIncomplete: (503, "shred-incomplete", "Shredding recorded, not finished"),
     SignupLinkInvalid: (404, "signup-link-invalid", "The link is not valid"),
@@ -61,6 +64,8 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     ReportConflict: (409, "report-conflict", "The change contradicts the report's versions"),
     ReportMismatch: (500, "report-mismatch", "The report does not match its published digest"),
     IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key reused"),
+    ClusterNotFound: (404, "cluster-not-found", "Cluster not found"),
+    ClusterConflict: (409, "cluster-conflict", "The change contradicts the clusters' state"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {

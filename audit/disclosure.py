@@ -40,7 +40,7 @@ class AuditEvent(msgspec.Struct):
 # shows in the quote selections).
 HIDDEN = frozenset({
     "originator_id", "originator_version", "timestamp", "originator_topic", "by",
-    "answers", "fingerprint", "email", "password_hash", "clear", "credential", "receipt_hash", "confirm_hash", "manage_hash", "quotes",
+    "answers", "fingerprint", "email", "password_hash", "clear", "credential", "receipt_hash", "confirm_hash", "manage_hash", "reset_hash", "quotes",
 })
 
 

@@ -153,8 +153,8 @@ def consultation(args: argparse.Namespace) -> None:
 
 
 def staff(args: argparse.Namespace) -> None:
-    """Enrol a staff member from the command line (how the first admin is bootstrapped), erase a
-    former one, reseal members enrolled in clear."""
+    """Enrol a staff member from the command line (how the first admin is bootstrapped), set a
+    locked-out member's password, erase a former one, reseal members enrolled in clear."""
     if args.action == "erase":
         with System(settings()) as system:
             member = system.staff.erase(UUID(args.id), by=None)
@@ -168,6 +168,11 @@ def staff(args: argparse.Namespace) -> None:
         print(f"resealed {len(done)} members enrolled in clear; their clear enrolments stay in the log (see docs/privacy.md)")
         return
     password = os.environ.get("AGORA_STAFF_PASSWORD") or getpass.getpass(f"Password for {args.email}: ")
+    if args.action == "passwd":
+        with System(settings()) as system:
+            member = system.staff.set_password(args.email, password)
+        print(f"new password set for {member.id}; their earlier tokens no longer work")
+        return
     with System(settings()) as system:
         member_id = system.staff.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
     print(f"enrolled {args.email} as {', '.join(args.role)}: {member_id}")
@@ -264,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     add.set_defaults(run=staff)
     s.add_parser("erase", help="erase a deactivated member: destroy the keys of their name, email and password hash").add_argument("id")
     s.add_parser("reseal", help="seal the data of members enrolled before staff data was sealed")
+    s.add_parser("passwd", help="set a member's password, e.g. a locked-out last admin's (from AGORA_STAFF_PASSWORD, or asked for)").add_argument("email")
     for parser_ in s.choices.values():
         parser_.set_defaults(run=staff)
 

@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 import store
-from domain.campaigns.cluster import Assignment, Book, Kind, assignment_id, first_cluster_id
+from domain.campaigns.cluster import Assignment, Book, Likeness, assignment_id, first_cluster_id
 from domain.campaigns.service import original_text
 from domain.campaigns.similarity import Fingerprint, Index, fingerprint
 from domain.consultations.response import Response
@@ -139,12 +139,12 @@ class Clusterer:
 
     def _decide(self, response_id: UUID, consultation_id: UUID, print_: Fingerprint | None) -> Assignment:
         if print_ is None:
-            return Assignment(response_id=response_id, consultation_id=consultation_id, cluster_id=None, kind=Kind.UNCLUSTERED, similarity=0.0)
+            return Assignment(response_id=response_id, consultation_id=consultation_id, cluster_id=None, kind=Likeness.UNCLUSTERED, similarity=0.0)
         match = self._index(consultation_id).match(print_)
         cluster = None if match is None else self.book.cluster_of(match.member)  # type: ignore[arg-type]
         if match is None or cluster is None:
-            return Assignment(response_id=response_id, consultation_id=consultation_id, cluster_id=first_cluster_id(response_id), kind=Kind.UNIQUE, similarity=0.0)
-        kind = Kind.IDENTICAL if match.identical else Kind.NEAR
+            return Assignment(response_id=response_id, consultation_id=consultation_id, cluster_id=first_cluster_id(response_id), kind=Likeness.UNIQUE, similarity=0.0)
+        kind = Likeness.IDENTICAL if match.identical else Likeness.NEAR
         return Assignment(response_id=response_id, consultation_id=consultation_id, cluster_id=cluster, kind=kind, similarity=round(match.similarity, 4))
 
     def run(self, stop: threading.Event) -> None:

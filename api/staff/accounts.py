@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -51,11 +52,44 @@ class Profile(msgspec.Struct):
 
 
 
-@post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Sign in: a token for the Authorization header")
-def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
-    member = services.staff.authenticate(data.email, data.password)
+def signed_in(member: StaffMember, services: Services) -> Response[SignedIn]:
     token = services.auth.create_token(identifier=str(member.id), token_extras={"generation": member.generation})
     return Response(SignedIn(token, member.id, sorted(member.roles)), status_code=201)
+
+
+@post("/staff/token", responses=documented(400, 401, 429), sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Sign in: a token for the Authorization header")
+def sign_in(data: JSONBody[Credentials], services: NamedDependency[Services]) -> Response[SignedIn]:
+    return signed_in(services.staff.authenticate(data.email, data.password), services)
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    old_password: Password
+    password: Password
+
+
+@post("/staff/me/password", responses={**STAFF_PROBLEMS, **documented(429)}, sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Change your password: your other tokens stop working, a new one is returned")
+def change_password(data: JSONBody[PasswordChange], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Response[SignedIn]:
+    return signed_in(services.staff.change_password(request.user.id, data.old_password, data.password), services)
+
+
+class Reset(msgspec.Struct):
+    token: str  # shown once: give it to the member, who sets a new password with it
+    expires: datetime
+
+
+@post("/staff/{member_id:uuid}/password-reset", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[requires(Role.ADMIN)], summary="A one-time token for a member to set a new password with")
+def issue_reset(member_id: FromPath[UUID], request: Request[StaffMember, Token, object], services: NamedDependency[Services]) -> Response[Reset]:
+    return Response(Reset(*services.staff.issue_reset(member_id, by=request.user.id)), status_code=201)
+
+
+class Redemption(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(max_length=200)]
+    password: Password
+
+
+@post("/staff/password-reset", responses=documented(400, 401, 422, 429), sync_to_thread=True, opt={"rate_limit": "sign-in"}, summary="Set a new password with an admin's reset token, and sign in")
+def redeem_reset(data: JSONBody[Redemption], services: NamedDependency[Services]) -> Response[SignedIn]:
+    return signed_in(services.staff.redeem_reset(data.token, data.password), services)
 
 
 @get("/staff/me", responses=STAFF_PROBLEMS, sync_to_thread=True, summary="The signed-in staff member")
@@ -118,4 +152,4 @@ def deactivate(member_id: FromPath[UUID], request: Request[StaffMember, Token, o
     services.staff.deactivate(member_id, by=request.user.id)
 
 
-routes = [sign_in, me, members, enrol, grant, revoke, deactivate, reactivate, sign_out, sign_out_member]
+routes = [sign_in, me, members, enrol, grant, revoke, deactivate, reactivate, sign_out, sign_out_member, change_password, issue_reset, redeem_reset]

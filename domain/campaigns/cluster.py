@@ -25,7 +25,7 @@ from domain.topics import stored_as
 MAX_REASON = 2000
 
 
-class Kind(str, Enum):
+class Likeness(str, Enum):
     IDENTICAL = "identical"  # the same text as a member, once normalised
     NEAR = "near"  # at or above the similarity threshold with a member
     UNIQUE = "unique"  # like nothing before it: the first member of a cluster of its own
@@ -56,7 +56,7 @@ class Assignment(Aggregate):
         response_id: UUID
         consultation_id: UUID
         cluster_id: UUID | None  # None: unclustered
-        kind: Kind
+        kind: Likeness
         similarity: float  # to the member it matched (1.0 identical, 0.0 unique or unclustered)
 
     class SplitOut(Aggregate.Event):
@@ -72,7 +72,7 @@ class Assignment(Aggregate):
         return assignment_id(response_id)
 
     @event(Assigned)
-    def __init__(self, response_id: UUID, consultation_id: UUID, cluster_id: UUID | None, kind: Kind, similarity: float) -> None:
+    def __init__(self, response_id: UUID, consultation_id: UUID, cluster_id: UUID | None, kind: Likeness, similarity: float) -> None:
         self.response_id = response_id
         self.consultation_id = consultation_id
         self.cluster_id = cluster_id
@@ -151,7 +151,7 @@ class Cluster(Aggregate):
 class Member:
     response_id: UUID
     cluster_id: UUID | None  # as assigned or split; a merge is resolved by `Book.resolve`
-    kind: Kind
+    kind: Likeness
     similarity: float
     position: int  # of its assignment, in the log
     version: int  # of its assignment aggregate, as folded

@@ -19,7 +19,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Member, assignment_id
 from domain.consultations.service import Consultations
 from domain.core import Agora
-from domain.errors import DomainError
+from domain.errors import DomainError, FieldError, InvalidInput
 from domain.review.service import Review
 from domain.sealed import Sealed, Vault
 from domain.staff.member import Role
@@ -119,9 +119,10 @@ class Campaigns:
         consultation = self.consultations.get(slug).id
         book = self.book()
         live = book.clusters(consultation)
-        for c in (cluster_id, into):
-            if c not in live:
-                raise ClusterNotFound(c)
+        if into not in live:
+            raise ClusterNotFound(into)
+        if cluster_id not in live:  # named in the request's body, not its path: a rule broken, not a missing page
+            raise InvalidInput([FieldError("other", f"There is no cluster {cluster_id} in this consultation.")])
 
         def command() -> tuple[Any, ...]:
             source, target = self._aggregate(consultation, cluster_id), self._aggregate(consultation, into)

@@ -49,6 +49,10 @@ class CaseClosed(DomainError):
     """The response's review is completed: reopen it first."""
 
 
+class NotCompleted(DomainError):
+    """Reopening a review that is not completed."""
+
+
 REDACTED = "[redacted]"
 
 
@@ -263,7 +267,7 @@ class ReviewCase(Aggregate):
 
     def reopen(self, by: UUID, reason: str) -> None:
         if self.outcome is None:
-            raise CaseClosed("The review is not completed, so there is nothing to reopen.")
+            raise NotCompleted("The review is not completed, so there is nothing to reopen.")
         if not reason.strip():
             raise InvalidInput([FieldError("reason", "Reopening needs a reason.")])
         self._reopen(by, reason)

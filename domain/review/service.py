@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from domain.consultations.consultation import Answer, Theme
 from domain.consultations.service import Consultations
 from domain.core import Agora
+from domain.consultations.response import Response
 from domain.errors import FieldError, InvalidInput, ShredIncomplete
 from domain.review.case import ClaimConflict, Flag, Outcome, ReviewCase, case_id
 from domain.review.casefile import CaseFile, fold_case_file
@@ -87,8 +88,8 @@ class Review:
 
     def flag(self, response_id: UUID, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None = None) -> int | None:
         case = self._case(response_id)
-        if duplicate_of is not None:
-            self.consultations.response(duplicate_of)
+        if duplicate_of is not None and not self.app.find(duplicate_of, Response):  # named in the body: 422, not 404
+            raise InvalidInput([FieldError("duplicate_of", "There is no such response.")])
         return self._act(case, by, Role.REVIEWER, lambda now: case.flag(by, flag, reason, duplicate_of, now))
 
     def unflag(self, response_id: UUID, by: UUID, flag: Flag, reason: str) -> int | None:

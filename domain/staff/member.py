@@ -9,6 +9,8 @@ email, name and password hash in clear; `clear` carries them until the member is
 
 from __future__ import annotations
 
+import hmac
+from datetime import datetime
 from enum import Enum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -16,7 +18,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import DomainError
+from domain.errors import DomainError, NotAuthenticated
 from domain.sealed import Sealed
 from domain.topics import stored_as
 
@@ -98,6 +100,20 @@ class StaffMember(Aggregate):
 
         by: UUID
 
+    class PasswordChanged(Aggregate.Event):
+        """A new password hash under a new key (the old key is destroyed); every earlier token stops working."""
+
+        credential: Sealed
+        key_ids: list[str]  # destroyed: the old hash's key (none for a member enrolled in clear)
+        by: UUID | None  # the member (with their password or an admin's reset token); None: the operator
+
+    class ResetIssued(Aggregate.Event):
+        """An admin's one-time reset: the token itself is shown to the admin once, never recorded."""
+
+        reset_hash: str  # sha256 of the token's secret
+        until: datetime
+        by: UUID
+
     class Erased(Aggregate.Event):
         key_ids: list[str]  # destroyed: the name, email and password hash can no longer be read
         by: UUID | None  # None: the operator
@@ -112,6 +128,7 @@ class StaffMember(Aggregate):
         self.active = True
         self.erased = False
         self.generation = 0  # tokens carry it; signing out moves it on
+        self.reset: tuple[str, datetime] | None = None  # an unused reset's hash and expiry
 
     @property
     def key_ids(self) -> list[str]:
@@ -156,6 +173,25 @@ class StaffMember(Aggregate):
             by.require(Role.ADMIN)
         self._sign_out(by.id)
 
+    def change_password(self, credential: Sealed, by: UUID | None) -> None:
+        """`by`: the member, who proved their old password; None: the operator, on the command line."""
+        if self.erased:
+            raise StaffConflict("An erased member has no password to change.")
+        if by is not None:
+            self._require_active()
+        self._change_password(credential, [self.credential.key_id] if self.credential else [], by)
+
+    def issue_reset(self, reset_hash: str, until: datetime, by: StaffMember) -> None:
+        by.require(Role.ADMIN)
+        self._require_active()
+        self._issue_reset(reset_hash, until, by.id)
+
+    def redeem_reset(self, reset_hash: str, credential: Sealed, now: datetime) -> None:
+        """Set a new password with the reset token an admin issued; it works once, before it expires."""
+        if not (self.active and self.reset and hmac.compare_digest(self.reset[0], reset_hash) and now < self.reset[1]):
+            raise NotAuthenticated("This reset token is wrong, used, replaced or expired; ask an admin for a new one.")
+        self._change_password(credential, [self.credential.key_id] if self.credential else [], self.id)
+
     def reseal(self, contact: Sealed, credential: Sealed) -> None:
         if self.clear is None or self.contact is not None or self.erased:
             raise StaffConflict("Only a member enrolled in clear, not resealed or erased yet, can be resealed.")
@@ -190,6 +226,7 @@ class StaffMember(Aggregate):
     @event(Deactivated)
     def _deactivate(self, by: UUID) -> None:
         self.active = False
+        self.reset = None
 
     @event(Reactivated)
     def _reactivate(self, by: UUID) -> None:
@@ -199,7 +236,18 @@ class StaffMember(Aggregate):
     def _sign_out(self, by: UUID) -> None:
         self.generation += 1
 
+    @event(PasswordChanged)
+    def _change_password(self, credential: Sealed, key_ids: list[str], by: UUID | None) -> None:
+        self.credential = credential
+        self.generation += 1
+        self.reset = None
+
+    @event(ResetIssued)
+    def _issue_reset(self, reset_hash: str, until: datetime, by: UUID) -> None:
+        self.reset = (reset_hash, until)
+
     @event(Erased)
     def _erase(self, key_ids: list[str], by: UUID | None) -> None:
         self.erased = True
+        self.reset = None
         self.clear = None  # the log keeps a version 1 enrolment's clear copy; nothing reads it from here on

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from uuid import UUID, uuid4
 
@@ -16,8 +17,10 @@ from eventsourcing.persistence import PersistenceError
 from domain import text
 from domain.core import Agora
 from domain.errors import FieldError, InvalidInput, NotAuthenticated, ShredIncomplete, StaffNotFound
-from domain.sealed import Vault
+from domain.sealed import Sealed, Vault
 from domain.staff.member import ERASED_NAME, Contact, Role, StaffConflict, StaffMember, staff_id
+
+RESET_LIFETIME = timedelta(hours=24)
 
 
 class Staff:
@@ -85,8 +88,7 @@ class Staff:
 
     def authenticate(self, email: str, password: str) -> StaffMember:
         refused = NotAuthenticated("Wrong email or password, or the account is deactivated.")
-        owner = self.keys.owner(email_digest(email.strip().lower()))
-        member = self.app.find(UUID(owner) if owner else staff_id(email), StaffMember)
+        member = self.find(email)
         known = self.password_hash(member) if member else None
         # Verify even for an unknown address, so that it takes as long as a wrong password.
         try:
@@ -95,6 +97,73 @@ class Staff:
             raise refused from None
         if member is None or known is None or not member.active:
             raise refused
+        return member
+
+    def find(self, email: str) -> StaffMember | None:
+        """The member enrolled with this address, sealed or (version 1) in clear."""
+        owner = self.keys.owner(email_digest(email.strip().lower()))
+        return self.app.find(UUID(owner) if owner else staff_id(email), StaffMember)
+
+    def change_password(self, member_id: UUID, old: str, new: str) -> StaffMember:
+        """The member's own change, with their current password; their other tokens stop working."""
+        member = self.get(member_id)
+        try:
+            self.passwords.verify(self.password_hash(member) or self._dummy_hash, old)
+        except argon2.exceptions.VerificationError:
+            raise InvalidInput([FieldError("old_password", "This is not your current password.")]) from None
+        return self._set_password(member_id, new, lambda m, credential: m.change_password(credential, by=member_id))
+
+    def set_password(self, email: str, new: str) -> StaffMember:
+        """The operator's way in for a locked-out member (the last admin): no old password asked."""
+        member = self.find(email)
+        if member is None:
+            raise StaffNotFound(email.strip().lower())
+        return self._set_password(member.id, new, lambda m, credential: m.change_password(credential, by=None))
+
+    def issue_reset(self, member_id: UUID, by: UUID) -> tuple[str, datetime]:
+        """A one-time token for the member to set a new password with: shown to the admin once."""
+        secret = secrets.token_urlsafe(32)
+        expires = datetime.now(UTC) + RESET_LIFETIME
+
+        def command() -> tuple[StaffMember]:
+            member = self.get(member_id)
+            member.issue_reset(_digest(secret), expires, self.get(by))
+            return (member,)
+
+        self.app.retrying(command)
+        return f"{member_id}.{secret}", expires
+
+    def redeem_reset(self, token: str, new: str) -> StaffMember:
+        refused = NotAuthenticated("This reset token is wrong, used, replaced or expired; ask an admin for a new one.")
+        member_id, _, secret = token.partition(".")
+        try:
+            member = self.get(UUID(member_id))
+        except (ValueError, StaffNotFound):
+            raise refused from None
+        now = datetime.now(UTC)
+        return self._set_password(member.id, new, lambda m, credential: m.redeem_reset(_digest(secret), credential, now))
+
+    def _set_password(self, member_id: UUID, password: str, change: Callable[[StaffMember, Sealed], None]) -> StaffMember:
+        """Seal the new password's hash under a new key, record the change, then destroy the old key."""
+        if problem := _password_problem(password):
+            raise InvalidInput([FieldError("password", problem)])
+        (credential,) = self.keys.seal([(f"credential:{member_id}", self.passwords.hash(password))])
+
+        def command() -> tuple[StaffMember]:
+            member = self.get(member_id)
+            change(member, credential)
+            return (member,)
+
+        try:
+            (member,) = self.app.retrying(command)
+        except BaseException:
+            self.keys.destroy([credential.key_id])  # never recorded: no key left behind
+            raise
+        (changed,) = self.app.events.get(member_id, gt=member.version - 1)
+        try:
+            self.keys.destroy(changed.key_ids)
+        except PersistenceError as e:
+            raise ShredIncomplete(f"The new password is set, but the old one's key is not destroyed yet ({e}).") from e
         return member
 
     def grant(self, member_id: UUID, role: Role, by: UUID) -> None:
@@ -157,15 +226,17 @@ class Staff:
             clear = member.clear
             _, key_id = self.keys.find_or_create(email_digest(clear.email), str(member.id))
             contact = self.keys.seal_with(key_id, _encode(Contact(clear.name, clear.email)), f"staff:{member.id}")
-            (credential,) = self.keys.seal([(f"credential:{member.id}", clear.password_hash)])
+            # A member who changed their password since has their new hash sealed already.
+            credential = member.credential or self.keys.seal([(f"credential:{member.id}", clear.password_hash)])[0]
             member.reseal(contact, credential)
             self.app.save(member)
             done.append(member.id)
         return done
 
-    def erased(self) -> list[StaffMember.Erased]:
-        """Every erasure in the log: what to destroy again after restoring a backup."""
-        return list(self.app.select_events(StaffMember.Erased))
+    def erased(self) -> list[StaffMember.Erased | StaffMember.PasswordChanged]:
+        """Every erasure and password change in the log (their `key_ids` were destroyed): what to
+        destroy again after restoring a backup."""
+        return list(self.app.select_events(StaffMember.Erased, StaffMember.PasswordChanged))
 
 
 def email_digest(email: str) -> str:
@@ -182,10 +253,18 @@ def _check_credentials(email: str, name: str, password: str) -> None:
         errors.append(FieldError("email", "Expected an email address."))
     if problem := text.name_problem(name):
         errors.append(FieldError("name", problem))
-    if not 12 <= len(password) <= 1024:
-        errors.append(FieldError("password", "A password needs at least 12 characters."))
+    if problem := _password_problem(password):
+        errors.append(FieldError("password", problem))
     if errors:
         raise InvalidInput(errors)
+
+
+def _password_problem(password: str) -> str | None:
+    return None if 12 <= len(password) <= 1024 else "A password needs at least 12 characters."
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from domain.campaigns.cluster import Assignment, ClusterConflict, Kind, first_cluster_id
+from domain.campaigns.cluster import Assignment, ClusterConflict, Likeness, first_cluster_id
 from domain.campaigns.service import ClusterNotFound
 from domain.consultations.service import Submission
 from domain.errors import InvalidInput
@@ -45,11 +45,11 @@ def test_each_response_is_assigned_once_identical_near_unique_or_not_at_all(syst
     clusterer.catch_up()
     kinds = {e.response_id: (e.kind, e.cluster_id) for e in assigned(system)}
     first = first_cluster_id(ids[0])
-    assert kinds[ids[0]] == (Kind.UNIQUE, first)
-    assert kinds[ids[1]] == (Kind.IDENTICAL, first)
-    assert kinds[ids[2]][0] == Kind.NEAR and kinds[ids[2]][1] == first
-    assert kinds[ids[3]] == (Kind.UNIQUE, first_cluster_id(ids[3]))
-    assert kinds[ids[4]] == (Kind.UNCLUSTERED, None)  # too short ever to cluster
+    assert kinds[ids[0]] == (Likeness.UNIQUE, first)
+    assert kinds[ids[1]] == (Likeness.IDENTICAL, first)
+    assert kinds[ids[2]][0] == Likeness.NEAR and kinds[ids[2]][1] == first
+    assert kinds[ids[3]] == (Likeness.UNIQUE, first_cluster_id(ids[3]))
+    assert kinds[ids[4]] == (Likeness.UNCLUSTERED, None)  # too short ever to cluster
     assert ids[5] not in kinds and ids[6] not in kinds  # blank text is no answer: nothing to cluster
     _, clusters = system.campaigns.clusters(SLUG)
     assert {c: len(m) for c, m in clusters.items()} == {first: 3}
@@ -115,7 +115,7 @@ def test_a_shredded_member_leaves_its_cluster_and_the_index(system: System, staf
     (unseen,) = send(system, TEMPLATE)
     shred(system, staff, unseen)
     rebuilt.catch_up()
-    assert [e.kind for e in assigned(system) if e.response_id == unseen] == [Kind.UNCLUSTERED]
+    assert [e.kind for e in assigned(system) if e.response_id == unseen] == [Likeness.UNCLUSTERED]
 
 
 def test_editors_confirm_split_and_merge_each_as_an_event_with_who_and_why(system: System, staff: dict[str, UUID]) -> None:
@@ -139,8 +139,8 @@ def test_editors_confirm_split_and_merge_each_as_an_event_with_who_and_why(syste
     with pytest.raises(ClusterConflict):
         campaigns.split(SLUG, new_cluster, ids[2], editor, "alone")
     campaigns.merge(SLUG, second, first, editor, "Same campaign, second template")
-    with pytest.raises(ClusterNotFound):
-        campaigns.merge(SLUG, second, first, editor, "again")  # merged: no longer a cluster of its own
+    with pytest.raises(InvalidInput):
+        campaigns.merge(SLUG, second, first, editor, "again")  # merged: no longer a cluster of its own (named in the body)
     book, clusters = campaigns.clusters(SLUG, min_size=1)
     assert {c: sorted(m.response_id for m in ms) == sorted(r) for c, ms in clusters.items() for r in [
         [ids[0], ids[1], ids[3], ids[4]] if c == first else [ids[2]]]} == {first: True, new_cluster: True}
@@ -151,3 +151,137 @@ def test_editors_confirm_split_and_merge_each_as_an_event_with_who_and_why(syste
     (copy,) = send(system, TEMPLATE + " Best, Cy")
     system.clusterer().catch_up()
     assert campaigns.book().cluster_of(copy) == first
+
+
+# Over HTTP
+
+def clustered(system: System) -> list[UUID]:
+    """Two clusters (three of the template, two of the other text) and a unique response; assigned."""
+    ids = send(system, TEMPLATE, TEMPLATE, "Dear committee, " + TEMPLATE + " Regards, Ana Lopez", OTHER, OTHER + " Thanks.", "A text unlike " * 5)
+    system.clusterer().catch_up()
+    return ids
+
+
+def accesses(system: System) -> list[tuple[UUID, str, str]]:
+    from domain.access.access import Access
+
+    return [(e.by, e.what, e.subject) for e in system.app.select_events(Access.Recorded)]
+
+
+async def test_staff_read_clusters_with_diffs_and_the_reading_is_on_record(client, system: System, staff: dict[str, UUID], headers) -> None:  # type: ignore[no-untyped-def]
+    ids = clustered(system)
+    base = f"/review/consultations/{SLUG}/clusters"
+    first, second = first_cluster_id(ids[0]), first_cluster_id(ids[3])
+    for role in ("reviewer", "editor", "auditor", "admin"):
+        r = await client.get(base, headers=headers[role])
+        assert r.status_code == 200, r.text
+        assert [(c["id"], c["size"], c["kind"], c["campaign"], c["representative"]) for c in r.json()] == [
+            (str(first), 3, "near", None, str(ids[0])), (str(second), 2, "near", None, str(ids[3])),
+        ]
+        assert r.json()[0]["excerpt"] == TEMPLATE[:240]
+    paged = (await client.get(base, params={"cursor": 1, "limit": 1}, headers=headers["auditor"])).json()
+    assert [c["id"] for c in paged] == [str(second)]
+
+    r = await client.get(f"{base}/{first}", headers=headers["auditor"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["id"], body["size"], body["representative"], body["text"], body["next_cursor"]) == (str(first), 3, str(ids[0]), TEMPLATE, None)
+    assert [(m["response_id"], m["kind"]) for m in body["members"]] == [(str(ids[0]), "unique"), (str(ids[1]), "identical"), (str(ids[2]), "near")]
+    assert body["members"][1]["changes"] == [{"op": " ", "text": TEMPLATE}]
+    assert body["members"][2]["changes"] == [
+        {"op": "+", "text": "Dear committee,"}, {"op": " ", "text": TEMPLATE}, {"op": "+", "text": "Regards, Ana Lopez"},
+    ]
+    assert 0.8 <= body["members"][2]["similarity"] < 1
+    page = (await client.get(f"{base}/{first}", params={"limit": 2}, headers=headers["auditor"])).json()
+    assert len(page["members"]) == 2 and page["next_cursor"] == 2
+    rest = (await client.get(f"{base}/{first}", params={"cursor": 2}, headers=headers["auditor"])).json()
+    assert [m["response_id"] for m in rest["members"]] == [str(ids[2])] and rest["next_cursor"] is None
+    seen = accesses(system)
+    assert (staff["auditor"], "cluster free text", str(first)) in seen
+    assert (staff["reviewer"], "cluster free text", f"{first},{second}") in seen
+
+    # A redaction shows in the cluster's texts: nobody reads the original through a cluster.
+    system.review.claim(ids[2], staff["reviewer"], timedelta(minutes=5))
+    system.review.redact(ids[2], staff["reviewer"], "works_well", len("Dear committee, " + TEMPLATE + " Regards, "), len("Dear committee, " + TEMPLATE + " Regards, Ana Lopez"), "a name")
+    body = (await client.get(f"{base}/{first}", headers=headers["reviewer"])).json()
+    assert "Ana" not in str(body) and body["members"][2]["changes"][-1] == {"op": "+", "text": "Regards, [redacted]"}
+
+
+async def test_cluster_routes_refuse_unknown_foreign_and_unauthenticated(client, system: System, seed, headers) -> None:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    ids = clustered(system)
+    first = first_cluster_id(ids[0])
+    system.consultations.load(msgspec.structs.replace(seed, slug="another-consultation"))
+    system.consultations.open("another-consultation")
+    foreign = [r.id for r in system.consultations.submit_batch([Submission("another-consultation", {"familiarity": "read", "works_well": TEMPLATE})] * 2)]  # type: ignore[union-attr]
+    system.clusterer().catch_up()
+    theirs = first_cluster_id(foreign[0])
+    base = f"/review/consultations/{SLUG}/clusters"
+    head = system.app.head()
+    for path in (f"{base}/{uuid4()}", f"{base}/{theirs}"):  # unknown, another consultation's
+        r = await client.get(path, headers=headers["reviewer"])
+        assert (r.status_code, r.json()["type"]) == (404, "/problems/cluster-not-found"), r.text
+        r = await client.post(path + "/confirm", json={"name": "X", "reason": "y"}, headers=headers["editor"])
+        assert (r.status_code, r.json()["type"]) == (404, "/problems/cluster-not-found"), r.text
+    r = await client.post(f"{base}/{first}/merge", json={"other": str(theirs), "reason": "same"}, headers=headers["editor"])
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "other"), r.text  # named in the body, not the path
+    r = await client.get("/review/consultations/nope/clusters", headers=headers["reviewer"])
+    assert (r.status_code, r.json()["type"]) == (404, "/problems/consultation-not-found")
+    r = await client.get(f"{base}/not-a-uuid", headers=headers["reviewer"])
+    assert r.status_code in (400, 404) and r.json()["type"] in ("/problems/not-found", "/problems/malformed-request")
+    assert (await client.get(base)).status_code == 401
+    r = await client.get(base, params={"limit": 0}, headers=headers["reviewer"])
+    assert (r.status_code, r.json()["type"]) == (400, "/problems/malformed-request")
+    assert system.app.head() == head  # nothing recorded, not even an access
+
+
+async def test_editors_confirm_split_and_merge_over_http_and_others_may_not(client, system: System, staff: dict[str, UUID], headers) -> None:  # type: ignore[no-untyped-def]
+    ids = clustered(system)
+    first, second = first_cluster_id(ids[0]), first_cluster_id(ids[3])
+    base = f"/review/consultations/{SLUG}/clusters"
+    bodies = {
+        "confirm": {"name": "Save the panel", "reason": "A mailing list's template"},
+        "split": {"response_id": str(ids[2]), "reason": "Adds an argument of its own"},
+        "merge": {"other": str(second), "reason": "Same campaign, second template"},
+    }
+    head = system.app.head()
+    for role in ("reviewer", "auditor", "admin"):
+        for action, body in bodies.items():
+            r = await client.post(f"{base}/{first}/{action}", json=body, headers=headers[role])
+            assert (r.status_code, r.json()["type"]) == (403, "/problems/not-permitted"), (role, action, r.text)
+    bad = [
+        ("confirm", {"name": "", "reason": "why"}, 422, "invalid-input"),
+        ("confirm", {"name": "Save", "reason": "   "}, 422, "invalid-input"),
+        ("confirm", {"name": "Save"}, 400, "malformed-request"),
+        ("confirm", {"name": "Save", "reason": "why", "extra": 1}, 400, "malformed-request"),
+        ("confirm", {"name": "Save", "reason": "x" * 2001}, 400, "malformed-request"),
+        ("split", {"response_id": "nope", "reason": "why"}, 400, "malformed-request"),
+        ("split", {"response_id": str(ids[3]), "reason": "why"}, 409, "cluster-conflict"),  # not a member
+        ("split", {"response_id": str(ids[2]), "reason": ""}, 422, "invalid-input"),
+        ("merge", {"other": str(first), "reason": "why"}, 409, "cluster-conflict"),  # into itself
+        ("merge", {"other": str(uuid4()), "reason": "why"}, 422, "invalid-input"),  # named in the body, not the path
+        ("merge", {"other": str(second), "reason": ""}, 422, "invalid-input"),
+    ]
+    for action, body, status, name in bad:
+        r = await client.post(f"{base}/{first}/{action}", json=body, headers=headers["editor"])
+        assert (r.status_code, r.json()["type"]) == (status, f"/problems/{name}"), (action, body, r.text)
+    assert system.app.head() == head  # nothing half-written
+
+    r = await client.post(f"{base}/{first}/confirm", json=bodies["confirm"], headers=headers["editor"])
+    assert r.status_code == 201 and r.json()["position"] == system.app.head()
+    r = await client.post(f"{base}/{first}/split", json=bodies["split"], headers=headers["editor"])
+    assert r.status_code == 201, r.text
+    alone = UUID(r.json()["cluster_id"])
+    r = await client.post(f"{base}/{alone}/split", json={"response_id": str(ids[2]), "reason": "again"}, headers=headers["editor"])
+    assert (r.status_code, r.json()["type"]) == (409, "/problems/cluster-conflict")  # its only member
+    r = await client.post(f"{base}/{first}/merge", json=bodies["merge"], headers=headers["editor"])
+    assert r.status_code == 201, r.text
+    r = await client.post(f"{base}/{first}/merge", json=bodies["merge"], headers=headers["editor"])
+    assert (r.status_code, r.json()["type"]) == (422, "/problems/invalid-input")  # merged already (named in the body)
+
+    listed = (await client.get(base, headers=headers["reviewer"])).json()
+    assert [(c["id"], c["size"], c["kind"], c["campaign"]) for c in listed] == [(str(first), 4, "near", "Save the panel")]
+    merged = (await client.get(f"{base}/{second}", headers=headers["reviewer"])).json()  # answers as the cluster it joined
+    assert merged["id"] == str(first) and {m["response_id"] for m in merged["members"]} == {str(i) for i in (ids[0], ids[1], ids[3], ids[4])}
+    assert [(e.by, e.reason) for e in system.app.select_events(Assignment.SplitOut)] == [(staff["editor"], "Adds an argument of its own")]

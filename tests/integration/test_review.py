@@ -136,7 +136,7 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
         ("notes", {"text": "x", "extra": 1}, 400, "malformed-request"),
         ("complete", {"outcome": "excluded", "reason": ""}, 422, "invalid-input"),
         ("complete", {"outcome": "perfect"}, 400, "malformed-request"),
-        ("reopen", {"reason": "not completed"}, 409, "review-completed"),
+        ("reopen", {"reason": "not completed"}, 409, "review-not-completed"),
     ],
 )
 async def test_bad_review_actions_are_refused_and_record_nothing(
@@ -292,3 +292,36 @@ def test_a_consultation_recorded_without_a_coding_frame_gets_one_from_its_first_
         system.review.tag(receipt.id, staff["reviewer"], "ai_use")
     system.review.add_theme("older-one", Theme(id="ai_use", label="AI use"), staff["editor"])
     assert system.review.tag(receipt.id, staff["reviewer"], "ai_use") is not None
+
+
+async def test_problem_titles_fit_the_case_they_name(client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]]) -> None:
+    (response,) = submit(system, 1)
+    url = f"/review/responses/{response}"
+    head = system.app.head()
+    unheld = await client.post(f"{url}/release", headers=headers["reviewer"])  # nobody holds it
+    assert unheld.status_code == 409 and unheld.json()["type"] == "/problems/claim-conflict"
+    assert unheld.json()["title"] == "You do not hold a live claim on this response"
+    assert unheld.json()["detail"].startswith("Claim the response first") and "holder" not in unheld.json()
+    reopen = await client.post(f"{url}/reopen", json={"reason": "Second look."}, headers=headers["editor"])
+    assert reopen.status_code == 409 and reopen.json()["type"] == "/problems/review-not-completed"
+    assert reopen.json()["title"] == "The review is not completed"
+    assert reopen.json()["detail"] == "The review is not completed, so there is nothing to reopen."
+    assert system.app.head() == head
+    assert (await client.post(f"{url}/claim", headers=headers["reviewer"])).status_code == 201
+    taken = await client.post(f"{url}/release", headers=headers["reviewer2"])  # someone else holds it
+    assert taken.json()["title"] == "You do not hold a live claim on this response" and taken.json()["detail"].startswith("Claimed by ")
+    assert (await client.post(f"{url}/complete", json={"outcome": "reviewed"}, headers=headers["reviewer"])).status_code == 201
+    done = await client.post(f"{url}/notes", json={"text": "more"}, headers=headers["reviewer"])
+    assert (done.json()["type"], done.json()["title"]) == ("/problems/review-completed", "The review is completed")
+    assert done.json()["detail"].startswith("The review was completed as reviewed")
+
+
+async def test_a_missing_thing_named_in_the_body_is_a_422_in_the_path_a_404(client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]]) -> None:
+    (response,) = submit(system, 1)
+    r = headers["reviewer"]
+    assert (await client.post(f"/review/responses/{response}/claim", headers=r)).status_code == 201
+    head = system.app.head()
+    flagged = await client.post(f"/review/responses/{response}/flags", json={"flag": "duplicate", "reason": "same", "duplicate_of": str(uuid4())}, headers=r)
+    assert flagged.status_code == 422 and flagged.json()["errors"][0]["field"] == "duplicate_of", flagged.text
+    assert system.app.head() == head
+    assert (await client.post(f"/review/responses/{uuid4()}/claim", headers=r)).status_code == 404

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Kind, first_cluster_id
+from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Likeness, first_cluster_id
 from domain.campaigns.service import diff
 from domain.campaigns.similarity import Index, fingerprint, normalise, shingles, tokens
 from domain.errors import InvalidInput
@@ -100,9 +100,9 @@ def test_splits_merges_and_departures_fold_into_the_book() -> None:
     a, b, c = uuid4(), uuid4(), uuid4()
     first = first_cluster_id(a)
     assignments = [
-        Assignment(response_id=a, consultation_id=consultation, cluster_id=first, kind=Kind.UNIQUE, similarity=0.0),
-        Assignment(response_id=b, consultation_id=consultation, cluster_id=first, kind=Kind.NEAR, similarity=0.9),
-        Assignment(response_id=c, consultation_id=consultation, cluster_id=first_cluster_id(c), kind=Kind.UNIQUE, similarity=0.0),
+        Assignment(response_id=a, consultation_id=consultation, cluster_id=first, kind=Likeness.UNIQUE, similarity=0.0),
+        Assignment(response_id=b, consultation_id=consultation, cluster_id=first, kind=Likeness.NEAR, similarity=0.9),
+        Assignment(response_id=c, consultation_id=consultation, cluster_id=first_cluster_id(c), kind=Likeness.UNIQUE, similarity=0.0),
     ]
     book = Book()
     for position, x in enumerate(assignments, 1):
@@ -130,7 +130,7 @@ def test_splits_merges_and_departures_fold_into_the_book() -> None:
     assert sorted(len(m) for m in clusters.values()) == [1, 2]
     assert book.cluster_of(c) == first and book.campaigns == {first: "Save the panel"}
 
-    gone = Assignment(response_id=uuid4(), consultation_id=consultation, cluster_id=None, kind=Kind.UNCLUSTERED, similarity=0.0)
+    gone = Assignment(response_id=uuid4(), consultation_id=consultation, cluster_id=None, kind=Likeness.UNCLUSTERED, similarity=0.0)
     with pytest.raises(ClusterConflict):
         gone.split_out(editor, "nothing to split")
     gone.leave("shredded")

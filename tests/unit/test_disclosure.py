@@ -29,7 +29,7 @@ CONTACT = Sealed("contact-key", b"ciphertext of a name and email")
 REDACTED = Sealed("redacted-key", b"ciphertext of the redacted text")
 CREDENTIAL = Sealed("credential-key", b"ciphertext of a password hash")
 SECRETS = [
-    b"staff.person@example.org", b"$argon2id$v=19$secret-hash", b"receipt-hash-0123", b"confirm-hash-4567", b"manage-hash-89ab", b"fingerprint-mac-cdef", b"quoted-text-hash",
+    b"staff.person@example.org", b"$argon2id$v=19$secret-hash", b"receipt-hash-0123", b"reset-hash-0123", b"confirm-hash-4567", b"manage-hash-89ab", b"fingerprint-mac-cdef", b"quoted-text-hash",
     b"ciphertext", b"answer in clear",
 ]
 
@@ -45,6 +45,9 @@ def every_event() -> list[Aggregate.Event]:
     staff.deactivate(admin)
     staff.reactivate(admin)
     staff.sign_out(staff)
+    staff.issue_reset("reset-hash-0123", now + timedelta(hours=1), admin)
+    staff.redeem_reset("reset-hash-0123", CREDENTIAL, now)
+    staff.change_password(CREDENTIAL, staff.id)
     staff.deactivate(admin)
     staff.reseal(CONTACT, CREDENTIAL)
     staff.erase(admin)

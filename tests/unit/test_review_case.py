@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 
 from domain.errors import DomainError, InvalidInput
-from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome, ReviewCase, case_id
+from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, NotCompleted, Outcome, ReviewCase, case_id
 from domain.sealed import Sealed
 
 RESPONSE, OTHER_RESPONSE = uuid4(), uuid4()
@@ -317,7 +317,7 @@ def test_excluding_needs_a_reason() -> None:
 
 def test_only_a_completed_case_with_a_reason_can_be_reopened() -> None:
     case = claimed()
-    with refused(case, CaseClosed):
+    with refused(case, NotCompleted):
         case.reopen(ANA, "Second look.")
     case = completed()
     with refused(case, InvalidInput) as info:

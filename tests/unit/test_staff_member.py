@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -11,7 +12,7 @@ import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from domain.errors import DomainError
+from domain.errors import DomainError, NotAuthenticated
 from domain.sealed import Sealed
 from domain.staff.member import Clear, NotPermitted, Role, StaffConflict, StaffMember, staff_id
 from store.codec import MsgspecMapper, MsgspecTranscoder
@@ -227,3 +228,32 @@ def test_signing_out_moves_the_token_generation_on_for_oneself_or_by_an_admin() 
     m.sign_out(admin)
     event = only_event(m)
     assert isinstance(event, StaffMember.SignedOut) and event.by == admin.id and m.generation == 2
+
+
+def test_a_password_change_retires_the_old_key_and_moves_the_token_generation_on() -> None:
+    m = member("rev@agora.example", Role.REVIEWER)
+    old, new = m.credential, sealed("hash")
+    m.change_password(new, by=m.id)
+    event = only_event(m)
+    assert isinstance(event, StaffMember.PasswordChanged) and (event.credential, event.key_ids, event.by) == (new, [old.key_id], m.id)
+    assert m.credential == new and m.generation == 1
+    with refused(deactivated(m), StaffConflict):
+        m.change_password(sealed("hash"), by=m.id)
+    m.change_password(sealed("hash"), by=None)  # the operator may, for a deactivated member too
+    assert m.generation == 2
+
+
+def test_a_reset_needs_an_admin_and_works_once_before_it_expires() -> None:
+    m, admin = member("rev@agora.example", Role.REVIEWER), member("ops@agora.example", Role.ADMIN)
+    now = datetime.now(UTC)
+    with refused(m, NotPermitted):
+        m.issue_reset("h1", now + timedelta(hours=1), member("ed@agora.example", Role.EDITOR))
+    m.issue_reset("h1", now + timedelta(hours=1), admin)
+    assert isinstance(only_event(m), StaffMember.ResetIssued)
+    for wrong, at in (("h2", now), ("h1", now + timedelta(hours=1))):
+        with refused(m, NotAuthenticated):
+            m.redeem_reset(wrong, sealed("hash"), at)
+    m.redeem_reset("h1", sealed("hash"), now)
+    assert only_event(m).by == m.id and m.reset is None
+    with refused(m, NotAuthenticated):
+        m.redeem_reset("h1", sealed("hash"), now)  # used up
