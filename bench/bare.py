@@ -15,7 +15,7 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Response, post
 
-from api.consultations import ResponseIn
+from api.public.consultations import ResponseIn
 
 
 def create_app(path: str) -> Litestar:

@@ -57,10 +57,11 @@ class Child:
         code = self.process.poll()
         if code is not None:
             self.process = None
-            self._failed(now, f"exited with status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}")
+            # Killed from outside (an operator, the OOM killer): start it again, but that is no crash loop to give up on.
+            self._failed(now, f"exited with status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}", counts=code != -signal.SIGKILL)
 
-    def _failed(self, now: float, why: str) -> None:
-        self.failures = self.failures + 1 if now - self.started_at < QUICKLY else 1
+    def _failed(self, now: float, why: str, counts: bool = True) -> None:
+        self.failures = (self.failures + 1 if now - self.started_at < QUICKLY else 1) if counts else min(self.failures, 1)
         if self.failures >= GIVE_UP:
             raise ValueError(f"{self.name} failed {self.failures} times in a row within {QUICKLY:.0f}s of starting; last: {why}")
         self.due = now + min(0.1 * 2 ** (self.failures - 1), 5.0)
