@@ -8,6 +8,7 @@ variables selects PostgreSQL.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 import sqlite3
@@ -23,6 +24,8 @@ from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
 from store.sqlite import DoorbellSQLiteApplicationRecorder
+
+log = logging.getLogger(__name__)
 
 
 def data_dir(path: str) -> Path:
@@ -91,6 +94,22 @@ def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[Callable[[],
             return True
 
         yield held if row["held"] else None
+
+
+def one_at_a_time(recorder: ApplicationRecorder, name: str, stop: threading.Event, serve: Callable[[Callable[[], bool]], None], standby: float) -> None:
+    """Run `serve(held)` while this process holds the deployment's lock `name` (`exclusive`), until
+    `stop`; while another process holds it, stand by and try again every `standby` seconds."""
+    standing_by = False
+    while not stop.is_set():
+        with exclusive(recorder, name) as held:
+            if held:
+                standing_by = False
+                serve(held)
+                continue  # stopping, or the lock was lost
+        if not standing_by:
+            log.info("%s: another process holds the %s lock; standing by", name, name)
+            standing_by = True
+        stop.wait(standby)
 
 
 class Doorbell:

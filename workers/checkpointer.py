@@ -114,17 +114,7 @@ class Checkpointer:
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Chain until `stop` is set. One checkpointer of a deployment chains; any other stands by to take over."""
-        standing_by = False
-        while not stop.is_set():
-            with store.exclusive(self.app.recorder, "checkpointer") as held:
-                if held:
-                    standing_by = False
-                    self._serve(stop, clock, held)
-                    continue  # stopping, or the lock was lost
-            if not standing_by:
-                log.info("checkpointer: another checkpointer is chaining; standing by")
-                standing_by = True
-            stop.wait(STANDBY)
+        store.one_at_a_time(self.app.recorder, "checkpointer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
 
     def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:
         self.bell = bell = store.Doorbell(self.app.recorder)

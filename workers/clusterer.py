@@ -149,17 +149,7 @@ class Clusterer:
 
     def run(self, stop: threading.Event) -> None:
         """Cluster until `stop` is set. One clusterer of a deployment runs; any other stands by to take over."""
-        standing_by = False
-        while not stop.is_set():
-            with store.exclusive(self.app.recorder, "clusterer") as held:
-                if held:
-                    standing_by = False
-                    self._serve(stop, held)
-                    continue  # stopping, or the lock was lost
-            if not standing_by:
-                log.info("clusterer: another clusterer is running; standing by")
-                standing_by = True
-            stop.wait(STANDBY)
+        store.one_at_a_time(self.app.recorder, "clusterer", stop, lambda held: self._serve(stop, held), STANDBY)
 
     def _serve(self, stop: threading.Event, held: Any) -> None:
         self.reset()  # rebuilt from the log: another clusterer may have recorded since

@@ -102,17 +102,7 @@ class Mailer:
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Send until `stop` is set. One mailer of a deployment sends; any other stands by to take over."""
-        standing_by = False
-        while not stop.is_set():
-            with store.exclusive(self.app.recorder, "mailer") as held:
-                if held:
-                    standing_by = False
-                    self._serve(stop, clock, held)
-                    continue  # stopping, or the lock was lost
-            if not standing_by:
-                log.info("mailer: another mailer is sending; standing by")
-                standing_by = True
-            stop.wait(STANDBY)
+        store.one_at_a_time(self.app.recorder, "mailer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
 
     def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:
         """Send, woken by the log's doorbell or when reminders fall due, while `held` and until `stop`."""
