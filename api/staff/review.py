@@ -3,7 +3,7 @@
 Every action is recorded as an event naming the staff member; the domain enforces who may act
 on which response (only the holder of a live claim), the guards which roles may call at all.
 Reviewers work one consultation at a time: its queue, progress and claim-next are under
-`/review/consultations/{slug}`; `/review/queue` and `/review/progress` are the overview of all.
+`/review/consultations/{slug}`; `/review/consultations` lists them with their progress.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from litestar.security.jwt import Token
 
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
-from api.schemas import Progress, QueueItem, QueuePage
+from api.schemas import Progress, QueueItem
 from api.services import After, Services, wait
 from audit.disclosure import AuditEvent
 from domain.access.service import RESPONSE_TEXT
+from domain.consultations.consultation import accepts_responses
 from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome, case_id
 from domain.review.casefile import CaseFile
 from domain.staff.member import Role, StaffMember
@@ -112,27 +113,25 @@ CONSULTATION = "/review/consultations/{slug:str}"
 State = Literal["new", "claimed", "completed", "excluded"]
 
 
-@get("/review/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="Responses to review, oldest first")
-async def queue(
-    services: NamedDependency[Services],
-    review_state: Annotated[State | None, QueryParameter(name="state")] = None,
-    assignee: Annotated[UUID | None, QueryParameter(description="Live claims held by this staff member")] = None,
-    tag: Annotated[str | None, QueryParameter(max_length=40, description="A theme id")] = None,
-    flag: Annotated[Flag | None, QueryParameter()] = None,
-    cursor: Annotated[int, QueryParameter(ge=0, description="`next_cursor` of the previous page")] = 0,
-    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-    after: After = None,
-) -> QueuePage:
-    await wait(services, services.queue, after)
-    return await services.queue.page(
-        services.app_name, review_state, assignee, tag, flag.value if flag else None, cursor, limit, datetime.now(UTC)
-    )
+class ConsultationUnderReview(msgspec.Struct):
+    slug: str
+    title: str
+    accepting_responses: Annotated[bool, msgspec.Meta(description="Whether it takes responses now")]
+    progress: Progress
 
 
-@get("/review/progress", responses=STAFF_PROBLEMS, guards=[READERS], summary="How much of the queue is reviewed")
-async def progress(services: NamedDependency[Services], after: After = None) -> Progress:
+@get("/review/consultations", responses=STAFF_PROBLEMS, guards=[READERS], summary="Every consultation, with how much of it is reviewed")
+async def consultations(services: NamedDependency[Services], after: After = None) -> list[ConsultationUnderReview]:
     await wait(services, services.queue, after)
-    return await services.queue.progress(services.app_name)
+    found = await anyio.to_thread.run_sync(lambda: [services.consultations.get(slug) for slug in services.consultations.slugs()])
+    now = datetime.now(UTC)
+    return [
+        ConsultationUnderReview(
+            c.slug, c.definition.title, accepts_responses(c.is_open, c.definition.opens_at, c.closes_at, now),
+            await services.queue.progress(services.app_name, c.id),
+        )
+        for c in found
+    ]
 
 
 @get(CONSULTATION + "/queue", responses=STAFF_PROBLEMS, guards=[READERS], summary="A consultation's responses, oldest first (without filters: all)")
@@ -164,26 +163,17 @@ async def consultation_progress(slug: FromPath[str], services: NamedDependency[S
 
 
 @post(CONSULTATION + "/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim a consultation's oldest response nobody holds")
-async def claim_next_of(slug: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Claim:
+async def claim_next(slug: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Claim:
     consultation = await _consultation(services, slug)
-    return await _claim_next(services, request.user.id, consultation, f"Every response to '{slug}' is claimed or reviewed.")
-
-
-@post("/review/claim-next", responses=STAFF_PROBLEMS, guards=[REVIEWERS], summary="Claim the oldest response nobody holds")
-async def claim_next(request: Staff, services: NamedDependency[Services]) -> Claim:
-    return await _claim_next(services, request.user.id, None, "Every response is claimed or reviewed.")
-
-
-async def _claim_next(services: Services, by: UUID, consultation: UUID | None, empty: str) -> Claim:
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried.
     page = await services.queue.page(services.app_name, "new", None, None, None, 0, 20, datetime.now(UTC), consultation)
     for item in page.items:
         try:
-            return await anyio.to_thread.run_sync(_claim, services, item.response_id, by)
+            return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
         except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
             continue
-    raise problem(404, "queue-empty", "Nothing to claim", empty)
+    raise problem(404, "queue-empty", "Nothing to claim", f"Every response to '{slug}' is claimed or reviewed.")
 
 
 @post("/review/responses/{response_id:uuid}/claim", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Claim a response")
@@ -297,6 +287,6 @@ def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
 
 
 routes = [
-    queue, progress, consultation_queue, consultation_progress, claim_next_of, claim_next, claim, release, note, tag_response, untag_response, flag_response, unflag_response, quote, unquote, redact, revert, shred, complete,
+    consultations, consultation_queue, consultation_progress, claim_next, claim, release, note, tag_response, untag_response, flag_response, unflag_response, quote, unquote, redact, revert, shred, complete,
     reopen, read_response, case_file, history,
 ]

@@ -61,7 +61,7 @@ def test_submit_review_close_publish_download_verify_and_open_the_page_in_chromi
             assert httpx.post(f"{url}/consultations/{SLUG}/responses", json={"answers": a}).status_code == 201
         # Every response read: one quoted and tagged, one reviewed, one excluded as spam.
         for _ in range(3):
-            claim = httpx.post(f"{url}/review/claim-next", headers=tokens["reviewer"])
+            claim = httpx.post(f"{url}/review/consultations/{SLUG}/claim-next", headers=tokens["reviewer"])
             assert claim.status_code == 201, claim.text
             case = f"{url}/review/responses/{claim.json()['response_id']}"
             text = httpx.get(case, headers=tokens["reviewer"]).json()["answers"].get("works_well")

@@ -278,7 +278,7 @@ async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in params)
     # Public routes ask for no credentials; staff routes for the bearer token.
     assert not schema["paths"]["/consultations/{slug}"]["get"].get("security")
-    assert schema["paths"]["/review/queue"]["get"]["security"] == [{"BearerToken": []}]
+    assert schema["paths"]["/review/consultations/{slug}/queue"]["get"]["security"] == [{"BearerToken": []}]
     assert "BearerToken" in schema["components"]["securitySchemes"]
     # Refusals are documented as problems.
     refused = schema["paths"]["/consultations/{slug}/responses"]["post"]["responses"]

@@ -21,6 +21,7 @@ from domain.staff.member import Role
 from tests.conftest import PASSWORD, ROLES, submit, token
 
 R = "/review/responses/{id}"
+C = "/review/consultations/code-of-conduct-2026"
 MATRIX = [
     ("GET", "/staff/me", None, {"reviewer", "editor", "auditor", "admin"}),
     ("POST", "/staff", {"email": "x{n}@example.org", "name": "X", "password": PASSWORD}, {"admin"}),
@@ -31,12 +32,10 @@ MATRIX = [
     ("POST", "/staff/{member}/reactivate", None, {"admin"}),
     ("POST", "/staff/{member}/sign-out", None, {"admin"}),
     ("POST", "/staff/me/sign-out", None, {"reviewer", "editor", "auditor", "admin"}),
-    ("GET", "/review/queue", None, {"reviewer", "editor", "auditor"}),
-    ("GET", "/review/progress", None, {"reviewer", "editor", "auditor"}),
+    ("GET", "/review/consultations", None, {"reviewer", "editor", "auditor"}),
     ("GET", "/review/consultations/code-of-conduct-2026/queue", None, {"reviewer", "editor", "auditor"}),
     ("GET", "/review/consultations/code-of-conduct-2026/progress", None, {"reviewer", "editor", "auditor"}),
     ("POST", "/review/consultations/code-of-conduct-2026/claim-next", None, {"reviewer"}),
-    ("POST", "/review/claim-next", None, {"reviewer"}),
     ("POST", R + "/claim", None, {"reviewer"}),
     ("POST", R + "/release", None, {"reviewer"}),
     ("POST", R + "/notes", {"text": "a note"}, {"reviewer"}),
@@ -109,9 +108,9 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
 ) -> None:
     first, second = submit(system, 2)
-    page = (await client.get("/review/queue", params={"after": system.app.head()}, headers=headers["reviewer"])).json()
+    page = (await client.get(C + "/queue", params={"after": system.app.head()}, headers=headers["reviewer"])).json()
     assert [i["response_id"] for i in page["items"]] == [str(first), str(second)]
-    claimed = (await client.post("/review/claim-next", headers=headers["reviewer"])).json()
+    claimed = (await client.post(C + "/claim-next", headers=headers["reviewer"])).json()
     assert claimed["response_id"] == str(first)
     until = datetime.fromisoformat(claimed["claimed_until"])
     assert timedelta(minutes=29) < until - datetime.now(UTC) <= timedelta(minutes=30)
@@ -126,7 +125,7 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     assert (await client.post(f"/review/responses/{first}/notes", json={"text": "Concrete about AI."}, headers=headers["reviewer"])).status_code == 201
     done = await client.post(f"/review/responses/{first}/complete", json={"outcome": "reviewed"}, headers=headers["reviewer"])
     assert done.status_code == 201
-    progress = (await client.get("/review/progress", params={"after": done.json()["position"]}, headers=headers["auditor"])).json()
+    progress = (await client.get(C + "/progress", params={"after": done.json()["position"]}, headers=headers["auditor"])).json()
     assert (progress["total"], progress["reviewed"], progress["percent_reviewed"]) == (2, 1, 50.0)
 
     again = await client.post(f"/review/responses/{first}/notes", json={"text": "more"}, headers=headers["reviewer"])
@@ -147,7 +146,7 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     assert "answers" not in history[0]["payload"] and "receipt_hash" not in history[0]["payload"]
     positions = [h["position"] for h in history]
     assert positions == sorted(positions) and positions[-1] == reopened.json()["position"]
-    queue = (await client.get("/review/queue", params={"after": reopened.json()["position"]}, headers=headers["editor"])).json()
+    queue = (await client.get(C + "/queue", params={"after": reopened.json()["position"]}, headers=headers["editor"])).json()
     assert [i["response_id"] for i in queue["items"]] == [str(first), str(second)]
 
 
@@ -195,9 +194,9 @@ async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url:
     async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
         await http.get("/consultations/code-of-conduct-2026", params={"after": system.app.head()})
         tokens = [await token(http, f"r{i}@example.org") for i in range(6)]
-        progress = await http.get("/review/progress", params={"after": system.app.head()}, headers=tokens[0])
+        progress = await http.get(C + "/progress", params={"after": system.app.head()}, headers=tokens[0])
         assert progress.json()["total"] == 6
-        claims = await asyncio.gather(*(http.post("/review/claim-next", headers=t) for t in tokens))
+        claims = await asyncio.gather(*(http.post(C + "/claim-next", headers=t) for t in tokens))
     assert [c.status_code for c in claims] == [201] * 6, [c.text for c in claims]
     assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
 
@@ -223,19 +222,19 @@ async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
     assert quoted.status_code == 201
 
     after = {"after": quoted.json()["position"]}
-    by_tag = (await client.get("/review/queue", params={"tag": "ai_use", **after}, headers=r)).json()
+    by_tag = (await client.get(C + "/queue", params={"tag": "ai_use", **after}, headers=r)).json()
     assert [i["response_id"] for i in by_tag["items"]] == [str(first)] and by_tag["items"][0]["tags"] == ["ai_use"]
     assert by_tag["items"][0]["quotes"] == 1
-    assert (await client.get("/review/queue", params={"tag": "consent", **after}, headers=r)).json()["items"] == []
-    by_flag = (await client.get("/review/queue", params={"flag": "duplicate", **after}, headers=r)).json()
+    assert (await client.get(C + "/queue", params={"tag": "consent", **after}, headers=r)).json()["items"] == []
+    by_flag = (await client.get(C + "/queue", params={"flag": "duplicate", **after}, headers=r)).json()
     assert [(i["response_id"], i["flags"]) for i in by_flag["items"]] == [(str(second), ["duplicate"])]
-    mine = (await client.get("/review/queue", params={"assignee": str(staff["reviewer"]), **after}, headers=r)).json()
+    mine = (await client.get(C + "/queue", params={"assignee": str(staff["reviewer"]), **after}, headers=r)).json()
     assert [i["response_id"] for i in mine["items"]] == [str(first), str(second)]
-    new = (await client.get("/review/queue", params=after, headers=r)).json()
+    new = (await client.get(C + "/queue", params={"state": "new", **after}, headers=r)).json()
     assert [i["response_id"] for i in new["items"]] == [str(third)]
-    page = (await client.get("/review/queue", params={"state": "claimed", "limit": 1, **after}, headers=r)).json()
+    page = (await client.get(C + "/queue", params={"state": "claimed", "limit": 1, **after}, headers=r)).json()
     assert [i["response_id"] for i in page["items"]] == [str(first)] and page["next_cursor"] is not None
-    rest = (await client.get("/review/queue", params={"state": "claimed", "cursor": page["next_cursor"]}, headers=r)).json()
+    rest = (await client.get(C + "/queue", params={"state": "claimed", "cursor": page["next_cursor"]}, headers=r)).json()
     assert [i["response_id"] for i in rest["items"]] == [str(second)] and rest["next_cursor"] is None
 
 
@@ -295,10 +294,10 @@ async def test_a_filtered_page_never_passes_over_later_matches(
         system.review.complete(response, staff["reviewer"], Outcome.REVIEWED, "")
     system.review.release(responses[2], staff["reviewer"])
     params = {"tag": "ai_use", "state": "new", "limit": 2, "after": system.app.head()}
-    first = (await client.get("/review/queue", params=params, headers=headers["editor"])).json()
+    first = (await client.get(C + "/queue", params=params, headers=headers["editor"])).json()
     assert first["items"] == [] and first["next_cursor"] is not None
     del params["after"]
-    second = (await client.get("/review/queue", params={**params, "cursor": first["next_cursor"]}, headers=headers["editor"])).json()
+    second = (await client.get(C + "/queue", params={**params, "cursor": first["next_cursor"]}, headers=headers["editor"])).json()
     assert [i["response_id"] for i in second["items"]] == [str(responses[2])] and second["next_cursor"] is None
 
 

@@ -30,19 +30,19 @@ async def test_sign_in_refuses_wrong_passwords_and_unknown_people_alike(client: 
 
 
 async def test_a_deactivated_members_token_stops_working(client: AsyncTestClient, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
-    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 200
+    assert (await client.get("/review/consultations", headers=headers["reviewer"])).status_code == 200
     r = await client.post(f"/staff/{staff['reviewer']}/deactivate", headers=headers["admin"])
     assert r.status_code == 204
-    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 401
+    assert (await client.get("/review/consultations", headers=headers["reviewer"])).status_code == 401
     assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
 
 
 async def test_admins_grant_and_revoke_roles_as_events(client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]]) -> None:
-    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 403
+    assert (await client.get("/review/consultations", headers=headers["admin"])).status_code == 403
     assert (await client.put(f"/staff/{staff['admin']}/roles/auditor", headers=headers["admin"])).status_code == 204
-    assert (await client.get("/review/progress", headers=headers["admin"])).status_code == 200
+    assert (await client.get("/review/consultations", headers=headers["admin"])).status_code == 200
     assert (await client.delete(f"/staff/{staff['auditor']}/roles/auditor", headers=headers["admin"])).status_code == 204
-    assert (await client.get("/review/progress", headers=headers["auditor"])).status_code == 403
+    assert (await client.get("/review/consultations", headers=headers["auditor"])).status_code == 403
     events = [type(e).__name__ for e in system.app.events.get(staff["auditor"])]
     assert events == ["Enrolled", "RoleRevoked"]
     bad_role = await client.put(f"/staff/{staff['editor']}/roles/overlord", headers=headers["admin"])
@@ -95,7 +95,7 @@ async def test_a_deactivated_member_is_reactivated_once_and_signs_in_again(
     assert (await client.post(f"{url}/reactivate", headers=headers["admin"])).status_code == 204
     assert system.app.head() == head  # already active: nothing recorded
     assert [type(e).__name__ for e in system.app.events.get(staff["reviewer"])] == ["Enrolled", "Deactivated", "Reactivated"]
-    assert (await client.get("/review/progress", headers=headers["reviewer"])).status_code == 200  # the old token works again
+    assert (await client.get("/review/consultations", headers=headers["reviewer"])).status_code == 200  # the old token works again
     assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 201
 
 
