@@ -91,12 +91,15 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
 
     def limit(purpose: str, per_minute: int) -> RateLimitConfig:
         """A bucket per client for the POSTs whose handler names this purpose (`opt={"rate_limit": purpose}`)."""
+
+        # Async: litestar runs a plain function in a worker thread, a thread hop per request and limit.
+        async def applies(request: Request) -> bool:
+            return per_minute > 0 and request.method == "POST" and request.route_handler.opt.get("rate_limit") == purpose
+
         return RateLimitConfig(
             rate_limit=("minute", max(per_minute, 1)),
             identifier_for_request=lambda request: f"{purpose}:{client_key(request)}",
-            check_throttle_handler=lambda request: (
-                per_minute > 0 and request.method == "POST" and request.route_handler.opt.get("rate_limit") == purpose
-            ),
+            check_throttle_handler=applies,
         )
 
     auth = staff_auth(secret(settings), settings.token_hours)

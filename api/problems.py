@@ -15,7 +15,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from redis.exceptions import RedisError
 
 from domain.campaigns.cluster import ClusterConflict
-from domain.campaigns.service import ClusterNotFound
+from domain.campaigns.service import ClusterNotFound, NotACampaign
 from domain.errors import (
     ConsultationNotFound,
     DomainError,
@@ -66,6 +66,7 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency key reused"),
     ClusterNotFound: (404, "cluster-not-found", "Cluster not found"),
     ClusterConflict: (409, "cluster-conflict", "The change contradicts the clusters' state"),
+    NotACampaign: (409, "not-a-campaign", "Not a confirmed campaign"),
 }
 
 _HTTP: dict[int, tuple[str, str]] = {

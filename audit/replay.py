@@ -20,7 +20,7 @@ from projections import queue, report
 from projections.form import Form, FormProjection, decode_form, form_key
 from projections.live import VIEWS
 from projections.state import Memory, replay
-from projections.stats import stats_key, tally
+from projections.stats import campaigns_in, stats_key, tally
 
 
 class Snapshot(msgspec.Struct, omit_defaults=True):
@@ -39,12 +39,15 @@ def _form(memory: Memory, forms: Forms, at: int) -> Snapshot:
 
 
 def _stats(memory: Memory, forms: Forms, at: int) -> Snapshot:
-    return Snapshot("stats", at, {slug: tally(form.definition, memory.hgetall(stats_key(cid)), at) for slug, (cid, form) in forms.items()})
+    return Snapshot(
+        "stats", at,
+        {slug: tally(form.definition, memory.hgetall(stats_key(cid)), at, campaigns_in(memory, cid)) for slug, (cid, form) in forms.items()},
+    )
 
 
 def _queue(memory: Memory, forms: Forms, at: int) -> Snapshot:
     # A replay has no "now": a claim shows as it was recorded, lapsed or not.
-    items = sorted((queue.item(memory.hgetall(k), lapsed=False) for k in memory.hashes if k.startswith(queue.case_key(""))), key=lambda i: i.position)
+    items = sorted((queue.item(memory.hgetall(k), lapsed=False, clusters=memory.hashes) for k in memory.hashes if k.startswith(queue.case_key(""))), key=lambda i: i.position)
     cases = {slug: [i for i in items if i.consultation_id == cid] for slug, (cid, _) in forms.items()}
     return Snapshot("queue", at, cases, progress=queue.progress(memory.hgetall(queue.PROGRESS), at))
 

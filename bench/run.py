@@ -8,9 +8,13 @@ For each store (SQLite, PostgreSQL) it starts `agora serve` in its own process a
   - at a fixed --rate (open loop, asyncio client): POST p99, measured from each request's
     scheduled time, and projection lag p99: from a 201 to the answer of the
     `GET stats?after=position` sent right after it, for every 10th submission;
+  - the server's CPU time per 1,000 POSTs, its API processes summed and its worker apart;
+  - the sustained POST rate again without the checkpointer (`agora serve --api-only` beside an
+    `agora work` running the followers and the mailer only), and the CPU it then takes;
   - `agora rebuild` speed on a store filled to --rebuild-events events;
 and the same POST load against bench/bare.py (the same body and one SQLite row per request,
-no event sourcing). Each client's ceiling is estimated from its CPU use (rate / share of a core).
+no event sourcing), with its CPU per 1,000 POSTs. Each client's ceiling is estimated from its CPU
+use (rate / share of a core).
 
 Needs wrk (installed with apt-get if missing), Redis at 127.0.0.1:6379 and, for PostgreSQL,
 a server at 127.0.0.1:5432 with database `test` (trust auth). Everything it creates (temporary
@@ -34,6 +38,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
@@ -43,6 +48,7 @@ import uvloop
 from domain.consultations.service import Submission
 from runtime import System
 from runtime.settings import Settings
+from workers import views
 
 ROOT = Path(__file__).resolve().parent.parent
 AGORA = str(ROOT / ".venv" / "bin" / "agora")
@@ -59,7 +65,7 @@ WARM_UP = 2  # seconds of load before each measured wrk run
 POSTS_TARGET = {"sqlite": 4000, "postgres": 3000}  # durable submissions per second
 P99_TARGET = 0.050  # seconds, POST p99 at --rate
 LAG_TARGET = 0.100  # seconds, projection lag p99 at --rate
-REBUILD_TARGET = 50_000  # events per second, stats view
+REBUILD_TARGET = 50_000  # events per second, each view
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -83,20 +89,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def role(pid: int) -> str:
+    """What a server's process does: `agora serve`'s supervisor, an API process (or bench/bare.py), the worker, Redis."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    if any(b"import api" in a for a in argv):
+        return "api"
+    return "redis" if b"redis" in argv[0] else "worker" if b"work" in argv else "supervisor" if b"serve" in argv else "api"
+
+
+def cpu_seconds(*roots: int) -> dict[str, float]:
+    """CPU time (user and system) so far of the process trees under `roots`, summed by `role`."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
+            except (OSError, IndexError):
+                pass  # gone meanwhile
+    spent: dict[str, float] = {}
+    for root in roots:
+        tree, i = [root], 0
+        while i < len(tree):
+            tree += [pid for pid, parent in parents.items() if parent == tree[i]]
+            i += 1
+        for pid in tree:
+            try:
+                fields, name = _stat(pid), role(pid)
+            except OSError:
+                continue
+            spent[name] = spent.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], log_file: Path):
-    """A server process, listening on env["PORT"] until the block ends."""
+def server(command: list[str], env: dict[str, str], log_file: Path, listens: bool = True):
+    """A server process, listening on env["PORT"] (unless not `listens`) until the block ends."""
     port = int(env["PORT"])
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while True:
+        while listens:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
@@ -114,22 +151,31 @@ def server(command: list[str], env: dict[str, str], log_file: Path):
             process.wait()
 
 
-def wrk(script: Path, port: int, seconds: int, connections: int, pid: int) -> dict[str, float]:
-    """Closed-loop POST load; requests per second (201s only), latency percentiles, CPU use."""
-    children, server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_seconds(pid)
+def wrk(script: Path, port: int, seconds: int, connections: int, *pids: int) -> dict[str, Any]:
+    """Closed-loop POST load; requests per second (201s only), latency percentiles, CPU use: the
+    server's processes (`pids` and their children) by role, in seconds per 1,000 201s."""
+    children, server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_seconds(*pids)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
          f"http://127.0.0.1:{port}/consultations/{SLUG}/responses"],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = cpu_seconds(*pids)
     requests, micros, bad_status, socket_errors, p50, p99 = map(int, re.search(r"^RESULT (.+)$", out, re.M).group(1).split())
-    wall = micros / 1e6
+    wall, ok = micros / 1e6, requests - bad_status
     return {
-        "ok": requests - bad_status, "rate": (requests - bad_status) / wall, "errors": bad_status + socket_errors,
-        "p50": p50 / 1e6, "p99": p99 / 1e6, "server_cpu": (cpu_seconds(pid) - server_cpu) / wall,
+        "ok": ok, "rate": ok / wall, "errors": bad_status + socket_errors, "p50": p50 / 1e6, "p99": p99 / 1e6,
+        "server_cpu": (sum(spent.values()) - sum(server_cpu.values())) / wall,
+        "cpu": {k: (v - server_cpu.get(k, 0.0)) / max(ok, 1) * 1000 for k, v in spent.items()},
         "wrk_cpu": (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / wall,
     }
+
+
+def cpu_note(w: dict[str, Any]) -> str:
+    """The server's CPU per 1,000 POSTs by role, e.g. `api 451 + worker 237 = 688 ms`."""
+    parts = {k: v for k, v in w["cpu"].items() if k != "supervisor"}
+    return " + ".join(f"{k} {v * 1000:,.0f}" for k, v in sorted(parts.items())) + f" = {sum(parts.values()) * 1000:,.0f} ms"
 
 
 class Connection:
@@ -217,6 +263,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def ready(port: int) -> None:
+    """Wait until the API answers (the supervisor listens before its API processes have started)."""
+
+    async def run() -> None:
+        while True:
+            try:
+                conn = await Connection.open(port)
+                status, _ = await conn.request(f"GET /consultations/{SLUG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                conn.close()
+                if status == 200:
+                    return
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            await asyncio.sleep(0.2)
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
 def settle(port: int) -> tuple[int, float]:
     """Submit one response and wait until the stats view shows it: (responses counted, seconds waited)."""
 
@@ -281,6 +345,7 @@ def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], 
     env = {**env, "PORT": str(port)}
     log(f"{backend}: agora serve on port {port}")
     with server([AGORA, "serve"], env, folder / f"{backend}.log") as process:
+        ready(port)
         warm = wrk(script, port, WARM_UP, args.connections, process.pid)
         w = wrk(script, port, args.duration, args.connections, process.pid)
         _, behind = settle(port)
@@ -288,6 +353,7 @@ def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], 
                   POSTS_TARGET[backend], w["rate"],
                   note=f"server {w['server_cpu']:.0%} CPU, wrk {w['wrk_cpu']:.0%}; views caught up {behind:.1f} s after"
                   + (f"; {w['errors']} errors" if w["errors"] else ""))
+        table.add("server CPU per 1,000 POSTs", backend, cpu_note(w), note="API processes summed; the worker: followers, mailer, checkpointer")
         f = uvloop.run(fixed_rate(port, args.rate, args.duration))
         p99, lag99 = percentile(f["posts"], 0.99), percentile(f["lags"], 0.99)
         note = f"sent {f['rate']:,.0f}/s, client {f['client_cpu']:.0%} CPU (ceiling ~{f['rate'] / max(f['client_cpu'], 0.01):,.0f}/s), late <= {ms(f['late'])}"
@@ -300,10 +366,22 @@ def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], 
         counted, _ = settle(port)
         if counted < acknowledged:
             table.add("201s counted in stats", backend, f"{counted:,} of {acknowledged:,}", note="LOST")
+    # The checkpointer's cost: the same load, the worker's followers and mailer running apart, without it.
+    env = {**env, "PORT": str(free_port())}
+    log(f"{backend}: agora serve --api-only and agora work without the checkpointer, on port {env['PORT']}")
+    with (
+        server([AGORA, "serve", "--api-only"], env, folder / f"{backend}-api.log") as process,
+        server([AGORA, "work", *views.VIEWS, "mailer"], env, folder / f"{backend}-work.log", listens=False) as worker,
+    ):
+        ready(int(env["PORT"]))
+        wrk(script, int(env["PORT"]), WARM_UP, args.connections, process.pid, worker.pid)
+        without = wrk(script, int(env["PORT"]), args.duration, args.connections, process.pid, worker.pid)
+    table.add("POST/s without the checkpointer", backend, f"{without['rate']:,.0f}/s  p99 {ms(without['p99'])}",
+              note=f"with it {w['rate'] / without['rate'] - 1:+.0%} POST/s; server CPU per 1,000 POSTs {cpu_note(without)}")
     log(f"{backend}: filling the store to {args.rebuild_events:,} events, then agora rebuild")
     fill(store_env, args.rebuild_events)
     for name, (events, rate) in rebuild(env).items():
-        table.add(f"rebuild {name} view, {events:,} events", backend, f"{rate:,.0f} events/s", REBUILD_TARGET if name == "stats" else None, rate)
+        table.add(f"rebuild {name} view, {events:,} events", backend, f"{rate:,.0f} events/s", REBUILD_TARGET, rate)
     return w["rate"]
 
 
@@ -317,6 +395,7 @@ def bench_bare(args: argparse.Namespace, script: Path, table: Table, folder: Pat
     table.add(f"POST/s, {args.connections} clients", "bare", f"{w['rate']:,.0f}/s  p50 {ms(w['p50'])}  p99 {ms(w['p99'])}",
               note=f"server {w['server_cpu']:.0%} CPU, wrk {w['wrk_cpu']:.0%} (wrk ceiling ~{w['rate'] / max(w['wrk_cpu'], 0.01):,.0f}/s)"
               + (f"; {w['errors']} errors" if w["errors"] else ""))
+    table.add("server CPU per 1,000 POSTs", "bare", cpu_note(w), note="one process")
     return w["rate"]
 
 

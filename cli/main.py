@@ -108,8 +108,10 @@ def status(args: argparse.Namespace) -> None:
         head = system.app.head()
         print(f"log head: {head}")
         stops = views.Stops(client, system.settings.redis_prefix).all()
+        followed = views.followed(system.app)
         for name, position in views.positions(system.app, client, system.settings.redis_prefix).items():
-            print(f"view {name:<8} at {position:>10}  behind by {head - position}")
+            follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
+            print(f"view {name:<8} at {position:>10}  behind by {head - position}  {follower}")
             if name in stops:
                 stop = stops[name]
                 decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"

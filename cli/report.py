@@ -12,7 +12,7 @@ from pathlib import Path
 
 from projections.report import latest
 from reports import render
-from reports.content import build as build_content, canonical, digest
+from reports.content import build as build_content, canonical, described, digest
 from reports.service import Built
 from runtime import System
 
@@ -54,7 +54,7 @@ def verify(args: argparse.Namespace, system: System) -> None:
         sys.exit(f"version {result.version} differs: {result.difference}")
     print(f"ok: version {result.version} rebuilds to its published digest {result.recorded}")
     for ref in result.erased:
-        print(f"  quote {ref}: its text was erased by a recorded redaction since publication")
+        print(f"  {described(ref)}: its text was erased by a recorded redaction since publication")
 
 
 def run(args: argparse.Namespace, system: System) -> None:

@@ -27,6 +27,11 @@ class Vault(Protocol):
         """Each (associated, text) sealed under a new key."""
         ...
 
+    def seal_for_save(self, texts: list[tuple[str, str]]) -> tuple[list[Sealed], object]:
+        """As `seal`, with the new keys not yet recorded: pass the second item to the save that
+        records the ciphertext (`app.save(..., keys=...)`), which records them in its own transaction."""
+        ...
+
     def seal_with(self, key_id: str, text: str, associated: str) -> Sealed:
         """Sealed under an existing key."""
         ...

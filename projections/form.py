@@ -14,12 +14,11 @@ from uuid import UUID
 import msgspec
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.consultations.consultation import Consultation, Definition, Session, accepts_responses
 from domain.signups.signup import Seats
-from projections.state import State
+from projections.state import Fold
 
 _TAKEN = "taken:"
 
@@ -32,7 +31,7 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-class FormProjection(Projection[State]):
+class FormProjection(Fold):
     name = "form"
     topics = tuple(
         get_topic(cls)

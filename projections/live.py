@@ -10,14 +10,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.projection import Projection
 
 from projections import queue
 from projections.form import Form, FormProjection, decode_form, form_key
-from projections.queue import LEASES, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key, progress_key
+from projections.queue import LEASES, Progress, QueueItem, QueueProjection, QueuePage, Query, case_key, clusters_to_read, progress_key
 from projections.report import ERASURES, ReportProjection, ReportVersion, decode_versions, report_key
-from projections.state import POSITION, State
-from projections.stats import Stats, StatsProjection, stats_key, tally
+from projections.state import POSITION, Fold
+from projections.stats import Stats, StatsProjection, campaigns_key, cluster_key, names_key, stats_key, tally
 from projections.view import RedisView, ViewReader, pairs
 
 
@@ -37,7 +36,7 @@ class ReportView(RedisView):
     name = "report"
 
 
-VIEWS: dict[str, tuple[type[Projection[State]], type[RedisView]]] = {
+VIEWS: dict[str, tuple[type[Fold], type[RedisView]]] = {
     "form": (FormProjection, FormView),
     "stats": (StatsProjection, StatsView),
     "queue": (QueueProjection, QueueView),
@@ -63,10 +62,23 @@ class StatsReader(ViewReader):
         form = await self._forms.form(consultation_id)
         if form is None:
             return None
-        counts, position = await self.read(
-            ("HGETALL", stats_key(consultation_id), ()), ("HGET", POSITION, (application_name,))
+        view = (
+            ("HGETALL", stats_key(consultation_id), ()), ("ZRANGE", campaigns_key(consultation_id), (0, -1)),
+            ("HGETALL", names_key(consultation_id), ()), ("HGET", POSITION, (application_name,)),
         )
-        return tally(form.definition, pairs(counts), int(position or 0))
+        # The campaigns' counts are read in the same script as the rest, so that all of it stands at
+        # one position: with campaigns, that takes a second read (another if the list changed meanwhile).
+        campaigns: list[bytes] = []
+        while True:
+            *members, counts, listed, names, position = await self.read(
+                *(("HGETALL", cluster_key(c.decode()), ()) for c in campaigns), *view
+            )
+            if listed == campaigns:
+                break
+            campaigns = listed
+        named = pairs(names)
+        found = [(named[c].decode(), pairs(m)) for c, m in zip(campaigns, members, strict=True)]
+        return tally(form.definition, pairs(counts), int(position or 0), found)
 
 
 class QueueReader(ViewReader):
@@ -75,15 +87,13 @@ class QueueReader(ViewReader):
 
     async def page(
         self, application_name: str, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None,
-        cursor: int, limit: int, now: datetime, consultation: UUID | None = None,
+        cursor: int, limit: int, now: datetime, consultation: UUID,
     ) -> QueuePage:
-        """Cases submitted after `cursor` (a position), oldest first, of one consultation or of all,
-        filtered by state, assignee, tag and flag.
-
-        Without any filter it lists every case of the consultation, or the new ones of all. A claim
-        whose lease has run out is back in the queue: it lists as new.
+        """A consultation's cases submitted after `cursor` (a position), oldest first, filtered by
+        state, assignee, tag and flag (none: every case). A claim whose lease has run out is back in
+        the queue: it lists as new.
         """
-        query = Query.of(state, assignee, tag, flag, consultation)
+        query = Query(consultation, state, assignee, tag, flag)
         window, lapsed, position = await self.read(
             ("ZRANGEBYSCORE", query.index, (f"({cursor}", "+inf", "WITHSCORES", "LIMIT", 0, limit + 1)),
             ("ZRANGEBYSCORE", LEASES, ("-inf", f"({now.timestamp()}")),
@@ -92,16 +102,19 @@ class QueueReader(ViewReader):
         members, upper = query.window(pairs(window), limit, lapsed)
         return query.page(await self._items(members, set(lapsed)), cursor, upper, int(position or 0))
 
-    async def progress(self, application_name: str, consultation: UUID | None = None) -> Progress:
-        """Progress of one consultation, or of all."""
+    async def progress(self, application_name: str, consultation: UUID) -> Progress:
+        """A consultation's progress."""
         counts, position = await self.read(("HGETALL", progress_key(consultation), ()), ("HGET", POSITION, (application_name,)))
         return queue.progress(pairs(counts), int(position or 0))
 
     async def _items(self, members: list[bytes], lapsed: set[bytes]) -> list[QueueItem]:
         if not members:
             return []
-        hashes = await self.read(*(("HGETALL", case_key(m.decode()), ()) for m in members))
-        return [queue.item(pairs(h), lapsed=m in lapsed) for m, h in zip(members, hashes, strict=True) if h]
+        hashes = [pairs(h) for h in await self.read(*(("HGETALL", case_key(m.decode()), ()) for m in members))]
+        clusters: dict[str, dict[bytes, bytes]] = {}
+        while wanted := clusters_to_read(hashes, clusters):  # the clusters named, then those merged ones joined
+            clusters.update(zip(wanted, map(pairs, await self.read(*(("HGETALL", k, ()) for k in wanted))), strict=True))
+        return [queue.item(h, m in lapsed, clusters) for m, h in zip(members, hashes, strict=True) if h]
 
 
 class ReportReader(ViewReader):

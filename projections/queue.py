@@ -6,12 +6,18 @@ response's position (`state:{state}`, `assignee:{staff}`, `tags:{theme}`, `flags
 into queue items, a page and progress. Reviewers work one consultation at a time, so each
 consultation also has its own cases (`consultation:{id}`), states (`consultation:{id}:state:{state}`)
 and progress (`progress:{id}`): claiming the next new case of one never scans another's.
+
+Each case names its cluster (domain.campaigns); a cluster's size and campaign name live once, in
+`cluster:{id}`, so a member joining or leaving changes one count, not every member's case. A merged
+cluster's hash names the cluster it joined (`into`, always the live one: a merge re-points the
+clusters merged before, listed in `merged:{id}`), and `assignment:{id}` names the case an assignment
+belongs to, for the splits and departures that name only the assignment.
 The Redis writer and reader are in projections.live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -19,12 +25,12 @@ from uuid import UUID
 import msgspec
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
+from domain.campaigns.cluster import Assignment, Cluster, Likeness
 from domain.consultations.response import Response
 from domain.review.case import Outcome, ReviewCase, case_id
-from projections.state import State
+from projections.state import Fold, State
 
 REVIEWED = {Outcome.REVIEWED: "completed", Outcome.EXCLUDED: "excluded"}
 PROGRESS = "progress"
@@ -35,18 +41,22 @@ def case_key(case: UUID | str) -> str:
     return f"case:{case}"
 
 
+def cluster_key(cluster: UUID | str) -> str:
+    return f"cluster:{cluster}"
+
+
 def cases_key(consultation: UUID | str) -> str:
     """Every case of a consultation, whatever its state."""
     return f"consultation:{consultation}"
 
 
-def progress_key(consultation: UUID | str | None) -> str:
-    return f"{PROGRESS}:{consultation}" if consultation else PROGRESS
+def progress_key(consultation: UUID | str) -> str:
+    return f"{PROGRESS}:{consultation}"
 
 
-def state_keys(state: str, consultation: str) -> tuple[str, str]:
-    """The state's set over every consultation, and the consultation's own."""
-    return f"state:{state}", f"{cases_key(consultation)}:state:{state}"
+def state_key(state: str, consultation: UUID | str) -> str:
+    """A consultation's cases in one state."""
+    return f"{cases_key(consultation)}:state:{state}"
 
 
 def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fields: str) -> None:
@@ -58,10 +68,8 @@ def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fie
         view.zadd(tracking, cases_key(consultation), member, score)
     if "state" in fields and fields["state"] != current.get("state"):
         if current.get("state"):
-            for key in state_keys(current["state"], consultation):
-                view.zrem(tracking, key, member)
-        for key in state_keys(fields["state"], consultation):
-            view.zadd(tracking, key, member, score)
+            view.zrem(tracking, state_key(current["state"], consultation), member)
+        view.zadd(tracking, state_key(fields["state"], consultation), member, score)
     if "assignee" in fields and fields["assignee"] != current.get("assignee"):
         if current.get("assignee"):
             view.zrem(tracking, f"assignee:{current['assignee']}", member)
@@ -89,7 +97,22 @@ def label(view: State, tracking: Tracking, case: UUID, field: str, value: str, p
     view.hset(tracking, case_key(case), **{field: ",".join(sorted(values))})
 
 
-class QueueProjection(Projection[State]):
+def live_cluster(view: State, cluster: UUID | str) -> str:
+    """The cluster a cluster now is, after merges."""
+    return view.hash(cluster_key(cluster)).get("into") or str(cluster)
+
+
+def move(view: State, tracking: Tracking, assignment: UUID, to: UUID | None) -> None:
+    """A member leaves its cluster, for a new one of its own (`to`) or none."""
+    case = view.hash(f"assignment:{assignment}")["case"]
+    view.hincrby(tracking, cluster_key(live_cluster(view, view.hash(case_key(case))["cluster"])), "size", -1)
+    view.hset(tracking, case_key(case), cluster=str(to or ""))
+    if to is not None:
+        view.hincrby(tracking, cluster_key(to), "size")
+
+
+class QueueProjection(Fold):
+    version = 2  # each case's cluster, its size and campaign
     name = "queue"
     topics = tuple(
         get_topic(cls)
@@ -97,6 +120,7 @@ class QueueProjection(Projection[State]):
             Response.Submitted, ReviewCase.Claimed, ReviewCase.Released, ReviewCase.Noted, ReviewCase.Tagged,
             ReviewCase.Untagged, ReviewCase.Flagged, ReviewCase.Unflagged, ReviewCase.QuoteMarked, ReviewCase.QuoteUnmarked,
             ReviewCase.Completed, ReviewCase.Reopened,
+            Assignment.Assigned, Assignment.SplitOut, Assignment.Left, Cluster.CampaignConfirmed, Cluster.MergedInto,
         )
     )
 
@@ -152,13 +176,46 @@ class QueueProjection(Projection[State]):
 
     @process_event.register
     def _(self, e: ReviewCase.Completed, tracking: Tracking) -> None:
-        update(self.view, tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="")
+        update(self.view, tracking, e.originator_id, state=REVIEWED[e.outcome], assignee="", until="", group_review=str(e.group or ""))
         self._reviewed(tracking, e.originator_id, 1)
 
     @process_event.register
     def _(self, e: ReviewCase.Reopened, tracking: Tracking) -> None:
-        update(self.view, tracking, e.originator_id, state="new")
+        update(self.view, tracking, e.originator_id, state="new", group_review="")
         self._reviewed(tracking, e.originator_id, -1)
+
+    @process_event.register
+    def _(self, e: Assignment.Assigned, tracking: Tracking) -> None:
+        if e.cluster_id is None:
+            self.view.insert_tracking(tracking)
+            return
+        # A unique response founds its cluster: nothing to look up (most responses, in a rebuild).
+        cluster = str(e.cluster_id) if e.kind is Likeness.UNIQUE else live_cluster(self.view, e.cluster_id)
+        case = case_id(e.response_id)
+        self.view.hcreate(tracking, f"assignment:{e.originator_id}", case=str(case))
+        self.view.hset(tracking, case_key(case), cluster=cluster)
+        self.view.hincrby(tracking, cluster_key(cluster), "size")
+
+    @process_event.register
+    def _(self, e: Assignment.SplitOut, tracking: Tracking) -> None:
+        move(self.view, tracking, e.originator_id, e.cluster_id)
+
+    @process_event.register
+    def _(self, e: Assignment.Left, tracking: Tracking) -> None:
+        move(self.view, tracking, e.originator_id, None)
+
+    @process_event.register
+    def _(self, e: Cluster.CampaignConfirmed, tracking: Tracking) -> None:
+        self.view.hset(tracking, cluster_key(e.originator_id), campaign=e.name)
+
+    @process_event.register
+    def _(self, e: Cluster.MergedInto, tracking: Tracking) -> None:
+        source, into = str(e.originator_id), str(e.into)
+        moved = self.view.members(f"merged:{source}") | {source}
+        for cluster in moved:
+            self.view.hset(tracking, cluster_key(cluster), into=into)
+        self.view.sadd(tracking, f"merged:{into}", *moved)
+        self.view.hincrby(tracking, cluster_key(into), "size", int(self.view.hash(cluster_key(source)).get("size", 0)))
 
     def _reviewed(self, tracking: Tracking, case: UUID, change: int) -> None:
         consultation = self.view.hash(case_key(case))["consultation_id"]
@@ -181,6 +238,10 @@ class QueueItem(msgspec.Struct, frozen=True):
     quotes: int
     tags: list[str]
     flags: list[str]
+    cluster_id: UUID | None  # of near-duplicates (domain.campaigns); null if not clustered
+    cluster_size: int  # members of that cluster, 0 if none
+    campaign: str | None  # the cluster's name, once an editor confirmed it as a campaign
+    group_review: UUID | None  # the group review it was completed in, while that completion stands
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -196,10 +257,18 @@ class QueuePage(msgspec.Struct, frozen=True):
     position: int  # the view's position: poll with `?after=position+1` for what comes next
 
 
-def item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
-    """A case's hash as an item; a claim whose lease has run out (`lapsed`) lists as new."""
+def item(h: dict[bytes, bytes], lapsed: bool, clusters: Mapping[str, dict[bytes, bytes]]) -> QueueItem:
+    """A case's hash as an item; a claim whose lease has run out (`lapsed`) lists as new.
+
+    `clusters` holds the hash (`cluster:{id}`) of the cluster the case names and, if that one was
+    merged, of the cluster it joined.
+    """
     f = {k.decode(): v.decode() for k, v in h.items()}
     claimed = f["state"] == "claimed" and not lapsed
+    named = f.get("cluster")
+    into = clusters.get(cluster_key(named), {}).get(b"into") if named else None
+    cluster = into.decode() if into else named
+    found = clusters.get(cluster_key(cluster), {}) if cluster else {}
     return QueueItem(
         response_id=UUID(f["response_id"]),
         consultation_id=UUID(f["consultation_id"]),
@@ -212,7 +281,19 @@ def item(h: dict[bytes, bytes], lapsed: bool) -> QueueItem:
         quotes=int(f.get("quotes", 0)),
         tags=[t for t in f.get("tags", "").split(",") if t],
         flags=[t for t in f.get("flags", "").split(",") if t],
+        cluster_id=UUID(cluster) if cluster else None,
+        cluster_size=int(found.get(b"size", 0)),
+        campaign=found[b"campaign"].decode() if b"campaign" in found else None,
+        group_review=UUID(f["group_review"]) if f.get("group_review") else None,
     )
+
+
+def clusters_to_read(hashes: Iterable[dict[bytes, bytes]], found: Mapping[str, dict[bytes, bytes]]) -> list[str]:
+    """The cluster hashes that the items of these case hashes need and `found` lacks: first the clusters
+    the cases name, then (once those are found) the ones merged clusters joined."""
+    named = {cluster_key(c.decode()) for h in hashes if (c := h.get(b"cluster"))}
+    joined = {cluster_key(into.decode()) for k in named & found.keys() if (into := found[k].get(b"into"))}
+    return sorted((named | joined) - found.keys())
 
 
 def progress(counts: dict[bytes, bytes], position: int) -> Progress:
@@ -223,23 +304,13 @@ def progress(counts: dict[bytes, bytes], position: int) -> Progress:
 
 
 class Query(NamedTuple):
-    """Which cases a page lists: of one consultation or of all, filtered by state, assignee, tag and flag.
+    """Which cases of a consultation a page lists, filtered by state, assignee, tag and flag (none: every case)."""
 
-    Over every consultation, no filter at all lists the new ones; within one, no filter lists every case.
-    """
-
+    consultation: UUID
     state: str | None
     assignee: UUID | None
     tag: str | None
     flag: str | None
-    consultation: UUID | None = None
-
-    @classmethod
-    def of(
-        cls, state: str | None, assignee: UUID | None, tag: str | None, flag: str | None, consultation: UUID | None = None
-    ) -> Query:
-        unfiltered = consultation is None and not (state or assignee or tag or flag)
-        return cls("new" if unfiltered else state, assignee, tag, flag, consultation)
 
     @property
     def index(self) -> str:
@@ -248,9 +319,7 @@ class Query(NamedTuple):
             return f"assignee:{self.assignee}"
         if self.tag or self.flag:
             return f"tags:{self.tag}" if self.tag else f"flags:{self.flag}"
-        if self.consultation:
-            return state_keys(self.state, str(self.consultation))[1] if self.state else cases_key(self.consultation)
-        return f"state:{self.state}"
+        return state_key(self.state, self.consultation) if self.state else cases_key(self.consultation)
 
     def window(self, scored: dict[bytes, bytes], limit: int, lapsed: list[bytes]) -> tuple[list[bytes], float]:
         """The members of a window of the index (up to `limit + 1` with their scores) to read, and its upper bound.
@@ -270,7 +339,7 @@ class Query(NamedTuple):
             (
                 i for i in items
                 if cursor < i.position <= upper
-                and (self.consultation is None or i.consultation_id == self.consultation)
+                and i.consultation_id == self.consultation
                 and (self.state is None or i.state == self.state)
                 and (self.assignee is None or i.assignee == self.assignee)
                 and (self.tag is None or self.tag in i.tags)

@@ -19,12 +19,11 @@ from uuid import UUID
 import msgspec
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.reports.report import Report
 from domain.review.case import ReviewCase
-from projections.state import State
+from projections.state import Fold
 
 _VERSION = "v:"
 _WITHDRAWN = "withdrawn:"
@@ -54,7 +53,7 @@ class ReportVersion(msgspec.Struct, frozen=True):
     withdrawn: Withdrawal | None = None
 
 
-class ReportProjection(Projection[State]):
+class ReportProjection(Fold):
     name = "report"
     topics = tuple(get_topic(cls) for cls in (Report.Published, Report.Corrected, Report.Withdrawn, ReviewCase.OriginalsShredded))
 

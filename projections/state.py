@@ -10,13 +10,13 @@ for the live view and its rebuilds; `Memory` implements it with dicts, for a poi
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.projection import Projection
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
-    from eventsourcing.projection import Projection
 
 POSITION = "position"  # the hash of positions, by application: where the view stands in each log
 
@@ -57,6 +57,13 @@ class State(TrackingRecorder):
     @abstractmethod
     def members(self, suffix: str) -> frozenset[str]:
         """A set as the events folded so far left it, decoded."""
+
+
+class Fold(Projection[State]):
+    """A view's fold. Its `version` names what it writes: a release that changes that bumps it, and
+    a follower that finds its view written by another version rebuilds it (workers.follower)."""
+
+    version: ClassVar[int] = 1
 
 
 def _bytes(value: Any) -> bytes:

@@ -21,25 +21,29 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
+import msgspec
 import redis
 from eventsourcing.persistence import Tracking
 
 from projections.state import POSITION, State, Value
 
-# KEYS: generation, position, then one key per command. ARGV: generation, must-be-current,
-# application, the position the batch was read from and its last notification, then
-# (command, nargs, args...)*. Applies the batch only if the view is exactly where the batch
-# was read from, so nothing is applied twice or skipped (say, after Redis lost data); either
-# way returns the view's position after it (or -1 if the generation is no longer current).
+# KEYS: generation, position, then the keys the batch changes. ARGV: generation, must-be-current,
+# application, the position the batch was read from and its last notification, then the batch's
+# commands as one MessagePack array (command, key index, nargs, args...)*: packed by msgspec and
+# unpacked by Redis's cmsgpack in C, rather than thousands of arguments each packed by the client.
+# Applies the batch only if the view is exactly where the batch was read from, so nothing is
+# applied twice or skipped (say, after Redis lost data); either way returns the view's position
+# after it (or -1 if the generation is no longer current).
 _APPLY = """
 if ARGV[2] == '1' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local position = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
 if position ~= tonumber(ARGV[4]) then return position end
-local i, k = 6, 3
-while i <= #ARGV do
-  local n = tonumber(ARGV[i + 1])
-  redis.call(ARGV[i], KEYS[k], unpack(ARGV, i + 2, i + 1 + n))
-  i, k = i + 2 + n, k + 1
+local batch = cmsgpack.unpack(ARGV[6])
+local i = 1
+while i <= #batch do
+  local n = batch[i + 2]
+  redis.call(batch[i], KEYS[batch[i + 1]], unpack(batch, i + 3, i + 2 + n))
+  i = i + 3 + n
 end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 return tonumber(ARGV[5])
@@ -66,6 +70,13 @@ end
 return out
 """
 
+_PACK = msgspec.msgpack.Encoder().encode
+_ARGS = 1000  # arguments per command in a batch; a longer command is sent in parts
+
+
+FOLD = "fold"  # a generation's key holding the version of the fold that wrote it
+
+
 class StaleGeneration(Exception):
     """The view was switched to a rebuilt generation; resume from its position."""
 
@@ -74,6 +85,7 @@ class Keys:
     """Where a view lives: `{prefix}:{{name}}:{generation}:{suffix}`."""
 
     def __init__(self, prefix: str, name: str) -> None:
+        self.prefix = prefix
         self.base = f"{prefix}:{{{name}}}"
         self.generation = f"{self.base}:generation"
         self.generations = f"{self.base}:generations"
@@ -113,26 +125,31 @@ class RedisView(State):
     """
 
     name: ClassVar[str]
-    MIRRORED = 10_000  # hashes and sets kept in memory between batches; the rest are read back when needed
+    MIRRORED = 10_000  # hashes and sets a live view keeps in memory between batches; the rest are read back when needed
+    REBUILD_MIRRORED = 500_000  # a rebuild's: it reads back what it wrote from memory, not from Redis
 
     def __init__(self, client: redis.Redis, prefix: str, generation: int | None = None) -> None:
         self.redis = client
         self.keys = Keys(prefix, self.name)
         # A rebuild writes to its own generation; a live view writes to whichever is current.
         self.pinned = generation is not None
-        self.generation = generation if self.pinned else self._current_generation()
+        self.generation = generation if self.pinned else self.current_generation()
+        self.mirrored = self.REBUILD_MIRRORED if self.pinned else self.MIRRORED
         self._apply = client.register_script(_APPLY)
         self.discard()
 
     def hset(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
-        self._fields.setdefault(suffix, {}).update(fields)
+        texts = _texts(fields)
+        self._fields.setdefault(suffix, {}).update(texts)
         if suffix in self._hashes:
-            self._hashes[suffix].update((k, _text(v)) for k, v in fields.items())
+            self._hashes[suffix].update(texts)
         self.insert_tracking(tracking)
 
     def hcreate(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
-        self.hset(tracking, suffix, **fields)
-        self._hashes[suffix] = {k: _text(v) for k, v in fields.items()}  # nothing to read back
+        texts = _texts(fields)
+        self._fields.setdefault(suffix, {}).update(texts)
+        self._hashes[suffix] = texts  # nothing to read back
+        self.insert_tracking(tracking)
 
     def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
         self._counts[suffix][field] += amount
@@ -163,7 +180,7 @@ class RedisView(State):
         if suffix not in self._hashes:
             stored = self.redis.hgetall(self.keys.key(self.generation, suffix))
             mirrored = {k.decode(): v.decode() for k, v in stored.items()}
-            mirrored.update((k, _text(v)) for k, v in self._fields.get(suffix, {}).items())
+            mirrored.update(self._fields.get(suffix, {}))
             for field, n in self._counts.get(suffix, {}).items():
                 mirrored[field] = str(int(mirrored.get(field, 0)) + n)
             self._hashes[suffix] = mirrored
@@ -183,31 +200,39 @@ class RedisView(State):
         """
         if self._last is None:
             return None
-        commands: list[tuple[str, str, list[Any]]] = [
+        added: defaultdict[str, list[str]] = defaultdict(list)
+        removed: defaultdict[str, list[str]] = defaultdict(list)
+        for (suffix, member), score in self._scores.items():
+            if score is None:
+                removed[suffix].append(member)
+            else:
+                added[suffix] += (repr(float(score)), member)  # as redis-py would send it
+        commands: list[tuple[str, str, list[Value]]] = [
             *(("HSET", suffix, [x for kv in fields.items() for x in kv]) for suffix, fields in self._fields.items()),
-            *(("HINCRBY", suffix, [field, n]) for suffix, counts in self._counts.items() for field, n in counts.items()),
+            *(("HINCRBY", suffix, [field, str(n)]) for suffix, counts in self._counts.items() for field, n in counts.items()),
             *(("SADD", suffix, sorted(members)) for suffix, members in self._members.items()),
-            *(
-                ("ZREM", suffix, [member]) if score is None else ("ZADD", suffix, [score, member])
-                for (suffix, member), score in self._scores.items()
-            ),
+            *(("ZADD", suffix, scored) for suffix, scored in added.items()),
+            *(("ZREM", suffix, members) for suffix, members in removed.items()),
         ]
         keys = [self.keys.generation, self.keys.key(self.generation, POSITION)]
-        last = self._last.notification_id
-        args: list[Any] = [self.generation, "0" if self.pinned else "1", self._last.application_name, start, last]
+        batch: list[Any] = []
         for command, suffix, params in commands:
             keys.append(self.keys.key(self.generation, suffix))
-            args += [command, len(params), *params]
+            for i in range(0, len(params), _ARGS):  # Lua's unpack takes a few thousand values at most
+                part = params[i : i + _ARGS]
+                batch += (command, len(keys), len(part), *part)
+        last = self._last.notification_id
+        args = [self.generation, "0" if self.pinned else "1", self._last.application_name, start, last, _PACK(batch)]
         self._unstage()
         try:
             position = int(self._apply(keys=keys, args=args))
         except Exception:
             self.forget()
             raise
-        if position != last or len(self._hashes) + len(self._sets) > self.MIRRORED:
+        if position != last or len(self._hashes) + len(self._sets) > self.mirrored:
             self.forget()  # did not land as staged; or written now, so safe to forget
         if position == -1:
-            self.generation = self._current_generation()
+            self.generation = self.current_generation()
             raise StaleGeneration(f"view {self.name} moved to generation {self.generation}")
         return position
 
@@ -222,7 +247,7 @@ class RedisView(State):
         self.forget()
 
     def _unstage(self) -> None:
-        self._fields: dict[str, dict[str, Value]] = {}
+        self._fields: dict[str, dict[str, str]] = {}  # as text: bytes values are UTF-8 (JSON)
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
         self._scores: dict[tuple[str, str], float | None] = {}  # sorted-set membership, last change wins
@@ -240,7 +265,7 @@ class RedisView(State):
 
     def switch(self, application_name: str) -> bool:
         """Make this rebuilt generation current if it has caught up; retire the old one."""
-        old = self._current_generation()
+        old = self.current_generation()
         switched = self.redis.eval(
             _SWITCH,
             3,
@@ -263,9 +288,22 @@ class RedisView(State):
             if name not in control and not name.startswith(f"{self.keys.base}:{keep}:"):
                 self.redis.expire(name, 30)
 
-    def _current_generation(self) -> int:
+    def fold_version(self) -> int | None:
+        """The version of the fold that wrote this generation (None: not marked, from before versions or empty)."""
+        version = self.redis.get(self.keys.key(self.generation, FOLD))
+        return int(version) if version is not None else None
+
+    def mark_fold(self, version: int) -> None:
+        self.redis.set(self.keys.key(self.generation, FOLD), version)
+
+    def rebuilt(self) -> RedisView:
+        """A fresh generation of this view, for a rebuild."""
+        return type(self).new_generation(self.redis, self.keys.prefix)
+
+    def current_generation(self) -> int:
+        """The generation readers and live writers use now (a rebuild's switch moves it on)."""
         return int(self.redis.get(self.keys.generation) or 0)
 
 
-def _text(value: Value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _texts(fields: dict[str, Value]) -> dict[str, str]:
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}

@@ -4,7 +4,8 @@
 and completed, exclusions by reason (counted, never dropped), counts per option with and without
 excluded responses (by the public statistics' rules: projections.stats's counted questions, answer
 fields and `tally`), counts per theme of the coding frame as it stood at P, confirmed attendance per
-session, the selected quotes as their answers read at P, the narrative and the timeline.
+session, the selected quotes as their answers read at P, the narrative and the timeline, and the
+campaigns editors confirmed: the counts without them, and each with its count and representative.
 
 The same position gives the same bytes on every store: `canonical` is msgspec JSON in a fixed order
 (struct fields as declared, dict keys sorted), integers and strings only (times as the log recorded them).
@@ -18,6 +19,12 @@ is the SHA-256 of the canonical bytes of the content with every quote's `text` l
 in the version's event. A rebuild that cannot read a quote's text takes its `sha256` from that
 record, and `verify` reports the quote as erased (naming the recorded shredding) rather than as a
 difference; a text whose key is gone without a recorded shredding is a difference (tampering).
+A campaign's representative text is free text too, and is treated just like a quote: left out of
+the digest, its SHA-256 beside it and in the version's event (under `campaign/{cluster id}`).
+
+Rules change; a version is rebuilt by the rules it was built by (its recorded `builder`), so every
+version published stays verifiable. `agora-report/1` had no campaigns: its content has no
+`campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
 
+from domain.campaigns.cluster import Assignment, Cluster
 from domain.consultations.consultation import Consultation, Definition, Kind, Question, Theme
 from domain.consultations.response import Response
 from domain.reports.report import STANDARD_SECTIONS, QuoteRef, Report, Section, report_id
@@ -45,8 +53,8 @@ from domain.sealed import Sealed, Vault
 from domain.signups.signup import Seats
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/1"  # recorded with each version: which rules built it; change it when they change
-FORMAT = 1
+BUILDER = "agora-report/2"  # recorded with each version: which rules built it; change it when they change
+FORMATS = {"agora-report/1": 1, BUILDER: 2}  # the content's format under each builder's rules
 
 
 class OptionCount(msgspec.Struct, frozen=True):
@@ -129,7 +137,34 @@ class ConsultationInfo(msgspec.Struct, frozen=True):
     closes_at: datetime | None  # the closing time as it stood at the position
 
 
-class ReportContent(msgspec.Struct, frozen=True):
+class Representative(msgspec.Struct, frozen=True):
+    """A campaign's text, as one of its responses put it."""
+
+    response_id: UUID
+    # Its free-text answers as they read at the position (redactions applied), one after another
+    # in the order of their question ids; None: erased since (as a quote's text).
+    text: str | None
+    sha256: str  # of `text` as published
+
+
+class CampaignCount(msgspec.Struct, frozen=True):
+    id: UUID  # the campaign's cluster
+    name: str
+    received: int  # its members at the position
+    counted: int  # of them, those not excluded
+    answers: dict[str, dict[str, int]]  # per counted question, per option: its counted members' answers
+    representative: Representative | None  # its earliest member a reviewer read and kept (reviewed, not excluded); None: none yet
+
+
+class Campaigns(msgspec.Struct, frozen=True):
+    """The counts with and without the campaigns confirmed by editors (with them: `responses` and `questions`)."""
+
+    counted: int  # counted responses in no campaign
+    answers: dict[str, dict[str, int]]  # per counted question, per option: the counted responses in no campaign
+    campaigns: list[CampaignCount]  # in the order first confirmed
+
+
+class ReportContent(msgspec.Struct, frozen=True, omit_defaults=True):
     format: int
     builder: str
     consultation: ConsultationInfo
@@ -144,6 +179,7 @@ class ReportContent(msgspec.Struct, frozen=True):
     quotes: list[Quote]  # in the order selected
     timeline: list[Event]
     errata: list[Erratum]  # every correction up to this version, oldest first
+    campaigns: Campaigns | None = None  # format 2 on; left out (not null) by the rules of agora-report/1
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")
@@ -155,8 +191,29 @@ def canonical(content: ReportContent) -> bytes:
 
 
 def sealed(content: ReportContent) -> ReportContent:
-    """The content with every quote's text left out: what the digest covers (each quote keeps its `sha256`)."""
-    return msgspec.structs.replace(content, quotes=[msgspec.structs.replace(q, text=None) for q in content.quotes])
+    """The content with every quote's text left out, and every campaign's representative's: what the
+    digest covers (each keeps its `sha256`)."""
+    quotes = [msgspec.structs.replace(q, text=None) for q in content.quotes]
+    if content.campaigns is None:
+        return msgspec.structs.replace(content, quotes=quotes)
+    campaigns = [
+        msgspec.structs.replace(c, representative=msgspec.structs.replace(c.representative, text=None)) if c.representative else c
+        for c in content.campaigns.campaigns
+    ]
+    return msgspec.structs.replace(content, quotes=quotes, campaigns=msgspec.structs.replace(content.campaigns, campaigns=campaigns))
+
+
+_CAMPAIGN = "campaign/"
+
+
+def representative_ref(cluster_id: UUID) -> str:
+    """Where a version's event records the hash of a campaign's representative text, beside the quotes'."""
+    return f"{_CAMPAIGN}{cluster_id}"
+
+
+def described(ref: str) -> str:
+    """A passage by the reference its hash is recorded under, in words: a quote, or a campaign's representative text."""
+    return f"the representative text of campaign {ref.removeprefix(_CAMPAIGN)}" if ref.startswith(_CAMPAIGN) else f"quote {ref}"
 
 
 def digest(content: ReportContent) -> str:
@@ -247,7 +304,7 @@ class Case:
     """A response and its review, small: a fold over a million responses holds a million of these.
     Tags and flags are shared frozensets; what few cases have (quotes, redactions, steps) is made when needed."""
 
-    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "redactions", "steps")
+    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "redactions", "steps", "cluster")
 
     def __init__(self, response_id: UUID, answers: tuple[str, ...]) -> None:
         self.response_id = response_id
@@ -259,6 +316,7 @@ class Case:
         # Each redacted answer's versions, latest last, each with where the quotes lay before it (for a revert).
         self.redactions: dict[str, list[tuple[Sealed, dict[QuoteRef, tuple[int, int]]]]] | None = None
         self.steps: list[tuple[Step, str]] | None = None  # with the theme or question each concerns (traced folds only)
+        self.cluster: UUID | None = None  # as assigned or split out; merges are resolved by `Fold.resolve`
 
 
 EXCLUSION_REASONS = (Flag.SPAM, Flag.ABUSIVE, Flag.OFF_TOPIC, Flag.DUPLICATE)
@@ -290,6 +348,12 @@ class Fold:
         self.sections: dict[str, Section] = {}
         self.quotes: dict[QuoteRef, list[Step]] = {}  # selected, in order, with the editors' steps
         self.errata: list[Erratum] = []
+        # Clusters (domain.campaigns.cluster's `Book` folds the same, for staff; this keeps only
+        # what counting needs, on the cases, so that a million members cost little more).
+        self.assignments: dict[UUID, Case] = {}  # by assignment id: the clustered responses
+        self.clusters: set[UUID] = set()  # the clusters of this consultation editors acted on
+        self.campaigns: dict[UUID, str] = {}  # confirmed: cluster id -> name, in the order first confirmed
+        self.merged: dict[UUID, UUID] = {}  # cluster id -> the cluster it was merged into
         self.position = 0
         self.folded = 0  # events read
         self._handlers: dict[type, Callable[[Any, int], None]] = {
@@ -303,6 +367,8 @@ class Fold:
             ReviewCase.Unflagged: self._unflagged, ReviewCase.QuoteUnmarked: self._unmarked, ReviewCase.RedactionReverted: self._reverted,
             ReviewCase.OriginalsShredded: self._shredded, ReviewCase.Completed: self._completed, ReviewCase.Reopened: self._reopened,
             Seats.Taken: self._taken, Seats.Freed: self._freed,
+            Assignment.Assigned: self._assigned, Assignment.SplitOut: self._moved, Assignment.Left: self._moved,
+            Cluster.Opened: self._cluster, Cluster.CampaignConfirmed: self._campaign, Cluster.MergedInto: self._merged,
             Report.SectionWritten: self._section, Report.QuoteSelected: self._selected, Report.QuoteUnselected: self._unselected,
             Report.Published: self._published, Report.Corrected: self._corrected, Report.Withdrawn: self._withdrawn,
         }
@@ -465,6 +531,35 @@ class Fold:
         if e.consultation_id == self.consultation_id:
             self.seats[e.session_id] -= 1
 
+    # Clusters and campaigns
+
+    def _assigned(self, e: Assignment.Assigned, position: int) -> None:
+        if e.consultation_id == self.consultation_id and e.cluster_id is not None and (case := self.cases.get(case_id(e.response_id))):
+            case.cluster = self.share(e.cluster_id)
+            self.assignments[e.originator_id] = case
+
+    def _moved(self, e: Assignment.SplitOut | Assignment.Left, position: int) -> None:
+        if case := self.assignments.get(e.originator_id):
+            case.cluster = e.cluster_id if isinstance(e, Assignment.SplitOut) else None
+
+    def _cluster(self, e: Cluster.Opened, position: int) -> None:
+        if e.consultation_id == self.consultation_id:
+            self.clusters.add(e.originator_id)
+
+    def _campaign(self, e: Cluster.CampaignConfirmed, position: int) -> None:
+        if e.originator_id in self.clusters:
+            self.campaigns[e.originator_id] = e.name
+
+    def _merged(self, e: Cluster.MergedInto, position: int) -> None:
+        if e.originator_id in self.clusters:
+            self.merged[e.originator_id] = e.into
+
+    def resolve(self, cluster_id: UUID) -> UUID:
+        """The cluster a cluster now is, after merges."""
+        while cluster_id in self.merged:
+            cluster_id = self.merged[cluster_id]
+        return cluster_id
+
     # The report itself
 
     def _section(self, e: Report.SectionWritten, position: int) -> None:
@@ -525,31 +620,35 @@ class Fold:
 
 def build(
     app: Application[Any], texts: Vault, consultation_id: UUID, upto: int, version: int, final: bool,
-    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None,
+    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None, builder: str = BUILDER,
 ) -> ReportContent:
     """The content of `version` built at position `upto`; `erratum` is its own correction's, if it is one.
 
     `recorded`: the version's recorded quote hashes, standing in for texts that can no longer be read.
+    `builder`: whose rules (a version is rebuilt by the rules it was published with).
     """
     fold = Fold(consultation_id).run(app, upto)
-    return content_of(fold, app, texts, version, final, erratum, recorded)
+    return content_of(fold, app, texts, version, final, erratum, recorded, builder)
 
 
 def content_of(
     fold: Fold, app: Application[Any], texts: Vault, version: int, final: bool,
-    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None,
+    erratum: Erratum | None = None, recorded: Mapping[str, str] | None = None, builder: str = BUILDER,
 ) -> ReportContent:
     definition = fold.definition
     if definition is None:
         raise ValueError(f"consultation {fold.consultation_id} is not in the log up to position {fold.position}")
+    if builder not in FORMATS:  # rules this code does not know: today's, and the digest will say they differ
+        builder = BUILDER
     excluded = fold.excluded()
+    kept = fold.combinations - Counter(case.answers for case in excluded)
     received = tally(definition, stats_hash(fold.combinations), fold.position)
-    counted = tally(definition, stats_hash(fold.combinations - Counter(case.answers for case in excluded)), fold.position)
+    counted = tally(definition, stats_hash(kept), fold.position)
     by_reason = {r.value: sum(1 for c in excluded if r in c.flags) for r in EXCLUSION_REASONS}
     by_reason["other"] = sum(1 for c in excluded if not c.flags.intersection(EXCLUSION_REASONS))
     return ReportContent(
-        format=FORMAT,
-        builder=BUILDER,
+        format=FORMATS[builder],
+        builder=builder,
         consultation=ConsultationInfo(fold.consultation_id, definition.slug, definition.title, fold.is_open, fold.closes_at),
         version=version,
         final=final,
@@ -577,7 +676,38 @@ def content_of(
         quotes=[_quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
+        campaigns=campaigns_of(fold, app, texts, kept, recorded) if FORMATS[builder] >= 2 else None,
     )
+
+
+def campaigns_of(
+    fold: Fold, app: Application[Any], texts: Vault, kept: Counter[tuple[str, ...]], recorded: Mapping[str, str] | None,
+) -> Campaigns:
+    """The confirmed campaigns live at the fold's position (not merged into another cluster), and the
+    counts without them; `kept`: the counted responses (excluded ones left out) by their answers.
+
+    A cluster merged into another counts as that one: as a campaign only if that one is confirmed.
+    """
+    assert fold.definition is not None
+    live = {k: name for k, name in fold.campaigns.items() if k not in fold.merged}
+    members: dict[UUID, list[Case]] = {k: [] for k in live}
+    if members:
+        for case in fold.cases.values():  # in the order submitted
+            if case.cluster is not None and (k := fold.resolve(case.cluster)) in members:
+                members[k].append(case)
+    outside = kept.copy()
+    found = []
+    for k, name in live.items():
+        counted = [c for c in members[k] if c.outcome is not Outcome.EXCLUDED]
+        answers = Counter(c.answers for c in counted)
+        outside -= answers
+        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED), None)
+        found.append(CampaignCount(
+            k, name, len(members[k]), len(counted), tally(fold.definition, stats_hash(answers), fold.position).answers,
+            _representative(app, texts, reviewed, representative_ref(k), recorded) if reviewed else None,
+        ))
+    without = tally(fold.definition, stats_hash(outside), fold.position)
+    return Campaigns(without.responses, without.answers, found)
 
 
 def stats_hash(combinations: Mapping[tuple[str, ...], int]) -> dict[bytes, bytes]:
@@ -626,28 +756,66 @@ def quote_texts(fold: Fold, app: Application[Any], texts: Vault, quotes: Iterabl
         mark = next((m for m in case.marks or () if m.quote == quote), None) if case else None
         if case is None or mark is None or case.outcome is Outcome.EXCLUDED:
             continue
-        versions = (case.redactions or {}).get(quote.question_id)
-        sealed = versions[-1][0] if versions else _original(app, quote)
-        try:
-            answer = texts.unseal(sealed, quote.question_id)
-        except InvalidTag:
-            answer = None
-        out[quote] = QuoteText(answer[mark.start:mark.end] if answer is not None else None, sealed.key_id, prompts.get(quote.question_id, ""))
+        answer, key_id = _answer(app, texts, case, quote.question_id)
+        out[quote] = QuoteText(answer[mark.start:mark.end] if answer is not None else None, key_id, prompts.get(quote.question_id, ""))
     return out
 
 
-def _original(app: Application[Any], quote: QuoteRef) -> Sealed:
-    (submitted,) = app.events.get(quote.response_id, limit=1)
-    return submitted.texts[quote.question_id]
+def representative_text(app: Application[Any], texts: Vault, case: Case) -> tuple[str | None, list[str]]:
+    """A response's free-text answers as they read at the fold's position, one after another by
+    question id; None if any cannot be read, with the ids of the keys that could not read it."""
+    submitted = _submitted(app, case.response_id)
+    parts, lost = [], []
+    for question_id in sorted(submitted.texts):
+        answer, key_id = _answer(app, texts, case, question_id, submitted)
+        if answer is None:
+            lost.append(key_id)
+        else:
+            parts.append(answer)
+    return (None if lost else "\n".join(parts)), lost
+
+
+def unreadable(fold: Fold, app: Application[Any], texts: Vault, content: ReportContent) -> dict[str, list[str]]:
+    """The passages of a content whose text could not be read (quotes, then campaigns' representatives),
+    by the reference their hash is recorded under, each with the ids of the keys that could not read it."""
+    out = {str(q): [t.key_id] for q, t in quote_texts(fold, app, texts).items() if t.text is None}
+    for c in content.campaigns.campaigns if content.campaigns else ():
+        if c.representative and c.representative.text is None:
+            out[representative_ref(c.id)] = representative_text(app, texts, fold.cases[case_id(c.representative.response_id)])[1]
+    return out
+
+
+def _answer(
+    app: Application[Any], texts: Vault, case: Case, question_id: str, submitted: Response.Submitted | None = None,
+) -> tuple[str | None, str]:
+    """An answer as it read at the fold's position (its latest redaction, else the original), and the
+    id of its key; None if it cannot be read (its key destroyed, or its ciphertext altered)."""
+    versions = (case.redactions or {}).get(question_id)
+    sealed: Sealed = versions[-1][0] if versions else (submitted or _submitted(app, case.response_id)).texts[question_id]
+    try:
+        return texts.unseal(sealed, question_id), sealed.key_id
+    except InvalidTag:
+        return None, sealed.key_id
+
+
+def _submitted(app: Application[Any], response_id: UUID) -> Response.Submitted:
+    (submitted,) = app.events.get(response_id, limit=1)
+    return submitted
+
+
+def _sha256(text: str | None, ref: str, recorded: Mapping[str, str] | None) -> str:
+    """A published passage's hash: of its text, or as recorded when the text can no longer be read."""
+    return (recorded or {}).get(ref, "") if text is None else hashlib.sha256(text.encode()).hexdigest()
 
 
 def _quote(quote: QuoteRef, passage: QuoteText, recorded: Mapping[str, str] | None) -> Quote:
     ref = str(quote)
-    if passage.text is None:
-        sha = (recorded or {}).get(ref, "")
-    else:
-        sha = hashlib.sha256(passage.text.encode()).hexdigest()
-    return Quote(ref, quote.response_id, quote.question_id, passage.question, passage.text, sha)
+    return Quote(ref, quote.response_id, quote.question_id, passage.question, passage.text, _sha256(passage.text, ref, recorded))
+
+
+def _representative(app: Application[Any], texts: Vault, case: Case, ref: str, recorded: Mapping[str, str] | None) -> Representative:
+    text, _ = representative_text(app, texts, case)
+    return Representative(case.response_id, text, _sha256(text, ref, recorded))
 
 
 def case_fold(definition: Definition, consultation_id: UUID, cases: Mapping[UUID, Iterable[Any]]) -> Fold:

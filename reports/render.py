@@ -189,13 +189,44 @@ TABLES = [
     ),
 ]
 
+# Format 2 on (reports.content.FORMATS): a version built by earlier rules has neither.
+CAMPAIGN_TABLES = [
+    Table(
+        "campaigns.csv", "the campaigns editors confirmed (many responses sending the same or nearly the same text), in the order confirmed",
+        [("campaign_id", "the campaign's id (its cluster's)"), ("campaign", "its name"), ("received", "its responses"),
+         ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read and kept; empty if none yet"),
+         ("representative", "that response's free text as it read (redactions applied); empty if erased after publication"),
+         ("sha256", "SHA-256 of the representative text as published")],
+        lambda c: [
+            (k.id, k.name, k.received, k.counted, *((k.representative.response_id, k.representative.text, k.representative.sha256) if k.representative else (None,) * 3))
+            for k in c.campaigns.campaigns  # type: ignore[union-attr]
+        ],
+    ),
+    Table(
+        "campaign_answers.csv", "the counted answers (excluded responses left out) of the responses in no campaign, then of each campaign's",
+        [("campaign_id", "the campaign's id; empty for the responses in no campaign"), ("campaign", "its name; empty likewise"),
+         ("question_id", "the question's id in the form"), ("option_id", "the option's id (true or false for a yes/no question)"),
+         ("option", "the option as shown"), ("counted", "responses choosing it")],
+        lambda c: [
+            (k_id, name, q.id, o.id, o.label, answers[q.id][o.id])
+            for k_id, name, answers in [(None, None, c.campaigns.answers), *((k.id, k.name, k.answers) for k in c.campaigns.campaigns)]  # type: ignore[union-attr]
+            for q in c.questions for o in q.options
+        ],
+    ),
+]
+
+
+def tables(c: ReportContent) -> list[Table]:
+    return TABLES if c.campaigns is None else TABLES + CAMPAIGN_TABLES
+
+
 # A zip of fixed bytes: the same entries in the same order, with one timestamp and mode, stored
 # uncompressed (deflate's output may differ between zlib builds; the files are small).
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def data_zip(built: Built) -> bytes:
-    files = [("README.txt", readme(built)), ("report.json", built.body), *((t.name, t.csv(built.content)) for t in TABLES)]
+    files = [("README.txt", readme(built)), ("report.json", built.body), *((t.name, t.csv(built.content)) for t in tables(built.content))]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as z:
         for name, data in files:
@@ -207,17 +238,19 @@ def data_zip(built: Built) -> bytes:
 
 
 def readme(built: Built) -> bytes:
+    c = built.content
     json_about = [("report.json", "the version's content as JSON, exactly as served: the same figures as the CSV files", [
-        ("format", "the format of this document (1)"), ("builder", "the rules that built it"),
+        ("format", f"the format of this document ({c.format})"), ("builder", "the rules that built it"),
         ("consultation", "id, slug, title; open and closes_at as they stood at the position"),
         ("version", "this version's number"), ("final", "true for a final version, false for an interim one"),
         ("position", "the log position it was built from"), ("sections", "as in sections.csv"),
         ("responses", "as in responses.csv and exclusions.csv"), ("questions", "as in answers.csv"),
         ("themes", "as in themes.csv"), ("sessions", "as in sessions.csv"), ("quotes", "as in quotes.csv (text null if erased)"),
         ("timeline", "as in timeline.csv"), ("errata", "as in errata.csv"),
+        *([("campaigns", "as in campaigns.csv and campaign_answers.csv (representative text null if erased)")] if c.campaigns is not None else []),
     ])]
-    files = json_about + [(t.name, t.about, t.fields) for t in TABLES]
-    return _ENV.get_template("README.txt.j2").render(c=built.content, info=built.info, digest=built.digest, files=files).encode()
+    files = json_about + [(t.name, t.about, t.fields) for t in tables(c)]
+    return _ENV.get_template("README.txt.j2").render(c=c, info=built.info, digest=built.digest, files=files).encode()
 
 
 def outputs(built: Built, checkpoint: Checkpoint | None = None) -> dict[str, bytes]:

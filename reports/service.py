@@ -34,6 +34,7 @@ from domain.staff.member import NotPermitted, Role
 from domain.staff.service import Staff
 from reports.content import (
     BUILDER,
+    FORMATS,
     Erratum,
     Fold,
     ReportContent,
@@ -41,10 +42,13 @@ from reports.content import (
     canonical,
     case_fold,
     content_of,
+    described,
     digest,
     first_difference,
     quote_texts,
+    representative_ref,
     sealed,
+    unreadable,
 )
 
 READERS = (Role.EDITOR, Role.AUDITOR, Role.ADMIN)
@@ -118,7 +122,9 @@ class Verification(msgspec.Struct, frozen=True):
     recorded: str  # the digest published
     rebuilt: str  # the digest rebuilt now
     difference: str | None  # None when ok, else the first difference found, in words
-    erased: list[str]  # quotes whose text was shredded after publication (recorded erasures, not differences)
+    # quotes (and campaign representatives, `campaign/{id}`) whose text was shredded after
+    # publication: recorded erasures, not differences
+    erased: list[str]
 
 
 class Reports:
@@ -232,7 +238,7 @@ class Reports:
         if built.digest != info.digest:
             raise ReportMismatch(
                 f"Version {info.version} rebuilt from the log does not match the digest it was published with"
-                f"{'' if info.builder == BUILDER else f' (it was built by {info.builder}, this is {BUILDER})'}; "
+                f"{'' if info.builder in FORMATS else f' (it was built by {info.builder}, whose rules this {BUILDER} does not know)'}; "
                 "`agora report verify` says where."
             )
         return built
@@ -264,15 +270,14 @@ class Reports:
         info, quotes = self._version(consultation, version)
         fold, content = self._rebuild(consultation, info, quotes)
         rebuilt = digest(content)
-        unread = [q for q in content.quotes if q.text is None]
+        unread = unreadable(fold, self.app, self.texts, content)
         shredded = {k for e in self.app.select_events(ReviewCase.OriginalsShredded) for k in e.key_ids}
-        keys = {str(q): t.key_id for q, t in quote_texts(fold, self.app, self.texts).items()}
-        erased = [q.ref for q in unread if keys[q.ref] in shredded]
-        lost = [q.ref for q in unread if keys[q.ref] not in shredded]
+        erased = [ref for ref, keys in unread.items() if shredded.issuperset(keys)]
+        lost = [ref for ref, keys in unread.items() if not shredded.issuperset(keys)]
         difference = None
         if lost:
             difference = (
-                f"quote {lost[0]}: its text cannot be read, and no shredding of its key is recorded "
+                f"{described(lost[0])}: its text cannot be read, and no shredding of its key is recorded "
                 "(the key was removed outside Agora, or the ciphertext was altered)"
             )
         elif rebuilt != info.digest:
@@ -325,7 +330,7 @@ class Reports:
     def _rebuild(self, consultation: Consultation, info: VersionInfo, quotes: dict[str, str]) -> tuple[Fold, ReportContent]:
         fold = Fold(consultation.id).run(self.app, info.position)
         erratum = Erratum(info.version, info.erratum, info.reason or "") if info.erratum is not None else None
-        return fold, content_of(fold, self.app, self.texts, info.version, info.final, erratum, quotes)
+        return fold, content_of(fold, self.app, self.texts, info.version, info.final, erratum, quotes, info.builder)
 
     def _candidates(self, consultation: Consultation, only: list[QuoteRef] | None = None) -> list[Candidate]:
         """The candidate quotes (or those of `only` that are candidates), as their answers read now."""
@@ -361,7 +366,12 @@ def _built(info: VersionInfo | None, content: ReportContent) -> Built:
 
 
 def _hashes(content: ReportContent) -> dict[str, str]:
-    return {q.ref: q.sha256 for q in content.quotes}
+    """What a version's event records of its free text: each quote's hash, and each campaign representative's."""
+    hashes = {q.ref: q.sha256 for q in content.quotes}
+    for c in content.campaigns.campaigns if content.campaigns else ():
+        if c.representative:
+            hashes[representative_ref(c.id)] = c.representative.sha256
+    return hashes
 
 
 def _difference(info: VersionInfo, content: ReportContent, against: bytes | None) -> str:
@@ -374,8 +384,8 @@ def _difference(info: VersionInfo, content: ReportContent, against: bytes | None
         if digest(given) != info.digest:
             return f"the document given is not version {info.version} as published (its digest is {digest(given)})"
         return first_difference(canonical(sealed(given)), canonical(sealed(content))) or "the rebuilt content differs"
-    if info.builder != BUILDER:
-        return f"version {info.version} was built by {info.builder}; this is {BUILDER}, whose rules differ"
+    if info.builder not in FORMATS:
+        return f"version {info.version} was built by {info.builder}, whose rules this {BUILDER} does not know"
     return (
         f"the content rebuilt at position {info.position} does not have the digest published: an event up to "
         "that position was altered or removed (give the published document to see where)"

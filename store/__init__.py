@@ -96,6 +96,12 @@ def exclusive(recorder: ApplicationRecorder, name: str) -> Iterator[Callable[[],
         yield held if row["held"] else None
 
 
+def taken(recorder: ApplicationRecorder, name: str) -> bool:
+    """Whether a process holds the deployment's lock `name` (`exclusive`): a look, never a wait."""
+    with exclusive(recorder, name) as held:
+        return held is None
+
+
 def one_at_a_time(recorder: ApplicationRecorder, name: str, stop: threading.Event, serve: Callable[[Callable[[], bool]], None], standby: float) -> None:
     """Run `serve(held)` while this process holds the deployment's lock `name` (`exclusive`), until
     `stop`; while another process holds it, stand by and try again every `standby` seconds."""

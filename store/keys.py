@@ -46,11 +46,18 @@ class KeyStore:
     def seal(self, texts: list[tuple[str, str]]) -> list[Sealed]:
         """Each (associated, text) under a new random 256-bit key, recorded durably (in one
         transaction) before any ciphertext made with it is."""
-        keys = {uuid.uuid4().hex: AESGCM.generate_key(bit_length=256) for _ in texts}
-        if keys:
+        sealed, keys = self.seal_for_save(texts)
+        if keys.rows:
             with self.datastore.transaction(commit=True) as c:
-                c.executemany(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", list(keys.items()))
-        return [Sealed(key_id, seal(key, text, associated)) for (key_id, key), (associated, text) in zip(keys.items(), texts, strict=True)]
+                keys.insert(c)
+        return sealed
+
+    def seal_for_save(self, texts: list[tuple[str, str]]) -> tuple[list[Sealed], NewKeys]:
+        """As `seal`, but the new keys are recorded by the event store's save of the ciphertext
+        (`app.save(..., keys=...)`), in the same transaction: one commit, and no key without its event."""
+        keys = [(uuid.uuid4().hex, AESGCM.generate_key(bit_length=256)) for _ in texts]
+        sealed = [Sealed(key_id, seal(key, text, associated)) for (key_id, key), (associated, text) in zip(keys, texts, strict=True)]
+        return sealed, NewKeys(f"INSERT INTO {self.table} (key_id, key) VALUES ({self.p}, {self.p})", keys)
 
     def seal_with(self, key_id: str, text: str, associated: str) -> Sealed:
         key = self.get(key_id)
@@ -112,6 +119,18 @@ class KeyStore:
         with self.datastore.get_connection() as conn:
             conn.execute(f"VACUUM FULL {self.table}")
             conn.execute(f"VACUUM FULL {self.index}")
+
+
+class NewKeys:
+    """Keys not yet recorded; the recorder inserts them inside the transaction that records the events (store/sqlite.py, store/postgres.py)."""
+
+    def __init__(self, statement: str, rows: list[tuple[str, bytes]]) -> None:
+        self.statement = statement
+        self.rows = rows
+
+    def insert(self, cursor: Any) -> None:
+        if self.rows:
+            cursor.executemany(self.statement, self.rows)
 
 
 def seal(key: bytes, plaintext: str, associated: str) -> bytes:

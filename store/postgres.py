@@ -1,4 +1,5 @@
-"""eventsourcing's PostgreSQL module, with a recorder that can check other aggregates inside the insert."""
+"""eventsourcing's PostgreSQL module, with a recorder that can check other aggregates inside the insert
+and records the data keys of the events' sealed text in the same transaction (`keys=`, store/keys.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from store.consistency import unchanged
+from store.keys import NewKeys
 
 
 class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder):
     def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, **kwargs: Any
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None,
+        keys: NewKeys | None = None, **kwargs: Any,
     ) -> None:
         if expect:
             # The table lock serialises every insert: taken before the check, no writer can commit between it and ours.
@@ -26,6 +29,9 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
                 Identifier(self.datastore.schema), Identifier(self.events_table_name)
             )
             unchanged(expect, lambda originator_id: curs.execute(select, (originator_id,)).fetchone()["version"])
+        # After the check: the library commits what was done before an error raised here (not by the server).
+        if keys:
+            keys.insert(curs)
         super()._insert_stored_events(curs, stored_events, **kwargs)
 
 

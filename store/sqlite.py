@@ -1,5 +1,6 @@
-"""eventsourcing's SQLite module, with a recorder that rings in-process doorbells after each write
-and can check other aggregates inside the insert (store/consistency.py)."""
+"""eventsourcing's SQLite module, with a recorder that rings in-process doorbells after each write,
+can check other aggregates inside the insert (store/consistency.py) and records the data keys of
+the events' sealed text in the same transaction (`keys=`, store/keys.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from eventsourcing import sqlite
 from eventsourcing.persistence import StoredEvent
 
 from store.consistency import unchanged
+from store.keys import NewKeys
 
 
 class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
@@ -26,8 +28,11 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
         return ids
 
     def _insert_events(
-        self, c: sqlite.SQLiteCursor, stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, **kwargs: Any
+        self, c: sqlite.SQLiteCursor, stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None,
+        keys: NewKeys | None = None, **kwargs: Any,
     ) -> Sequence[int] | None:
+        if keys:
+            keys.insert(c)
         ids = super()._insert_events(c, stored_events, **kwargs)
         if expect:
             # Checked after inserting: the insert holds the database's one write lock, so this reads

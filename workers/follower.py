@@ -5,6 +5,8 @@ position (up to a batch), lets the projection stage its changes, and flushes the
 the last position in one Redis transaction. Under load a batch holds many events, so the
 view keeps up with one round trip per batch; when idle it waits on the store's doorbell.
 Run it in a thread of the API process (embedded) or in a process of its own (`agora work`).
+One follower of each view folds per deployment (a lock in the event store's database); any
+other stands by and takes over within seconds when the holder stops or dies.
 
 An outage (Redis or the store) is retried forever. An event the fold itself fails on is
 retried a few times (a poison event: retrying will not help), then the follower stops that
@@ -19,15 +21,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
-
+from projections.state import Fold
 from projections.view import RedisView, StaleGeneration
-from store import Doorbell
+from store import Doorbell, one_at_a_time
 
 if TYPE_CHECKING:
     from workers.mailer import Mailer
@@ -37,6 +39,13 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 IDLE_POLL = 0.5  # seconds; how soon a write from another SQLite process is seen
 ATTEMPTS = 5  # tries of an event the fold fails on before its view stops
+STANDBY = 2.0  # seconds between a standby follower's attempts to take over its view
+LOCK_CHECK = 1.0  # seconds between a folding follower's looks at whether it still holds its view's lock
+
+
+def lock(view: str) -> str:
+    """The name of the deployment's lock that the follower of `view` holds while it folds."""
+    return f"view-{view}"
 
 
 class FoldFailed(Exception):
@@ -84,7 +93,7 @@ class Stops:
 
 class Follower:
     def __init__(
-        self, app: Application[Any], projection: Projection[RedisView], batch: int = BATCH,
+        self, app: Application[Any], projection: Fold, batch: int = BATCH,
         stops: Stops | None = None, attempts: int = ATTEMPTS,
     ) -> None:
         """Without `stops`, an event the fold fails on raises `FoldFailed` from `step()` (as in a rebuild)."""
@@ -104,9 +113,18 @@ class Follower:
         self.recorded: int | None = None  # the event `stops` holds a record of for this view (None: not read yet)
         self.skip = 0  # the event the operator decided this view does without
 
-    def step(self) -> int:
-        """Process one batch past the view's position; returns how many events it read."""
-        notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch, inclusive_of_start=False)
+    def step(self, upto: int | None = None) -> int:
+        """Process one batch past the view's position; returns how many events it read.
+
+        Given `upto`, a position the log has reached, it reads only the events the projection
+        subscribes to, up to there, and once it has folded them all moves the view to `upto`.
+        """
+        if upto is None:
+            notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch, inclusive_of_start=False)
+        else:
+            notifications = self.app.recorder.select_notifications(
+                start=self.position, limit=self.batch, stop=upto, topics=self.projection.topics, inclusive_of_start=False
+            )
         for n in notifications:
             tracking = Tracking(self.app.name, n.id)
             if n.topic in self.topics and n.id != self.skip:
@@ -118,6 +136,8 @@ class Follower:
                     raise FoldFailed(n.id, e) from e
             else:
                 self.view.insert_tracking(tracking)  # not decoded: this view ignores it (or does without it)
+        if upto is not None and len(notifications) < self.batch:
+            self.view.insert_tracking(Tracking(self.app.name, upto))  # nothing else it subscribes to up to there
         try:
             position = self.view.flush(self.position)
         except StaleGeneration:
@@ -130,16 +150,35 @@ class Follower:
     def catch_up(self, head: int | None = None) -> None:
         """Process until the view has reached `head` (default: the log's head now)."""
         head = (self.app.recorder.max_notification_id() or 0) if head is None else head
-        while self.position < head and self.step():
-            pass
+        while self.position < head:
+            self.step(head)
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until `stop` is set (then ring `bell`), surviving Redis or store outages."""
+        """Follow the log until `stop` is set (then ring `bell`), surviving Redis or store outages.
+
+        One follower of a view per deployment folds: it holds the view's lock in the event store's
+        database (`store.one_at_a_time`); any other, say in a second `agora work`, stands by to take over.
+        """
+        one_at_a_time(self.app.recorder, lock(self.name), stop, lambda locked: self._serve(stop, locked), STANDBY)
+
+    def _serve(self, stop: threading.Event, locked: Callable[[], bool]) -> None:
+        """Follow while `locked` (looked at every LOCK_CHECK seconds: on PostgreSQL it is a round trip) and until `stop`."""
+        self._resume()  # where the view is now: another follower may have folded it meanwhile
+        upgraded = False
         self.bell = Doorbell(self.app.recorder)
+        checked = time.monotonic()
         try:
             while not stop.is_set():
+                if time.monotonic() - checked > LOCK_CHECK:
+                    if not locked():
+                        log.warning("follower %s: lost its lock; standing by", self.name)
+                        return
+                    checked = time.monotonic()
                 self.bell.clear()
                 try:
+                    if not upgraded:
+                        self.upgrade()
+                        upgraded = True
                     if self.held():
                         stop.wait(1.0)
                         continue
@@ -161,6 +200,26 @@ class Follower:
                 self.bell.wait(IDLE_POLL)
         finally:
             self.bell.close()
+            self.bell = None
+
+    def upgrade(self) -> None:
+        """If the view was written by another version of its fold (a release changed it), rebuild it
+        beside the live one, which readers keep using until the rebuilt one has caught up."""
+        version, marked = type(self.projection).version, self.view.fold_version()
+        written_by = marked or (1 if self.position else version)  # unmarked: from before versions, or new
+        if written_by == version:
+            if marked is None:
+                self.view.mark_fold(version)
+            return
+        log.warning("view %s was written by version %d of its fold, this code's is %d: rebuilding it", self.name, written_by, version)
+        try:
+            rebuild(self.app, type(self.projection), self.view.rebuilt())
+        except FoldFailed as e:
+            log.error("view %s: rebuilding it stopped on %s; following it as it stands (`agora rebuild %s` once fixed)", self.name, e, self.name)
+            return
+        if self.stops is not None:
+            self.stops.clear(self.name)
+        self._resume()
 
     def repaired(self) -> bool:
         """When idle: if the view stands behind where this follower left it (Redis restarted empty,
@@ -171,6 +230,8 @@ class Follower:
         log.warning("view %s is at %d, behind %d where it was left: folding the log again from there", self.view.name, stored, self.position)
         self.view.discard()
         self.position = stored
+        if not stored:  # gone altogether: this fold writes it again from the start
+            self.view.mark_fold(type(self.projection).version)
         return True
 
     # Poison events
@@ -223,10 +284,21 @@ class Follower:
     def _resume(self) -> None:
         self.view.discard()
         try:
-            self.view.generation = self.view._current_generation()  # a rebuild may have switched it meanwhile
+            self.view.generation = self.view.current_generation()  # a rebuild may have switched it meanwhile
             self.position = self.view.max_tracking_id(self.app.name) or 0
         except redis.RedisError:
             pass
+
+
+def rebuild(app: Application[Any], fold: type[Fold], view: RedisView) -> Follower:
+    """Fold the whole log into `view`, a fresh generation, then switch readers to it; its follower,
+    at the view's position. Raises `FoldFailed` (nothing switched) if the fold fails on an event."""
+    view.mark_fold(fold.version)
+    follower = Follower(app, fold(view))
+    while True:
+        follower.catch_up()
+        if view.switch(app.name):
+            return follower
 
 
 class Followers:
@@ -248,8 +320,8 @@ class Followers:
     def stop(self) -> None:
         self._stop.set()
         for r in self.runners:
-            if r.bell:
-                r.bell.ring()
+            if bell := r.bell:  # None while standing by
+                bell.ring()
         for t in self._threads:
             t.join()
 

@@ -9,7 +9,8 @@ import redis
 from eventsourcing.application import Application
 
 from projections.live import VIEWS
-from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, Stops
+import store
+from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, Stops, lock, rebuild as rebuild_view
 from workers.mailer import Mailer
 
 
@@ -18,6 +19,11 @@ def followers(
 ) -> Followers:
     stops = Stops(client, prefix)
     return Followers([Follower(app, projection(view(client, prefix)), stops=stops, attempts=attempts) for projection, view in VIEWS.values()], mailer)
+
+
+def followed(app: Application[Any]) -> dict[str, bool]:
+    """Whether a follower of this deployment holds each view's lock (one folds it; any other stands by)."""
+    return {name: store.taken(app.recorder, lock(name)) for name in VIEWS}
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:
@@ -32,14 +38,10 @@ def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) 
     fold fails on an event, nothing is switched and the refusal names the event.
     """
     projection_class, view_class = VIEWS[name]
-    view = view_class.new_generation(client, prefix)
-    follower = Follower(app, projection_class(view))
     started = time.perf_counter()
-    while True:
-        try:
-            follower.catch_up()
-        except FoldFailed as e:
-            raise ValueError(f"cannot rebuild {name}: its fold fails on {e}; the live view is untouched") from e
-        if view.switch(app.name):
-            Stops(client, prefix).clear(name)
-            return follower.position, time.perf_counter() - started
+    try:
+        follower = rebuild_view(app, projection_class, view_class.new_generation(client, prefix))
+    except FoldFailed as e:
+        raise ValueError(f"cannot rebuild {name}: its fold fails on {e}; the live view is untouched") from e
+    Stops(client, prefix).clear(name)
+    return follower.position, time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""Campaigns and near-duplicates: staff read a consultation's clusters; editors confirm, split and merge them.
+"""Campaigns and near-duplicates: staff read a consultation's clusters; editors confirm, split and merge them;
+reviewers review a confirmed campaign as a group.
 
 Clusters are folded from the log on each request (`Campaigns.book`), so they answer at once with
 what the clusterer and editors recorded, with no view to wait for. Texts read as they now read
@@ -7,6 +8,7 @@ what the clusterer and editors recorded, with no view to wait for. Texts read as
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -16,9 +18,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.problems import STAFF_PROBLEMS
-from api.staff.review import CASE_READERS, EDITORS, Recorded, Staff
+from api.staff.review import CASE_READERS, EDITORS, REVIEWERS, Recorded, Staff
 from domain.campaigns.cluster import MAX_REASON, Book, Likeness, Member
 from domain.campaigns.service import CLUSTER_TEXT, EXCERPT, diff
+from domain.review.case import MAX_NOTE, Outcome
 from runtime import System
 
 CLUSTERS = "/review/consultations/{slug:str}/clusters"
@@ -34,6 +37,7 @@ class ClusterSummary(msgspec.Struct):
     campaign: Annotated[str | None, msgspec.Meta(description="The campaign's name once an editor confirmed it")]
     representative: Annotated[UUID, msgspec.Meta(description="The earliest member still in the cluster")]
     excerpt: Annotated[str, msgspec.Meta(description=f"The representative's text as it now reads, its first {EXCERPT} characters")]
+    covered: Annotated[int, msgspec.Meta(description="Members a group review covered; the others are still to review")]
 
 
 class Change(msgspec.Struct):
@@ -46,6 +50,18 @@ class MemberOut(msgspec.Struct):
     kind: Likeness
     similarity: Annotated[float, msgspec.Meta(description="To the member it matched when assigned (1.0 identical)")]
     changes: Annotated[list[Change], msgspec.Meta(description="Word by word, against the representative's text")]
+    group_review: Annotated[UUID | None, msgspec.Meta(description="The group review that covered it; null: still to review")]
+
+
+class GroupReviewOut(msgspec.Struct):
+    id: UUID
+    by: UUID
+    at: datetime
+    tags: list[str]
+    outcome: Outcome
+    reason: str
+    note: str | None
+    members: Annotated[int, msgspec.Meta(description="How many members it covered")]
 
 
 class ClusterOut(msgspec.Struct):
@@ -55,6 +71,8 @@ class ClusterOut(msgspec.Struct):
     campaign: str | None
     representative: UUID
     text: Annotated[str, msgspec.Meta(description="The representative's text as it now reads (redactions applied)")]
+    covered: Annotated[int, msgspec.Meta(description="Members a group review covered; the others are still to review")]
+    group_reviews: Annotated[list[GroupReviewOut], msgspec.Meta(description="Oldest first, with those of clusters merged into it")]
     members: list[MemberOut]
     next_cursor: Annotated[int | None, msgspec.Meta(description="Pass as `cursor` for the next page of members; null on the last")]
 
@@ -79,6 +97,30 @@ class MergeIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Reason
 
 
+class GroupReviewIn(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: Outcome
+    tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]], msgspec.Meta(max_length=50, description="Theme ids of the coding frame")] = []
+    reason: Annotated[Reason, msgspec.Meta(description="Why; needed to exclude, as for one response")] = ""
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] | None = None
+
+
+class SkippedOut(msgspec.Struct):
+    response_id: UUID
+    reason: Annotated[str, msgspec.Meta(description="`claimed`: someone else holds a live claim on it; `completed`: already reviewed or excluded")]
+    holder: Annotated[UUID | None, msgspec.Meta(description="Who holds the claim")] = None
+
+
+class GroupApplied(msgspec.Struct):
+    group_review: Annotated[UUID, msgspec.Meta(description="The group review's id: each member's events name it (`group`)")]
+    position: int
+    members: Annotated[int, msgspec.Meta(description="Members covered: each tagged and completed in it")]
+    skipped: Annotated[list[SkippedOut], msgspec.Meta(description="Members left as they were, and why")]
+
+
+def _covered(book: Book, members: list[Member]) -> int:
+    return sum(m.response_id in book.covered for m in members)
+
+
 def _kind(book: Book, cluster_id: UUID, members: list[Member]) -> Likeness:
     merged = any(into == cluster_id for into in book.merged.values())
     return Likeness.NEAR if merged or any(m.kind == Likeness.NEAR for m in members) else Likeness.IDENTICAL
@@ -93,7 +135,10 @@ def clusters(
     book, found = system.campaigns.clusters(slug)
     page = list(found.items())[cursor : cursor + limit]
     summaries = [
-        ClusterSummary(c, len(ms), _kind(book, c, ms), book.campaigns.get(c), ms[0].response_id, system.campaigns.text(ms[0].response_id)[:EXCERPT])
+        ClusterSummary(
+            c, len(ms), _kind(book, c, ms), book.campaigns.get(c), ms[0].response_id, system.campaigns.text(ms[0].response_id)[:EXCERPT],
+            _covered(book, ms),
+        )
         for c, ms in page
     ]
     if summaries:  # excerpts are free text, which may name people: who read them is on record
@@ -111,14 +156,21 @@ def cluster(
     resolved = book.resolve(cluster_id)
     representative = system.campaigns.text(members[0].response_id)
     page = [
-        MemberOut(m.response_id, m.kind, m.similarity, [Change(c.op, c.text) for c in diff(representative, system.campaigns.text(m.response_id))])
+        MemberOut(
+            m.response_id, m.kind, m.similarity, [Change(c.op, c.text) for c in diff(representative, system.campaigns.text(m.response_id))],
+            book.covered.get(m.response_id),
+        )
         for m in members[cursor : cursor + limit]
     ]
     system.access.record(request.user.id, CLUSTER_TEXT, str(resolved))  # free text may name people: who read it is on record
     after = cursor + limit
+    reviews = [
+        GroupReviewOut(r.originator_id, r.by, r.timestamp, list(r.themes), r.outcome, r.reason, r.note, len(r.members))
+        for r in book.group_reviews(resolved)
+    ]
     return ClusterOut(
-        resolved, len(members), _kind(book, resolved, members), book.campaigns.get(resolved), members[0].response_id, representative, page,
-        after if after < len(members) else None,
+        resolved, len(members), _kind(book, resolved, members), book.campaigns.get(resolved), members[0].response_id, representative,
+        _covered(book, members), reviews, page, after if after < len(members) else None,
     )
 
 
@@ -138,4 +190,10 @@ def merge(slug: FromPath[str], cluster_id: ClusterId, data: JSONBody[MergeIn], r
     return Recorded(system.campaigns.merge(slug, data.other, cluster_id, request.user.id, data.reason))
 
 
-routes = [clusters, cluster, confirm, split, merge]
+@post(CLUSTER + "/review", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Review a confirmed campaign as a group")
+def review_group(slug: FromPath[str], cluster_id: ClusterId, data: JSONBody[GroupReviewIn], request: Staff, system: NamedDependency[System]) -> GroupApplied:
+    done = system.campaigns.review_group(slug, cluster_id, request.user.id, data.tags, data.outcome, data.reason, data.note)
+    return GroupApplied(done.id, done.position, done.members, [SkippedOut(s.response_id, s.reason, s.holder) for s in done.skipped])
+
+
+routes = [clusters, cluster, confirm, split, merge, review_group]

@@ -18,6 +18,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.campaigns.group import GroupReview
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.text import name as one_line, name_problem, visible
 from domain.topics import stored_as
@@ -159,17 +160,19 @@ class Member:
 
 @dataclass
 class Book:
-    """Who belongs where: every assignment, split, departure, campaign and merge, folded in log order."""
+    """Who belongs where: every assignment, split, departure, campaign, merge and group review, folded in log order."""
 
     members: dict[UUID, Member] = field(default_factory=dict)  # by response id
     responses: dict[UUID, UUID] = field(default_factory=dict)  # assignment id -> response id
     consultations: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> consultation id
     campaigns: dict[UUID, str] = field(default_factory=dict)  # cluster id -> campaign name
     merged: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> the cluster it was merged into
+    covered: dict[UUID, UUID] = field(default_factory=dict)  # response id -> the last group review that covered it
+    reviews: dict[UUID, list[GroupReview.Applied]] = field(default_factory=dict)  # cluster id (as reviewed) -> its group reviews
 
     TOPICS = (
         Assignment.Assigned, Assignment.SplitOut, Assignment.Left,
-        Cluster.Opened, Cluster.CampaignConfirmed, Cluster.MergedInto,
+        Cluster.Opened, Cluster.CampaignConfirmed, Cluster.MergedInto, GroupReview.Applied,
     )
 
     def apply(self, e: Any, position: int = 0) -> None:
@@ -194,12 +197,19 @@ class Book:
             self.campaigns[e.originator_id] = e.name
         elif isinstance(e, Cluster.MergedInto):
             self.merged[e.originator_id] = e.into
+        elif isinstance(e, GroupReview.Applied):
+            self.covered.update(dict.fromkeys(e.members, e.originator_id))
+            self.reviews.setdefault(e.cluster_id, []).append(e)
 
     def resolve(self, cluster_id: UUID) -> UUID:
         """The cluster a cluster now is, after merges."""
         while cluster_id in self.merged:
             cluster_id = self.merged[cluster_id]
         return cluster_id
+
+    def group_reviews(self, cluster_id: UUID) -> list[GroupReview.Applied]:
+        """The group reviews of a live cluster, oldest first, with those of clusters merged into it."""
+        return sorted((r for c, rs in self.reviews.items() if self.resolve(c) == cluster_id for r in rs), key=lambda r: r.timestamp)
 
     def cluster_of(self, response_id: UUID) -> UUID | None:
         member = self.members.get(response_id)

@@ -3,7 +3,8 @@
 The clusterer (workers/clusterer.py) records where each response belongs; here staff read the
 clusters of a consultation (folded from the log: `Book`) with each member's difference from the
 cluster's representative (its earliest member still in it), and editors confirm a cluster as a
-campaign, split a member out, or merge two clusters, each an event naming who and why.
+campaign, split a member out, or merge two clusters, each an event naming who and why. Reviewers
+apply one review to a confirmed campaign (`GroupReview`): each member's case records its own events.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
 from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Member, assignment_id
+from domain.campaigns.group import GroupReview, check_group_review
 from domain.consultations.service import Consultations
 from domain.core import Agora
 from domain.errors import DomainError, FieldError, InvalidInput
+from domain.review.case import CaseClosed, ClaimConflict, Outcome, ReviewCase, case_id
 from domain.review.service import Review
 from domain.sealed import Sealed, Vault
 from domain.staff.member import Role
@@ -33,6 +37,25 @@ ATTEMPTS = 3
 class ClusterNotFound(DomainError):
     def __init__(self, cluster_id: object) -> None:
         super().__init__(f"No cluster {cluster_id} in this consultation.")
+
+
+class NotACampaign(DomainError):
+    """A group review of a cluster no editor has confirmed as a campaign."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    response_id: UUID
+    reason: str  # "claimed": someone else holds a live claim; "completed": already reviewed or excluded
+    holder: UUID | None = None  # of the live claim
+
+
+@dataclass(frozen=True)
+class GroupApplied:
+    id: UUID
+    position: int
+    members: int  # covered: each member's case completed in it
+    skipped: list[Skipped]
 
 
 def original_text(texts: dict[str, Sealed], vault: Vault) -> str | None:
@@ -150,6 +173,50 @@ class Campaigns:
 
         (assignment,), position = self._record(command)
         return assignment.cluster_id, position
+
+    # Reviewers' group review
+
+    def review_group(
+        self, slug: str, cluster_id: UUID, by: UUID, themes: list[str], outcome: Outcome, reason: str, note: str | None,
+    ) -> GroupApplied:
+        """Apply one review to a confirmed campaign's members as they are now: each member's case is tagged and
+        completed, naming the group review, all in one transaction. Members someone else holds a live claim on,
+        or already completed, are skipped and reported; members who join later are not covered."""
+        self.staff.get(by).require(Role.REVIEWER)
+        consultation = self.consultations.get(slug).id
+        frame = self.review.frame(consultation)
+        themes = list(dict.fromkeys(frame.active(t, "tags").id for t in themes))
+        check_group_review(outcome, reason, note)
+        group_id = uuid4()
+        skipped: list[Skipped] = []
+
+        def command() -> tuple[Any, ...]:  # again from the log on a retry: the members may have changed too
+            book, members = self.cluster(slug, cluster_id)
+            if book.resolve(cluster_id) != cluster_id:
+                raise ClusterNotFound(cluster_id)  # merged into another: act on that one
+            if cluster_id not in book.campaigns:
+                raise NotACampaign("Only a cluster an editor confirmed as a campaign can be reviewed as a group.")
+            skipped.clear()
+            now, cases = datetime.now(UTC), []
+            for m in members:
+                case = self.app.find(case_id(m.response_id), ReviewCase) or ReviewCase(m.response_id)
+                try:
+                    case.complete_in_group(by, themes, outcome, reason, group_id, now)
+                except ClaimConflict as e:
+                    skipped.append(Skipped(m.response_id, "claimed", e.holder))
+                    continue
+                except CaseClosed:
+                    skipped.append(Skipped(m.response_id, "completed"))
+                    continue
+                cases.append(case)
+            if not cases:
+                raise ClusterConflict("Every member of this campaign is already reviewed or claimed by someone else.")
+            covered = tuple(c.response_id for c in cases)
+            group = GroupReview(consultation, cluster_id, by, tuple(themes), outcome, reason, note, covered, id=group_id)
+            return (group, *cases)
+
+        (group, *_), position = self._record(command)
+        return GroupApplied(group.id, position, len(group.members), list(skipped))
 
     def _on_cluster(self, slug: str, cluster_id: UUID, by: UUID, change: Callable[[Cluster], None]) -> int:
         self.staff.get(by).require(Role.EDITOR)

@@ -131,24 +131,28 @@ class Consultations:
 
         A refused submission gets its error in its place in the result; it does not stop the others.
         A keyed submission already recorded (by an earlier attempt, or earlier in this batch) gets its
-        first receipt again and records nothing. The store refuses the whole transaction if another
-        process recorded one of this batch's keyed ids meanwhile, or changed (closed) one of its
-        consultations since it was checked: then the batch is checked again.
+        first receipt again and records nothing. The store refuses the whole transaction if one of this
+        batch's keyed ids is recorded already (by an earlier attempt, or another process meanwhile), or
+        if one of its consultations changed (closed) since it was checked: then the batch is checked
+        again, and this time each keyed id is looked up first. The first attempt looks none up: a
+        retry is rare, and the store's uniqueness decides all the same.
         """
-        for _ in range(ATTEMPTS - 1):
+        for attempt in range(ATTEMPTS - 1):
             try:
-                return self._submit_batch(submissions, now or datetime.now(UTC))
+                return self._submit_batch(submissions, now or datetime.now(UTC), look_up=attempt > 0)
             except IntegrityError:
-                pass  # the keys sealed for the refused attempt protect nothing recorded; they stay unused
-        return self._submit_batch(submissions, now or datetime.now(UTC))
+                pass  # the refused attempt recorded nothing, its keys neither
+        return self._submit_batch(submissions, now or datetime.now(UTC), look_up=True)
 
-    def _submit_batch(self, submissions: Sequence[Submission], now: datetime) -> list[Receipt | DomainError]:
+    def _submit_batch(self, submissions: Sequence[Submission], now: datetime, look_up: bool) -> list[Receipt | DomainError]:
         consultations: dict[str, Consultation | DomainError] = {}
-        checked: list[tuple[Consultation, dict[str, Answer], Submission] | Receipt | DomainError | _Repeat] = []
+        checked: list[tuple[Consultation, dict[str, Answer], _Keyed | None] | Receipt | DomainError | _Repeat] = []
         first: dict[UUID, tuple[str, int]] = {}  # a keyed id's fingerprint, and where in this batch it was first
         for submission in submissions:
+            keyed = None
             if submission.key is not None:
-                done = self._repeat(submission, first, len(checked))
+                keyed = _Keyed(self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.answers))
+                done = self._repeat(keyed, first, len(checked), look_up)
                 if done is not None:
                     checked.append(done)
                     continue
@@ -161,25 +165,28 @@ class Consultations:
             try:
                 if isinstance(consultation, DomainError):
                     raise consultation
-                checked.append((consultation, consultation.check_response(submission.answers, now), submission))
+                checked.append((consultation, consultation.check_response(submission.answers, now), keyed))
             except DomainError as e:
-                checked.append(e)
-        # Free text is sealed under a key per answer, bound to its question; the batch's keys are recorded in one transaction.
+                # A keyed retry of a response recorded before (say, before the consultation closed) answers with its receipt.
+                recorded = self._recorded(keyed) if keyed is not None and not look_up else None
+                checked.append(recorded or e)
+        # Free text is sealed under a key per answer, bound to its question; the keys are recorded in the events' transaction.
         texts = [(q, a) for c in checked if isinstance(c, tuple) for q, a in c[1].items() if q in c[0].text_questions]
-        sealed = iter(self.texts.seal(texts))
+        sealed_all, keys = self.texts.seal_for_save(texts)
+        sealed = iter(sealed_all)
         results: list[tuple[Response, str] | Receipt | DomainError | _Repeat] = []
         for c in checked:
             if not isinstance(c, tuple):
                 results.append(c)
                 continue
-            consultation, answers, submission = c
+            consultation, answers, keyed = c
             plain = {q: a for q, a in answers.items() if q not in consultation.text_questions}
             sealed_texts = {q: next(sealed) for q in answers if q in consultation.text_questions}
-            if submission.key is None:
+            if keyed is None:
                 receipt, fingerprint, response_id = secrets.token_urlsafe(24), "", None
             else:
-                response_id = self.keyed.response_id(submission.slug, submission.key)
-                receipt, fingerprint = self.keyed.receipt(response_id), self.keyed.fingerprint(submission.answers)
+                response_id, fingerprint = keyed.response_id, keyed.fingerprint
+                receipt = self.keyed.receipt(response_id)
             response = Response(
                 consultation.id, consultation.revision, plain, sealed_texts, hash_receipt(receipt), fingerprint, id=response_id
             )
@@ -187,34 +194,47 @@ class Consultations:
         accepted = [r[0] for r in results if isinstance(r, tuple)]
         # Recorded only if none of their consultations changed since checked (store/consistency.py).
         expect = {c[0].id: c[0].version for c in checked if isinstance(c, tuple)}
-        positions = {r.domain_event.originator_id: r.notification.id for r in self.app.save(*accepted, expect=expect)} if accepted else {}
+        # Their events rather than the aggregates: the library checks each against its protocols, which costs less for an event.
+        events = [e for r in accepted for e in r.collect_events()]
+        positions = {r.domain_event.originator_id: r.notification.id for r in self.app.save(*events, expect=expect, keys=keys)} if events else {}
         receipts = [Receipt(r[0].id, r[1], positions[r[0].id]) if isinstance(r, tuple) else r for r in results]
         # A repeat of a key first seen in this batch answers as its first did.
         return [receipts[r.index] if isinstance(r, _Repeat) else r for r in receipts]  # type: ignore[misc]
 
-    def _repeat(self, submission: Submission, first: dict[UUID, tuple[str, int]], index: int) -> Receipt | DomainError | _Repeat | None:
-        """A keyed submission's earlier outcome: its recorded receipt, a refusal of other answers under
-        the same key, a pointer to its first occurrence in this batch; None if it is new."""
-        assert submission.key is not None
-        response_id = self.keyed.response_id(submission.slug, submission.key)
-        fingerprint = self.keyed.fingerprint(submission.answers)
-        if response_id in first:
-            earlier, at = first[response_id]
-            return _Repeat(at) if earlier == fingerprint else _reused()
-        recorded = self.app.find(response_id, Response)
+    def _repeat(self, keyed: _Keyed, first: dict[UUID, tuple[str, int]], index: int, look_up: bool) -> Receipt | DomainError | _Repeat | None:
+        """A keyed submission's earlier outcome: a pointer to its first occurrence in this batch (or a
+        refusal of other answers under the same key), else if `look_up`, its recorded receipt (or that
+        refusal); None if it is new, as far as looked."""
+        if keyed.response_id in first:
+            earlier, at = first[keyed.response_id]
+            return _Repeat(at) if earlier == keyed.fingerprint else _reused()
+        recorded = self._recorded(keyed) if look_up else None
         if recorded is None:
-            first[response_id] = (fingerprint, index)
+            first[keyed.response_id] = (keyed.fingerprint, index)
+        return recorded
+
+    def _recorded(self, keyed: _Keyed) -> Receipt | DomainError | None:
+        """A keyed submission's recorded receipt, a refusal if other answers were recorded under its key, or None."""
+        recorded = self.app.find(keyed.response_id, Response)
+        if recorded is None:
             return None
-        if recorded.fingerprint != fingerprint:
+        if recorded.fingerprint != keyed.fingerprint:
             return _reused()
         # Its position is not kept with the aggregate; the head is at or past it, which is what `?after=` needs.
-        return Receipt(response_id, self.keyed.receipt(response_id), self.app.head())
+        return Receipt(keyed.response_id, self.keyed.receipt(keyed.response_id), self.app.head())
 
     def response(self, response_id: UUID) -> Response:
         response = self.app.find(response_id, Response)
         if response is None:  # no such id, or the id of something else
             raise ResponseNotFound(response_id)
         return response
+
+
+class _Keyed(msgspec.Struct, frozen=True):
+    """What a keyed submission derives from its key and answers (`Keyed`), once per attempt."""
+
+    response_id: UUID
+    fingerprint: str
 
 
 class _Repeat(msgspec.Struct, frozen=True):

@@ -7,9 +7,10 @@ redaction reverted (only while the answer it replaced is still readable, before 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -66,6 +67,11 @@ def _require_reason(reason: str, detail: str) -> None:
         raise InvalidInput([FieldError("reason", detail)])
 
 
+def check_outcome(outcome: Outcome, reason: str) -> None:
+    if outcome is Outcome.EXCLUDED and not reason.strip():
+        raise InvalidInput([FieldError("reason", "Excluding a response needs a reason.")])
+
+
 def case_id(response_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:review-case:{response_id}")
 
@@ -87,8 +93,14 @@ class ReviewCase(Aggregate):
         text: str
 
     class Tagged(Aggregate.Event):
+        class_version = 2
         by: UUID
         theme_id: str
+        group: UUID | None  # the group review it was part of (domain.campaigns), if any
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["group"] = None
 
     class Untagged(Aggregate.Event):
         by: UUID
@@ -137,9 +149,15 @@ class ReviewCase(Aggregate):
         reason: str
 
     class Completed(Aggregate.Event):
+        class_version = 2
         by: UUID
         outcome: Outcome
         reason: str
+        group: UUID | None  # the group review it was part of (domain.campaigns), if any
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["group"] = None
 
     class Reopened(Aggregate.Event):
         by: UUID
@@ -155,6 +173,7 @@ class ReviewCase(Aggregate):
         self.holder: UUID | None = None
         self.until: datetime | None = None
         self.outcome: Outcome | None = None
+        self.group: UUID | None = None  # the group review the case was completed in, while it stands
         self.tags: set[str] = set()
         self.flags: set[Flag] = set()
         self.redactions: dict[str, list[Sealed]] = {}  # each redacted answer's versions in force, oldest first
@@ -167,8 +186,7 @@ class ReviewCase(Aggregate):
 
     def claim(self, by: UUID, now: datetime, lease: timedelta) -> None:
         self._require_open()
-        if self.holder not in (None, by) and self.until is not None and now < self.until:
-            raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+        self._require_unheld(by, now)
         self._claim(by, now + lease)
 
     def release(self, by: UUID, now: datetime) -> None:
@@ -185,7 +203,7 @@ class ReviewCase(Aggregate):
         """Tag with a theme; the caller has checked it is an active theme of the frame."""
         self._require_claim(by, now)
         if theme_id not in self.tags:
-            self._tag(by, theme_id)
+            self._tag(by, theme_id, None)
 
     def untag(self, by: UUID, theme_id: str, now: datetime) -> None:
         self._require_claim(by, now)
@@ -261,9 +279,20 @@ class ReviewCase(Aggregate):
 
     def complete(self, by: UUID, outcome: Outcome, reason: str, now: datetime) -> None:
         self._require_claim(by, now)
-        if outcome is Outcome.EXCLUDED and not reason.strip():
-            raise InvalidInput([FieldError("reason", "Excluding a response needs a reason.")])
-        self._complete(by, outcome, reason)
+        check_outcome(outcome, reason)
+        self._complete(by, outcome, reason, None)
+
+    def complete_in_group(self, by: UUID, themes: Iterable[str], outcome: Outcome, reason: str, group: UUID, now: datetime) -> None:
+        """Tag and complete as part of a group review: no claim needed, but none of someone else's may be live.
+
+        The caller has checked the outcome and that the themes are active themes of the frame.
+        """
+        self._require_open()
+        self._require_unheld(by, now)
+        for theme_id in themes:
+            if theme_id not in self.tags:
+                self._tag(by, theme_id, group)
+        self._complete(by, outcome, reason, group)
 
     def reopen(self, by: UUID, reason: str) -> None:
         if self.outcome is None:
@@ -276,11 +305,15 @@ class ReviewCase(Aggregate):
         if self.outcome is not None:
             raise CaseClosed(f"The review was completed as {self.outcome.value}; an editor can reopen it.")
 
+    def _require_unheld(self, by: UUID, now: datetime) -> None:
+        """Nobody but `by` holds a live claim."""
+        if self.holder not in (None, by) and self.until is not None and now < self.until:
+            raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+
     def _require_claim(self, by: UUID, now: datetime) -> None:
         self._require_open()
         if not self.holds(by, now):
-            if self.holder is not None and self.holder != by and self.until is not None and now < self.until:
-                raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+            self._require_unheld(by, now)  # someone else's live claim: name them
             raise ClaimConflict("Claim the response first: only the holder of a live claim can act on it.")
 
     @event(Claimed)
@@ -296,7 +329,7 @@ class ReviewCase(Aggregate):
         pass
 
     @event(Tagged)
-    def _tag(self, by: UUID, theme_id: str) -> None:
+    def _tag(self, by: UUID, theme_id: str, group: UUID | None) -> None:
         self.tags.add(theme_id)
 
     @event(Untagged)
@@ -335,10 +368,10 @@ class ReviewCase(Aggregate):
         self.reverted.pop(question_id, None)
 
     @event(Completed)
-    def _complete(self, by: UUID, outcome: Outcome, reason: str) -> None:
-        self.outcome = outcome
+    def _complete(self, by: UUID, outcome: Outcome, reason: str, group: UUID | None) -> None:
+        self.outcome, self.group = outcome, group
         self.holder = self.until = None
 
     @event(Reopened)
     def _reopen(self, by: UUID, reason: str) -> None:
-        self.outcome = None
+        self.outcome = self.group = None

@@ -70,6 +70,7 @@ class CaseFile(msgspec.Struct):
     quotes: list[QuoteEntry]
     redactions: list[RedactionEntry]
     originals: dict[str, str | None] | None = None  # redacted answers as first given (null once shredded), for admins
+    group_review: UUID | None = None  # the group review (domain.campaigns) it was completed in, while that completion stands
 
 
 def fold_case_file(
@@ -129,4 +130,5 @@ def fold_case_file(
         tags=sorted(case.tags) if case else [], flags=flags, notes=notes, quotes=[q for q, _ in quotes],
         redactions=[r for r, _ in redactions],
         originals={q: read(q, versions[q][0]) for q, v in in_force.items() if len(v) > 1 and q not in shredded} if originals else None,
+        group_review=case.group if case else None,
     )

@@ -79,10 +79,10 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     run(capsys, "consultation", "load", str(SEED))
     assert run(capsys, "status").splitlines() == [
         "log head: 2",
-        "view form     at          0  behind by 2",
-        "view stats    at          0  behind by 2",
-        "view queue    at          0  behind by 2",
-        "view report   at          0  behind by 2",
+        "view form     at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
+        "view stats    at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
+        "view queue    at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
+        "view report   at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
         "ledger: 0 events chained (to position 0), no checkpoint yet",
     ]
     out = run(capsys, "rebuild")
@@ -101,6 +101,7 @@ def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dic
                 assert time.monotonic() < deadline and worker.poll() is None, "the stats follower did not catch up"
                 time.sleep(0.05)
             assert views.positions(system.app, sync_redis, redis_prefix)["form"] == 0  # not named: not run
+            assert views.followed(system.app) == {"form": False, "stats": True, "queue": False, "report": False}
         finally:
             worker.send_signal(signal.SIGTERM)
             _, errors = worker.communicate(timeout=30)
@@ -136,7 +137,7 @@ def test_status_shows_a_view_stopped_on_a_poison_event_and_skip_decides_it(
     stops.record("stats", 2, "event 2: ValueError: cannot fold this one", 5)  # as a stopped follower records it
     lines = run(capsys, "status").splitlines()
     assert lines[2:4] == [
-        "view stats    at          0  behind by 2",
+        "view stats    at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
         "  STOPPED on event 2 after 5 attempts: event 2: ValueError: cannot fold this one; "
         "`agora rebuild stats` after a fix, or `agora skip stats 2`",
     ]

@@ -98,6 +98,7 @@ CHANGED_SCHEMAS = {
     "SignupState": "a new state, erasing: the calendar cancellation goes out before the erasure",
     "QueuePage": "removed with /review/queue: a consultation's queue answers a ReviewPage",
     "QueueItem": "removed with /review/queue: its items are ReviewItems, which name the consultation",
+    "Stats": "two fields added, without_campaigns and campaigns; the others as they were",
 }
 
 

@@ -120,3 +120,24 @@ def test_a_change_to_the_consultation_since_it_was_checked_refuses_the_insert(sy
     assert system.app.head() == head
     system.app.save(Response(consultation.id, 1, {"familiarity": "read"}, {}, "h"), expect={consultation.id: stale + 2})
     assert system.app.head() > head
+
+
+def test_the_data_keys_of_sealed_text_are_recorded_with_their_events_or_not_at_all(system: System) -> None:
+    """One transaction for a batch's events and the keys of their text: a refused insert leaves no key behind."""
+    consultation = system.consultations.get(SLUG)
+    stale = consultation.version
+    system.consultations.close(SLUG)
+    system.consultations.open(SLUG)
+    sealed, keys = system.texts.seal_for_save([("works_well", "refused"), ("works_well", "also refused")])
+    response = Response(consultation.id, 1, {}, {"works_well": sealed[0]}, "h")
+    with pytest.raises(IntegrityError):  # refused by the recorder's check
+        system.app.save(response, expect={consultation.id: stale}, keys=keys)
+    assert [system.texts.get(s.key_id) for s in sealed] == [None, None]
+    (first,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="k" * 20)])
+    sealed, keys = system.texts.seal_for_save([("works_well", "refused")])
+    with pytest.raises(IntegrityError):  # refused by the database: the id is recorded already
+        system.app.save(Response(consultation.id, 1, {}, {"works_well": sealed[0]}, "h", id=first.id), keys=keys)
+    assert system.texts.get(sealed[0].key_id) is None
+    (receipt,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS)])
+    (text,) = system.consultations.response(receipt.id).texts.values()
+    assert system.texts.unseal(text, "works_well") == ANSWERS["works_well"]

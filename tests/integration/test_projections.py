@@ -27,7 +27,8 @@ from domain.staff.member import Role
 from projections.form import FormProjection
 from projections.live import FormView, StatsView
 from projections.stats import StatsProjection
-from projections.view import Keys
+from projections.queue import state_key
+from projections.view import FOLD, Keys
 from store import Doorbell
 from tests.conftest import SLUG
 from workers.follower import Follower, Followers, Stops
@@ -48,6 +49,8 @@ def dump(client: redis.Redis, prefix: str) -> dict[str, object]:
         generation = int(client.get(keys.generation) or 0)
         base = keys.key(generation, "")
         for key in client.scan_iter(match=f"{base}*"):
+            if key.decode() == base + FOLD:
+                continue  # which fold wrote it: not what it holds
             kind = client.type(key)
             if kind == b"hash":
                 value: object = sorted(client.hgetall(key).items())
@@ -156,7 +159,7 @@ def test_rebuild_produces_views_identical_to_the_incremental_ones(
         f.catch_up()
     before = dump(sync_redis, redis_prefix)
     assert before["stats:stats:" + str(system.consultations.get("second-one").id)]
-    assert before["queue:state:excluded"] and before["queue:tags:ai_use"] and before["queue:flags:duplicate"]
+    assert before["queue:" + state_key("excluded", system.consultations.get(SLUG).id)] and before["queue:tags:ai_use"] and before["queue:flags:duplicate"]
     for name in views.VIEWS:
         events, _ = views.rebuild(system.app, sync_redis, redis_prefix, name)
         assert events == system.app.head()

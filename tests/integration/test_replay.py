@@ -15,8 +15,10 @@ from domain.consultations.service import Submission
 from domain.reports.report import report_id
 from domain.signups.signup import Purpose
 from domain.staff.member import Role
+from projections import queue
 from projections.live import VIEWS, FormReader, QueueReader, ReportReader, StatsReader
 from projections.state import Memory, replay
+from projections.view import pairs
 from projections.stats import stats_key, tally
 from runtime import System
 from tests.conftest import REDIS_URL, SLUG
@@ -53,7 +55,7 @@ def test_replaying_the_log_into_memory_gives_the_live_views(
     for f in followers:
         f.catch_up()
     expected = dump(sync_redis, redis_prefix)
-    assert expected["queue:tags:ai_use"] and expected["queue:state:excluded"] and expected["stats:stats:" + str(system.consultations.get(SLUG).id)]
+    assert expected["queue:tags:ai_use"] and expected["queue:" + queue.state_key("excluded", system.consultations.get(SLUG).id)] and expected["stats:stats:" + str(system.consultations.get(SLUG).id)]
     assert in_memory(system) == expected
 
 
@@ -106,10 +108,9 @@ async def served(system: System, prefix: str, view: str) -> bytes:
             return msgspec.json.encode(Snapshot(view, position, {s: await stats.stats(ids[s], system.app.name) for s in slugs}))
         if view == "queue":
             reader, now = QueueReader(client, prefix), datetime.now(UTC)
-            pages = [await reader.page(system.app.name, state, None, None, None, 0, 10_000, now) for state in ("new", "claimed", "completed", "excluded")]
-            items = sorted((i for p in pages for i in p.items), key=lambda i: i.position)
-            cases = {s: [i for i in items if i.consultation_id == ids[s]] for s in slugs}
-            return msgspec.json.encode(Snapshot(view, position, cases, progress=await reader.progress(system.app.name)))
+            cases = {s: (await reader.page(system.app.name, None, None, None, None, 0, 10_000, now, ids[s])).items for s in slugs}
+            (counts,) = await reader.read(("HGETALL", queue.PROGRESS, ()))
+            return msgspec.json.encode(Snapshot(view, position, cases, progress=queue.progress(pairs(counts), position)))
         reports = ReportReader(client, prefix)
         versions = {s: await reports.versions(report_id(ids[s])) for s in slugs}
         erasures = {e for _, e in versions.values()}

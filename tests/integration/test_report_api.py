@@ -110,7 +110,7 @@ async def test_no_public_route_shows_a_draft_an_unselected_quote_or_an_excluded_
     assert DRAFT.encode() in preview.content and SELECTED.encode() in preview.content
     # ...no public route does, nor any file of the open data.
     got = await every_public_route(client, published["version"], published["after"])
-    assert len(got) == 7 + 11
+    assert len(got) == 7 + 13
     for route, body in got.items():
         for secret in SECRETS:
             assert secret.encode() not in body, (secret, route)
@@ -329,7 +329,7 @@ async def test_served_bytes_are_what_agora_report_build_writes_and_verify_says_o
     files = unzip(served["data.zip"])
     assert files["report.json"] == served["report.json"]
     assert list(files) == ["README.txt", "report.json", *(f"{t}.csv" for t in (
-        "responses", "exclusions", "answers", "themes", "sessions", "quotes", "sections", "timeline", "errata"))]
+        "responses", "exclusions", "answers", "themes", "sessions", "quotes", "sections", "timeline", "errata", "campaigns", "campaign_answers"))]
     assert b"exclusions.csv: " in files["README.txt"] and b"spam,1\r\n" in files["exclusions.csv"]
     # A position where nothing was published: what would be (not published), a preview page.
     main(["report", "build", SLUG, "--at", str(published["position"] - 1), "--out", str(tmp_path / "before")])

@@ -19,6 +19,7 @@ from domain.errors import InvalidInput
 from domain.review.case import ClaimConflict, Outcome
 from domain.staff.member import Role
 from tests.conftest import PASSWORD, ROLES, submit, token
+from tests.integration.test_group_review import campaign
 
 R = "/review/responses/{id}"
 C = "/review/consultations/code-of-conduct-2026"
@@ -57,6 +58,7 @@ MATRIX = [
     ("POST", "/review/consultations/code-of-conduct-2026/themes", {"id": "t{n}", "label": "New"}, {"editor"}),
     ("PUT", "/review/consultations/code-of-conduct-2026/themes/consent", {"id": "consent", "label": "Consent!"}, {"editor"}),
     ("DELETE", "/review/consultations/code-of-conduct-2026/themes/clarity_language", None, {"editor"}),
+    ("POST", C + "/clusters/{cluster}/review", {"outcome": "reviewed"}, {"reviewer"}),  # a confirmed campaign's
 ]
 
 
@@ -87,9 +89,10 @@ async def test_every_staff_endpoint_with_every_role_and_without_credentials(
     method: str, path: str, body: dict[str, str] | None, allowed: set[str],
 ) -> None:
     responses = submit(system, 6)
+    cluster = campaign(system, staff)[0] if "{cluster}" in path else None
     for n, role in enumerate([None, *ROLES]):
         member = system.staff.enrol(f"m{uuid4().hex[:8]}@example.org", "M", PASSWORD, [Role.EDITOR], by=staff["admin"]) if "{member}" in path else None
-        url = path.format(id=responses[n], member=member)
+        url = path.format(id=responses[n], member=member, cluster=cluster)
         json = {k: v.format(n=uuid4().hex[:8]) if isinstance(v, str) else v for k, v in body.items()} if body else None
         if role in allowed:
             await prepare(client, headers["reviewer"], method, path, responses[n])

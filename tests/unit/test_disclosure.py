@@ -121,7 +121,7 @@ SHOWN = {
     "definition", "closes_at", "draft_url", "consultation_id", "themes", "theme", "theme_id", "revision", "texts", "response_id",
     "until", "text", "flag", "reason", "duplicate_of", "question_id", "start", "end", "sealed", "key_ids", "outcome",
     "session_id", "contact", "request", "freed", "key_id", "message_id", "signup_id", "roles", "role", "what", "subject",
-    "key", "title", "markdown", "version", "position", "digest", "builder", "final", "erratum",
+    "key", "title", "markdown", "version", "position", "digest", "builder", "final", "erratum", "group",
 }
 
 

@@ -19,7 +19,7 @@ from domain.consultations.response import Response
 from domain.review.case import Flag, Outcome, ReviewCase
 from domain.signups.signup import Seats
 from projections.form import FormProjection, decode_form, form_key
-from projections.queue import PROGRESS, Query, QueueProjection, case_key, item, progress
+from projections.queue import PROGRESS, Query, QueueProjection, case_key, item, progress, state_key
 from projections.state import POSITION, Memory, State
 from projections.stats import StatsProjection, counted_key, stats_key, tally
 
@@ -176,9 +176,10 @@ def test_a_reopened_case_leaves_the_reviewed_count() -> None:
     memory = log.fold(QueueProjection)
     p = progress(memory.hgetall(PROGRESS), memory.position(APP))
     assert (p.total, p.reviewed, p.percent_reviewed, p.position) == (2, 1, 50.0, len(log.events))
-    assert [m for m, _ in memory.zrange("state:new")] == [str(a.id).encode()]
-    assert [m for m, _ in memory.zrange("state:excluded")] == [str(b.id).encode()]
-    assert "state:completed" not in memory.dump() and "state:claimed" not in memory.dump()  # emptied, as Redis drops them
+    state = lambda name: state_key(name, first.consultation_id)  # noqa: E731
+    assert [m for m, _ in memory.zrange(state("new"))] == [str(a.id).encode()]
+    assert [m for m, _ in memory.zrange(state("excluded"))] == [str(b.id).encode()]
+    assert state("completed") not in memory.dump() and state("claimed") not in memory.dump()  # emptied, as Redis drops them
     assert memory.hash(case_key(a.id))["state"] == "new"
 
 
@@ -195,20 +196,20 @@ def test_claims_tags_flags_and_release_keep_the_indexes_in_step() -> None:
     memory = log.fold(QueueProjection)
     member, score = str(case.id).encode(), 2.0  # scored by the response's position
     assert memory.zrange(f"assignee:{ANA}") == [(member, score)]
-    assert memory.zrange("state:claimed") == [(member, score)]
+    assert memory.zrange(state_key("claimed", response.consultation_id)) == [(member, score)]
     assert memory.zrange("leases") == [(member, (NOW + LEASE).timestamp())]
     assert memory.zrange("tags:ai_use") == [(member, score)] and "tags:consent" not in memory.dump()
-    claimed = item(memory.hgetall(case_key(case.id)), lapsed=False)
+    claimed = item(memory.hgetall(case_key(case.id)), lapsed=False, clusters=memory.hashes)
     assert (claimed.response_id, claimed.state, claimed.assignee, claimed.claimed_until) == (response.id, "claimed", ANA, NOW + LEASE)
     assert (claimed.tags, claimed.flags, claimed.notes, claimed.position) == (["ai_use"], [Flag.ABUSIVE.value], 1, 2)
-    lapsed = item(memory.hgetall(case_key(case.id)), lapsed=True)
+    lapsed = item(memory.hgetall(case_key(case.id)), lapsed=True, clusters=memory.hashes)
     assert (lapsed.state, lapsed.assignee, lapsed.claimed_until) == ("new", None, None)
     case.release(ANA, NOW)
     log.record(case)
     memory = log.fold(QueueProjection)
     dump = memory.dump()
-    assert f"assignee:{ANA}" not in dump and "leases" not in dump and "state:claimed" not in dump
-    assert memory.zrange("state:new") == [(member, score)]
+    assert f"assignee:{ANA}" not in dump and "leases" not in dump and state_key("claimed", response.consultation_id) not in dump
+    assert memory.zrange(state_key("new", response.consultation_id)) == [(member, score)]
 
 
 def test_a_page_lists_matches_oldest_first_and_moves_its_cursor_over_the_whole_window() -> None:
@@ -217,17 +218,17 @@ def test_a_page_lists_matches_oldest_first_and_moves_its_cursor_over_the_whole_w
     cases[1][1].claim(ANA, NOW, LEASE)
     log.record(cases[1][1])
     memory = log.fold(QueueProjection)
-    query = Query.of(None, None, None, None)
-    assert query.state == "new" and query.index == "state:new"
+    query = Query(cases[0][0].consultation_id, "new", None, None, None)
+    assert query.index == state_key("new", cases[0][0].consultation_id)
     window = dict(((m, str(s).encode()) for m, s in memory.zrange(query.index)))
     members, upper = query.window(window, limit=1, lapsed=[])
     assert members == [str(cases[0][1].id).encode()] and upper == 2.0
-    page = query.page([item(memory.hgetall(case_key(m.decode())), False) for m in members], 0, upper, memory.position(APP))
+    page = query.page([item(memory.hgetall(case_key(m.decode())), False, memory.hashes) for m in members], 0, upper, memory.position(APP))
     assert [i.response_id for i in page.items] == [cases[0][0].id] and page.next_cursor == 2 and page.position == len(log.events)
     # The claim lapsed: it lists as new again, in its place.
     lapsed = [str(cases[1][1].id).encode()]
     members, upper = query.window(window, limit=10, lapsed=lapsed)
-    items = [item(memory.hgetall(case_key(m.decode())), m in lapsed) for m in members]
+    items = [item(memory.hgetall(case_key(m.decode())), m in lapsed, memory.hashes) for m in members]
     page = query.page(items, 0, upper, 5)
     assert [i.response_id for i in page.items] == [r.id for r, _ in cases] and page.next_cursor is None
 
