@@ -182,10 +182,12 @@ class Follower:
                     if self.held():
                         stop.wait(1.0)
                         continue
-                    if self.step():
+                    read = self.step()
+                    if read:
                         self.passed()
-                        continue
-                    if self.repaired():
+                        if read == self.batch:
+                            continue  # more may be waiting; otherwise the bell says when there is
+                    elif self.repaired():
                         continue
                 except FoldFailed as e:
                     self.failing(e)
