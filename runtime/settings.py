@@ -49,7 +49,8 @@ class Settings(msgspec.Struct, frozen=True):
     checkpoint_seconds: float = 60.0  # a respondent waits at most this long for an inclusion proof
     # Names the deployment's log in every checkpoint (default: the public URL's host and port, then /agora).
     log_origin: str = ""
-    # How alike two responses' free text must be (Jaccard similarity of their shingles) to share a cluster.
+    # How alike two responses' free text must be to share a cluster: Jaccard similarity of their shingles,
+    # the longer text's extra shingles counting half (domain/campaigns/similarity.py).
     cluster_threshold: float = 0.8
     # Off until reviewers can act on clusters (issue 14): the clusterer records an event per response.
     cluster_responses: bool = False

@@ -1,14 +1,24 @@
 """Telling identical and near-identical texts apart from the rest: normalising, shingling, MinHash and LSH.
 
 Two responses are identical when their free text reads the same once normalised (NFKC, case
-folded, whitespace collapsed), and near-duplicates when the Jaccard similarity of their shingles
-(pairs of adjacent words) reaches a threshold, estimated by MinHash and found by locality-sensitive
-hashing (`datasketch`). Scripts written without spaces between words (Chinese, Japanese, Thai...)
-are shingled by characters instead; marks (Devanagari's vowel signs, Arabic's harakat) stay
-part of their word. A text shorter than `MIN_WORDS` never matches anything, so that short
-answers ("I agree") never cluster by accident.
+folded, whitespace collapsed), and near-duplicates when the similarity of their shingles (pairs
+of adjacent words) reaches a threshold. The similarity is Jaccard's (shared shingles over all),
+except that the shingles only the longer text has count half:
 
-Fingerprints (digests and sketches) live only in this process's memory: they are recomputed
+    shared / (shared + only in the shorter + only in the longer / 2)
+
+so a template with a greeting, a signature or a paragraph of one's own added stays alike (a
+60-word letter with 20 words added: 0.86, where Jaccard gives 0.75), while two texts that each
+replace part of a common one do not gain (a quarter of a template rewritten: 0.67), nor does a
+text that quotes part of another amid more of its own. Texts alike at 0.8 have a Jaccard
+similarity of at least 2/3. Candidates are found by MinHash and locality-sensitive hashing
+(`datasketch`'s MinHash, banded here), and each is then compared exactly on the hashes of its
+shingles. Scripts written without spaces between words (Chinese, Japanese, Thai...) are shingled
+by characters instead; marks (Devanagari's vowel signs, Arabic's harakat) stay part of their word.
+A text shorter than `MIN_WORDS` never matches anything, so that short answers ("I agree") never
+cluster by accident.
+
+Fingerprints (digests and shingle hashes) live only in this process's memory: they are recomputed
 from the sealed text whenever the index is rebuilt, and never stored.
 """
 
@@ -19,15 +29,21 @@ import hashlib
 import re
 import sys
 import unicodedata
+import zlib
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+import numpy as np
+from datasketch import MinHash
 
 SHINGLE = 2  # tokens per shingle: pairs still tell texts apart, and one changed word costs only two
-NUM_PERM = 128
 MIN_WORDS = 10  # a character of a script written without spaces counts as half a word
-LSH_SLACK = 0.1  # the LSH looks for candidates this far below the threshold; each is then checked
+# LSH: texts that agree on all the MinHash values of one of BANDS bands (of at most MAX_ROWS each)
+# are candidates, each then compared exactly. An index takes the most rows per band that still make
+# a pair as unlike as a match can be a candidate with a probability of at least CANDIDATE: at 0.8,
+# four (a pair at Jaccard 2/3 is one with a probability of 0.89, at Jaccard 0.8 of 0.98), and a
+# member of a campaign needs only one of its many members found.
+BANDS, MAX_ROWS, CANDIDATE = 10, 4, 0.85
 
 # Scripts written without spaces between words: Thai, Lao, Tibetan, Myanmar, Khmer, CJK
 # radicals and punctuation-free ideographs, kana, and the ideographs' extensions.
@@ -78,13 +94,27 @@ def shingles(normalised: str) -> set[str] | None:
 
 @functools.cache
 def _permutations() -> tuple[object, object]:
-    return MinHash(num_perm=NUM_PERM, scheme="affine32").permutations  # made once: making them per text is most of the cost
+    return MinHash(num_perm=BANDS * MAX_ROWS, scheme="affine32").permutations  # made once: making them per text is most of the cost
+
+
+def _signature(hashes: np.ndarray) -> np.ndarray:
+    sketch = MinHash(num_perm=BANDS * MAX_ROWS, hashfunc=int, permutations=_permutations(), scheme="affine32")
+    sketch.update_batch(hashes.tolist())
+    return sketch.hashvalues
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Shared shingles over themselves plus the shorter text's other shingles and half the longer's (see the module)."""
+    shared = len(np.intersect1d(a, b, assume_unique=True))
+    short, long = sorted((len(a) - shared, len(b) - shared))
+    return shared / (shared + short + long / 2)
 
 
 @dataclass(frozen=True)
 class Fingerprint:
     digest: bytes  # of the normalised text: identical texts share it
-    sketch: LeanMinHash
+    shingles: np.ndarray  # the distinct hashes (CRC-32) of its shingles, sorted
+    signature: np.ndarray  # their MinHash
 
 
 def fingerprint(text: str) -> Fingerprint | None:
@@ -93,32 +123,35 @@ def fingerprint(text: str) -> Fingerprint | None:
     found = shingles(normalised)
     if found is None:
         return None
-    sketch = MinHash(num_perm=NUM_PERM, permutations=_permutations(), scheme="affine32")
-    sketch.update_batch(s.encode() for s in found)
-    return Fingerprint(hashlib.blake2b(normalised.encode(), digest_size=16).digest(), LeanMinHash(sketch))
+    hashes = np.unique(np.fromiter((zlib.crc32(s.encode()) for s in found), np.uint32, len(found)))
+    return Fingerprint(hashlib.blake2b(normalised.encode(), digest_size=16).digest(), hashes, _signature(hashes))
 
 
 @dataclass(frozen=True)
 class Match:
     member: Hashable  # the indexed member matched
     identical: bool
-    similarity: float  # estimated Jaccard similarity (1.0 when identical)
+    similarity: float  # 1.0 when identical
 
 
 class Index:
     """Members (any hashable key, say a response id) by fingerprint: what a new text is identical or near to.
 
-    Identical texts share one entry in the LSH (and one sketch); the first member still indexed
-    with a text stands for it.
+    Identical texts share one entry (their shingles, once, and a place in the LSH buckets); the
+    first member still indexed with a text stands for it. A bucket holds a digest, or a list of
+    them once several texts share it: most buckets hold one text, and a list each would double the
+    index's memory.
     """
 
     def __init__(self, threshold: float) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"A similarity threshold lies above 0 and at most 1, not {threshold}.")
         self.threshold = threshold
-        self.lsh = MinHashLSH(threshold=max(threshold - LSH_SLACK, 0.05), num_perm=NUM_PERM)
+        lowest = threshold / (2 - threshold)  # the Jaccard similarity of a text and another that adds to it, alike at the threshold
+        self.rows = max((r for r in range(1, MAX_ROWS + 1) if 1 - (1 - lowest**r) ** BANDS >= CANDIDATE), default=1)
+        self.buckets: dict[int, bytes | list[bytes]] = {}  # LSH key -> digests
+        self.shingles: dict[bytes, bytes] = {}  # digest -> its shingles (their array's bytes: a third of an array's overhead)
         self.texts: dict[bytes, list[Hashable]] = {}  # digest -> members, oldest first
-        self.sketches: dict[bytes, LeanMinHash] = {}
         self.digests: dict[Hashable, bytes] = {}
 
     def __len__(self) -> int:
@@ -131,11 +164,18 @@ class Index:
         """The member the fingerprint's text is identical to, else the most similar at or above the threshold."""
         if members := self.texts.get(print_.digest):
             return Match(members[0], True, 1.0)
+        candidates: set[bytes] = set()
+        for key in self._keys(print_.signature):
+            found = self.buckets.get(key)
+            if isinstance(found, list):
+                candidates.update(found)
+            elif found is not None:
+                candidates.add(found)
         best: tuple[float, bytes] | None = None
-        for digest in self.lsh.query(print_.sketch):
-            similarity = print_.sketch.jaccard(self.sketches[digest])
-            if similarity >= self.threshold and (best is None or similarity > best[0]):
-                best = (similarity, digest)
+        for digest in candidates:
+            alike = similarity(print_.shingles, np.frombuffer(self.shingles[digest], np.uint32))
+            if alike >= self.threshold and (best is None or alike > best[0]):
+                best = (alike, digest)
         return None if best is None else Match(self.texts[best[1]][0], False, best[0])
 
     def add(self, member: Hashable, print_: Fingerprint) -> None:
@@ -144,9 +184,20 @@ class Index:
         self.digests[member] = print_.digest
         members = self.texts.setdefault(print_.digest, [])
         members.append(member)
-        if len(members) == 1:
-            self.sketches[print_.digest] = print_.sketch
-            self.lsh.insert(print_.digest, print_.sketch, check_duplication=False)
+        if len(members) > 1:
+            return
+        self.shingles[print_.digest] = print_.shingles.tobytes()
+        for key in self._keys(print_.signature):
+            found = self.buckets.setdefault(key, print_.digest)
+            if isinstance(found, list):
+                found.append(print_.digest)
+            elif found != print_.digest:
+                self.buckets[key] = [found, print_.digest]
+
+    def _keys(self, signature: np.ndarray) -> list[int]:
+        """A text's LSH keys: each band of its signature, hashed with the band's number (a key two bands
+        share by chance only adds a candidate, which the exact comparison turns down)."""
+        return [zlib.crc32(signature[band * self.rows : (band + 1) * self.rows].tobytes(), band) for band in range(BANDS)]
 
     def remove(self, members: Iterable[Hashable]) -> None:
         for member in members:
@@ -154,6 +205,14 @@ class Index:
             if digest is None:
                 continue
             self.texts[digest].remove(member)
-            if not self.texts[digest]:
-                del self.texts[digest], self.sketches[digest]
-                self.lsh.remove(digest)
+            if self.texts[digest]:
+                continue
+            del self.texts[digest]
+            for key in self._keys(_signature(np.frombuffer(self.shingles.pop(digest), np.uint32))):
+                found = self.buckets[key]
+                if isinstance(found, list) and len(found) > 2:
+                    found.remove(digest)
+                elif isinstance(found, list):
+                    self.buckets[key] = found[0] if found[1] == digest else found[1]
+                else:
+                    del self.buckets[key]

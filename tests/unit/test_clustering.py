@@ -8,7 +8,7 @@ import pytest
 
 from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Likeness, first_cluster_id
 from domain.campaigns.service import diff
-from domain.campaigns.similarity import Index, fingerprint, normalise, shingles, tokens
+from domain.campaigns.similarity import Index, fingerprint, normalise, shingles, similarity, tokens
 from domain.errors import InvalidInput
 
 TEMPLATE = (
@@ -76,7 +76,7 @@ def test_short_and_empty_answers_never_cluster() -> None:
 
 def test_identical_texts_share_one_entry_and_survive_removal_of_the_first() -> None:
     index = index_with(TEMPLATE, TEMPLATE.lower())
-    assert len(index.sketches) == 1 and len(index) == 2
+    assert len(index.shingles) == 1 and len(index) == 2
     assert index.match(fingerprint(TEMPLATE)).member == 0  # type: ignore[arg-type,union-attr]
     index.remove([0])
     match = index.match(fingerprint(TEMPLATE))  # type: ignore[arg-type]
@@ -93,6 +93,44 @@ def test_below_the_threshold_is_no_match() -> None:
         Index(0)
     with pytest.raises(ValueError):
         Index(1.5)
+
+
+LETTER = [
+    "I oppose the proposed change to section four of the code of conduct.",
+    "It removes the independent appeals panel that members fought hard to create.",
+    "Every decision would then stay with the same committee that made it in the first place.",
+    "Nobody should judge an appeal against their own ruling, however careful they are.",
+    "Please keep the panel and publish how its members are chosen each year.",
+    "I ask the board to withdraw this change before the consultation closes.",
+]
+OWN = [
+    "I have run our chapter's events for six years and reported two incidents myself.",
+    "Both times the committee took months to answer and never explained its reasons to anyone.",
+    "A panel outside the committee was the only thing that gave me any confidence in the process.",
+]
+
+
+def test_words_added_to_a_template_count_half_and_words_replaced_in_full() -> None:
+    template = " ".join(LETTER)
+    added = " ".join(["Dear committee,", *LETTER[:3], OWN[0], *LETTER[3:], "Regards, Ana Lopez"])
+    rewritten = " ".join([OWN[1], *LETTER[1:4], OWN[2], LETTER[5]])  # a third replaced: another organisation's letter
+    quoting = " ".join([*OWN, LETTER[1], LETTER[2]])  # quotes a third of it amid more of its own
+    print_ = {name: fingerprint(text) for name, text in [("template", template), ("added", added), ("rewritten", rewritten), ("quoting", quoting)]}
+    a, b = print_["template"].shingles, print_["added"].shingles  # type: ignore[union-attr]
+    shared = len(set(a.tolist()) & set(b.tolist()))
+    assert shared / (len(a) + len(b) - shared) < 0.8  # Jaccard's similarity would part them
+    assert similarity(a, b) == similarity(b, a) == shared / (shared + (len(a) - shared) + (len(b) - shared) / 2) >= 0.8
+    index = index_with(template)
+    match = index.match(print_["added"])  # type: ignore[arg-type]
+    assert match is not None and match.member == 0 and 0.8 <= match.similarity < 1
+    assert index.match(print_["rewritten"]) is None and index.match(print_["quoting"]) is None  # type: ignore[arg-type]
+    assert index_with(" ".join(LETTER[:2])).match(print_["template"]) is None  # type: ignore[arg-type]  # a short text within a long one
+
+
+def test_a_removed_text_leaves_the_lsh_buckets() -> None:
+    index = index_with(" ".join(LETTER), " ".join(OWN + LETTER[:2]))
+    index.remove([0, 1])
+    assert index.buckets == {} and index.shingles == {} and index.texts == {}
 
 
 def test_splits_merges_and_departures_fold_into_the_book() -> None:
