@@ -7,9 +7,7 @@ import csv
 import getpass
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from datetime import datetime
@@ -81,9 +79,7 @@ def work(args: argparse.Namespace) -> None:
     unknown = set(args.names) - set(known)
     if unknown:
         raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stopping = supervisor.Stopping()
     # Redis may be starting, or restarting, beside us: wait for it a while, then give up in one line
     # (a supervisor starts us again), never with a traceback.
     system, deadline = System(settings()), time.monotonic() + 20
@@ -99,7 +95,7 @@ def work(args: argparse.Namespace) -> None:
     if args.names:
         workers.runners = [r for r in workers.runners if r.name in args.names]
     workers.start()
-    stop.wait()
+    stopping.wait()
     workers.close()
 
 

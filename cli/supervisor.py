@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
@@ -79,17 +79,36 @@ class Child:
             self.process.wait()
 
 
+class Stopping:
+    """Whether SIGINT or SIGTERM has come. Its handler only sets a flag: a handler runs in the main
+    thread between two bytecodes, maybe inside `threading.Event.wait` while that holds the event's
+    lock, which `Event.set` would then wait for forever (a server that never stopped showed it)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._request)
+
+    def _request(self, *_: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float = math.inf) -> bool:
+        """Until a signal has come or `seconds` have passed; whether one has."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+        return self.requested
+
+
 def supervise(children: list[Child], stop_timeout: float) -> None:
     """Run `children` (in that order) until SIGINT or SIGTERM, then stop them in reverse order."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stopping = Stopping()
     try:
-        while not stop.is_set():
+        while not stopping.requested:
             now = time.monotonic()
             for child in children:
                 child.check(now)
-            stop.wait(POLL)
+            stopping.wait(POLL)
     finally:
         for child in reversed(children):
             child.stop(stop_timeout)
