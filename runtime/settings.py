@@ -52,8 +52,8 @@ class Settings(msgspec.Struct, frozen=True):
     # How alike two responses' free text must be to share a cluster: Jaccard similarity of their shingles,
     # the longer text's extra shingles counting half (domain/campaigns/similarity.py).
     cluster_threshold: float = 0.8
-    # Off until reviewers can act on clusters (issue 14): the clusterer records an event per response.
-    cluster_responses: bool = False
+    # The clusterer records each response's place among near-duplicates (an event per response with free text).
+    cluster_responses: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
