@@ -277,16 +277,17 @@ class RedisView(State):
             application_name,
         )
         if switched == 1:
-            self._retire(keep=self.generation)
+            self._retire(old)
         return switched == 1
 
-    def _retire(self, keep: int) -> None:
+    def _retire(self, old: int) -> None:
         # Expire rather than delete, so a read that began on the old generation still finishes.
-        control = {self.keys.generation, self.keys.generations}
-        for key in self.redis.scan_iter(match=f"{self.keys.base}:*", count=1000):
-            name = key.decode()
-            if name not in control and not name.startswith(f"{self.keys.base}:{keep}:"):
-                self.redis.expire(name, 30)
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip per page of keys, not per key
+            for key in self.redis.scan_iter(match=self.keys.key(old, "*"), count=1000):
+                pipe.expire(key, 30)
+                if len(pipe) >= 1000:
+                    pipe.execute()
+            pipe.execute()
 
     def fold_version(self) -> int | None:
         """The version of the fold that wrote this generation (None: not marked, from before versions or empty)."""
