@@ -45,7 +45,7 @@ def main() -> None:
         kills = ", ".join(f"{n} {k}" for k, n in sorted(o.kills.items()))
         print(f"{store:<9} {args.seconds:.0f} s: acknowledged {o.acknowledged}, found {o.found}, lost {o.lost}, "
               f"duplicated {o.duplicated}, unexpected {o.unexpected}, retries {o.retries}; kills: {kills}; "
-              f"views {'equal' if o.views_match else 'DIFFER from'} a fresh fold")
+              f"views {'DIFFER from' if o.views_differ else 'equal'} a fresh fold" + (f" in {', '.join(o.views_differ[:5])}" if o.views_differ else ""))
 
 
 if __name__ == "__main__":
