@@ -154,8 +154,9 @@ class StatsProjection(Fold):
         answers = ["responses", *filter(None, member.get("answers", "").split(","))]
         for cluster, amount in ((member.get("cluster"), -1), (to, 1)):
             if cluster:
+                key = cluster_key(self._resolve(cluster))
                 for field in answers:
-                    self.view.hincrby(tracking, cluster_key(self._resolve(cluster)), field, amount)
+                    self.view.hincrby(tracking, key, field, amount)
         self.view.hset(tracking, member_key(assignment), cluster=to)
 
 

@@ -147,10 +147,10 @@ class Follower:
             self.position = position
         return len(notifications)
 
-    def catch_up(self, head: int | None = None) -> None:
-        """Process until the view has reached `head` (default: the log's head now)."""
+    def catch_up(self, head: int | None = None, stop: threading.Event | None = None) -> None:
+        """Process until the view has reached `head` (default: the log's head now), or `stop` is set."""
         head = (self.app.recorder.max_notification_id() or 0) if head is None else head
-        while self.position < head:
+        while self.position < head and not (stop and stop.is_set()):
             self.step(head)
 
     def run(self, stop: threading.Event) -> None:
@@ -177,8 +177,7 @@ class Follower:
                 self.bell.clear()
                 try:
                     if not upgraded:
-                        self.upgrade()
-                        upgraded = True
+                        upgraded = self.upgrade(stop)
                     if self.held():
                         stop.wait(1.0)
                         continue
@@ -204,24 +203,27 @@ class Follower:
             self.bell.close()
             self.bell = None
 
-    def upgrade(self) -> None:
+    def upgrade(self, stop: threading.Event) -> bool:
         """If the view was written by another version of its fold (a release changed it), rebuild it
-        beside the live one, which readers keep using until the rebuilt one has caught up."""
+        beside the live one, which readers keep using until the rebuilt one has caught up. False if
+        `stop` came first: the next start rebuilds it."""
         version, marked = type(self.projection).version, self.view.fold_version()
         written_by = marked or (1 if self.position else version)  # unmarked: from before versions, or new
         if written_by == version:
             if marked is None:
                 self.view.mark_fold(version)
-            return
+            return True
         log.warning("view %s was written by version %d of its fold, this code's is %d: rebuilding it", self.name, written_by, version)
         try:
-            rebuild(self.app, type(self.projection), self.view.rebuilt())
+            if rebuild(self.app, type(self.projection), self.view.rebuilt(), stop) is None:
+                return False
         except FoldFailed as e:
             log.error("view %s: rebuilding it stopped on %s; following it as it stands (`agora rebuild %s` once fixed)", self.name, e, self.name)
-            return
+            return True
         if self.stops is not None:
             self.stops.clear(self.name)
         self._resume()
+        return True
 
     def repaired(self) -> bool:
         """When idle: if the view stands behind where this follower left it (Redis restarted empty,
@@ -292,15 +294,17 @@ class Follower:
             pass
 
 
-def rebuild(app: Application[Any], fold: type[Fold], view: RedisView) -> Follower:
+def rebuild(app: Application[Any], fold: type[Fold], view: RedisView, stop: threading.Event | None = None) -> Follower | None:
     """Fold the whole log into `view`, a fresh generation, then switch readers to it; its follower,
-    at the view's position. Raises `FoldFailed` (nothing switched) if the fold fails on an event."""
+    at the view's position, or None if `stop` was set first (nothing switched). Raises `FoldFailed`
+    (nothing switched) if the fold fails on an event."""
     view.mark_fold(fold.version)
     follower = Follower(app, fold(view))
-    while True:
-        follower.catch_up()
+    while not (stop and stop.is_set()):
+        follower.catch_up(stop=stop)
         if view.switch(app.name):
             return follower
+    return None
 
 
 class Followers:

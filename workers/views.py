@@ -41,6 +41,7 @@ def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) 
     started = time.perf_counter()
     try:
         follower = rebuild_view(app, projection_class, view_class.new_generation(client, prefix))
+        assert follower is not None  # given no stop, it returns only once switched
     except FoldFailed as e:
         raise ValueError(f"cannot rebuild {name}: its fold fails on {e}; the live view is untouched") from e
     Stops(client, prefix).clear(name)

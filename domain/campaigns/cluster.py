@@ -172,7 +172,7 @@ class Book:
 
     TOPICS = (
         Assignment.Assigned, Assignment.SplitOut, Assignment.Left,
-        Cluster.Opened, Cluster.CampaignConfirmed, Cluster.MergedInto, GroupReview.Applied,
+        Cluster.CampaignConfirmed, Cluster.MergedInto, GroupReview.Applied,
     )
 
     def apply(self, e: Any, position: int = 0) -> None:

@@ -100,11 +100,8 @@ class Signups:
             signup = self.opened(signup_id, Purpose.CONFIRM, token)
             if signup.state is State.CONFIRMED:  # a second click: nothing more to do
                 return (signup,)
-            session, seats = self.seat(signup, session_id, now)
-            try:
-                seats.take(signup.id, session.capacity)
-            except SessionFull:
-                raise self._full(signup.consultation_id, session, now) from None
+            session, seats = self.seat(signup, session_id, now)  # refuses a full session, from these seats
+            seats.take(signup.id, session.capacity)
             signup.confirm(session.id)
             return signup, seats
 

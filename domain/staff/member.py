@@ -186,10 +186,14 @@ class StaffMember(Aggregate):
         self._require_active()
         self._issue_reset(reset_hash, until, by.id)
 
-    def redeem_reset(self, reset_hash: str, credential: Sealed, now: datetime) -> None:
-        """Set a new password with the reset token an admin issued; it works once, before it expires."""
+    def check_reset(self, reset_hash: str, now: datetime) -> None:
+        """Refuse unless the reset token an admin issued is this one, unused and unexpired."""
         if not (self.active and self.reset and hmac.compare_digest(self.reset[0], reset_hash) and now < self.reset[1]):
             raise NotAuthenticated("This reset token is wrong, used, replaced or expired; ask an admin for a new one.")
+
+    def redeem_reset(self, reset_hash: str, credential: Sealed, now: datetime) -> None:
+        """Set a new password with the reset token an admin issued; it works once, before it expires."""
+        self.check_reset(reset_hash, now)
         self._change_password(credential, [self.credential.key_id] if self.credential else [], self.id)
 
     def reseal(self, contact: Sealed, credential: Sealed) -> None:

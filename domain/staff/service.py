@@ -141,6 +141,7 @@ class Staff:
         except (ValueError, StaffNotFound):
             raise refused from None
         now = datetime.now(UTC)
+        member.check_reset(_digest(secret), now)  # before hashing the new password and sealing it: a wrong token costs nothing
         return self._set_password(member.id, new, lambda m, credential: m.redeem_reset(_digest(secret), credential, now))
 
     def _set_password(self, member_id: UUID, password: str, change: Callable[[StaffMember, Sealed], None]) -> StaffMember:

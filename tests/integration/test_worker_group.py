@@ -7,6 +7,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 
 import msgspec
 import pytest
@@ -20,7 +21,7 @@ from runtime.settings import Settings
 from tests.conftest import SLUG
 from tests.integration.test_projections import counts, submit, until
 from workers import views
-from workers.follower import STANDBY, Follower, Followers
+from workers.follower import STANDBY, Follower, Followers, rebuild
 
 TAKE_OVER = STANDBY + 10  # seconds: the standby's next try, and a slow machine's catching up
 
@@ -82,6 +83,17 @@ def test_a_view_written_by_another_version_of_its_fold_is_rebuilt_when_its_follo
         workers.stop()
     assert_exactly_once(system, sync_redis, redis_prefix)  # 50, not 999 and more: the rebuilt generation is what readers see
     assert StatsView(sync_redis, redis_prefix).fold_version() == StatsProjection.version
+
+
+def test_a_rebuild_asked_to_stop_gives_up_without_switching(system: System, sync_redis: redis.Redis, redis_prefix: str) -> None:
+    """So a worker that is stopped while it rebuilds an upgraded view stops at once; it rebuilds on its next start."""
+    submit(system, 20)
+    stop = threading.Event()
+    stop.set()
+    assert rebuild(system.app, StatsProjection, StatsView.new_generation(sync_redis, redis_prefix), stop) is None
+    assert StatsView(sync_redis, redis_prefix).current_generation() == 0  # readers stay where they were
+    rebuilt = rebuild(system.app, StatsProjection, StatsView.new_generation(sync_redis, redis_prefix), threading.Event())
+    assert rebuilt is not None and rebuilt.position == system.app.head()
 
 
 WORKER = """
