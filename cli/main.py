@@ -15,6 +15,7 @@ from pathlib import Path
 from uuid import UUID
 
 import redis
+from eventsourcing.persistence import PersistenceError
 
 import store
 from cli import audit as audit_command
@@ -80,17 +81,20 @@ def work(args: argparse.Namespace) -> None:
     if unknown:
         raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
     stopping = supervisor.Stopping()
-    # Redis may be starting, or restarting, beside us: wait for it a while, then give up in one line
-    # (a supervisor starts us again), never with a traceback.
-    system, deadline = System(settings()), time.monotonic() + 20
+    # Redis may be starting, or restarting, beside us, and on PostgreSQL the API processes may be
+    # creating the store's tables at the same moment ("tuple concurrently updated"): try again a
+    # while, then give up in one line (a supervisor starts us again), never with a traceback.
+    system, deadline = None, time.monotonic() + 20
     while True:
         try:
+            system = system or System(settings())
             workers = system.workers()
             break
-        except redis.ConnectionError as e:
+        except (redis.ConnectionError, PersistenceError) as e:
             if time.monotonic() > deadline:
-                system.close()
-                sys.exit(f"agora: Redis is not answering: {e}")
+                if system:
+                    system.close()
+                sys.exit(f"agora: the worker cannot start: {e}")
             time.sleep(0.2)
     if args.names:
         workers.runners = [r for r in workers.runners if r.name in args.names]
