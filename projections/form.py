@@ -51,7 +51,7 @@ class FormProjection(Fold):
         closes_at = d.closes_at.isoformat() if d.closes_at else ""
         self.view.hset(
             tracking, form_key(e.originator_id),
-            definition=msgspec.json.encode(d), is_open=_flag(d.open), closes_at=closes_at, draft_url=d.draft_url,
+            definition=msgspec.json.encode(d).decode(), is_open=_flag(d.open), closes_at=closes_at, draft_url=d.draft_url,
         )
 
     @process_event.register

@@ -29,7 +29,7 @@ from eventsourcing.utils import get_topic
 
 from domain.campaigns.cluster import Assignment, Cluster, Likeness
 from domain.consultations.response import Response
-from domain.review.case import Outcome, ReviewCase, case_id
+from domain.review.case import Outcome, ReviewCase, case_text
 from projections.state import Fold, State
 
 REVIEWED = {Outcome.REVIEWED: "completed", Outcome.EXCLUDED: "excluded"}
@@ -59,16 +59,12 @@ def state_key(state: str, consultation: UUID | str) -> str:
     return f"{cases_key(consultation)}:state:{state}"
 
 
-def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fields: str) -> None:
-    """Change a case's fields, keeping its state and assignee sets in step (`new`: a case just opened)."""
-    current = {} if new else view.hash(case_key(case))
-    member, score = str(case), float(current.get("position") or fields["position"])
-    consultation = current.get("consultation_id") or fields["consultation_id"]
-    if new:
-        view.zadd(tracking, cases_key(consultation), member, score)
+def update(view: State, tracking: Tracking, case: UUID, **fields: str) -> None:
+    """Change a case's fields, keeping its state and assignee sets in step."""
+    current = view.hash(case_key(case))
+    member, score, consultation = str(case), float(current["position"]), current["consultation_id"]
     if "state" in fields and fields["state"] != current.get("state"):
-        if current.get("state"):
-            view.zrem(tracking, state_key(current["state"], consultation), member)
+        view.zrem(tracking, state_key(current["state"], consultation), member)
         view.zadd(tracking, state_key(fields["state"], consultation), member, score)
     if "assignee" in fields and fields["assignee"] != current.get("assignee"):
         if current.get("assignee"):
@@ -80,7 +76,7 @@ def update(view: State, tracking: Tracking, case: UUID, new: bool = False, **fie
             view.zadd(tracking, LEASES, member, datetime.fromisoformat(fields["until"]).timestamp())
         else:
             view.zrem(tracking, LEASES, member)
-    (view.hcreate if new else view.hset)(tracking, case_key(case), **fields)
+    view.hset(tracking, case_key(case), **fields)
 
 
 def label(view: State, tracking: Tracking, case: UUID, field: str, value: str, present: bool) -> None:
@@ -130,13 +126,16 @@ class QueueProjection(Fold):
 
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
-        update(
-            self.view, tracking, case_id(e.originator_id), new=True, response_id=str(e.originator_id),
-            consultation_id=str(e.consultation_id), position=str(tracking.notification_id),
-            submitted_at=e.timestamp.isoformat(), state="new",
+        # A new case: nothing to read back, and each id turned into text once (most of a rebuild's events).
+        view, case, consultation, position = self.view, case_text(e.originator_id), str(e.consultation_id), tracking.notification_id
+        view.zadd(tracking, cases_key(consultation), case, position)
+        view.zadd(tracking, state_key("new", consultation), case, position)
+        view.hcreate(
+            tracking, case_key(case), response_id=str(e.originator_id), consultation_id=consultation,
+            position=str(position), submitted_at=e.timestamp.isoformat(), state="new",
         )
-        for key in (PROGRESS, progress_key(e.consultation_id)):
-            self.view.hincrby(tracking, key, "total")
+        view.hincrby(tracking, PROGRESS, "total")
+        view.hincrby(tracking, progress_key(consultation), "total")
 
     @process_event.register
     def _(self, e: ReviewCase.Claimed, tracking: Tracking) -> None:
@@ -191,8 +190,8 @@ class QueueProjection(Fold):
             return
         # A unique response founds its cluster: nothing to look up (most responses, in a rebuild).
         cluster = str(e.cluster_id) if e.kind is Likeness.UNIQUE else live_cluster(self.view, e.cluster_id)
-        case = case_id(e.response_id)
-        self.view.hcreate(tracking, f"assignment:{e.originator_id}", case=str(case))
+        case = case_text(e.response_id)
+        self.view.hcreate(tracking, f"assignment:{e.originator_id}", case=case)
         self.view.hset(tracking, case_key(case), cluster=cluster)
         self.view.hincrby(tracking, cluster_key(cluster), "size")
 

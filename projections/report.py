@@ -71,7 +71,7 @@ class ReportProjection(Fold):
 
     @process_event.register
     def _(self, e: Report.Withdrawn, tracking: Tracking) -> None:
-        fields = {f"{_WITHDRAWN}{e.version}": msgspec.json.encode(Withdrawal(e.timestamp, e.reason))}
+        fields = {f"{_WITHDRAWN}{e.version}": msgspec.json.encode(Withdrawal(e.timestamp, e.reason)).decode()}
         self.view.hset(tracking, report_key(e.originator_id), **fields)
 
     @process_event.register
@@ -79,7 +79,7 @@ class ReportProjection(Fold):
         self.view.hincrby(tracking, ERASURES, "count")
 
     def _version(self, e: Any, tracking: Tracking, version: ReportVersion) -> None:
-        self.view.hset(tracking, report_key(e.originator_id), **{f"{_VERSION}{version.version}": msgspec.json.encode(version)})
+        self.view.hset(tracking, report_key(e.originator_id), **{f"{_VERSION}{version.version}": msgspec.json.encode(version).decode()})
 
 
 _DECODE = msgspec.json.Decoder(ReportVersion)

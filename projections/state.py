@@ -9,7 +9,10 @@ for the live view and its rebuilds; `Memory` implements it with dicts, for a poi
 
 from __future__ import annotations
 
+import gc
 from abc import abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -20,18 +23,16 @@ if TYPE_CHECKING:
 
 POSITION = "position"  # the hash of positions, by application: where the view stands in each log
 
-Value = str | bytes
-
 
 class State(TrackingRecorder):
-    """The operations of a fold. Every change records its event's position (`insert_tracking`)."""
+    """The operations of a fold. Every change records its event's position (`insert_tracking`). Values are text."""
 
     @abstractmethod
-    def hset(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
+    def hset(self, tracking: Tracking, suffix: str, **fields: str) -> None:
         """Set fields of a hash."""
 
     @abstractmethod
-    def hcreate(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
+    def hcreate(self, tracking: Tracking, suffix: str, **fields: str) -> None:
         """Set the fields of a hash that did not exist yet (a writer need not read it back later)."""
 
     @abstractmethod
@@ -51,8 +52,8 @@ class State(TrackingRecorder):
         """Remove a member from a sorted set."""
 
     @abstractmethod
-    def hash(self, suffix: str) -> dict[str, str]:
-        """A hash as the events folded so far left it, decoded (empty if there is none)."""
+    def hash(self, suffix: str) -> Mapping[str, str]:
+        """A hash as the events folded so far left it, decoded (empty if there is none); read-only."""
 
     @abstractmethod
     def members(self, suffix: str) -> frozenset[str]:
@@ -66,15 +67,6 @@ class Fold(Projection[State]):
     version: ClassVar[int] = 1
 
 
-def _bytes(value: Any) -> bytes:
-    """A value as Redis stores it (redis-py's encoding)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(value).encode()
-
-
 class Memory(State):
     """A view in plain dicts, byte for byte what the Redis view holds; no Redis anywhere."""
 
@@ -85,12 +77,12 @@ class Memory(State):
 
     # Writes
 
-    def hset(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
+    def hset(self, tracking: Tracking, suffix: str, **fields: str) -> None:
         if fields:
-            self.hashes.setdefault(suffix, {}).update((k.encode(), _bytes(v)) for k, v in fields.items())
+            self.hashes.setdefault(suffix, {}).update((k.encode(), v.encode()) for k, v in fields.items())
         self.insert_tracking(tracking)
 
-    def hcreate(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
+    def hcreate(self, tracking: Tracking, suffix: str, **fields: str) -> None:
         self.hset(tracking, suffix, **fields)
 
     def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
@@ -150,6 +142,20 @@ class Memory(State):
         return out
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while folding a whole log: a fold keeps a small object
+    per response (a report's) or case (a view's mirror) until it ends, and the collector would walk
+    them all again and again, for nothing (folds make no cycles); it took a third of a report's fold."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def replay(app: Application[Any], projection_class: type[Projection[Any]], upto: int | None = None, batch: int = 1000) -> Memory:
     """The view as it stood at position `upto` in the log (default: the head now), folded in memory.
 
@@ -159,15 +165,16 @@ def replay(app: Application[Any], projection_class: type[Projection[Any]], upto:
     projection = projection_class(memory)
     head = (app.recorder.max_notification_id() or 0) if upto is None else upto
     position = 0
-    while position < head:
-        notifications = app.recorder.select_notifications(
-            start=position, limit=batch, stop=head, topics=projection.topics, inclusive_of_start=False
-        )
-        if not notifications:
-            break
-        for n in notifications:
-            projection.process_event(app.mapper.to_domain_event(n), Tracking(app.name, n.id))
-        position = notifications[-1].id
+    with collector_paused():
+        while position < head:
+            notifications = app.recorder.select_notifications(
+                start=position, limit=batch, stop=head, topics=projection.topics, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            for n in notifications:
+                projection.process_event(app.mapper.to_domain_event(n), Tracking(app.name, n.id))
+            position = notifications[-1].id
     if head:
         memory.insert_tracking(Tracking(app.name, head))
     return memory

@@ -30,7 +30,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 
-from domain.campaigns.cluster import Assignment, Cluster, assignment_id
+from domain.campaigns.cluster import Assignment, Cluster, assignment_text
 from domain.consultations.consultation import Consultation, Definition, Kind
 from domain.consultations.response import Response
 from projections.state import Fold, Memory
@@ -94,14 +94,15 @@ class StatsProjection(Fold):
 
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
-        counted = self.view.members(counted_key(e.consultation_id))
-        suffix = stats_key(e.consultation_id)
-        self.view.hincrby(tracking, suffix, "responses")
+        view, consultation = self.view, str(e.consultation_id)
+        counted = view.members(counted_key(consultation))
+        suffix = stats_key(consultation)
+        view.hincrby(tracking, suffix, "responses")
         answers = [answer_field(q, v) for q, v in e.answers.items() if q in counted]
         for field in answers:
-            self.view.hincrby(tracking, suffix, field)
+            view.hincrby(tracking, suffix, field)
         if answers and e.texts:  # for its cluster's counts once it is assigned one (only free text is clustered)
-            self.view.hcreate(tracking, member_key(assignment_id(e.originator_id)), answers=",".join(answers))
+            view.hcreate(tracking, member_key(assignment_text(e.originator_id)), answers=",".join(answers))
 
     # Clusters and campaigns
 

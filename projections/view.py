@@ -18,14 +18,18 @@ projections.live.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
-from typing import Any, ClassVar
+from itertools import chain
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 import redis
 from eventsourcing.persistence import Tracking
 
-from projections.state import POSITION, State, Value
+from projections.state import POSITION, State
 
 # KEYS: generation, position, then the keys the batch changes. ARGV: generation, must-be-current,
 # application, the position the batch was read from and its last notification, then the batch's
@@ -71,6 +75,7 @@ return out
 """
 
 _PACK = msgspec.msgpack.Encoder().encode
+T = TypeVar("T")
 _ARGS = 1000  # arguments per command in a batch; a longer command is sent in parts
 
 
@@ -136,19 +141,18 @@ class RedisView(State):
         self.generation = generation if self.pinned else self.current_generation()
         self.mirrored = self.REBUILD_MIRRORED if self.pinned else self.MIRRORED
         self._apply = client.register_script(_APPLY)
+        self._sending: tuple[Background, int] | None = None  # a rebuild's batch Redis is applying, and its last position
         self.discard()
 
-    def hset(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
-        texts = _texts(fields)
-        self._fields.setdefault(suffix, {}).update(texts)
+    def hset(self, tracking: Tracking, suffix: str, **fields: str) -> None:
+        self._fields.setdefault(suffix, {}).update(fields)
         if suffix in self._hashes:
-            self._hashes[suffix].update(texts)
+            self._hashes[suffix].update(fields)
         self.insert_tracking(tracking)
 
-    def hcreate(self, tracking: Tracking, suffix: str, **fields: Value) -> None:
-        texts = _texts(fields)
-        self._fields.setdefault(suffix, {}).update(texts)
-        self._hashes[suffix] = texts  # nothing to read back
+    def hcreate(self, tracking: Tracking, suffix: str, **fields: str) -> None:
+        self._fields.setdefault(suffix, {}).update(fields)
+        self._hashes[suffix] = fields  # nothing to read back
         self.insert_tracking(tracking)
 
     def hincrby(self, tracking: Tracking, suffix: str, field: str, amount: int = 1) -> None:
@@ -162,7 +166,7 @@ class RedisView(State):
         if members:
             self._members.setdefault(suffix, set()).update(members)
             if suffix in self._sets:
-                self._sets[suffix].update(members)
+                self._sets[suffix] = self._sets[suffix].union(members)
         self.insert_tracking(tracking)
 
     def zadd(self, tracking: Tracking, suffix: str, member: str, score: float) -> None:
@@ -176,56 +180,91 @@ class RedisView(State):
     def insert_tracking(self, tracking: Tracking) -> None:
         self._last = tracking
 
-    def hash(self, suffix: str) -> dict[str, str]:
+    def hash(self, suffix: str) -> Mapping[str, str]:
         if suffix not in self._hashes:
+            self._wait()
             stored = self.redis.hgetall(self.keys.key(self.generation, suffix))
             mirrored = {k.decode(): v.decode() for k, v in stored.items()}
             mirrored.update(self._fields.get(suffix, {}))
             for field, n in self._counts.get(suffix, {}).items():
                 mirrored[field] = str(int(mirrored.get(field, 0)) + n)
             self._hashes[suffix] = mirrored
-        return dict(self._hashes[suffix])
+        return MappingProxyType(self._hashes[suffix])  # read-only, not copied: folds read many
 
     def members(self, suffix: str) -> frozenset[str]:
         if suffix not in self._sets:
+            self._wait()
             stored = self.redis.smembers(self.keys.key(self.generation, suffix))
-            self._sets[suffix] = {m.decode() for m in stored} | self._members.get(suffix, set())
-        return frozenset(self._sets[suffix])
+            self._sets[suffix] = frozenset(m.decode() for m in stored).union(self._members.get(suffix, ()))
+        return self._sets[suffix]
 
     def flush(self, start: int) -> int | None:
         """Write the batch read from position `start` and its last position at once; returns the view's position.
 
         Any other answer than the batch's last position means the batch was refused: the
-        caller resumes from the position returned.
+        caller resumes from the position returned. A rebuild's batch (a pinned generation) is
+        applied by Redis while the fold goes on with the next one: this returns at once, with
+        the batch's last position, after taking the answer to the batch before (`settle`).
         """
         if self._last is None:
             return None
+        keys, args, last = self._packed(start)
+        self._unstage()
+        if not self.pinned:
+            return self._landed(lambda: self._run(keys, args), last)
+        before = self.settle()
+        if before is not None and before != start:
+            return before  # the batch before was refused, so this one would be
+        self._sending = (Background(self._run, keys, args), last)
+        return last
+
+    def settle(self) -> int | None:
+        """Wait for the rebuild's batch Redis is applying; the view's position after it (None: none sent)."""
+        if self._sending is None:
+            return None
+        sending, last = self._sending
+        self._sending = None
+        return self._landed(sending.result, last)
+
+    def _packed(self, start: int) -> tuple[list[str], list[Any], int]:
+        """The staged changes as the script's keys and arguments, and the batch's last position."""
+        assert self._last is not None
         added: defaultdict[str, list[str]] = defaultdict(list)
         removed: defaultdict[str, list[str]] = defaultdict(list)
         for (suffix, member), score in self._scores.items():
             if score is None:
                 removed[suffix].append(member)
             else:
-                added[suffix] += (repr(float(score)), member)  # as redis-py would send it
-        commands: list[tuple[str, str, list[Value]]] = [
-            *(("HSET", suffix, [x for kv in fields.items() for x in kv]) for suffix, fields in self._fields.items()),
+                added[suffix] += (score, member)  # a number: Lua passes it on to Redis with all its digits
+        commands: list[tuple[str, str, list[Any]]] = [
+            *(("HSET", suffix, [*chain.from_iterable(fields.items())]) for suffix, fields in self._fields.items()),
             *(("HINCRBY", suffix, [field, str(n)]) for suffix, counts in self._counts.items() for field, n in counts.items()),
             *(("SADD", suffix, sorted(members)) for suffix, members in self._members.items()),
             *(("ZADD", suffix, scored) for suffix, scored in added.items()),
             *(("ZREM", suffix, members) for suffix, members in removed.items()),
         ]
-        keys = [self.keys.generation, self.keys.key(self.generation, POSITION)]
+        base = self.keys.key(self.generation, "")
+        keys = [self.keys.generation, base + POSITION]
         batch: list[Any] = []
         for command, suffix, params in commands:
-            keys.append(self.keys.key(self.generation, suffix))
+            keys.append(base + suffix)
+            if len(params) <= _ARGS:
+                batch += (command, len(keys), len(params), *params)
+                continue
             for i in range(0, len(params), _ARGS):  # Lua's unpack takes a few thousand values at most
                 part = params[i : i + _ARGS]
                 batch += (command, len(keys), len(part), *part)
         last = self._last.notification_id
         args = [self.generation, "0" if self.pinned else "1", self._last.application_name, start, last, _PACK(batch)]
-        self._unstage()
+        return keys, args, last
+
+    def _run(self, keys: list[str], args: list[Any]) -> int:
+        return int(self._apply(keys=keys, args=args))
+
+    def _landed(self, answer: Callable[[], int], last: int) -> int:
+        """The view's position after a batch ending at `last`, from Redis's `answer`."""
         try:
-            position = int(self._apply(keys=keys, args=args))
+            position = answer()
         except Exception:
             self.forget()
             raise
@@ -236,10 +275,15 @@ class RedisView(State):
             raise StaleGeneration(f"view {self.name} moved to generation {self.generation}")
         return position
 
+    def _wait(self) -> None:
+        """Before reading Redis: let the batch in flight land (its answer is taken by `settle`)."""
+        if self._sending is not None:
+            self._sending[0].join()
+
     def forget(self) -> None:
         """Drop what the view remembers in memory of its contents: a batch did not land as staged."""
         self._hashes: dict[str, dict[str, str]] = {}
-        self._sets: dict[str, set[str]] = {}
+        self._sets: dict[str, frozenset[str]] = {}
 
     def discard(self) -> None:
         """Drop staged changes that were not written (the follower re-reads them), and the mirror that saw them."""
@@ -247,7 +291,7 @@ class RedisView(State):
         self.forget()
 
     def _unstage(self) -> None:
-        self._fields: dict[str, dict[str, str]] = {}  # as text: bytes values are UTF-8 (JSON)
+        self._fields: dict[str, dict[str, str]] = {}
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._members: dict[str, set[str]] = {}
         self._scores: dict[tuple[str, str], float | None] = {}  # sorted-set membership, last change wins
@@ -265,6 +309,7 @@ class RedisView(State):
 
     def switch(self, application_name: str) -> bool:
         """Make this rebuilt generation current if it has caught up; retire the old one."""
+        self.settle()
         old = self.current_generation()
         switched = self.redis.eval(
             _SWITCH,
@@ -306,5 +351,26 @@ class RedisView(State):
         return int(self.redis.get(self.keys.generation) or 0)
 
 
-def _texts(fields: dict[str, Value]) -> dict[str, str]:
-    return {k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
+class Background(threading.Thread, Generic[T]):
+    """A call in a thread of its own, started at once; `result()` waits for it. A rebuild reads the
+    next batch of the log and has Redis apply the last one while it folds this one."""
+
+    def __init__(self, call: Callable[..., T], *args: Any) -> None:
+        super().__init__(name="rebuild", daemon=True)
+        self.call, self.args = call, args
+        self.answer: T | None = None
+        self.error: Exception | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.answer = self.call(*self.args)
+        except Exception as e:  # noqa: BLE001 - raised again by result(), in the folding thread
+            self.error = e
+
+    def result(self) -> T:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.answer is not None
+        return self.answer

@@ -29,7 +29,6 @@ version published stays verifiable. `agora-report/1` had no campaigns: its conte
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -51,6 +50,7 @@ from domain.review.case import REDACTED, Flag, Outcome, ReviewCase, case_id
 from domain.review.frame import CodingFrame, frame_id
 from domain.sealed import Sealed, Vault
 from domain.signups.signup import Seats
+from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
 BUILDER = "agora-report/2"  # recorded with each version: which rules built it; change it when they change
@@ -263,20 +263,6 @@ def span_after(start: int, end: int, r_start: int, r_end: int) -> tuple[int, int
     if start >= r_end:
         return start + delta, end + delta
     return min(start, r_start), (r_start + len(REDACTED) if end <= r_end else end + delta)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector: a fold keeps a small object per response until it
-    ends, and the collector would walk them all again and again, for nothing (the fold makes no
-    cycles); it took a third of the fold's time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Step(msgspec.Struct, frozen=True):

@@ -21,14 +21,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
-from projections.state import Fold
-from projections.view import RedisView, StaleGeneration
+from eventsourcing.persistence import Notification, Tracking
+from projections.state import Fold, collector_paused
+from projections.view import Background, RedisView, StaleGeneration
 from store import Doorbell, one_at_a_time
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class Follower:
         self.stopped_on = 0  # the poison event this view is stopped on, while it is
         self.recorded: int | None = None  # the event `stops` holds a record of for this view (None: not read yet)
         self.skip = 0  # the event the operator decided this view does without
+        self._ahead: tuple[tuple[int, int], Background[Sequence[Notification]]] | None = None  # the batch being read ahead
 
     def step(self, upto: int | None = None) -> int:
         """Process one batch past the view's position; returns how many events it read.
@@ -122,14 +123,13 @@ class Follower:
         if upto is None:
             notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch, inclusive_of_start=False)
         else:
-            notifications = self.app.recorder.select_notifications(
-                start=self.position, limit=self.batch, stop=upto, topics=self.projection.topics, inclusive_of_start=False
-            )
+            notifications = self._read_ahead(self.position, upto)
+        name, decode, process = self.app.name, self.app.mapper.to_domain_event, self._process  # per event: looked up once
         for n in notifications:
-            tracking = Tracking(self.app.name, n.id)
+            tracking = Tracking(name, n.id)
             if n.topic in self.topics and n.id != self.skip:
                 try:
-                    self._process(self.app.mapper.to_domain_event(n), tracking)
+                    process(decode(n), tracking)
                 except redis.RedisError:
                     raise  # an outage (a fold may read its view back), not the event
                 except Exception as e:
@@ -147,11 +147,32 @@ class Follower:
             self.position = position
         return len(notifications)
 
+    def _read(self, start: int, upto: int) -> Sequence[Notification]:
+        return self.app.recorder.select_notifications(
+            start=start, limit=self.batch, stop=upto, topics=self.projection.topics, inclusive_of_start=False
+        )
+
+    def _read_ahead(self, start: int, upto: int) -> Sequence[Notification]:
+        """The batch from `start` up to `upto`; meanwhile the next one is read in the background, so
+        a rebuild folds one batch while the store reads the next (and Redis applies the last)."""
+        ahead, self._ahead = self._ahead, None
+        notifications = ahead[1].result() if ahead and ahead[0] == (start, upto) else self._read(start, upto)
+        if len(notifications) == self.batch:
+            after = notifications[-1].id
+            self._ahead = ((after, upto), Background(self._read, after, upto))
+        return notifications
+
     def catch_up(self, head: int | None = None, stop: threading.Event | None = None) -> None:
         """Process until the view has reached `head` (default: the log's head now), or `stop` is set."""
         head = (self.app.recorder.max_notification_id() or 0) if head is None else head
-        while self.position < head and not (stop and stop.is_set()):
-            self.step(head)
+        while not (stop and stop.is_set()):
+            if self.position < head:
+                self.step(head)
+                continue
+            settled = self.view.settle()  # a rebuild's last batch, which Redis may still be applying
+            if settled is None or settled == self.position:
+                return
+            self.position = settled  # refused: fold again from where it stands
 
     def run(self, stop: threading.Event) -> None:
         """Follow the log until `stop` is set (then ring `bell`), surviving Redis or store outages.
@@ -300,10 +321,11 @@ def rebuild(app: Application[Any], fold: type[Fold], view: RedisView, stop: thre
     (nothing switched) if the fold fails on an event."""
     view.mark_fold(fold.version)
     follower = Follower(app, fold(view))
-    while not (stop and stop.is_set()):
-        follower.catch_up(stop=stop)
-        if view.switch(app.name):
-            return follower
+    with collector_paused():
+        while not (stop and stop.is_set()):
+            follower.catch_up(stop=stop)
+            if view.switch(app.name):
+                return follower
     return None
 
 

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.campaigns.group import GroupReview
 from domain.errors import DomainError, FieldError, InvalidInput
+from domain.ids import derived, derived_text
 from domain.text import name as one_line, name_problem, visible
 from domain.topics import stored_as
 
@@ -38,7 +39,12 @@ class ClusterConflict(DomainError):
 
 
 def assignment_id(response_id: UUID) -> UUID:
-    return uuid5(NAMESPACE_URL, f"agora:cluster-assignment:{response_id}")
+    return derived("cluster-assignment", response_id)
+
+
+def assignment_text(response_id: UUID) -> str:
+    """`str(assignment_id(response_id))`, as cheaply as can be: a stats rebuild derives one per response with free text."""
+    return derived_text("cluster-assignment", response_id)
 
 
 def first_cluster_id(response_id: UUID) -> UUID:

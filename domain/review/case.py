@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.topics import stored_as
 
 from domain.errors import DomainError, FieldError, InvalidInput
+from domain.ids import derived, derived_text
 from domain.sealed import Sealed
 from domain.text import visible
 
@@ -73,7 +74,12 @@ def check_outcome(outcome: Outcome, reason: str) -> None:
 
 
 def case_id(response_id: UUID) -> UUID:
-    return uuid5(NAMESPACE_URL, f"agora:review-case:{response_id}")
+    return derived("review-case", response_id)
+
+
+def case_text(response_id: UUID) -> str:
+    """`str(case_id(response_id))`, as cheaply as can be: a queue's rebuild derives one per response."""
+    return derived_text("review-case", response_id)
 
 
 @stored_as("domain.review")

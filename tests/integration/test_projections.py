@@ -25,10 +25,10 @@ from domain.consultations.response import Response
 from domain.review.case import Flag, Outcome
 from domain.staff.member import Role
 from projections.form import FormProjection
-from projections.live import FormView, StatsView
+from projections.live import FormView, QueueView, StatsView
 from projections.stats import StatsProjection
-from projections.queue import state_key
-from projections.view import FOLD, Keys
+from projections.queue import QueueProjection, state_key
+from projections.view import FOLD, Keys, RedisView
 from store import Doorbell
 from tests.conftest import SLUG
 from workers.follower import Follower, Followers, Stops
@@ -191,6 +191,47 @@ def test_rebuild_while_followers_run_switches_without_losing_events(
     finally:
         live.close()
     assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"400"
+
+
+def flushes(system: System, client: redis.Redis, prefix: str, lose_before: int = 0) -> tuple[RedisView, Follower, list[int | None]]:
+    """A queue view rebuilt in batches of 7, and what each flush returned; if `lose_before`, Redis
+    loses the generation, position and all, at once, just before that flush sends its batch."""
+    view = QueueView.new_generation(client, prefix)
+    follower = Follower(system.app, QueueProjection(view), batch=7)
+    flush, flushed = view.flush, []
+
+    def flush_after_losing_everything_once(start: int) -> int | None:
+        if len(flushed) + 1 == lose_before:
+            view.settle()  # the batches before landed
+            client.delete(*client.scan_iter(match=view.keys.key(view.generation, "*")))
+        flushed.append(flush(start))
+        return flushed[-1]
+
+    view.flush = flush_after_losing_everything_once  # type: ignore[method-assign]
+    follower.catch_up()
+    return view, follower, flushed
+
+
+@pytest.mark.parametrize("lost_before", ["third batch", "last batch"])
+def test_a_rebuild_folds_again_when_redis_loses_its_generation_while_the_next_batch_is_folded(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, lost_before: str
+) -> None:
+    """A rebuild's batch is applied by Redis while the next is folded: a refusal found one batch late,
+    or after the last, still has it fold again from where the view stands, not skip or double."""
+    submit(system, 40)
+    review_some(system)
+    fresh = redis_prefix + "-fresh"
+    try:
+        view, _, batches = flushes(system, sync_redis, fresh)
+        assert view.switch(system.app.name)
+        view, follower, flushed = flushes(system, sync_redis, redis_prefix, lose_before=3 if lost_before == "third batch" else len(batches))
+        assert view.switch(system.app.name) and follower.position == system.app.head()
+        if lost_before == "third batch":
+            assert flushed.count(0) == 1  # the third batch was refused, seen as the fourth was flushed: folded again from 0
+        assert len(flushed) > len(batches)
+        assert dump(sync_redis, redis_prefix) == dump(sync_redis, fresh) and dump(sync_redis, fresh)["queue:progress"]
+    finally:
+        sync_redis.delete(*sync_redis.scan_iter(match=f"{fresh}:*"))
 
 
 def test_views_that_lost_their_data_in_redis_are_replayed_not_skipped(

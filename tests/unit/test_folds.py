@@ -239,13 +239,13 @@ def test_a_page_lists_matches_oldest_first_and_moves_its_cursor_over_the_whole_w
 def test_memory_holds_bytes_as_redis_does() -> None:
     memory = Memory()
     t = Tracking(APP, 7)
-    memory.hset(t, "h", text="é", raw=b"\x00")
+    memory.hset(t, "h", text="é", nul="\x00")
     memory.hincrby(t, "h", "n", 2)
     memory.hincrby(t, "h", "n", -2)
     memory.sadd(t, "empty")
     memory.zadd(t, "z", "a", 1)
     memory.zrem(t, "z", "a")
-    assert memory.dump() == {"h": [(b"n", b"0"), (b"raw", b"\x00"), (b"text", "é".encode())], POSITION: [(APP.encode(), b"7")]}
+    assert memory.dump() == {"h": [(b"n", b"0"), (b"nul", b"\x00"), (b"text", "é".encode())], POSITION: [(APP.encode(), b"7")]}
     assert memory.max_tracking_id(APP) == 7 and memory.max_tracking_id("other") is None
 
 
