@@ -24,6 +24,7 @@ from psycopg.rows import tuple_row
 from audit import merkle
 from audit.merkle import Frontier
 from domain.consultations.response import Response
+from store.schema import creating
 
 RESPONSE = get_topic(Response.Submitted)
 
@@ -82,7 +83,7 @@ class Ledger:
         )
         self.p = "?" if sqlite else "%s"
         blob = "BLOB" if sqlite else "BYTEA"
-        with self.datastore.transaction(commit=True) as c:
+        with creating(self.datastore), self.datastore.transaction(commit=True) as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.leaves_} (leaf BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, hash {blob} NOT NULL)")
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.nodes_} (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx))"

@@ -81,8 +81,7 @@ def work(args: argparse.Namespace) -> None:
     if unknown:
         raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
     stopping = supervisor.Stopping()
-    # Redis may be starting, or restarting, beside us, and on PostgreSQL the API processes may be
-    # creating the store's tables at the same moment ("tuple concurrently updated"): try again a
+    # Redis or the event store's database may be starting, or restarting, beside us: try again a
     # while, then give up in one line (a supervisor starts us again), never with a traceback.
     system, deadline = None, time.monotonic() + 20
     while True:

@@ -26,6 +26,7 @@ from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.sealed import Sealed
+from store.schema import creating
 
 
 class KeyStore:
@@ -39,7 +40,7 @@ class KeyStore:
         self.table, self.index = (f"{schema}.{t}" if schema else t for t in (name, f"{name}_index"))
         self.p = "?" if self.sqlite else "%s"  # each driver's parameter style
         blob = "BLOB" if self.sqlite else "BYTEA"
-        with self.datastore.transaction(commit=True) as c:
+        with creating(self.datastore), self.datastore.transaction(commit=True) as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id TEXT PRIMARY KEY, key {blob} NOT NULL)")
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.index} (digest TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT NOT NULL)")
 

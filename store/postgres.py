@@ -14,6 +14,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from store.consistency import unchanged
+from store.schema import creating
 from store.keys import NewKeys
 
 
@@ -36,4 +37,14 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
 
 
 class Factory(postgres.PostgresFactory):
+    """Creates each recorder's tables one process at a time (store/schema.py)."""
+
     application_recorder_class = ConsistentPostgresApplicationRecorder
+
+    def application_recorder(self) -> postgres.PostgresApplicationRecorder:
+        with creating(self.datastore):
+            return super().application_recorder()  # type: ignore[return-value]
+
+    def tracking_recorder(self, tracking_recorder_class: Any = None) -> postgres.PostgresTrackingRecorder:
+        with creating(self.datastore):
+            return super().tracking_recorder(tracking_recorder_class)
