@@ -75,11 +75,13 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def work(args: argparse.Namespace) -> None:
-    """Run the projection followers, the mailer and the checkpointer (or those named) until SIGINT or SIGTERM."""
-    known = [*views.VIEWS, "mailer", "checkpointer"]
+    """Run the projection followers, the mailer, the checkpointer and the clusterer (or those named) until SIGINT or SIGTERM."""
+    known = [*views.VIEWS, "mailer", "checkpointer", "clusterer"]
     unknown = set(args.names) - set(known)
     if unknown:
         raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
+    if "clusterer" in args.names and not Settings.from_env().cluster_responses:
+        raise ValueError("the clusterer is off (AGORA_CLUSTER_RESPONSES=false): turn it on to run it")
     stopping = supervisor.Stopping()
     # Redis or the event store's database may be starting, or restarting, beside us: try again a
     # while, then give up in one line (a supervisor starts us again), never with a traceback.

@@ -111,12 +111,14 @@ def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dic
 @pytest.mark.parametrize(
     ("args", "refusal"),
     [
-        (["work", "stats", "nope"], "no such worker: nope; the workers are form, stats, queue, report, mailer, checkpointer"),
+        (["work", "stats", "nope"], "no such worker: nope; the workers are form, stats, queue, report, mailer, checkpointer, clusterer"),
         (["serve", "--api-only"], "--api-only needs REDIS_URL"),
+        (["work", "clusterer"], "the clusterer is off"),
     ],
 )
 def test_workers_and_serve_refuse_what_cannot_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], refusal: str) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("AGORA_CLUSTER_RESPONSES", "false")
     monkeypatch.setenv("AGORA_DATA_DIR", str(tmp_path))
     with pytest.raises(SystemExit, match=refusal.replace("-", r"\-")):
         main(args)
