@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 IDLE_POLL = 0.5  # seconds between looks at the log when nothing rings
-GATHER = 0.1  # seconds between two recordings at most: under load, one transaction records what came meanwhile
+GATHER = 0.05  # seconds between two recordings at most: under load, one transaction records what came meanwhile
 STANDBY = 5.0  # seconds between a standby clusterer's attempts to take over
 SHREDDED = "its original text was shredded"
 

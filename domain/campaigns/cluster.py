@@ -11,7 +11,7 @@ A cluster's id derives from its first member's; `Book` folds all of it into who 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -154,7 +154,7 @@ class Cluster(Aggregate):
         self.merged_into = into
 
 
-@dataclass
+@dataclass(frozen=True)
 class Member:
     response_id: UUID
     cluster_id: UUID | None  # as assigned or split; a merge is resolved by `Book.resolve`
@@ -193,12 +193,10 @@ class Book:
             member = self.members.get(self.responses.get(e.originator_id))  # type: ignore[arg-type]
             if member is None or e.originator_version <= member.version:
                 return
-            member.version = e.originator_version
             if isinstance(e, Assignment.SplitOut):
                 self.consultations[e.cluster_id] = self.consultations[member.cluster_id]  # type: ignore[index]
-                member.cluster_id = e.cluster_id
-            else:
-                member.cluster_id = None
+            moved = e.cluster_id if isinstance(e, Assignment.SplitOut) else None
+            self.members[member.response_id] = replace(member, cluster_id=moved, version=e.originator_version)  # never changed in place: see copy()
         elif isinstance(e, Cluster.CampaignConfirmed):
             self.campaigns[e.originator_id] = e.name
         elif isinstance(e, Cluster.MergedInto):
@@ -206,6 +204,13 @@ class Book:
         elif isinstance(e, GroupReview.Applied):
             self.covered.update(dict.fromkeys(e.members, e.originator_id))
             self.reviews.setdefault(e.cluster_id, []).append(e)
+
+    def copy(self) -> Book:
+        """As it stands now, whatever is folded into this one later (members are replaced, never changed)."""
+        return Book(
+            dict(self.members), dict(self.responses), dict(self.consultations), dict(self.campaigns), dict(self.merged),
+            dict(self.covered), {c: list(rs) for c, rs in self.reviews.items()},
+        )
 
     def resolve(self, cluster_id: UUID) -> UUID:
         """The cluster a cluster now is, after merges."""

@@ -10,6 +10,7 @@ apply one review to a confirmed campaign (`GroupReview`): each member's case rec
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Member, assignment_id
 from domain.campaigns.group import GroupReview, check_group_review
@@ -29,6 +31,7 @@ from domain.sealed import Sealed, Vault
 from domain.staff.member import Role
 from domain.staff.service import Staff
 
+BOOK_TOPICS = [get_topic(t) for t in Book.TOPICS]
 CLUSTER_TEXT = "cluster free text"  # what an access record says staff saw: the texts of a cluster's members
 EXCERPT = 240
 ATTEMPTS = 3
@@ -96,19 +99,20 @@ class Campaigns:
         self.consultations = consultations
         self.staff = staff
         self.review = review
+        self._book, self._folded = Book(), 0  # the clusters as folded up to position `_folded` of the log
+        self._folding = threading.Lock()
 
     # Reading
 
-    def book(self, upto: int | None = None) -> Book:
-        """Every cluster, folded from the log (up to a position, if given)."""
-        book = Book()
-        topics = [t.TOPIC for t in Book.TOPICS]  # type: ignore[attr-defined]
-        start = 1
-        while batch := self.app.recorder.select_notifications(start=start, limit=1000, stop=upto, topics=topics):
-            for n in batch:
-                book.apply(self.app.mapper.to_domain_event(n), n.id)
-            start = batch[-1].id + 1
-        return book
+    def book(self) -> Book:
+        """Every cluster as the log now stands: folded once, then kept up to date by folding only the
+        events since (a fold goes in log order), and handed out as a copy later folds leave alone."""
+        with self._folding:
+            while batch := self.app.recorder.select_notifications(start=self._folded, limit=1000, topics=BOOK_TOPICS, inclusive_of_start=False):
+                for n in batch:
+                    self._book.apply(self.app.mapper.to_domain_event(n), n.id)
+                self._folded = batch[-1].id
+            return self._book.copy()
 
     def clusters(self, slug: str, min_size: int = 2) -> tuple[Book, dict[UUID, list[Member]]]:
         """A consultation's clusters of at least `min_size` members, largest first."""

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from domain.campaigns.cluster import Assignment, ClusterConflict, Likeness, first_cluster_id
-from domain.campaigns.service import ClusterNotFound
+from domain.campaigns.service import Campaigns, ClusterNotFound
 from domain.consultations.service import Submission
 from domain.errors import InvalidInput
 from domain.staff.member import NotPermitted
@@ -151,6 +151,21 @@ def test_editors_confirm_split_and_merge_each_as_an_event_with_who_and_why(syste
     (copy,) = send(system, TEMPLATE + " Best, Cy")
     system.clusterer().catch_up()
     assert campaigns.book().cluster_of(copy) == first
+
+
+def test_the_book_folds_only_the_events_since_and_a_copy_handed_out_stays_as_it_was(system: System, staff: dict[str, UUID]) -> None:
+    """Each reading brings the kept book up to the log's head by the new events alone; what an earlier
+    reading handed out does not change under its reader (requests run in threads)."""
+    ids = send(system, TEMPLATE, TEMPLATE, TEMPLATE + " Best, Cy")
+    system.clusterer().catch_up()
+    campaigns, first = system.campaigns, first_cluster_id(ids[0])
+    before = campaigns.book()
+    new_cluster, _ = campaigns.split(SLUG, first, ids[2], staff["editor"], "Adds an argument of its own")
+    campaigns.confirm(SLUG, first, staff["editor"], "Save the panel", "template")
+    after = campaigns.book()
+    assert (before.cluster_of(ids[2]), before.campaigns) == (first, {})
+    assert (after.cluster_of(ids[2]), after.campaigns) == (new_cluster, {first: "Save the panel"})
+    assert after == Campaigns(system.app, system.consultations, system.staff, system.review).book()  # a fold from scratch
 
 
 # Over HTTP
