@@ -62,6 +62,10 @@ redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
+# Expire the keys given (an old generation's), in 30 seconds.
+_EXPIRE = "for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, 30) end"
+_RETIRE_PAGE = 10_000  # keys scanned per round trip when retiring a generation
+
 # Read several keys of the current generation at once: ARGV = base, then (command, suffix, nargs, args...)*.
 _READ = """
 local g = redis.call('GET', KEYS[1]) or '0'
@@ -141,7 +145,8 @@ class RedisView(State):
         self.generation = generation if self.pinned else self.current_generation()
         self.mirrored = self.REBUILD_MIRRORED if self.pinned else self.MIRRORED
         self._apply = client.register_script(_APPLY)
-        self._sending: tuple[Background, int] | None = None  # a rebuild's batch Redis is applying, and its last position
+        self._sending: tuple[Background[int], int] | None = None  # a rebuild's batch Redis is applying, and its last position
+        self.retiring: Background[int] | None = None  # after a rebuild's switch: expiring the generation it replaced
         self.discard()
 
     def hset(self, tracking: Tracking, suffix: str, **fields: str) -> None:
@@ -308,7 +313,7 @@ class RedisView(State):
         return cls(client, prefix, generation=int(client.incr(Keys(prefix, cls.name).generations)))
 
     def switch(self, application_name: str) -> bool:
-        """Make this rebuilt generation current if it has caught up; retire the old one."""
+        """Make this rebuilt generation current if it has caught up; then expire the old one, in `retiring`."""
         self.settle()
         old = self.current_generation()
         switched = self.redis.eval(
@@ -321,18 +326,20 @@ class RedisView(State):
             self.generation,
             application_name,
         )
-        if switched == 1:
-            self._retire(old)
+        if switched == 1:  # readers have moved: the old generation's keys are expired meanwhile
+            self.retiring = Background(self._retire, old)
         return switched == 1
 
-    def _retire(self, old: int) -> None:
-        # Expire rather than delete, so a read that began on the old generation still finishes.
-        with self.redis.pipeline(transaction=False) as pipe:  # one round trip per page of keys, not per key
-            for key in self.redis.scan_iter(match=self.keys.key(old, "*"), count=1000):
-                pipe.expire(key, 30)
-                if len(pipe) >= 1000:
-                    pipe.execute()
-            pipe.execute()
+    def _retire(self, old: int) -> int:
+        # Expire rather than delete, so a read that began on the old generation still finishes: a page
+        # of keys at a time, each page one script call (not one command per key built by the client).
+        cursor, expired = None, 0
+        while cursor != 0:
+            cursor, keys = self.redis.scan(cursor or 0, match=self.keys.key(old, "*"), count=_RETIRE_PAGE)
+            if keys:
+                self.redis.eval(_EXPIRE, len(keys), *keys)
+                expired += len(keys)
+        return expired
 
     def fold_version(self) -> int | None:
         """The version of the fold that wrote this generation (None: not marked, from before versions or empty)."""

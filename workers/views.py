@@ -33,16 +33,21 @@ def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[s
 def rebuild(app: Application[Any], client: redis.Redis, prefix: str, name: str) -> tuple[int, float]:
     """Replay the whole log into a fresh generation of a view, then switch readers to it.
 
-    Returns the number of events replayed and the seconds it took. Once switched, the view's record
+    Returns the number of events replayed and the seconds it took until readers switched to it (the old
+    generation's keys are expired after, before this returns). Once switched, the view's record
     of a poison event it stopped on is cleared: its follower folds on from the rebuilt view. If the
     fold fails on an event, nothing is switched and the refusal names the event.
     """
     projection_class, view_class = VIEWS[name]
     started = time.perf_counter()
+    view = view_class.new_generation(client, prefix)
     try:
-        follower = rebuild_view(app, projection_class, view_class.new_generation(client, prefix))
+        follower = rebuild_view(app, projection_class, view)
         assert follower is not None  # given no stop, it returns only once switched
     except FoldFailed as e:
         raise ValueError(f"cannot rebuild {name}: its fold fails on {e}; the live view is untouched") from e
+    seconds = time.perf_counter() - started  # until readers switched to it
     Stops(client, prefix).clear(name)
-    return follower.position, time.perf_counter() - started
+    if view.retiring:
+        view.retiring.result()  # the old generation's keys expiring: before the caller closes `client`
+    return follower.position, seconds

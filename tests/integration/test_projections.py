@@ -165,6 +165,8 @@ def test_rebuild_produces_views_identical_to_the_incremental_ones(
         assert events == system.app.head()
     assert {int(sync_redis.get(Keys(redis_prefix, name).generation)) for name in views.VIEWS} == {1}
     assert dump(sync_redis, redis_prefix) == before
+    old = [key for name in views.VIEWS for key in sync_redis.scan_iter(match=Keys(redis_prefix, name).key(0, "*"))]
+    assert old and all(0 < sync_redis.ttl(key) <= 30 for key in old)  # the replaced generation expires
 
 
 def test_rebuild_while_followers_run_switches_without_losing_events(
