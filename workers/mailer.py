@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import string
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -43,6 +44,7 @@ BATCH = 500
 IDLE_POLL = 0.5  # seconds between looks at the log when nothing rings
 RETRY = 30.0  # seconds before trying again after a failed send
 STANDBY = 5.0  # seconds between a standby mailer's attempts to take over
+RECORD_EVERY = 5.0  # seconds between recordings of its position past events it ignores
 REMIND_BEFORE = timedelta(hours=24)
 
 _TOPICS = {
@@ -75,6 +77,7 @@ class Mailer:
         self.tracking = self.app.factory.tracking_recorder()
         self.templates = {name: template(name) for name in ("confirm", "confirmed", "reminder", "cancelled", "erased")}
         self.position = 0
+        self.recorded_at = 0.0  # when its position was last recorded (time.monotonic)
         self.sessions: dict[tuple[UUID, str], tuple[Consultation, Session]] = {}
         self._resume()
         self.retry_at: datetime | None = None  # set after a failed send
@@ -138,13 +141,17 @@ class Mailer:
 
     def _follow(self) -> int:
         notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
-        for n in notifications:
-            if n.topic in _TOPICS:
-                self._on(self.app.mapper.to_domain_event(n))
+        relevant = [n for n in notifications if n.topic in _TOPICS]
+        for n in relevant:
+            self._on(self.app.mapper.to_domain_event(n))
         if notifications:
             # A crash before this re-reads the batch; what was sent is recorded, so it is not sent again.
+            # Past events it ignores only, the position is recorded now and then: re-reading those costs
+            # nothing, and a write per wake-up would contend with submissions for the store's write lock.
             self.position = notifications[-1].id
-            self.tracking.insert_tracking(Tracking(self.app.name, self.position))
+            if relevant or time.monotonic() - self.recorded_at > RECORD_EVERY:
+                self.tracking.insert_tracking(Tracking(self.app.name, self.position))
+                self.recorded_at = time.monotonic()
         return len(notifications)
 
     def _on(self, e: Any) -> None:
