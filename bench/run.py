@@ -9,8 +9,8 @@ For each store (SQLite, PostgreSQL) it starts `agora serve` in its own process a
     scheduled time, and projection lag p99: from a 201 to the answer of the
     `GET stats?after=position` sent right after it, for every 10th submission;
   - the server's CPU time per 1,000 POSTs, its API processes summed and its worker apart;
-  - the sustained POST rate again without the checkpointer (`agora serve --api-only` beside an
-    `agora work` running the followers and the mailer only), and the CPU it then takes;
+  - the sustained POST rate again without the checkpointer and the clusterer (`agora serve --api-only`
+    beside an `agora work` running the followers and the mailer only), and the CPU it then takes;
   - `agora rebuild` speed on a store filled to --rebuild-events events;
 and the same POST load against bench/bare.py (the same body and one SQLite row per request,
 no event sourcing), with its CPU per 1,000 POSTs. Each client's ceiling is estimated from its CPU
@@ -366,9 +366,9 @@ def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], 
         counted, _ = settle(port)
         if counted < acknowledged:
             table.add("201s counted in stats", backend, f"{counted:,} of {acknowledged:,}", note="LOST")
-    # The checkpointer's cost: the same load, the worker's followers and mailer running apart, without it.
+    # The checkpointer's and the clusterer's cost: the same load, the worker's followers and mailer running apart, without them.
     env = {**env, "PORT": str(free_port())}
-    log(f"{backend}: agora serve --api-only and agora work without the checkpointer, on port {env['PORT']}")
+    log(f"{backend}: agora serve --api-only and agora work without the checkpointer and the clusterer, on port {env['PORT']}")
     with (
         server([AGORA, "serve", "--api-only"], env, folder / f"{backend}-api.log") as process,
         server([AGORA, "work", *views.VIEWS, "mailer"], env, folder / f"{backend}-work.log", listens=False) as worker,
@@ -376,7 +376,7 @@ def bench_service(backend: str, env: dict[str, str], store_env: dict[str, str], 
         ready(int(env["PORT"]))
         wrk(script, int(env["PORT"]), WARM_UP, args.connections, process.pid, worker.pid)
         without = wrk(script, int(env["PORT"]), args.duration, args.connections, process.pid, worker.pid)
-    table.add("POST/s without the checkpointer", backend, f"{without['rate']:,.0f}/s  p99 {ms(without['p99'])}",
+    table.add("POST/s without checkpointer, clusterer", backend, f"{without['rate']:,.0f}/s  p99 {ms(without['p99'])}",
               note=f"with it {w['rate'] / without['rate'] - 1:+.0%} POST/s; server CPU per 1,000 POSTs {cpu_note(without)}")
     log(f"{backend}: filling the store to {args.rebuild_events:,} events, then agora rebuild")
     fill(store_env, args.rebuild_events)
