@@ -15,6 +15,7 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, FieldError, InvalidInput
+from domain.text import visible
 from domain.topics import stored_as
 
 # The narrative's standard sections, in the order a report shows them; free sections follow.
@@ -187,7 +188,7 @@ class Report(Aggregate):
         return self.published
 
     def withdraw(self, by: UUID, reason: str, version: int | None = None) -> int:
-        if not reason.strip() or len(reason) > MAX_REASON:
+        if not visible(reason) or len(reason) > MAX_REASON:
             raise InvalidInput([FieldError("reason", f"A withdrawal needs a reason of 1 to {MAX_REASON} characters.")])
         version = self.published if version is None else version
         if not 1 <= version <= self.published:
@@ -239,9 +240,9 @@ def check_final(final: bool, is_open: bool, left: int) -> None:
 
 def check_erratum(erratum: str, reason: str) -> None:
     errors = []
-    if not 1 <= len(erratum.strip()) <= MAX_REASON:
+    if not visible(erratum) or len(erratum.strip()) > MAX_REASON:
         errors.append(FieldError("erratum", f"A correction says what changed, in 1 to {MAX_REASON} characters."))
-    if not 1 <= len(reason.strip()) <= MAX_REASON:
+    if not visible(reason) or len(reason.strip()) > MAX_REASON:
         errors.append(FieldError("reason", f"A correction needs a reason, in 1 to {MAX_REASON} characters."))
     if errors:
         raise InvalidInput(errors)

@@ -69,8 +69,8 @@ def _require_reason(reason: str, detail: str) -> None:
 
 
 def check_outcome(outcome: Outcome, reason: str) -> None:
-    if outcome is Outcome.EXCLUDED and not reason.strip():
-        raise InvalidInput([FieldError("reason", "Excluding a response needs a reason.")])
+    if outcome is Outcome.EXCLUDED:
+        _require_reason(reason, "Excluding a response needs a reason.")
 
 
 def case_id(response_id: UUID) -> UUID:
@@ -220,7 +220,7 @@ class ReviewCase(Aggregate):
         """Flag; for a duplicate, the caller has checked that `duplicate_of` is another response."""
         self._require_claim(by, now)
         errors = []
-        if not reason.strip():
+        if not visible(reason):
             errors.append(FieldError("reason", "A flag needs a reason."))
         if (flag is Flag.DUPLICATE) != (duplicate_of is not None):
             errors.append(FieldError("duplicate_of", "A duplicate names the response it repeats; other flags do not."))
@@ -269,8 +269,7 @@ class ReviewCase(Aggregate):
         """Replace text[start:end] of an answer as it now reads; `seal` encrypts the result under a new key."""
         self._require_claim(by, now)
         _check_span(start, end, text)
-        if not reason.strip():
-            raise InvalidInput([FieldError("reason", "A redaction needs a reason.")])
+        _require_reason(reason, "A redaction needs a reason.")
         self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
 
     def superseded_keys(self, question_id: str, original: Sealed) -> tuple[str, ...]:
@@ -303,8 +302,7 @@ class ReviewCase(Aggregate):
     def reopen(self, by: UUID, reason: str) -> None:
         if self.outcome is None:
             raise NotCompleted("The review is not completed, so there is nothing to reopen.")
-        if not reason.strip():
-            raise InvalidInput([FieldError("reason", "Reopening needs a reason.")])
+        _require_reason(reason, "Reopening needs a reason.")
         self._reopen(by, reason)
 
     def _require_open(self) -> None:

@@ -128,7 +128,7 @@ def test_a_correction_needs_a_published_version_what_changed_and_why() -> None:
     with pytest.raises(ReportConflict, match="Nothing is published"):
         report.correct(EDITOR, 10, DIGEST, "b", False, {}, False, 0, "a figure", "a typo")
     published(report)
-    for erratum, reason in [("", "why"), ("what", "  "), ("w" * 2001, "why")]:
+    for erratum, reason in [("", "why"), ("what", "  "), ("w" * 2001, "why"), ("\u200b\u2060", "why"), ("what", "\u200b")]:
         with pytest.raises(InvalidInput):
             report.correct(EDITOR, 10, DIGEST, "b", False, {}, False, 0, erratum, reason)
     with pytest.raises(NotReadyForFinal):
@@ -145,8 +145,9 @@ def test_withdrawing_marks_one_version_once_and_needs_a_reason() -> None:
         report.withdraw(EDITOR, "mistake")
     published(report)
     published(report)
-    with pytest.raises(InvalidInput):
-        report.withdraw(EDITOR, " ")
+    for blank in (" ", "\u200b\u2060"):  # nothing at all, or nothing that shows
+        with pytest.raises(InvalidInput):
+            report.withdraw(EDITOR, blank)
     with pytest.raises(ReportNotFound, match="no published version 3"):
         report.withdraw(EDITOR, "mistake", 3)
     assert report.withdraw(EDITOR, "mistake", 1) == 1

@@ -20,6 +20,8 @@ NOW = datetime(2026, 5, 1, 9, tzinfo=UTC)
 LEASE = timedelta(minutes=30)
 TEXT = "The code should say who enforces it."
 
+INVISIBLE = "\u200b\u2060\u00a0"  # zero-width space, word joiner, no-break space: shows nothing
+
 
 def opened() -> ReviewCase:
     case = ReviewCase(RESPONSE)
@@ -224,8 +226,9 @@ def test_a_duplicate_names_the_response_it_repeats() -> None:
         (Flag.SPAM, "Advert.", OTHER_RESPONSE, ["duplicate_of"]),
         (Flag.DUPLICATE, "Same text.", RESPONSE, ["duplicate_of"]),
         (Flag.ABUSIVE, "", RESPONSE, ["reason", "duplicate_of", "duplicate_of"]),
+        (Flag.SPAM, INVISIBLE, None, ["reason"]),
     ],
-    ids=["blank-reason", "duplicate-of-nothing", "non-duplicate-naming-one", "duplicate-of-itself", "all-at-once"],
+    ids=["blank-reason", "duplicate-of-nothing", "non-duplicate-naming-one", "duplicate-of-itself", "all-at-once", "invisible-reason"],
 )
 def test_a_flag_breaking_its_rules_is_refused(flag: Flag, reason: str, duplicate_of: Any, expected: list[str]) -> None:
     case = claimed()
@@ -265,7 +268,7 @@ def test_a_redaction_seals_the_answer_as_it_now_reads() -> None:
 
 @pytest.mark.parametrize(
     ("start", "end", "reason", "expected"),
-    [(4, 4, "A name.", ["end"]), (0, len(TEXT) + 1, "A name.", ["end"]), (4, 8, "  ", ["reason"])],
+    [(4, 4, "A name.", ["end"]), (0, len(TEXT) + 1, "A name.", ["end"]), (4, 8, "  ", ["reason"]), (4, 8, INVISIBLE, ["reason"])],
 )
 def test_a_redaction_breaking_its_rules_is_refused_before_sealing(start: int, end: int, reason: str, expected: list[str]) -> None:
     case, calls = claimed(), []
@@ -306,10 +309,11 @@ def test_completing_as_reviewed_needs_no_reason_and_ends_the_claim() -> None:
     assert (case.outcome, case.holder, case.until) == (Outcome.REVIEWED, None, None)
 
 
-def test_excluding_needs_a_reason() -> None:
+@pytest.mark.parametrize("blank", [" ", INVISIBLE])
+def test_excluding_needs_a_reason(blank: str) -> None:
     case = claimed()
     with refused(case, InvalidInput) as info:
-        case.complete(ANA, Outcome.EXCLUDED, " ", NOW)
+        case.complete(ANA, Outcome.EXCLUDED, blank, NOW)
     assert fields(info) == ["reason"] and case.outcome is None
     case.complete(ANA, Outcome.EXCLUDED, "Spam.", NOW)
     assert only_event(case).reason == "Spam." and case.outcome is Outcome.EXCLUDED
@@ -320,9 +324,10 @@ def test_only_a_completed_case_with_a_reason_can_be_reopened() -> None:
     with refused(case, NotCompleted):
         case.reopen(ANA, "Second look.")
     case = completed()
-    with refused(case, InvalidInput) as info:
-        case.reopen(BEN, "")
-    assert fields(info) == ["reason"] and case.outcome is Outcome.REVIEWED
+    for blank in ("", INVISIBLE):
+        with refused(case, InvalidInput) as info:
+            case.reopen(BEN, blank)
+        assert fields(info) == ["reason"] and case.outcome is Outcome.REVIEWED
 
 
 def test_reopening_lets_reviewers_claim_again() -> None:
