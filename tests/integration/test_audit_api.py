@@ -77,7 +77,7 @@ def a_full_run(system: System, staff: dict[str, UUID], seed: Definition) -> Run:
     signups = [system.signups.get(s) for s in (kept, erased)]
     responses = [system.consultations.response(r.id) for r in [*receipts, other]]
     secrets = [
-        SECRET_NAME, SECRET_TEXT, "7946", SIGNUP_NAME, SIGNUP_EMAIL, ERASED_NAME, ERASED_EMAIL,
+        SECRET_NAME, SECRET_TEXT, "20 7946 0000", SIGNUP_NAME, SIGNUP_EMAIL, ERASED_NAME, ERASED_EMAIL,
         *(system.staff.contact(m).email for m in members), *(system.staff.password_hash(m) for m in members),
         *(r.receipt for r in [*receipts, other]), *(hash_receipt(r.receipt) for r in [*receipts, other]),
         *(s.manage_hash for s in signups),
