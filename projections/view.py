@@ -18,17 +18,17 @@ projections.live.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter, defaultdict
 from itertools import chain
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 import msgspec
 import redis
 from eventsourcing.persistence import Tracking
 
+from projections.background import Background
 from projections.state import POSITION, State
 
 # KEYS: generation, position, then the keys the batch changes. ARGV: generation, must-be-current,
@@ -79,7 +79,6 @@ return out
 """
 
 _PACK = msgspec.msgpack.Encoder().encode
-T = TypeVar("T")
 _ARGS = 1000  # arguments per command in a batch; a longer command is sent in parts
 
 
@@ -356,28 +355,3 @@ class RedisView(State):
     def current_generation(self) -> int:
         """The generation readers and live writers use now (a rebuild's switch moves it on)."""
         return int(self.redis.get(self.keys.generation) or 0)
-
-
-class Background(threading.Thread, Generic[T]):
-    """A call in a thread of its own, started at once; `result()` waits for it. A rebuild reads the
-    next batch of the log and has Redis apply the last one while it folds this one."""
-
-    def __init__(self, call: Callable[..., T], *args: Any) -> None:
-        super().__init__(name="rebuild", daemon=True)
-        self.call, self.args = call, args
-        self.answer: T | None = None
-        self.error: Exception | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.answer = self.call(*self.args)
-        except Exception as e:  # noqa: BLE001 - raised again by result(), in the folding thread
-            self.error = e
-
-    def result(self) -> T:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.answer is not None
-        return self.answer
