@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 
@@ -23,6 +24,10 @@ def creating(datastore: Any) -> Iterator[None]:
     if isinstance(datastore, SQLiteDatastore):
         yield
         return
-    with psycopg.connect(**datastore.pool.kwargs, autocommit=True, application_name="agora schema") as conn:
+    try:
+        conn = psycopg.connect(**datastore.pool.kwargs, autocommit=True, application_name="agora schema")
+    except psycopg.OperationalError as e:  # the database is down or starting: what the library's own recorders raise
+        raise OperationalError(e) from e
+    with conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agora:{datastore.schema}:schema",))
         yield  # released with the connection
