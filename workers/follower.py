@@ -28,7 +28,8 @@ import redis
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
 from projections.state import Fold, collector_paused
-from projections.view import Background, RedisView, StaleGeneration
+from projections.background import Background
+from projections.view import RedisView, StaleGeneration
 from store import Doorbell, one_at_a_time
 
 if TYPE_CHECKING:
