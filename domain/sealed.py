@@ -7,7 +7,7 @@ holds the keys and does the cryptography.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -38,6 +38,10 @@ class Vault(Protocol):
 
     def unseal(self, sealed: Sealed, associated: str) -> str | None:
         """The text, or None once its key is destroyed."""
+        ...
+
+    def unseal_many(self, items: Sequence[tuple[Sealed, str]]) -> list[str | None]:
+        """`unseal` of each (sealed, associated), their keys read at once."""
         ...
 
     def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +27,8 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.sealed import Sealed
 from store.schema import creating
+
+GET_MANY = 500  # keys per query: well under the parameters a statement may hold (SQLite: 32,766)
 
 
 class KeyStore:
@@ -67,8 +69,11 @@ class KeyStore:
         return Sealed(key_id, seal(key, text, associated))
 
     def unseal(self, sealed: Sealed, associated: str) -> str | None:
-        key = self.get(sealed.key_id)
-        return unseal(key, sealed.data, associated) if key else None
+        return self.unseal_many([(sealed, associated)])[0]
+
+    def unseal_many(self, items: Sequence[tuple[Sealed, str]]) -> list[str | None]:
+        keys = self.get_many({sealed.key_id for sealed, _ in items})
+        return [unseal(keys[s.key_id], s.data, associated) if s.key_id in keys else None for s, associated in items]
 
     def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:
         """The (owner, key id) indexed under `digest`; if there is none yet, a new key for `owner`.
@@ -92,10 +97,17 @@ class KeyStore:
 
     def get(self, key_id: str) -> bytes | None:
         """The key, or None once it has been destroyed."""
+        return self.get_many([key_id]).get(key_id)
+
+    def get_many(self, key_ids: Collection[str]) -> dict[str, bytes]:
+        """The keys not destroyed among `key_ids`, read in one transaction (a query per GET_MANY of them)."""
+        ids, found = list(key_ids), {}
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT key FROM {self.table} WHERE key_id = {self.p}", (key_id,))
-            row = c.fetchone()
-        return bytes(row["key"]) if row else None
+            for i in range(0, len(ids), GET_MANY):
+                chunk = ids[i : i + GET_MANY]
+                c.execute(f"SELECT key_id, key FROM {self.table} WHERE key_id IN ({', '.join([self.p] * len(chunk))})", chunk)
+                found.update((row["key_id"], bytes(row["key"])) for row in c.fetchall())
+        return found
 
     def destroy(self, key_ids: Iterable[str]) -> None:
         with self.datastore.transaction(commit=True) as c:

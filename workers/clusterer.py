@@ -27,7 +27,7 @@ from eventsourcing.utils import get_topic
 
 import store
 from domain.campaigns.cluster import Assignment, Book, Likeness, assignment_id, first_cluster_id
-from domain.campaigns.service import original_text
+from domain.campaigns.service import original_texts
 from domain.campaigns.similarity import Fingerprint, Index, fingerprint
 from domain.consultations.response import Response
 from domain.review.case import ReviewCase
@@ -69,8 +69,11 @@ class Clusterer:
         notifications = self.app.recorder.select_notifications(
             start=self.position, limit=self.batch, inclusive_of_start=False, topics=TOPICS
         )
-        for n in notifications:
-            self._fold(self.app.mapper.to_domain_event(n), n.id)
+        events = [self.app.mapper.to_domain_event(n) for n in notifications]
+        texted = [e for e in events if isinstance(e, Response.Submitted) and e.texts]  # their keys are read at once
+        texts = dict(zip([e.originator_id for e in texted], original_texts([e.texts for e in texted], self.texts), strict=True))
+        for n, e in zip(notifications, events, strict=True):
+            self._fold(e, n.id, texts)
             self.position = n.id
         if len(notifications) < self.batch and (self.pending or self.shredded):
             self._record()
@@ -81,11 +84,12 @@ class Clusterer:
         while self.step() or self.pending or self.shredded:
             pass
 
-    def _fold(self, e: Any, position: int) -> None:
+    def _fold(self, e: Any, position: int, texts: dict[UUID, str | None]) -> None:
+        """Fold an event of the log; `texts`: the original text of each response submitted in its batch."""
         if isinstance(e, Response.Submitted):
             if not e.texts:  # no free text at all: nothing to cluster, nothing to record
                 return
-            text = original_text(e.texts, self.texts)
+            text = texts[e.originator_id]
             self.pending[e.originator_id] = (e.consultation_id, fingerprint(text) if text else None)
         elif isinstance(e, ReviewCase.Opened):
             self.cases[e.originator_id] = e.response_id

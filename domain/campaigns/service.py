@@ -61,15 +61,13 @@ class GroupApplied:
     skipped: list[Skipped]
 
 
-def original_text(texts: dict[str, Sealed], vault: Vault) -> str | None:
-    """A response's free-text answers as submitted, one after another by question; None if any is shredded."""
-    parts = []
-    for question_id in sorted(texts):
-        text = vault.unseal(texts[question_id], question_id)
-        if text is None:
-            return None
-        parts.append(text)
-    return "\n".join(parts)
+def original_texts(responses: Sequence[dict[str, Sealed]], vault: Vault) -> list[str | None]:
+    """Each response's free-text answers as submitted, one after another by question; None for a
+    response any of whose answers is shredded. The keys are read at once."""
+    asked = [sorted(texts.items()) for texts in responses]
+    opened = iter(vault.unseal_many([(sealed, question_id) for items in asked for question_id, sealed in items]))
+    parts = [[next(opened) for _ in items] for items in asked]
+    return [None if None in texts else "\n".join(texts) for texts in parts]  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
