@@ -9,10 +9,11 @@ CORS preflight, never reaches a handler.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Request
@@ -56,40 +57,58 @@ def _integer(annotation: Any) -> bool:
     return annotation is int or int in typing.get_args(annotation)
 
 
-def check_query(request: Request[Any, Any, Any]) -> None:
-    """The query holds only the parameters the route declares (a misspelt filter must not answer with
-    everything), and an integer is written as one (litestar would read `1e3` as 1000, and `1.9` as 1).
+class _Route(NamedTuple):
+    """What the gate checks of a route, read once from its handler's signature."""
 
-    Pages opened from an email (`opt={"any_query": True}`) take whatever a mail client appends."""
-    handler = request.route_handler
+    declared: frozenset[str]  # its query parameters
+    integers: tuple[str, ...]  # those that are integers
+    strict: bool  # an unknown query parameter is refused
+    body: tuple[str, Any] | None  # the media type and type of the body it takes
+
+
+@functools.cache  # per route handler, which lives as long as its app
+def _route(handler: Any) -> _Route:
+    parameters = handler.parsed_fn_signature.parameters
     declared = {
         kwarg.name or name: field
-        for name, field in handler.parsed_fn_signature.parameters.items()
+        for name, field in parameters.items()
         if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and not (kwarg.header or kwarg.cookie)
     }
-    unknown = sorted(set(request.query_params) - set(declared))
-    if unknown and str(handler).startswith("api.") and not handler.opt.get("any_query"):  # ours, not the schema's routes
-        takes = ", ".join(sorted(declared)) or "none"
+    body = None
+    if (data := parameters.get("data")) is not None:
+        kwarg = data.kwarg_definition
+        body = (kwarg.media_type.value if isinstance(kwarg, BodyKwarg) else RequestEncodingType.JSON.value, data.annotation)
+    # Ours, not the schema's routes; pages opened from an email (`opt={"any_query": True}`) take whatever a mail client appends.
+    strict = str(handler).startswith("api.") and not handler.opt.get("any_query")
+    return _Route(frozenset(declared), tuple(k for k, f in declared.items() if _integer(f.annotation)), strict, body)
+
+
+def check_query(request: Request[Any, Any, Any]) -> None:
+    """The query holds only the parameters the route declares (a misspelt filter must not answer with
+    everything), and an integer is written as one (litestar would read `1e3` as 1000, and `1.9` as 1)."""
+    route = _route(request.route_handler)
+    query = request.query_params
+    unknown = sorted(set(query) - route.declared) if route.strict else None
+    if unknown:
+        takes = ", ".join(sorted(route.declared)) or "none"
         names = ", ".join(name[:40] for name in unknown[:5])
         detail = f"Unknown query parameter(s): {names}; this route takes: {takes}."
         raise problem(400, "unknown-parameter", "Unknown query parameter", detail, errors=[{"field": unknown[0][:80], "detail": detail}])
-    for key, field in declared.items():
-        if _integer(field.annotation) and key in request.query_params:
-            for value in request.query_params.getall(key):
-                if not INTEGER.fullmatch(value):
-                    detail = f"The query parameter {key} must be a whole number of at most 18 digits."
-                    raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": key, "detail": detail}])
+    for key in route.integers:
+        for value in query.getall(key, ()):
+            if not INTEGER.fullmatch(value):
+                detail = f"The query parameter {key} must be a whole number of at most 18 digits."
+                raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": key, "detail": detail}])
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """A `before_request` hook: integer query parameters are integers, and the body a handler takes
     is in its media type, readable, and strictly typed."""
     check_query(request)
-    data = request.route_handler.parsed_fn_signature.parameters.get("data")
-    if data is None:
+    body = _route(request.route_handler).body
+    if body is None:
         return  # the handler takes no body; whatever was sent is ignored
-    body = data.kwarg_definition
-    expected = body.media_type.value if isinstance(body, BodyKwarg) else RequestEncodingType.JSON.value
+    expected, annotation = body
     media_type, options = request.content_type
     charset = options.get("charset", "utf-8").lower()
     if media_type != expected or charset not in ("utf-8", "utf8"):
@@ -105,7 +124,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     except (ValueError, UnicodeDecodeError) as e:  # json's errors are ValueErrors
         raise _unreadable(f"The body is not valid JSON: {str(e)[:200]}.") from None
     try:
-        msgspec.convert(value, type=data.annotation, strict=True)
+        msgspec.convert(value, type=annotation, strict=True)
     except msgspec.ValidationError as e:
         message, _, path = str(e).partition(" - at `$")
         error = field_error({"message": message[:200], "key": path.strip(".`")[:80]})
