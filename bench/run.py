@@ -45,6 +45,7 @@ import psycopg
 import redis
 import uvloop
 
+from domain.consultations.consultation import read_definition
 from domain.consultations.service import Submission
 from runtime import System
 from runtime.settings import Settings
@@ -301,8 +302,11 @@ def settle(port: int) -> tuple[int, float]:
 def fill(store_env: dict[str, str], events: int) -> None:
     """Top the log up to `events` events with responses, 1,000 per transaction."""
     with System(Settings(data_dir=tempfile.gettempdir(), secret="fills the log; signs nothing"), store_env) as system:
+        system.consultations.load(read_definition((ROOT / "consultations" / f"{SLUG}.toml").read_bytes()))
         while (head := system.app.head()) < events:
-            system.consultations.submit_batch([Submission(SLUG, ANSWERS)] * min(1000, events - head))
+            refused = [r for r in system.consultations.submit_batch([Submission(SLUG, ANSWERS)] * min(1000, events - head)) if isinstance(r, Exception)]
+            if refused:
+                raise RuntimeError(f"filling the log: {len(refused)} submissions refused, e.g. {refused[0]!r}")
 
 
 def rebuild(env: dict[str, str]) -> dict[str, tuple[int, float]]:

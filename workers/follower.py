@@ -17,7 +17,6 @@ folds on past that one event.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
-from projections.state import Fold, collector_paused
 from projections.background import Background
+from projections.state import Fold, collector_paused
 from projections.view import RedisView, StaleGeneration
 from store import Doorbell, one_at_a_time
+from workers.stops import Stops
 
 if TYPE_CHECKING:
     from workers.mailer import Mailer
@@ -55,41 +55,6 @@ class FoldFailed(Exception):
     def __init__(self, position: int, error: Exception) -> None:
         super().__init__(f"event {position}: {type(error).__name__}: {error}")
         self.position = position
-
-
-class Stops:
-    """Which views stopped on an event their fold fails on, and the operator's decisions on them.
-
-    One Redis hash beside the views, a field per view: rebuildable state like them (a Redis that
-    lost it has followers try the event again, and record it again).
-    """
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.redis = client
-        self.key = f"{prefix}:stopped"
-
-    def record(self, view: str, position: int, error: str, attempts: int) -> None:
-        stop = {"position": position, "error": error, "attempts": attempts, "at": time.time(), "skip": False}
-        self.redis.hset(self.key, view, json.dumps(stop))
-
-    def get(self, view: str) -> dict[str, Any] | None:
-        found = self.redis.hget(self.key, view)
-        return json.loads(found) if found else None
-
-    def all(self) -> dict[str, dict[str, Any]]:
-        return {k.decode(): json.loads(v) for k, v in self.redis.hgetall(self.key).items()}
-
-    def clear(self, view: str) -> None:
-        self.redis.hdel(self.key, view)
-
-    def skip(self, view: str, position: int) -> None:
-        """Decide that `view` does without the event at `position`: only the one it stopped on."""
-        stop = self.get(view)
-        if stop is None:
-            raise ValueError(f"view {view} is not stopped on any event")
-        if stop["position"] != position:
-            raise ValueError(f"view {view} stopped on event {stop['position']}, not {position}")
-        self.redis.hset(self.key, view, json.dumps({**stop, "skip": True}))
 
 
 class Follower:

@@ -10,7 +10,8 @@ from eventsourcing.application import Application
 
 from projections.live import VIEWS
 import store
-from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, Stops, lock, rebuild as rebuild_view
+from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, lock, rebuild as rebuild_view
+from workers.stops import Stops
 from workers.mailer import Mailer
 
 

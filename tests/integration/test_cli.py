@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from workers import views
-from workers.follower import Stops
+from workers.stops import Stops
 from cli.main import main
 from runtime import System
 from runtime.settings import Settings

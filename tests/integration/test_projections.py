@@ -31,7 +31,8 @@ from projections.queue import QueueProjection, state_key
 from projections.view import FOLD, Keys, RedisView
 from store import Doorbell
 from tests.conftest import SLUG
-from workers.follower import Follower, Followers, Stops
+from workers.follower import Follower, Followers
+from workers.stops import Stops
 
 CHOICES = ["not_aware", "aware_not_read", "read", "know_well"]
 
