@@ -89,15 +89,18 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             client = str(ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address)
         return hmac.new(bytes(salt), client.encode(), hashlib.sha256).hexdigest()
 
-    def limit(purpose: str, per_minute: int) -> RateLimitConfig:
-        """A bucket per client for the POSTs whose handler names this purpose (`opt={"rate_limit": purpose}`)."""
+    def limit(purpose: str, per_minute: int) -> RateLimitConfig | None:
+        """A bucket per client for the POSTs whose handler names this purpose (`opt={"rate_limit": purpose}`);
+        None when the limit is off (0): no middleware for every request to pass through."""
+        if per_minute <= 0:
+            return None
 
         # Async: litestar runs a plain function in a worker thread, a thread hop per request and limit.
         async def applies(request: Request) -> bool:
-            return per_minute > 0 and request.method == "POST" and request.route_handler.opt.get("rate_limit") == purpose
+            return request.method == "POST" and request.route_handler.opt.get("rate_limit") == purpose
 
         return RateLimitConfig(
-            rate_limit=("minute", max(per_minute, 1)),
+            rate_limit=("minute", per_minute),
             identifier_for_request=lambda request: f"{purpose}:{client_key(request)}",
             check_throttle_handler=applies,
         )
@@ -106,10 +109,12 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
 
     # Separate buckets: thirty responses from one address must not lock its staff out of signing in.
     limits = [
-        limit("responses", settings.rate_limit_per_minute),
-        limit("signups", settings.signup_rate_limit_per_minute),
-        limit("sign-in", settings.sign_in_rate_limit_per_minute),
-        limit("proofs", settings.rate_limit_per_minute),  # a respondent's inclusion proof, by their receipt
+        config for config in (
+            limit("responses", settings.rate_limit_per_minute),
+            limit("signups", settings.signup_rate_limit_per_minute),
+            limit("sign-in", settings.sign_in_rate_limit_per_minute),
+            limit("proofs", settings.rate_limit_per_minute),  # a respondent's inclusion proof, by their receipt
+        ) if config is not None
     ]
     app = Litestar(
         route_handlers=[

@@ -268,6 +268,15 @@ async def test_public_posts_are_rate_limited_per_client_without_storing_the_addr
     assert not any(address.encode() in n.state for n in events)
 
 
+async def test_a_limit_of_zero_turns_that_limit_off_and_leaves_the_others(system: System, store_env: dict[str, str], settings) -> None:
+    off = msgspec.structs.replace(settings, rate_limit_per_minute=0, sign_in_rate_limit_per_minute=1)
+    system.staff.enrol("root@example.org", "Root", PASSWORD, [Role.ADMIN], by=None)
+    async with AsyncTestClient(create_app(off, store_env)) as client:
+        assert {(await client.post(RESPONSES, json=GOOD)).status_code for _ in range(5)} == {201}
+        sign_in = {"email": "root@example.org", "password": PASSWORD}
+        assert [(await client.post("/staff/token", json=sign_in)).status_code for _ in range(2)] == [201, 429]
+
+
 async def test_openapi_schema_shows_the_body_constraints(client: AsyncTestClient) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     response_in = schema["components"]["schemas"]["ResponseIn"]
