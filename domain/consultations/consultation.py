@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
@@ -83,6 +83,12 @@ class Definition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     themes: tuple[Theme, ...] = ()  # the coding frame it starts with; editors maintain it afterwards
     # If set, signing up for a session needs this consent, given as `consent: true`.
     signup_consent: str = ""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Definition:
+        # Frozen, and immutable all the way down (frozen structs, tuples, text, times): a copy would
+        # equal it in every way. The repository deep-copies a cached consultation on every read, for
+        # every batch of submissions; this was nine tenths of that copy (170 of 185 µs).
+        return self
 
     def __post_init__(self) -> None:
         ids = [q.id for q in self.questions]

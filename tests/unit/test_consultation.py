@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import types
+import typing
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -112,3 +115,28 @@ def test_question_rules_are_checked_in_files() -> None:
         Definition(slug="x", title="t", introduction="i", questions=(q, q))
     with pytest.raises(InvalidDefinition, match="slug"):
         read_definition(b'slug = "Not A Slug"\ntitle = "t"\nintroduction = "i"\n[[questions]]\nid = "q"\nkind = "yes_no"\nprompt = "p"\n')
+
+
+def test_a_definition_is_immutable_all_the_way_down_so_copies_share_it() -> None:
+    """`Definition.__deepcopy__` returns itself; that is only safe while nothing in it can change."""
+    immutable = (str, int, bool, float, datetime, Kind, type(None))
+
+    def check(annotation: object, where: str) -> None:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            check(typing.get_args(annotation)[0], where)
+        elif origin is tuple or origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(annotation):
+                if arg is not Ellipsis:
+                    check(arg, where)
+        elif isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+            assert annotation.__struct_config__.frozen, f"{where}: {annotation.__name__} is not frozen"
+            for name, hint in typing.get_type_hints(annotation, include_extras=True).items():
+                check(hint, f"{where}.{name}")
+        else:
+            assert isinstance(annotation, type) and issubclass(annotation, immutable), f"{where}: {annotation} can change"
+
+    check(Definition, "Definition")
+    definition = read_definition(SEED.read_bytes())
+    copied = copy.deepcopy(consultation())
+    assert copy.deepcopy(definition) is definition and copied.definition == definition
