@@ -20,7 +20,7 @@ from psycopg.sql import SQL, Identifier
 from audit.disclosure import AuditEvent, disclose, readable
 from domain.consultations.consultation import Consultation
 from domain.staff.member import Role, StaffMember
-from domain.core import Agora
+from domain.core import Agora, read_log
 
 
 class Keys(Protocol):
@@ -113,13 +113,7 @@ class History:
         return entries
 
     def _scan(self, after: int, upto: int) -> Iterator[tuple[int, Any]]:
-        position = after
-        while position < upto and (
-            batch := self.app.recorder.select_notifications(start=position, limit=self.BATCH, stop=upto, inclusive_of_start=False)
-        ):
-            for n in batch:
-                yield n.id, self.app.mapper.to_domain_event(n)
-            position = batch[-1].id
+        return read_log(self.app, after=after, upto=upto, batch=self.BATCH)
 
     def _matches(self, where: Filter, event: Any) -> bool:
         return (

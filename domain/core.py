@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,6 +22,22 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 A = TypeVar("A", bound=Aggregate)
+
+
+def read_log(
+    app: Application[Any], topics: Sequence[str] = (), after: int = 0, upto: int | None = None, batch: int = 1000,
+) -> Iterator[tuple[int, Any]]:
+    """The log's events of `topics` (all if none) past position `after` and up to `upto` (the head
+    if None), oldest first, each with its position; the store filters the topics, `batch` at a time."""
+    decode = app.mapper.to_domain_event
+    position = after
+    while upto is None or position < upto:
+        notifications = app.recorder.select_notifications(start=position, limit=batch, stop=upto, topics=topics, inclusive_of_start=False)
+        for n in notifications:
+            yield n.id, decode(n)
+        if len(notifications) < batch:
+            return
+        position = notifications[-1].id
 ATTEMPTS = 30
 
 
@@ -68,11 +84,7 @@ class Agora(Application[UUID]):
 
     def select_events(self, *classes: type) -> Iterator[Any]:
         """Every recorded event of these classes, oldest first."""
-        topics = [get_topic(cls) for cls in classes]
-        start = 1
-        while batch := self.recorder.select_notifications(start=start, limit=1000, topics=topics):
-            yield from (self.mapper.to_domain_event(n) for n in batch)
-            start = batch[-1].id + 1
+        return (e for _, e in read_log(self, [get_topic(cls) for cls in classes]))
 
     def head(self) -> int:
         """The position of the last event in the log (0 if empty)."""

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 
+from domain.core import read_log
+
 if TYPE_CHECKING:
     from eventsourcing.application import Application
 
@@ -164,17 +166,9 @@ def replay(app: Application[Any], projection_class: type[Projection[Any]], upto:
     memory = Memory()
     projection = projection_class(memory)
     head = (app.recorder.max_notification_id() or 0) if upto is None else upto
-    position = 0
     with collector_paused():
-        while position < head:
-            notifications = app.recorder.select_notifications(
-                start=position, limit=batch, stop=head, topics=projection.topics, inclusive_of_start=False
-            )
-            if not notifications:
-                break
-            for n in notifications:
-                projection.process_event(app.mapper.to_domain_event(n), Tracking(app.name, n.id))
-            position = notifications[-1].id
+        for position, e in read_log(app, projection.topics, upto=head, batch=batch):
+            projection.process_event(e, Tracking(app.name, position))
     if head:
         memory.insert_tracking(Tracking(app.name, head))
     return memory

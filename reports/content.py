@@ -45,6 +45,7 @@ from eventsourcing.utils import get_topic
 from domain.campaigns.cluster import Assignment, Cluster
 from domain.consultations.consultation import Consultation, Definition, Kind, Question, Theme
 from domain.consultations.response import Response
+from domain.core import read_log
 from domain.reports.report import STANDARD_SECTIONS, QuoteRef, Report, Section, report_id
 from domain.review.case import REDACTED, Flag, Outcome, ReviewCase, case_id
 from domain.review.frame import CodingFrame, frame_id
@@ -362,21 +363,11 @@ class Fold:
 
     def run(self, app: Application[Any], upto: int, batch: int = 5000) -> Fold:
         """Fold the log's events up to position `upto`."""
-        position = 0
-        to_domain_event = app.mapper.to_domain_event
         handlers = self._handlers
         with collector_paused():
-            while position < upto:
-                notifications = app.recorder.select_notifications(
-                    start=position, limit=batch, stop=upto, topics=self.topics, inclusive_of_start=False
-                )
-                if not notifications:
-                    break
-                for n in notifications:
-                    e = to_domain_event(n)
-                    handlers[type(e)](e, n.id)
-                position = notifications[-1].id
-                self.folded += len(notifications)
+            for position, e in read_log(app, self.topics, upto=upto, batch=batch):
+                handlers[type(e)](e, position)
+                self.folded += 1
         self.position = upto
         return self
 

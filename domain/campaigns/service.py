@@ -23,7 +23,7 @@ from eventsourcing.utils import get_topic
 from domain.campaigns.cluster import Assignment, Book, Cluster, ClusterConflict, Member, assignment_id
 from domain.campaigns.group import GroupReview, check_group_review
 from domain.consultations.service import Consultations
-from domain.core import Agora
+from domain.core import Agora, read_log
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.review.case import CaseClosed, ClaimConflict, Outcome, ReviewCase, case_id
 from domain.review.service import Review
@@ -106,10 +106,9 @@ class Campaigns:
         """Every cluster as the log now stands: folded once, then kept up to date by folding only the
         events since (a fold goes in log order), and handed out as a copy later folds leave alone."""
         with self._folding:
-            while batch := self.app.recorder.select_notifications(start=self._folded, limit=1000, topics=BOOK_TOPICS, inclusive_of_start=False):
-                for n in batch:
-                    self._book.apply(self.app.mapper.to_domain_event(n), n.id)
-                self._folded = batch[-1].id
+            for position, e in read_log(self.app, BOOK_TOPICS, after=self._folded):
+                self._book.apply(e, position)
+                self._folded = position
             return self._book.copy()
 
     def clusters(self, slug: str, min_size: int = 2) -> tuple[Book, dict[UUID, list[Member]]]:
