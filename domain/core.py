@@ -3,7 +3,8 @@
 A single log gives auditors one total order of everything that happened and gives readers one
 position space for `?after=`. The contexts (consultations, staff, review, signups) each keep
 their use cases in a module of their own and share only what is here: finding an aggregate,
-recording aggregates and returning the log position, retrying on a concurrent write.
+recording aggregates and returning the log position, retrying on a concurrent write, reading
+the log.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from eventsourcing.utils import get_topic
 
 A = TypeVar("A", bound=Aggregate)
 
+ATTEMPTS = 30
+
 
 def read_log(
     app: Application[Any], topics: Sequence[str] = (), after: int = 0, upto: int | None = None, batch: int = 1000,
@@ -38,7 +41,6 @@ def read_log(
         if len(notifications) < batch:
             return
         position = notifications[-1].id
-ATTEMPTS = 30
 
 
 class Agora(Application[UUID]):

@@ -102,6 +102,8 @@ class KeyStore:
     def get_many(self, key_ids: Collection[str]) -> dict[str, bytes]:
         """The keys not destroyed among `key_ids`, read in one transaction (a query per GET_MANY of them)."""
         ids, found = list(key_ids), {}
+        if not ids:
+            return found
         with self.datastore.transaction(commit=False) as c:
             for i in range(0, len(ids), GET_MANY):
                 chunk = ids[i : i + GET_MANY]
