@@ -11,8 +11,8 @@ from eventsourcing.application import Application
 from projections.live import VIEWS
 import store
 from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, lock, rebuild as rebuild_view
-from workers.stops import Stops
 from workers.mailer import Mailer
+from workers.stops import Stops
 
 
 def followers(
