@@ -14,8 +14,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from store.consistency import unchanged
-from store.schema import creating
 from store.keys import NewKeys
+from store.schema import InTurn
 
 
 class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder):
@@ -36,15 +36,7 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
         super()._insert_stored_events(curs, stored_events, **kwargs)
 
 
-class Factory(postgres.PostgresFactory):
+class Factory(InTurn, postgres.PostgresFactory):
     """Creates each recorder's tables one process at a time (store/schema.py)."""
 
     application_recorder_class = ConsistentPostgresApplicationRecorder
-
-    def application_recorder(self) -> postgres.PostgresApplicationRecorder:
-        with creating(self.datastore):
-            return super().application_recorder()  # type: ignore[return-value]
-
-    def tracking_recorder(self, tracking_recorder_class: Any = None) -> postgres.PostgresTrackingRecorder:
-        with creating(self.datastore):
-            return super().tracking_recorder(tracking_recorder_class)

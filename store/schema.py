@@ -1,14 +1,18 @@
 """One process at a time creates the deployment's tables.
 
 Every process (each API process, the worker, each `agora` command) creates the tables it uses if
-they are missing, as eventsourcing's recorders do. On PostgreSQL, processes starting together
-would race in the catalogue: `CREATE OR REPLACE FUNCTION` fails with "tuple concurrently updated"
-and two `CREATE TABLE IF NOT EXISTS` can both try to insert the table's type. An advisory lock,
-per schema, makes them take turns. SQLite lets one writer in at a time already.
+they are missing, as eventsourcing's recorders do. Processes starting together would race:
+- on PostgreSQL, in the catalogue: `CREATE OR REPLACE FUNCTION` fails with "tuple concurrently
+  updated" and two `CREATE TABLE IF NOT EXISTS` can both try to insert the table's type;
+- on SQLite, in the library's tracking recorder, which looks for its migration row before its
+  transaction: two processes that both found none both insert it, and the second fails.
+A lock per store makes them take turns: an advisory lock per schema on PostgreSQL, an flock on a
+file beside the database on SQLite (an in-memory database has one process and needs none).
 """
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,9 +24,14 @@ from eventsourcing.sqlite import SQLiteDatastore
 
 @contextmanager
 def creating(datastore: Any) -> Iterator[None]:
-    """Hold the deployment's schema lock (PostgreSQL) while inside: wrap each creation of tables."""
+    """Hold the deployment's schema lock while inside: wrap each creation of tables."""
     if isinstance(datastore, SQLiteDatastore):
-        yield
+        if datastore.pool.is_sqlite_memory_mode:
+            yield
+            return
+        with open(f"{datastore.pool.db_name}.schema.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield  # released when the file is closed
         return
     try:
         conn = psycopg.connect(**datastore.pool.kwargs, autocommit=True, application_name="agora schema")
@@ -31,3 +40,17 @@ def creating(datastore: Any) -> Iterator[None]:
     with conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agora:{datastore.schema}:schema",))
         yield  # released with the connection
+
+
+class InTurn:
+    """A factory mixin: the library's recorders create their tables under the schema lock."""
+
+    datastore: Any
+
+    def application_recorder(self) -> Any:
+        with creating(self.datastore):
+            return super().application_recorder()  # type: ignore[misc]
+
+    def tracking_recorder(self, tracking_recorder_class: Any = None) -> Any:
+        with creating(self.datastore):
+            return super().tracking_recorder(tracking_recorder_class)  # type: ignore[misc]

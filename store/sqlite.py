@@ -14,6 +14,7 @@ from eventsourcing.persistence import StoredEvent
 
 from store.consistency import unchanged
 from store.keys import NewKeys
+from store.schema import InTurn
 
 
 class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
@@ -47,5 +48,7 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
         return ids
 
 
-class Factory(sqlite.SQLiteFactory):
+class Factory(InTurn, sqlite.SQLiteFactory):
+    """Creates each recorder's tables one process at a time (store/schema.py)."""
+
     application_recorder_class = DoorbellSQLiteApplicationRecorder
