@@ -3,7 +3,8 @@
 Free text a person wrote is stored in events only as ciphertext under a key of its own. To
 erase it, destroy the key: the immutable log keeps its shape and loses the data. A destroyed
 key is deleted and its storage overwritten (SQLite: `secure_delete` and a WAL checkpoint;
-PostgreSQL: `VACUUM FULL`), so it cannot be read back from the database files either.
+PostgreSQL: `VACUUM FULL`, once no transaction that could still see the key is open), so it
+cannot be read back from the database files either.
 
 A key may also be found by a digest of what it protects (a person's email, to find their
 signup again); such an index entry lives and dies with its key.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
@@ -29,6 +31,20 @@ from domain.sealed import Sealed
 from store.schema import creating
 
 GET_MANY = 500  # keys per query: well under the parameters a statement may hold (SQLite: 32,766)
+SCRUB_WAIT = 2.0  # seconds a PostgreSQL scrub waits for transactions older than its deletion to end
+
+# What holds back the rows transaction %(xid)s deleted, the way PostgreSQL's own horizon does:
+# another session's snapshot or running transaction (in this database, or a replication sender's),
+# a prepared transaction, a replication slot. Autovacuum's snapshot is ignored by VACUUM, as here.
+OLDER_THAN = """
+SELECT count(*) AS older FROM (
+    SELECT unnest(ARRAY[backend_xmin, backend_xid]) AS x FROM pg_stat_activity
+     WHERE (datname = current_database() OR datname IS NULL) AND pid <> pg_backend_pid()
+       AND backend_type <> 'autovacuum worker'
+    UNION ALL SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+    UNION ALL SELECT xmin FROM pg_replication_slots
+) AS holders WHERE age(x) >= age(%(xid)s::xid)
+"""
 
 
 class KeyStore:
@@ -118,20 +134,39 @@ class KeyStore:
             rows = [(k,) for k in key_ids]
             c.executemany(f"DELETE FROM {self.table} WHERE key_id = {self.p}", rows)
             c.executemany(f"DELETE FROM {self.index} WHERE key_id = {self.p}", rows)
-        self._scrub()
+            if self.sqlite:
+                deleted_by = None
+            else:
+                c.execute("SELECT pg_current_xact_id() AS xid")
+                deleted_by = str(int(str(c.fetchone()["xid"])) & 0xFFFFFFFF)  # as the 32-bit xid the catalogue shows
+        if deleted_by is None:
+            self._scrub_sqlite()
+        else:
+            self._scrub_postgres(deleted_by)
 
-    def _scrub(self) -> None:
+    def _scrub_sqlite(self) -> None:
         """Overwrite the storage the deleted keys occupied; raises if that could not be done now."""
-        if self.sqlite:
-            conn = sqlite3.connect(self.datastore.pool.db_name, uri=True)
-            try:
-                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                conn.close()
-            if busy:
-                raise OperationalError("The key store is busy; destroy again to finish scrubbing.")
-            return
+        conn = sqlite3.connect(self.datastore.pool.db_name, uri=True)
+        try:
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        if busy:
+            raise OperationalError("The key store is busy; destroy again to finish scrubbing.")
+
+    def _scrub_postgres(self, deleted_by: str) -> None:
+        """Rewrite the tables without the rows transaction `deleted_by` deleted; raises if that could not be done now.
+
+        VACUUM FULL copies a deleted row that a transaction older than the delete may still see (a
+        backup's snapshot, a long read), so those must have ended first. Newer ones see the delete."""
         with self.datastore.get_connection() as conn:
+            deadline = time.monotonic() + SCRUB_WAIT
+            while conn.execute(OLDER_THAN, {"xid": deleted_by}).fetchone()["older"]:
+                if time.monotonic() > deadline:
+                    raise OperationalError(
+                        "A transaction older than the deletion is still open and may read the deleted keys; destroy again to finish scrubbing."
+                    )
+                time.sleep(0.05)
             conn.execute(f"VACUUM FULL {self.table}")
             conn.execute(f"VACUUM FULL {self.index}")
 
