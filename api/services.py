@@ -104,9 +104,12 @@ class Watch:
     async def _poll(self) -> None:
         while self._waiting:
             try:
-                self.position = max(self.position, await self.view.position(self.application_name))
+                position = await self.view.position(self.application_name)
             except RedisError as e:  # waiters time out with a 503; keep trying meanwhile
                 log.warning("reading the %s view's position: %s", self.view.keys.base, e)
-            async with self._changed:
-                self._changed.notify_all()
+            else:
+                if position > self.position:  # only then: each wake-up costs every waiter a turn of the loop
+                    self.position = position
+                    async with self._changed:
+                        self._changed.notify_all()
             await asyncio.sleep(self.INTERVAL)
