@@ -9,10 +9,11 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed
 	$(BIN)/agora serve
 
-# The unit layer first (no services, seconds), then integration and end-to-end tests.
+# The unit layer first (no services, seconds), then integration and end-to-end tests, one
+# process per core (each test has a store, a Redis key space and a data folder of its own).
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --ignore=tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist worksteal --ignore=tests/unit $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
