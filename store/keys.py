@@ -35,12 +35,13 @@ SCRUB_WAIT = 2.0  # seconds a PostgreSQL scrub waits for transactions older than
 
 # What holds back the rows transaction %(xid)s deleted, the way PostgreSQL's own horizon does:
 # another session's snapshot or running transaction (in this database, or a replication sender's),
-# a prepared transaction, a replication slot. Autovacuum's snapshot is ignored by VACUUM, as here.
+# a prepared transaction, a replication slot. A (lazy) VACUUM's snapshot holds nothing back there,
+# nor here; an ANALYZE's does.
 OLDER_THAN = """
 SELECT count(*) AS older FROM (
     SELECT unnest(ARRAY[backend_xmin, backend_xid]) AS x FROM pg_stat_activity
      WHERE (datname = current_database() OR datname IS NULL) AND pid <> pg_backend_pid()
-       AND backend_type <> 'autovacuum worker'
+       AND pid NOT IN (SELECT pid FROM pg_stat_progress_vacuum)
     UNION ALL SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
     UNION ALL SELECT xmin FROM pg_replication_slots
 ) AS holders WHERE age(x) >= age(%(xid)s::xid)
