@@ -3,27 +3,33 @@
 One line per position of the log (events.ndjson), with the stored record exactly as hashed and
 the event as the disclosure policy shows it; the checkpoints with the consistency proof from
 the one before; the verifier key; a README. Lines whose stored bytes hold staff personal data in
-clear (a staff member's enrolment: email and password hash) carry only their hash.
+clear (a staff member's enrolment of version 1: email and password hash) carry only their hash.
+
+Verifying a bundle checks the tree and the checkpoints (audit/verify.py), then that each line's
+readable `event` is what the disclosure policy shows of its stored bytes: a reader of the bundle
+reads those, not the base64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import resolve_topic
 
 from audit import merkle
-from audit.disclosure import AuditEvent, disclose
+from audit.disclosure import AuditEvent, disclose, readable
 from audit.signing import Verifier, parse_body
-from audit.verify import Report, SignedCheckpoint, Withheld, chained, log, verify
+from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, verify
 from domain.staff.member import StaffMember
+from store.codec import MsgspecMapper, MsgspecTranscoder
 
-WITHHELD = frozenset({get_topic(StaffMember.Enrolled)})
+ENROLLED = readable(StaffMember.Enrolled)[0]
 FILES = ("events.ndjson", "checkpoints.ndjson", "key.txt", "README.md")
 
 README = """# An Agora audit bundle
@@ -34,7 +40,8 @@ of Agora and these files:
 - events.ndjson: one line per log position, in order: `position`, `leaf` (its leaf index; null if not
   chained yet), `leaf_hash` (hex, as chained), `stored` (originator_id, originator_version, topic and
   state in base64: the bytes the leaf hashes) and `event` (the event as auditors read it). Lines of staff
-  enrolments are `withheld`: `record_hash` (hex) instead of `stored`.
+  enrolments of version 1 (email and password hash in clear) are `withheld`: `record_hash` (hex)
+  instead of `stored`.
 - checkpoints.ndjson: each signed checkpoint (`seq`, `note`) with `consistency`, the proof (base64
   hashes) from the checkpoint before it.
 - key.txt: the verifier key(s) that sign checkpoints; compare with the one the deployment publishes
@@ -114,8 +121,9 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
         if index is not None:
             leaf = next(leaves, None)
         originator_id = UUID(bytes=oid)
-        event = disclose(app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state)), position, names, key_present)
-        if topic in WITHHELD:
+        domain_event = app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+        event = disclose(domain_event, position, names, key_present)
+        if isinstance(domain_event, StaffMember.Enrolled) and domain_event.clear is not None:
             record = merkle.leaf_hash(merkle.canonical(position, oid, version, topic, state))
             yield Line(position, index, leaf_hex, withheld=True, record_hash=record.hex(), event=event)
         else:
@@ -136,7 +144,61 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None) -> Repo
     checkpoints = [decoder.decode(line) for line in (folder / "checkpoints.ndjson").read_bytes().splitlines() if line]
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
-    return verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []))
+    report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []))
+    if report.ok:
+        report.problem = _misread(folder)
+    return report
+
+
+def _misread(folder: Path) -> Problem | None:
+    """The first line whose `event` is not what the disclosure policy shows of its stored bytes, or
+    that is withheld though it is not a version 1 enrolment. Offline, who an actor is called (staff
+    names are sealed) and whether a key still exists cannot be known: those two are taken from the
+    line itself, and an actor must have the same name on every line."""
+    mapper = MsgspecMapper(MsgspecTranscoder())
+    names: dict[UUID, str | None] = {}
+    for line in _read(folder):
+        event = line.event
+        if event is not None and event.actor is not None:
+            name = names.setdefault(event.actor, event.actor_name)
+            if name != event.actor_name:
+                return Problem("altered", line.position, f"it names actor {event.actor} {event.actor_name!r}, earlier lines {name!r}")
+        if line.withheld:
+            if event is None or event.type != ENROLLED or event.payload.get("contact", "") is not None:
+                return Problem("altered", line.position, "the line is withheld, though only a staff enrolment of version 1 (email and password hash in clear) is")
+        elif line.stored is not None:
+            if event is None or _shown(line.position, line.stored, event, mapper) != msgspec.json.encode(event):
+                return Problem("altered", line.position, "its readable `event` is not what its stored bytes say")
+    return None
+
+
+def _shown(position: int, stored: Stored, claimed: AuditEvent, mapper: MsgspecMapper) -> bytes | None:
+    """The disclosed event of `stored` as JSON, with the actor's name and the keys' states `claimed`;
+    None if the bytes are no event of Agora's domain (a bundle never makes verify import anything else)."""
+    if not stored.topic.startswith("domain."):
+        return None
+    try:
+        cls = resolve_topic(stored.topic)
+        if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
+            return None
+        event = mapper.to_domain_event(StoredEvent(stored.originator_id, stored.originator_version, stored.topic, stored.state))
+    except Exception:  # noqa: BLE001 - bytes that decode to no event of ours are, for this check, simply not that event
+        return None
+    states = dict(_sealed(claimed.payload))
+    names = {claimed.actor: claimed.actor_name} if claimed.actor else {}
+    return msgspec.json.encode(disclose(event, position, names, lambda key_id: states.get(key_id) != "shredded"))
+
+
+def _sealed(value: Any) -> Iterator[tuple[str, str]]:
+    """(key id, state) of every sealed value shown in `value`."""
+    if isinstance(value, Mapping):
+        if set(value) == {"sealed", "state"}:
+            yield value["sealed"], value["state"]
+        for v in value.values():
+            yield from _sealed(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _sealed(v)
 
 
 def _proofs_by_sizes(checkpoints: list[CheckpointLine], verifiers: list[Verifier]) -> dict[tuple[int, int], list[bytes]]:

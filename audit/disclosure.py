@@ -53,13 +53,13 @@ def snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def readable(event: Any) -> tuple[str, str]:
-    """The readable (type, aggregate) of an event: `review.quote_marked`, `review_case`.
+def readable(cls: type) -> tuple[str, str]:
+    """The readable (type, aggregate) of an event class: `review.quote_marked`, `review_case`.
 
     The type's context is the module the topic is stored under (`domain.review`), or the
     aggregate's own name where it is not of that name (`seats.taken`, not `signup.taken`).
     """
-    module, qualname = get_topic(type(event)).split(":")
+    module, qualname = get_topic(cls).split(":")
     aggregate_class, event_class = qualname.rsplit(".", 1)
     aggregate = snake(aggregate_class)
     context = module.rsplit(".", 1)[-1]
@@ -71,7 +71,7 @@ def disclose(
 ) -> AuditEvent:
     """The event at `position` as the policy shows it; `names` names actors (the staff
     directory); `keys_present` says whether a data key still exists (default: all do)."""
-    type_, aggregate = readable(event)
+    type_, aggregate = readable(type(event))
     actor = getattr(event, "by", None)
     payload = {k: _value(v, keys_present) for k, v in vars(event).items() if k not in HIDDEN}
     return AuditEvent(

@@ -118,7 +118,7 @@ class History:
     def _matches(self, where: Filter, event: Any) -> bool:
         return (
             (where.aggregates is None or event.originator_id in where.aggregates)
-            and (where.type is None or readable(event)[0] == where.type)
+            and (where.type is None or readable(type(event))[0] == where.type)
             and (where.actor is None or getattr(event, "by", None) == where.actor)
             and (where.since is None or event.timestamp >= where.since)
             and (where.until is None or event.timestamp < where.until)

@@ -43,7 +43,7 @@ class Problem(NamedTuple):
 
 
 class Withheld(NamedTuple):
-    """A record a bundle gives only as its leaf hash (it holds personal data in clear)."""
+    """A record a bundle gives only as its leaf hash (a version 1 enrolment: personal data in clear)."""
 
     id: int
     hash: bytes

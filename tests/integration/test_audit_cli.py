@@ -11,14 +11,21 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from eventsourcing.utils import get_topic
 
+from audit.bundle import export, verify_bundle
+from audit.merkle import canonical, leaf_hash
 from audit.signing import Signer
+from domain.core import read_log
+from domain.staff.member import StaffMember
 from cli.main import main
 from runtime import System
 from tests.conftest import PASSWORD, SLUG, enrol_everyone, submit
 from tests.integration.test_cli import operator_env, run  # noqa: F401 - the fixture
+from tests.integration.test_compat import old_store
 from tests.integration.test_signups import SESSIONS, future
 
 
@@ -55,11 +62,11 @@ def test_an_exported_bundle_verifies_offline_and_holds_no_personal_data(
     out = tmp_path / "bundle"
     assert run(capsys, "audit", "export", "--out", str(out)).startswith(f"exported {history.app.head()} events and 3 checkpoints")
     verdict = run(capsys, "audit", "verify", str(out))
-    assert verdict.startswith(f"ok: {history.app.head()} events") and "2 keys shredded" in verdict and "5 withheld" in verdict, verdict
+    assert verdict.startswith(f"ok: {history.app.head()} events") and "2 keys shredded" in verdict and "withheld" not in verdict, verdict
     lines = [json.loads(line) for line in (out / "events.ndjson").read_text().splitlines()]
     assert [line["position"] for line in lines] == list(range(1, history.app.head() + 1))
     enrolments = [line for line in lines if line["event"]["type"] == "staff.enrolled"]
-    assert len(enrolments) == 5 and all(line["withheld"] and "stored" not in line for line in enrolments)
+    assert len(enrolments) == 5 and all("stored" in line for line in enrolments)  # sealed: nothing to withhold
     everything = b"".join(p.read_bytes() for p in out.iterdir())
     decoded = b"".join(base64.b64decode(line["stored"]["state"]) for line in lines if "stored" in line)
     for secret in (b"@example.org", b"Sam Person", b"Kim Person", b"answer ", b"argon2", PASSWORD.encode()):
@@ -82,6 +89,24 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     line["stored"]["state"] = base64.b64encode(base64.b64decode(line["stored"]["state"]).replace(b'"read"', b'"know_well"')).decode()
     assert "FAILED at position 10: altered" in with_lines([*original[:9], json.dumps(line), *original[10:]])
     assert "FAILED at position 11: missing" in with_lines([*original[:10], *original[11:]])
+    # What a reader reads, the `event`, must be what the stored bytes say; an actor's name (sealed
+    # in the log) must at least be the same on every line.
+    acted = [i for i, text in enumerate(original) if json.loads(text)["event"]["actor"] == json.loads(original[-1])["event"]["actor"]]
+    assert len(acted) > 1
+    for change, verdict in (
+        ({"payload": {**json.loads(original[acted[-1]])["event"]["payload"], "extra": 1}}, "its readable `event`"),
+        ({"version": 99}, "its readable `event`"),
+        ({"actor_name": "Mallory"}, "it names actor"),
+    ):
+        line = json.loads(original[acted[-1]])
+        line["event"].update(change)
+        assert f"FAILED at position {acted[-1] + 1}: altered: {verdict}" in with_lines([*original[: acted[-1]], json.dumps(line), *original[acted[-1] + 1 :]])
+    # Withholding a line (its hash kept, so the tree still matches) to show another event in it.
+    line = json.loads(original[9])
+    stored = line.pop("stored")
+    record = leaf_hash(canonical(line["position"], UUID(stored["originator_id"]).bytes, stored["originator_version"], stored["topic"], base64.b64decode(stored["state"])))
+    line |= {"withheld": True, "record_hash": record.hex()}
+    assert "FAILED at position 10: altered: the line is withheld" in with_lines([*original[:9], json.dumps(line), *original[10:]])
     (out / "events.ndjson").write_text("\n".join(original) + "\n")
     notes = (out / "checkpoints.ndjson").read_text().splitlines()
     forged = json.loads(notes[1])
@@ -94,6 +119,28 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     stranger = Signer(tmp_path / "elsewhere", "stranger").verifier.vkey
     assert "forged: checkpoint #1" in fails(capsys, "audit", "verify", str(out), "--key", stranger)
     assert run(capsys, "audit", "verify", str(out)).startswith("ok")
+
+
+def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:
+    """A version 1 enrolment stored a member's email and password hash in clear: its line carries its hash only."""
+    system = old_store(tmp_path)
+    checkpointer = system.checkpointer()
+    while checkpointer.step():
+        pass
+    checkpointer.checkpoint(datetime.now(UTC))
+    clear = [e.clear for _, e in read_log(system.app, [get_topic(StaffMember.Enrolled)]) if e.clear]
+    out = tmp_path / "bundle"
+    export(system, out)
+    system.close()
+    report = verify_bundle(out)
+    assert report.ok and report.withheld == len(clear) > 0, report
+    lines = [json.loads(line) for line in (out / "events.ndjson").read_text().splitlines()]
+    withheld = [line for line in lines if line.get("withheld")]
+    assert len(withheld) == len(clear) and {line["event"]["type"] for line in withheld} == {"staff.enrolled"}
+    everything = b"".join(p.read_bytes() for p in out.iterdir())
+    decoded = b"".join(base64.b64decode(line["stored"]["state"]) for line in lines if "stored" in line)
+    for secret in [c.email.encode() for c in clear] + [c.password_hash.encode() for c in clear]:
+        assert secret not in everything and secret not in decoded, secret
 
 
 def test_the_live_store_verifies_and_status_says_so_until_tampered(
