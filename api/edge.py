@@ -22,7 +22,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.openapi.spec import Schema
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.enums import RequestEncodingType
-from litestar.params import BodyKwarg, ParameterKwarg
+from litestar.params import BodyKwarg, ParameterKwarg, PathParameter
 from litestar.typing import FieldDefinition
 
 from api.problems import field_error, problem
@@ -69,10 +69,11 @@ class _Route(NamedTuple):
 @functools.cache  # per route handler, which lives as long as its app
 def _route(handler: Any) -> _Route:
     parameters = handler.parsed_fn_signature.parameters
-    declared = {
+    declared = {  # not its dependencies (`system`), path parameters (`slug`), headers or cookies
         kwarg.name or name: field
         for name, field in parameters.items()
-        if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and not (kwarg.header or kwarg.cookie)
+        if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and not isinstance(kwarg, PathParameter)
+        and not (field.is_di_field or kwarg.header or kwarg.cookie)
     }
     body = None
     if (data := parameters.get("data")) is not None:

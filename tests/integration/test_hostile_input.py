@@ -150,6 +150,11 @@ async def test_the_schema_states_that_bodies_take_no_unknown_fields(client: Asyn
 async def test_a_query_parameter_the_route_does_not_take_is_refused(client: AsyncTestClient, path: str) -> None:
     body = assert_problem(await client.get(path, params={"afetr": "3"}), 400, "unknown-parameter")
     assert body["errors"][0]["field"] == "afetr" and "after" in body["detail"]
+    takes = body["detail"].split("takes: ")[1]
+    # Names the handler has for other things (its dependencies, its path's parameters) are no query parameters.
+    for name in ("system", "services", "slug"):
+        body = assert_problem(await client.get(path, params={name: "1"}), 400, "unknown-parameter")
+        assert body["detail"].split("takes: ")[1] == takes and name not in takes, body
 
 
 async def test_pages_opened_from_an_email_take_what_a_mail_client_appends(client: AsyncTestClient) -> None:
