@@ -107,6 +107,7 @@ def documented(*statuses: int) -> dict[int, ResponseSpec]:
 STAFF_PROBLEMS = documented(400, 401, 403, 404, 409, 422, 503)
 
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']*)'")  # litestar's words for a required parameter not sent
 
 
 def problem(
@@ -151,6 +152,9 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         extra["errors"] = [field_error(e, _request_names(request)) for e in exc.extra]
         detail = "The request does not fit the schema: see errors."  # litestar's names the URL, query string and all
+    elif isinstance(exc, ValidationException) and (missing := _MISSING.match(exc.detail)):
+        detail = f"The required {missing[1]} parameter {missing[2]} is missing."  # litestar's quotes the query string
+        extra["errors"] = [{"field": missing[2], "detail": detail}]
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]
     return problem(exc.status_code, name, title, detail, headers=headers, **extra).to_response(request)

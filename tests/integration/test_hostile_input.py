@@ -130,6 +130,13 @@ async def test_problems_never_repeat_the_query_string(client: AsyncTestClient) -
     for method, path in (("POST", "/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/explode"), ("GET", "/nowhere"), ("DELETE", f"/consultations/{SLUG}")):
         r = await client.request(method, path, params={"token": secret})
         assert r.status_code in (400, 404, 405) and secret not in r.text, r.text
+    # A required parameter missing: named, and the rest of the query left out.
+    for path, params, missing in (
+        ("/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/confirm", {"session_id": "session_1800", "utm": secret}, "token"),
+        ("/audit/consistency", {"to": "10"}, "from"),
+    ):
+        body = assert_problem(await client.request("POST" if "signups" in path else "GET", path, params=params), 400, "malformed-request")
+        assert secret not in str(body) and "?" not in body["detail"] and body["errors"] == [{"field": missing, "detail": body["detail"]}], body
 
 
 async def test_head_answers_as_get_without_the_body(client: AsyncTestClient) -> None:
