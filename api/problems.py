@@ -37,6 +37,7 @@ from domain.reports.report import NotReadyForFinal, QuoteNotCandidate, ReportCon
 from domain.review.case import CaseClosed, ClaimConflict, NotCompleted
 from domain.signups.signup import SessionGone
 from domain.staff.member import NotPermitted, StaffConflict
+from domain.text import moment
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,9 @@ def domain_problem(request: Request, exc: DomainError) -> Response:
     if isinstance(exc, InvalidInput):
         extra["errors"] = [{"field": e.field, "detail": e.detail} for e in exc.errors]
     if isinstance(exc, ClaimConflict) and exc.holder:
-        extra.update(holder=str(exc.holder), until=exc.until.isoformat() if exc.until else None)
-    if isinstance(exc, IdempotencyKeyReused):
-        extra["field"] = "Idempotency-Key"
+        extra.update(holder=str(exc.holder), until=moment(exc.until) if exc.until else None)
+    if isinstance(exc, IdempotencyKeyReused):  # a header at fault, named as a field is
+        extra["errors"] = [{"field": "Idempotency-Key", "detail": exc.detail}]
     if isinstance(exc, SessionFull | SessionGone):
         extra["alternatives"] = msgspec.to_builtins(exc.alternatives)  # sessions with seats left: confirm into one
     if isinstance(exc, NotReadyForFinal):

@@ -6,11 +6,14 @@ text that shows nothing once invisible characters (spaces, zero-width and other 
 characters) are set aside is blank, however many of them it holds. A name is shown beside other
 text, in the attendee list, in mail headers and in the audit history: one that carries a
 bidirectional override or isolate could make what follows it read backwards, so names refuse them.
+
+A moment the system writes into text (a problem's detail) reads as in its JSON: UTC, with `Z`.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
@@ -47,3 +50,8 @@ def excerpt(value: object, limit: int = 40) -> str:
     """What an error may quote of what someone sent: short, and escaped."""
     text = value if isinstance(value, str) else str(value)
     return repr(text[:limit] + ("…" if len(text) > limit else ""))
+
+
+def moment(at: datetime) -> str:
+    """`at` in ISO 8601 as the API's JSON writes it: `2026-05-07T13:00:00Z`."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

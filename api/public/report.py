@@ -24,6 +24,7 @@ from api.services import After, Services, wait
 from audit.ledger import Checkpoint
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
+from domain.text import moment
 from domain.reports.report import ReportNotFound, report_id
 from projections.live import ReportReader
 from projections.report import ReportVersion, latest
@@ -122,7 +123,7 @@ def gone(slug: str, version: ReportVersion) -> Exception:
     return problem(
         410, "report-withdrawn", "This version is withdrawn",
         f"Version {version.version} of the report on '{slug}' was withdrawn: {version.withdrawn.reason}",
-        version=version.version, withdrawn_at=version.withdrawn.at.isoformat(), reason=version.withdrawn.reason,
+        version=version.version, withdrawn_at=moment(version.withdrawn.at), reason=version.withdrawn.reason,
     )
 
 

@@ -226,7 +226,7 @@ class Consultation(Aggregate):
             offered = ", ".join(s.id for s in self.definition.sessions) or "none"
             raise InvalidInput([FieldError("session_id", f"There is no such session; the sessions are: {offered}.")])
         if now >= session.starts_at:
-            raise SessionStarted(f"The session '{session.title}' started at {session.starts_at.isoformat()}; it is too late to join it.")
+            raise SessionStarted(f"The session '{session.title}' started at {text.moment(session.starts_at)}; it is too late to join it.")
         return session
 
     def check_accepting(self, now: datetime) -> None:
@@ -236,8 +236,8 @@ class Consultation(Aggregate):
         if not accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now):
             opens_at = self.definition.opens_at
             if opens_at is not None and now < opens_at:
-                raise NotAcceptingResponses(f"The consultation '{self.slug}' opens at {opens_at.isoformat()}.")
-            raise NotAcceptingResponses(f"The consultation '{self.slug}' closed at {self.closes_at.isoformat()}.")
+                raise NotAcceptingResponses(f"The consultation '{self.slug}' opens at {text.moment(opens_at)}.")
+            raise NotAcceptingResponses(f"The consultation '{self.slug}' closed at {text.moment(self.closes_at)}.")
 
 def accepts_responses(is_open: bool, opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> bool:
     return is_open and (opens_at is None or opens_at <= now) and (closes_at is None or now < closes_at)

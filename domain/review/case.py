@@ -20,7 +20,7 @@ from domain.topics import stored_as
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.ids import derived, derived_text
 from domain.sealed import Sealed
-from domain.text import visible
+from domain.text import moment, visible
 
 MAX_NOTE = 5000
 
@@ -312,7 +312,7 @@ class ReviewCase(Aggregate):
     def _require_unheld(self, by: UUID, now: datetime) -> None:
         """Nobody but `by` holds a live claim."""
         if self.holder not in (None, by) and self.until is not None and now < self.until:
-            raise ClaimConflict(f"Claimed by {self.holder} until {self.until.isoformat()}.", self.holder, self.until)
+            raise ClaimConflict(f"Claimed by {self.holder} until {moment(self.until)}.", self.holder, self.until)
 
     def _require_claim(self, by: UUID, now: datetime) -> None:
         self._require_open()

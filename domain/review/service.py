@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 from domain.consultations.consultation import Answer, Theme
 from domain.consultations.service import Consultations
 from domain.core import Agora
+from domain.text import moment
 from domain.consultations.response import Response
 from domain.errors import FieldError, InvalidInput, ShredIncomplete
 from domain.review.case import ClaimConflict, Flag, Outcome, ReviewCase, case_id
@@ -194,7 +195,7 @@ class Review:
             if e.holder is None or e.until is None:
                 raise
             holder = self.staff.name(e.holder)  # say who, in words a colleague recognises
-            raise ClaimConflict(f"Claimed by {holder} until {e.until.isoformat()}.", e.holder, e.until) from None
+            raise ClaimConflict(f"Claimed by {holder} until {moment(e.until)}.", e.holder, e.until) from None
         try:
             return self.app.record(case)
         except IntegrityError:  # another action on this case was recorded first

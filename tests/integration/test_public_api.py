@@ -206,7 +206,7 @@ async def test_idempotency_key_reused_with_another_body_is_a_problem(client: Asy
     head = system.app.head()
     other = {"answers": {"familiarity": "not_aware"}}
     body = assert_problem(await client.post(RESPONSES, json=other, headers={"Idempotency-Key": "3f9c1a6e-retry-two"}), 422, "idempotency-key-reused")
-    assert body["field"] == "Idempotency-Key"
+    assert body["errors"] == [{"field": "Idempotency-Key", "detail": body["detail"]}]
     assert system.app.head() == head
 
 

@@ -199,6 +199,7 @@ async def test_withdrawn_versions_stay_listed_but_their_content_is_gone_and_corr
     after = r.json()["position"]
     gone = await client.get(f"{PUBLIC}/versions/2", params={"after": after})
     assert (gone.status_code, gone.json()["type"], gone.json()["reason"]) == (410, "/problems/report-withdrawn", "Published by mistake")
+    assert gone.json()["withdrawn_at"].endswith("Z")  # as every time in a JSON answer is written
     page = await client.get(f"{PUBLIC}/versions/2.html")
     assert page.status_code == 410 and "withdrawn" in page.text and "Published by mistake" in page.text and SELECTED not in page.text
     assert '<section class="warning" aria-labelledby="withdrawn">' in page.text and ":focus-visible{outline:3px solid" in page.text

@@ -121,6 +121,7 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
     taken = await client.post(f"/review/responses/{first}/notes", json={"text": "mine"}, headers=headers["reviewer2"])
     assert taken.status_code == 409
     assert taken.json()["holder"] == str(staff["reviewer"]) and datetime.fromisoformat(taken.json()["until"]) == until
+    assert taken.json()["until"].endswith("Z") and taken.json()["detail"].endswith(f"until {taken.json()['until']}.")
     assert taken.json()["detail"].startswith("Claimed by Reviewer until")
 
     answers = (await client.get(f"/review/responses/{first}", headers=headers["reviewer"])).json()["answers"]

@@ -204,7 +204,7 @@ async def test_past_sessions_closed_consultations_and_unknown_ones_are_refused(a
     assert [s["started"] for s in r.json()["sessions"]] == [True, True]
     r = await api.post(f"/consultations/{SLUG}/signups", json={"session_id": "session_1300", "name": NAME, "email": EMAIL, "consent": True})
     assert r.status_code == 409 and r.json()["type"] == "/problems/session-started"
-    assert "too late" in r.json()["detail"]
+    assert "too late" in r.json()["detail"] and "started at 2026-05-07T13:00:00Z" in r.json()["detail"]
     r = await api.post("/consultations/no-such/signups", json={"session_id": "s", "name": NAME, "email": EMAIL})
     assert r.status_code == 404 and r.json()["type"] == "/problems/consultation-not-found"
     system.consultations.close(SESSIONS)
