@@ -13,6 +13,7 @@ from audit.bundle import export, verify_bundle
 from audit.replay import view_at
 from audit.signing import KEY_FILE, Verifier, load_or_make_key
 from audit.verify import Report, verify_store
+from projections.live import VIEWS
 from runtime import System
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
     v.add_argument("dir", nargs="?", metavar="DIR", help="a bundle from `agora audit export` (default: the live store)")
     v.add_argument("--key", metavar="VKEY", help="check checkpoints against this verifier key (default: the bundle's, or the data folder's)")
     r = a.add_parser("replay", help="print a view as it stood at a position of the log (JSON)")
-    r.add_argument("view", metavar="VIEW", help="form, stats or queue")
+    r.add_argument("view", metavar="VIEW", help=", ".join(VIEWS))
     r.add_argument("--at", type=int, metavar="POSITION", help="default: the head")
     for p in a.choices.values():
         p.set_defaults(run=lambda args: run(args, settings()))
