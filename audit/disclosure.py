@@ -8,6 +8,7 @@ answers of a response, receipts' and links' hashes never appear at all.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -15,9 +16,11 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic
 
 from domain.sealed import Sealed
+from domain.topics import PINNED
 
 
 class AuditEvent(msgspec.Struct):
@@ -64,6 +67,13 @@ def readable(cls: type) -> tuple[str, str]:
     aggregate = snake(aggregate_class)
     context = module.rsplit(".", 1)[-1]
     return f"{context if context in aggregate else aggregate}.{snake(event_class)}", aggregate
+
+
+@functools.cache
+def types() -> frozenset[str]:
+    """Every readable event type (of the classes the domain's modules, all imported by then, pinned;
+    not the aggregates' base `Event`, which is never recorded)."""
+    return frozenset(readable(cls)[0] for cls in PINNED if issubclass(cls, DomainEvent) and cls.__name__ != "Event")
 
 
 def disclose(

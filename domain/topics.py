@@ -14,6 +14,7 @@ from typing import TypeVar
 from eventsourcing.utils import register_topic
 
 T = TypeVar("T", bound=type)
+PINNED: list[type] = []  # every class pinned, aggregates and events, as their modules are imported
 
 
 def stored_as(module: str) -> Callable[[T], T]:
@@ -23,6 +24,7 @@ def stored_as(module: str) -> Callable[[T], T]:
         for cls in (aggregate, *(v for v in vars(aggregate).values() if isinstance(v, type))):
             cls.TOPIC = f"{module}:{cls.__qualname__}"
             register_topic(cls.TOPIC, cls)
+            PINNED.append(cls)
         return aggregate
 
     return pin

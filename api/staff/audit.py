@@ -7,6 +7,7 @@ must not get the unfiltered log and take it for the filtered one.
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,6 +19,7 @@ from litestar.response import Stream
 
 from api.auth import requires
 from api.problems import STAFF_PROBLEMS, problem
+from audit.disclosure import types
 from audit.history import Filter, Page, StaffEntry
 from audit.replay import DECODERS, view_at
 from domain.consultations.consultation import consultation_id
@@ -58,6 +60,7 @@ def events(
     until: Annotated[datetime | None, QueryParameter(name="to", description="Recorded before (with a UTC offset)")] = None,
 ) -> Page:
     _check_times(since, until)
+    _check_type(event_type)
     where = Filter(
         consultation=_consultation(system, consultation) if consultation else None,
         aggregates=_aggregates(system, aggregate, response), type=event_type, actor=actor, since=since, until=until,
@@ -101,6 +104,14 @@ def _aggregates(system: System, aggregate: UUID | None, response: UUID | None) -
         raise ResponseNotFound(response)
     ids = frozenset({response, case_id(response)})
     return ids if aggregate is None else ids & {aggregate}
+
+
+def _check_type(event_type: str | None) -> None:
+    """A misspelt type would find nothing, which reads as if no such event happened."""
+    if event_type is not None and event_type not in types():
+        near = difflib.get_close_matches(event_type, types(), n=3)
+        hint = f" Did you mean {', '.join(near)}?" if near else " Types read like review.claimed or access.recorded."
+        raise InvalidInput([FieldError("type", f"No event has this type.{hint}")])
 
 
 def _check_times(since: datetime | None, until: datetime | None) -> None:
