@@ -267,11 +267,15 @@ def _checked(key: str) -> str:
 
 
 def _erase(path: Path) -> None:
-    with open(path, "r+b") as file:
-        file.write(bytes(os.fstat(file.fileno()).st_size))
-        file.flush()
-        os.fsync(file.fileno())
-    path.unlink()
+    """Overwrite and delete `path`; gone already is done (the mailer and `agora signups erase` may both forget a key)."""
+    try:
+        with open(path, "r+b") as file:
+            file.write(bytes(os.fstat(file.fileno()).st_size))
+            file.flush()
+            os.fsync(file.fileno())
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import ipaddress
 import os
+import threading
 import socket
 import ssl
 import stat
@@ -263,6 +264,31 @@ def test_forget_erases_only_that_persons_files(tmp_path: Path) -> None:
     assert set((tmp_path / "same-blocks").read_bytes()) == {0}
     assert all(EMAIL.encode() not in p.read_bytes() for p in outbox.iterdir())
     folder.forget("0a1b")  # nothing left: no error
+
+
+def test_two_processes_forgetting_one_person_at_once_both_finish(tmp_path: Path) -> None:
+    """The mailer forgets a person after their cancellation went out while `agora signups erase`
+    may be forgetting them too: a file the other deleted first is done, not an error."""
+    outbox = tmp_path / "outbox"
+    for i in range(300):
+        (outbox if outbox.exists() else FolderTransport(outbox).folder).joinpath(f"0a1b.{i}.eml").write_bytes(EMAIL.encode())
+    both = [FolderTransport(outbox), FolderTransport(outbox)]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def forget(folder: FolderTransport) -> None:
+        start.wait()
+        try:
+            folder.forget("0a1b")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=forget, args=(f,)) for f in both]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and list(outbox.iterdir()) == []
 
 
 def test_keys_cannot_reach_outside_the_folder(tmp_path: Path) -> None:
