@@ -255,7 +255,8 @@ class Signups:
 
     def _why_invalid(self, signup: Signup, purpose: Purpose, token: str) -> str:
         requests = range(1, signup.request + 1) if purpose is Purpose.CONFIRM else (0,)
-        genuine = next((n for n in requests if hmac.compare_digest(self.links.token(purpose, signup.id, n), token)), None)
+        sent = token.encode("utf-8", "surrogatepass")  # compared as bytes: any text a link is given (é, a lone surrogate) is just wrong
+        genuine = next((n for n in requests if hmac.compare_digest(self.links.token(purpose, signup.id, n).encode(), sent)), None)
         if genuine is None:
             return INVALID_LINK
         if signup.state is State.ERASING:

@@ -264,7 +264,11 @@ async def test_cancelling_frees_the_seat_and_cancels_the_calendar_entry(api: Asy
 async def test_a_wrong_token_or_unknown_signup_is_refused_alike(api: AsyncTestClient, system: System, inbox: tuple[Inbox, int]) -> None:
     await sign_up(api)
     signup_id = system.signups.find(SESSIONS, EMAIL)
-    for url in (f"/signups/{signup_id}/confirm?token=wrong", f"/signups/{signup_id}/erase?token=wrong", "/signups/00000000-0000-0000-0000-000000000000/cancel?token=x"):
+    for url in (
+        f"/signups/{signup_id}/confirm?token=wrong", f"/signups/{signup_id}/erase?token=wrong", "/signups/00000000-0000-0000-0000-000000000000/cancel?token=x",
+        # Not ASCII: as wrong as any other token (a known signup must not answer otherwise than an unknown one).
+        f"/signups/{signup_id}/cancel?token=%C3%A9", f"/signups/{signup_id}/confirm?token=%00%ff", f"/signups/{signup_id}/erase?token=%ED%A0%80",
+    ):
         r = await api.post(url)
         assert r.status_code == 404 and r.json()["type"] == "/problems/signup-link-invalid", url
     assert (await api.post(f"/signups/{signup_id}/delete?token=x")).status_code == 400
