@@ -230,6 +230,7 @@ class StaffMember(Aggregate):
     @event(Deactivated)
     def _deactivate(self, by: UUID) -> None:
         self.active = False
+        self.generation += 1  # for good: a reactivation must not revive a token taken before
         self.reset = None
 
     @event(Reactivated)
