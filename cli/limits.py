@@ -39,6 +39,7 @@ class LimitedHttp(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limits = settings
         self.header_bytes = 0  # read so far of the headers of the request in progress
+        self.tail = b""  # the last bytes of them, where the blank line ending them may have begun
         self.in_headers = True
         self.header_timer: asyncio.TimerHandle | None = None
 
@@ -55,11 +56,17 @@ class LimitedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
         if self.in_headers and not self.transport.is_closing():
-            self.header_bytes += len(data)  # the headers are still incomplete after all of it
+            # Counted before parsing, up to the blank line that ends the headers: headers too large
+            # never reach the application, even when one read holds them whole.
+            seen = self.tail + data
+            end = seen.find(b"\r\n\r\n")
+            self.header_bytes += len(data) if end < 0 else end + 4 - len(self.tail)
+            self.tail = seen[-3:]
             if self.header_bytes > self.limits.max_header_bytes:
                 self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
+                return
+        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
@@ -72,7 +79,7 @@ class LimitedHttp(HttpToolsProtocol):
             self.await_headers()
 
     def await_headers(self) -> None:
-        self.in_headers, self.header_bytes = True, 0
+        self.in_headers, self.header_bytes, self.tail = True, 0, b""
         self.stop_timer()
         self.header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self.headers_too_slow)
 

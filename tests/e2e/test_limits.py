@@ -78,6 +78,14 @@ def test_headers_just_under_the_limit_are_served(server: Server, connect: Callab
     assert answer(sock).startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.parametrize("header", [b"X-Big: " + b"a" * 17_000 + b"\r\n", b"".join(b"X-%d: a\r\n" % i for i in range(3000))])
+def test_headers_over_the_limit_in_one_write_are_refused_too(server: Server, connect: Callable[[], socket.socket], header: bytes) -> None:
+    sock = connect()
+    sock.sendall(GET + header + b"Connection: close\r\n\r\n")  # whole: the read that brings them also ends them
+    assert answer(sock).startswith(b"HTTP/1.1 431 ")
+    still_serving(server)
+
+
 def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
     sock = connect()
     started = time.monotonic()
