@@ -159,5 +159,6 @@ def api(fd: int) -> None:
     config = uvicorn.Config(
         create_app(settings), log_level="info", access_log=settings.access_log, timeout_graceful_shutdown=GRACE, server_header=False,
         http=protocol(settings), timeout_keep_alive=settings.keep_alive_seconds,
+        proxy_headers=bool(settings.forwarded_allow_ips), forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])

@@ -15,6 +15,9 @@ class Settings(msgspec.Struct, frozen=True):
     port: int = 8000
     # No access log by default: it would write every respondent's address to the log.
     access_log: bool = False
+    # The proxies whose X-Forwarded-For names the client (uvicorn's list); none by default, so a
+    # client talking to the server directly cannot name itself anew to escape the rate limits.
+    forwarded_allow_ips: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "agora"
     # Requests per minute per client, each purpose with a bucket of its own; 0 turns a limit off.
@@ -82,6 +85,7 @@ ENV = {
     "HOST": "host",
     "PORT": "port",
     "AGORA_ACCESS_LOG": "access_log",
+    "FORWARDED_ALLOW_IPS": "forwarded_allow_ips",
     "REDIS_URL": "redis_url",
     "AGORA_REDIS_PREFIX": "redis_prefix",
     "AGORA_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",

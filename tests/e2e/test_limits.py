@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -129,3 +130,24 @@ def test_connections_beyond_the_limit_are_refused_with_503_and_served_again_once
             sock.close()
     time.sleep(0.2)
     still_serving(server)
+
+
+def sign_in_answers(server: Server, forwarded_for: list[str]) -> list[int]:
+    return [
+        httpx.post(f"{server.url}/staff/token", json={"email": "nobody@example.org", "password": "wrong password"}, headers={"X-Forwarded-For": ip}).status_code
+        for ip in forwarded_for
+    ]
+
+
+def test_a_client_cannot_escape_the_rate_limits_by_naming_itself_anew(server: Server, tmp_path: Path) -> None:
+    """Unless FORWARDED_ALLOW_IPS names a proxy, X-Forwarded-For is ignored: 11 sign-ins claiming
+    11 addresses are one client's, over its limit of 10 a minute. Behind a proxy it tells clients apart."""
+    addresses = [f"10.0.0.{i}" for i in range(11)]
+    assert sign_in_answers(server, addresses)[-1] == 429
+    data = tmp_path / "var"
+    data.mkdir()
+    proxied = Server(data, "--workers", "1", extra={"FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    try:
+        assert set(sign_in_answers(proxied, addresses)) == {401}
+    finally:
+        proxied.interrupt()
