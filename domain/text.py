@@ -30,14 +30,14 @@ def free_text(text: str) -> str:
     return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
 
 
-def name_problem(name: str, limit: int = 200) -> str | None:
-    """Why a name cannot be recorded, or None. Check the name as `name()` gives it."""
+def name_problem(name: str, limit: int = 200, what: str = "A name") -> str | None:
+    """Why a name (or a label, `what`) cannot be recorded, or None. Check the name as `name()` gives it."""
     if not visible(name) or not 1 <= len(name) <= limit:
-        return f"A name needs between 1 and {limit} characters, some of them visible."
+        return f"{what} needs between 1 and {limit} characters, some of them visible."
     if any(unicodedata.category(c) == "Cc" for c in name):
-        return "A name cannot hold control characters."
+        return f"{what} cannot hold control characters."
     if BIDI_CONTROLS.intersection(name):
-        return "A name cannot hold bidirectional override or isolate characters."
+        return f"{what} cannot hold bidirectional override or isolate characters."
     return None
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import msgspec
 from eventsourcing.domain import Aggregate, event
 
+from domain import text
 from domain.topics import stored_as
 
 from domain.consultations.consultation import Theme
@@ -14,6 +16,15 @@ from domain.errors import FieldError, InvalidInput
 
 def frame_id(consultation_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:coding-frame:{consultation_id}")
+
+
+def checked(theme: Theme) -> Theme:
+    """A theme as an editor's is recorded: its label shown beside other text (the queue, the report's
+    tables and chart) follows the rule for names; its description is free text."""
+    label = text.name(theme.label)
+    if problem := text.name_problem(label, 100, "A label"):
+        raise InvalidInput([FieldError("label", problem)])
+    return msgspec.structs.replace(theme, label=label, description=text.free_text(theme.description))
 
 
 @stored_as("domain.frame")
@@ -53,9 +64,10 @@ class CodingFrame(Aggregate):
     def add(self, theme: Theme, by: UUID) -> None:
         if theme.id in self.themes:
             raise InvalidInput([FieldError("id", f"The frame already has a theme '{theme.id}'.")])
-        self._add(theme, by)
+        self._add(checked(theme), by)
 
     def revise(self, theme: Theme, by: UUID) -> None:
+        theme = checked(theme)
         if self.active(theme.id, "id") != theme:
             self._revise(theme, by)
 

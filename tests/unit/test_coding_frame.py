@@ -67,6 +67,22 @@ def test_adding_a_theme_records_who_added_it() -> None:
     assert f.listing()[-1] == (parking, False)
 
 
+@pytest.mark.parametrize("label", ["   ", "\u200b", "Evil\u202e", "a\x00b", "\x1b[31mred", "x" * 101])
+def test_a_label_follows_the_rule_for_names(label: str) -> None:
+    """Labels show in the queue and in the report's tables and chart, beside other text."""
+    f = frame()
+    with refused(f, "label"):
+        f.add(Theme("odd", label), EDITOR)
+    with refused(f, "label"):
+        f.revise(Theme("scope", label), EDITOR)
+
+
+def test_a_label_is_kept_on_one_line_in_nfc_and_a_description_as_free_text() -> None:
+    f = frame()
+    f.add(Theme("cafe", "  Cafe\u0301\n policy ", "Line one\r\nline two\x07"), EDITOR)
+    assert only_event(f).theme == Theme("cafe", "Caf\u00e9 policy", "Line one\nline two")
+
+
 def test_a_theme_id_is_used_once_even_after_retiring() -> None:
     f = frame()
     with refused(f, "id"):
