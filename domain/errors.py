@@ -48,6 +48,11 @@ class ResponseNotFound(DomainError):
         super().__init__(f"There is no response {response_id}.")
 
 
+class SessionNotFound(DomainError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"The consultation has no session '{session_id[:80]}'.")
+
+
 class StaffNotFound(DomainError):
     def __init__(self, staff: object) -> None:
         super().__init__(f"There is no staff member {staff}.")

@@ -19,7 +19,7 @@ from domain.consultations.consultation import Consultation, Session
 from domain.consultations.service import Consultations
 from domain.core import Agora
 from domain.errors import (
-    FieldError, InvalidInput, NotAcceptingResponses, SessionFull, SessionStarted, ShredIncomplete, SignupLinkInvalid,
+    FieldError, InvalidInput, NotAcceptingResponses, SessionFull, SessionNotFound, SessionStarted, ShredIncomplete, SignupLinkInvalid,
 )
 from domain.sealed import Vault
 from domain.signups.signup import (
@@ -242,7 +242,7 @@ class Signups:
         """The confirmed signups of a session with who they are, in the order they confirmed."""
         consultation = self.consultations.get(slug)
         if session_id not in {s.id for s in consultation.definition.sessions}:
-            raise InvalidInput([FieldError("session", "There is no such session.")])
+            raise SessionNotFound(session_id)
         return [(s, c) for s in self.confirmed(consultation.id, session_id) if (c := self.contact(s))]
 
     def confirmed(self, consultation_id: UUID, session_id: str) -> list[Signup]:

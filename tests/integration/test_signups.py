@@ -289,6 +289,8 @@ async def test_only_admins_get_the_attendee_list(api: AsyncTestClient, system: S
         r = await api.get(url, headers={"Authorization": f"Bearer {token}"})
         if role is Role.ADMIN:
             assert r.status_code == 200 and r.json() == [{"name": NAME, "email": EMAIL, "session_id": "session_1300"}]
+            nowhere = await api.get(url.replace("session_1300", "session_9999"), headers={"Authorization": f"Bearer {token}"})
+            assert (nowhere.status_code, nowhere.json()["type"]) == (404, "/problems/session-not-found")
         else:
             assert r.status_code == 403, role
 
