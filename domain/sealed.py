@@ -50,6 +50,8 @@ class Vault(Protocol):
 
     def owner(self, digest: str) -> str | None: ...
 
-    def destroy(self, key_ids: Iterable[str]) -> None:
-        """Delete the keys and scrub their storage; raises PersistenceError if scrubbing must be tried again."""
+    def destroy(self, key_ids: Iterable[str], scrub: bool = True) -> None:
+        """Delete the keys and scrub their storage; raises PersistenceError if scrubbing must be tried again.
+        `scrub=False`: delete only, for keys no recorded event used (a command that failed), so that
+        cleaning up never waits on the store nor hides the command's own error."""
         ...

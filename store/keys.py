@@ -128,7 +128,7 @@ class KeyStore:
                 found.update((row["key_id"], bytes(row["key"])) for row in c.fetchall())
         return found
 
-    def destroy(self, key_ids: Iterable[str]) -> None:
+    def destroy(self, key_ids: Iterable[str], scrub: bool = True) -> None:
         with self.datastore.transaction(commit=True) as c:
             if self.sqlite:
                 c.execute("PRAGMA secure_delete = ON")
@@ -140,6 +140,8 @@ class KeyStore:
             else:
                 c.execute("SELECT pg_current_xact_id() AS xid")
                 deleted_by = str(int(str(c.fetchone()["xid"])) & 0xFFFFFFFF)  # as the 32-bit xid the catalogue shows
+        if not scrub:
+            return
         if deleted_by is None:
             self._scrub_sqlite()
         else:

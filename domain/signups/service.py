@@ -88,7 +88,7 @@ class Signups:
             self.app.retrying(command)
         except Exception:
             if owner == candidate and self._find(signup_id) is None:
-                self.contacts.destroy([key_id])  # leave no key or email digest behind a signup never recorded
+                self.contacts.destroy([key_id], scrub=False)  # leave no key or email digest behind a signup never recorded
             raise
         return signup_id
 

@@ -56,7 +56,7 @@ class Staff:
             made.append(credential.key_id)
             self.app.save(StaffMember(id=candidate, contact=contact, credential=credential, roles=tuple(roles), by=by, clear=None))
         except BaseException:
-            self.keys.destroy(made)  # no key or email digest left behind a member never recorded
+            self.keys.destroy(made, scrub=False)  # no key or email digest left behind a member never recorded
             raise
         return candidate
 
@@ -158,7 +158,7 @@ class Staff:
         try:
             (member,) = self.app.retrying(command)
         except BaseException:
-            self.keys.destroy([credential.key_id])  # never recorded: no key left behind
+            self.keys.destroy([credential.key_id], scrub=False)  # never recorded: no key left behind
             raise
         (changed,) = self.app.events.get(member_id, gt=member.version - 1)
         try:
