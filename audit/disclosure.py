@@ -20,7 +20,7 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic
 
 from domain.sealed import Sealed
-from domain.topics import PINNED
+from domain.topics import every_pinned
 
 
 class AuditEvent(msgspec.Struct):
@@ -71,9 +71,8 @@ def readable(cls: type) -> tuple[str, str]:
 
 @functools.cache
 def types() -> frozenset[str]:
-    """Every readable event type (of the classes the domain's modules, all imported by then, pinned;
-    not the aggregates' base `Event`, which is never recorded)."""
-    return frozenset(readable(cls)[0] for cls in PINNED if issubclass(cls, DomainEvent) and cls.__name__ != "Event")
+    """Every readable event type (not the aggregates' base `Event`, which is never recorded)."""
+    return frozenset(readable(cls)[0] for cls in every_pinned() if issubclass(cls, DomainEvent) and cls.__name__ != "Event")
 
 
 def disclose(

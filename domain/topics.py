@@ -8,6 +8,8 @@ class that moves keeps the topic it was first stored under: `stored_as` pins it,
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,6 +17,16 @@ from eventsourcing.utils import register_topic
 
 T = TypeVar("T", bound=type)
 PINNED: list[type] = []  # every class pinned, aggregates and events, as their modules are imported
+
+
+def every_pinned() -> list[type]:
+    """Every class pinned in the domain, its modules imported first (a topic such as `domain.frame:…`
+    names no module: it resolves only once the class that pinned it is imported)."""
+    import domain
+
+    for module in pkgutil.walk_packages(domain.__path__, "domain."):
+        importlib.import_module(module.name)
+    return PINNED
 
 
 def stored_as(module: str) -> Callable[[T], T]:
