@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import msgspec
 
+from domain.text import excerpt
+
 
 class FieldError(msgspec.Struct, frozen=True):
     field: str
@@ -50,7 +52,7 @@ class ResponseNotFound(DomainError):
 
 class SessionNotFound(DomainError):
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"The consultation has no session '{session_id[:80]}'.")
+        super().__init__(f"The consultation has no session {excerpt(session_id)}.")
 
 
 class StaffNotFound(DomainError):

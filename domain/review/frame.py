@@ -67,8 +67,9 @@ class CodingFrame(Aggregate):
         self._add(checked(theme), by)
 
     def revise(self, theme: Theme, by: UUID) -> None:
+        current = self.active(theme.id, "id")
         theme = checked(theme)
-        if self.active(theme.id, "id") != theme:
+        if current != theme:
             self._revise(theme, by)
 
     def retire(self, theme_id: str, by: UUID) -> None:

@@ -331,9 +331,9 @@ def test_a_mailer_whose_lock_connection_dies_stops_sending_until_it_holds_the_lo
         with psycopg.connect(POSTGRES, autocommit=True) as admin:
             # This store's lock only: other tests may hold mailer locks of their own meanwhile.
             admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND objid = (hashtext(%s)::bigint & 4294967295)::oid",
-                (f"agora:{store_env['POSTGRES_SCHEMA']}:mailer",),
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"
+                " AND objid = (hashtext(%(name)s)::bigint & 4294967295)::oid AND classid = ((hashtext(%(name)s)::bigint >> 32) & 4294967295)::oid",
+                {"name": f"agora:{store_env['POSTGRES_SCHEMA']}:mailer"},
             )
         wait_for(lambda: "lost its lock" in caplog.text)
         system.signups.request(SESSIONS, "session_1800", NAME, EMAIL, True)

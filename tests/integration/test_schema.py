@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import OperationalError
@@ -17,7 +18,7 @@ STARTS = """
 import json, sys, time
 from runtime import System
 from runtime.settings import Settings
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # imports done: start together
+import pathlib; pathlib.Path(sys.argv[2], str(__import__("os").getpid())).touch(); sys.stdin.read()  # imported: wait for the others
 with System(Settings.from_env(), json.loads(sys.argv[1])) as system:
     system.mailer()  # the mailer's tracking table too
 """
@@ -27,33 +28,44 @@ import json, sys, time
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 factory = InfrastructureFactory.construct(Environment("agora", json.loads(sys.argv[1])))
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+import pathlib; pathlib.Path(sys.argv[2], str(__import__("os").getpid())).touch(); sys.stdin.read()  # imported: wait for the others
 factory.tracking_recorder()
 factory.application_recorder()
 """
 
 
-def together(script: str, env: dict[str, str], n: int = 8) -> None:
-    """Run `script` in `n` processes that do their work at the same moment, once imported; all must succeed."""
-    at = str(time.time() + 4)
-    starting = [subprocess.Popen([sys.executable, "-c", script, json.dumps(env), at], stderr=subprocess.PIPE) for _ in range(n)]
-    failed = [p.communicate(timeout=120)[1].decode()[-2000:] for p in starting]
+def together(script: str, env: dict[str, str], tmp_path: Path, n: int = 8) -> None:
+    """Run `script` in `n` processes, released together once each has imported (it marks a file in
+    `ready`, then reads its stdin to the end); all must succeed."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    starting = [subprocess.Popen([sys.executable, "-c", script, json.dumps(env), str(ready)], stdin=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
+    deadline = time.monotonic() + 60
+    while len(list(ready.iterdir())) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for p in starting:
+        p.stdin.close()  # go
+    failed = []
+    for p in starting:
+        with p.stderr:
+            failed.append(p.stderr.read().decode()[-2000:])
+        p.wait(timeout=120)
     assert [p.returncode for p in starting] == [0] * n, "\n".join(failed)
 
 
-def test_processes_starting_together_on_a_new_store_create_its_tables_in_turn(store_env: dict[str, str]) -> None:
+def test_processes_starting_together_on_a_new_store_create_its_tables_in_turn(store_env: dict[str, str], tmp_path: Path) -> None:
     """`agora serve` starts its API processes and its worker at once, and a deployment may start several
     hosts at once: each creates the tables it uses if they are missing. On PostgreSQL they would race in
     the catalogue ("tuple concurrently updated"), on SQLite in the library's tracking table (its migration
     row inserted twice); they take turns instead, and every one starts."""
-    together(STARTS, store_env)
+    together(STARTS, store_env, tmp_path)
 
 
-def test_the_librarys_recorders_create_their_tables_in_turn(store_env: dict[str, str]) -> None:
+def test_the_librarys_recorders_create_their_tables_in_turn(store_env: dict[str, str], tmp_path: Path) -> None:
     """The race at its narrowest: the library's recorders alone, made at the same moment. Without the
     lock, SQLite's tracking recorder fails in most processes (it looks for its migration row before
     its transaction, and all but one insert it again)."""
-    together(RECORDERS, store_env)
+    together(RECORDERS, store_env, tmp_path)
 
 
 def test_a_database_that_is_down_raises_the_stores_own_error_which_the_worker_waits_out() -> None:
