@@ -145,8 +145,12 @@ def accessible(browser: Browser) -> str:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Any:
-    server = Server(tmp_path / "var", extra={"AGORA_SIGNUP_RATE_LIMIT_PER_MINUTE": "12"})
-    browser = Browser(tmp_path / "profile")
+    browser = Browser(tmp_path / "profile")  # first: without Chromium, no server is left running
+    try:
+        server = Server(tmp_path / "var", extra={"AGORA_SIGNUP_RATE_LIMIT_PER_MINUTE": "12"})
+    except BaseException:
+        browser.close()
+        raise
     try:
         yield server, browser
     finally:
