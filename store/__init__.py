@@ -14,9 +14,10 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from eventsourcing.persistence import ApplicationRecorder
@@ -122,23 +123,22 @@ class Doorbell:
     """Rings when new events may be in the log, so followers wake at once instead of polling.
 
     Callers clear it before reading the log and wait on it after finding nothing new. Writes in
-    this process ring it at once; other processes' writes by LISTEN/NOTIFY (PostgreSQL) or within
-    milliseconds by the file's change counter (SQLite, `_watch`); the caller's timeout is the fallback.
+    this process ring it at once; other processes' writes within milliseconds, by the file's
+    change counter (SQLite) or LISTEN/NOTIFY (PostgreSQL), watched by one thread per process
+    for every doorbell on that store (`_watch`); the caller's timeout is the fallback.
     """
 
     def __init__(self, recorder: ApplicationRecorder) -> None:
         self._rung = threading.Event()
-        self._stopped = threading.Event()
-        self._listener: threading.Thread | None = None
-        self._watched: str | None = None
+        self._watched: tuple[Callable[..., None], Hashable] | None = None
         if isinstance(recorder, DoorbellSQLiteApplicationRecorder):
             recorder.doorbells.add(self._rung)
             if not recorder.datastore.pool.is_sqlite_memory_mode:
-                self._watched = recorder.datastore.pool.db_name
-                _watch(self._watched, self._rung)
+                self._watched = (_changes, recorder.datastore.pool.db_name)
         elif hasattr(recorder, "channel_name"):  # PostgreSQL
-            self._listener = threading.Thread(target=self._listen, args=(recorder,), daemon=True)
-            self._listener.start()
+            self._watched = (_notifications, (recorder.datastore, recorder.channel_name))
+        if self._watched:
+            _watch(*self._watched, self._rung)
 
     def clear(self) -> None:
         self._rung.clear()
@@ -151,62 +151,74 @@ class Doorbell:
         self._rung.set()
 
     def close(self) -> None:
-        self._stopped.set()
         self._rung.set()
         if self._watched:
-            _unwatch(self._watched, self._rung)
-        if self._listener:
-            self._listener.join()
-
-    def _listen(self, recorder) -> None:
-        with recorder.datastore.get_connection() as conn:
-            conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-            conn.commit()
-            while not self._stopped.is_set():
-                for _ in conn.notifies(timeout=0.2, stop_after=1):
-                    self._rung.set()
+            with _watching_lock:
+                _watching.get(self._watched, set()).discard(self._rung)
 
 
-# SQLite files watched in this process, each by one thread, and the doorbells it rings.
-_watching: dict[str, set[threading.Event]] = {}
+# What this process watches (an SQLite file, a PostgreSQL channel), each by one thread, and the doorbells it rings.
+_watching: dict[tuple[Callable[..., None], Hashable], set[threading.Event]] = {}
 _watching_lock = threading.Lock()
-WATCH_INTERVAL = 0.005  # seconds between looks at a file's change counter
+WATCH_INTERVAL = 0.005  # seconds between looks at an SQLite file's change counter
+RETRY = 1.0  # seconds before a watcher that lost its database connects again
 
 
-def _watch(db_name: str, bell: threading.Event) -> None:
+def _watch(watcher: Callable[..., None], what: Hashable, bell: threading.Event) -> None:
     with _watching_lock:
-        bells = _watching.get(db_name)
+        bells = _watching.get((watcher, what))
         if bells is None:
-            bells = _watching[db_name] = set()
-            threading.Thread(target=_watcher, args=(db_name, bells), name="doorbell-sqlite", daemon=True).start()
+            bells = _watching[watcher, what] = set()
+            threading.Thread(target=_watching_until_unused, args=(watcher, what, bells), name="doorbell", daemon=True).start()
         bells.add(bell)
 
 
-def _unwatch(db_name: str, bell: threading.Event) -> None:
-    with _watching_lock:
-        _watching.get(db_name, set()).discard(bell)
+def _watching_until_unused(watcher: Callable[..., None], what: Hashable, bells: set[threading.Event]) -> None:
+    """Run `watcher(what, ring, unused)` until its last doorbell is closed, connecting again after a failure."""
+
+    def ring() -> None:
+        with _watching_lock:
+            for bell in bells:
+                bell.set()
+
+    def unused() -> bool:
+        with _watching_lock:
+            if bells:
+                return False
+            if _watching.get((watcher, what)) is bells:
+                del _watching[watcher, what]
+            return True
+
+    while not unused():
+        try:
+            watcher(what, ring, unused)
+        except (sqlite3.Error, psycopg.Error) as e:  # the database is away: its doorbells fall back to their timeouts meanwhile
+            log.warning("doorbell: %s; watching again in %.0f s", e, RETRY)
+            time.sleep(RETRY)
 
 
-def _watcher(db_name: str, bells: set[threading.Event]) -> None:
-    """Ring `bells` whenever another connection commits to the file: SQLite's `PRAGMA data_version`
-    changes then, and reading it costs microseconds (no I/O in WAL mode). Ends with its last bell."""
-    conn = sqlite3.connect(db_name)
-    try:
+def _changes(db_name: str, ring: Callable[[], None], unused: Callable[[], bool]) -> None:
+    """Ring whenever another connection commits to the SQLite file: `PRAGMA data_version` changes
+    then, and reading it costs microseconds (no I/O in WAL mode)."""
+    with closing(sqlite3.connect(db_name)) as conn:
         last = None
-        while True:
-            with _watching_lock:
-                if not bells:
-                    if _watching.get(db_name) is bells:
-                        del _watching[db_name]
-                    return
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                except sqlite3.Error:  # say, the file is briefly busy: look again next time
-                    version = last
-                if last is not None and version != last:
-                    for bell in bells:
-                        bell.set()
+        while not unused():
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.OperationalError:  # say, the file is briefly busy: look again next time
+                version = last
+            if last is not None and version != last:
+                ring()
             last = version
             time.sleep(WATCH_INTERVAL)
-    finally:
-        conn.close()
+
+
+def _notifications(what: tuple[Any, str], ring: Callable[[], None], unused: Callable[[], bool]) -> None:
+    """Ring on each NOTIFY of the PostgreSQL channel the library's recorder sends on its inserts,
+    on a connection of its own (not one of the pool's, which the followers' reads need)."""
+    datastore, channel = what
+    with psycopg.connect(**datastore.pool.kwargs, autocommit=True, application_name="agora doorbell") as conn:
+        conn.execute(SQL("LISTEN {0}").format(Identifier(channel)))
+        while not unused():
+            for _ in conn.notifies(timeout=0.2, stop_after=1):
+                ring()

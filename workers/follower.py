@@ -42,6 +42,7 @@ IDLE_POLL = 0.5  # seconds; how soon a write from another SQLite process is seen
 ATTEMPTS = 5  # tries of an event the fold fails on before its view stops
 STANDBY = 2.0  # seconds between a standby follower's attempts to take over its view
 LOCK_CHECK = 1.0  # seconds between a folding follower's looks at whether it still holds its view's lock
+REPAIR_CHECK = 1.0  # seconds between an idle follower's looks at whether its view fell behind (a Redis round trip)
 
 
 def lock(view: str) -> str:
@@ -153,7 +154,7 @@ class Follower:
         self._resume()  # where the view is now: another follower may have folded it meanwhile
         upgraded = False
         self.bell = Doorbell(self.app.recorder)
-        checked = time.monotonic()
+        checked = looked = time.monotonic()
         try:
             while not stop.is_set():
                 if time.monotonic() - checked > LOCK_CHECK:
@@ -173,8 +174,10 @@ class Follower:
                         self.passed()
                         if read == self.batch:
                             continue  # more may be waiting; otherwise the bell says when there is
-                    elif self.repaired():
-                        continue
+                    elif time.monotonic() - looked > REPAIR_CHECK:
+                        looked = time.monotonic()
+                        if self.repaired():
+                            continue
                 except FoldFailed as e:
                     self.failing(e)
                     stop.wait(1.0)
