@@ -24,7 +24,8 @@ the digest, its SHA-256 beside it and in the version's event (under `campaign/{c
 
 Rules change; a version is rebuilt by the rules it was built by (its recorded `builder`), so every
 version published stays verifiable. `agora-report/1` had no campaigns: its content has no
-`campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one.
+`campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one;
+`agora-report/3` (format 2 too) lets only a member a reviewer read on its own stand for a campaign.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ from domain.signups.signup import Seats
 from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/2"  # recorded with each version: which rules built it; change it when they change
-FORMATS = {"agora-report/1": 1, BUILDER: 2}  # the content's format under each builder's rules
+BUILDER = "agora-report/3"  # recorded with each version: which rules built it; change it when they change
+FORMATS = {"agora-report/1": 1, "agora-report/2": 2, BUILDER: 2}  # the content's format under each builder's rules
+# Rules under which a member covered only by a group review could stand for its campaign. No one had read
+# its text on its own, and a near-duplicate may add a signature: from agora-report/3 a member must have been.
+GROUP_READ_REPRESENTS = frozenset({"agora-report/2"})
 
 
 class OptionCount(msgspec.Struct, frozen=True):
@@ -154,7 +158,7 @@ class CampaignCount(msgspec.Struct, frozen=True):
     received: int  # its members at the position
     counted: int  # of them, those not excluded
     answers: dict[str, dict[str, int]]  # per counted question, per option: its counted members' answers
-    representative: Representative | None  # its earliest member a reviewer read and kept (reviewed, not excluded); None: none yet
+    representative: Representative | None  # its earliest member a reviewer read on its own and kept (reviewed, not excluded); None: none yet
 
 
 class Campaigns(msgspec.Struct, frozen=True):
@@ -291,12 +295,13 @@ class Case:
     """A response and its review, small: a fold over a million responses holds a million of these.
     Tags and flags are shared frozensets; what few cases have (quotes, redactions, steps) is made when needed."""
 
-    __slots__ = ("response_id", "answers", "outcome", "tags", "flags", "marks", "redactions", "steps", "cluster")
+    __slots__ = ("response_id", "answers", "outcome", "alone", "tags", "flags", "marks", "redactions", "steps", "cluster")
 
     def __init__(self, response_id: UUID, answers: tuple[str, ...]) -> None:
         self.response_id = response_id
         self.answers = answers  # its counted answers, as the stats fold counts them
         self.outcome: Outcome | None = None
+        self.alone = False  # completed on its own, not in a group review
         self.tags: frozenset[str] = frozenset()
         self.flags: frozenset[Flag] = frozenset()
         self.marks: list[Mark] | None = None
@@ -490,7 +495,7 @@ class Fold:
 
     def _completed(self, e: ReviewCase.Completed, position: int) -> None:
         if case := self.cases.get(e.originator_id):
-            case.outcome = e.outcome
+            case.outcome, case.alone = e.outcome, e.group is None
             self._step(case, e, position, "completed")
 
     def _reopened(self, e: ReviewCase.Reopened, position: int) -> None:
@@ -653,15 +658,18 @@ def content_of(
         quotes=[_quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
-        campaigns=campaigns_of(fold, app, texts, kept, recorded) if FORMATS[builder] >= 2 else None,
+        campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in GROUP_READ_REPRESENTS) if FORMATS[builder] >= 2 else None,
     )
 
 
 def campaigns_of(
     fold: Fold, app: Application[Any], texts: Vault, kept: Counter[tuple[str, ...]], recorded: Mapping[str, str] | None,
+    group_read: bool = False,
 ) -> Campaigns:
     """The confirmed campaigns live at the fold's position (not merged into another cluster), and the
     counts without them; `kept`: the counted responses (excluded ones left out) by their answers.
+    Each campaign's representative is its earliest member a reviewer read on its own and kept (with
+    `group_read`, by earlier rules, a member a group review covered could be it).
 
     A cluster merged into another counts as that one: as a campaign only if that one is confirmed.
     """
@@ -678,7 +686,7 @@ def campaigns_of(
         counted = [c for c in members[k] if c.outcome is not Outcome.EXCLUDED]
         answers = Counter(c.answers for c in counted)
         outside -= answers
-        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED), None)
+        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED and (c.alone or group_read)), None)
         found.append(CampaignCount(
             k, name, len(members[k]), len(counted), tally(fold.definition, stats_hash(answers), fold.position).answers,
             _representative(app, texts, reviewed, representative_ref(k), recorded) if reviewed else None,

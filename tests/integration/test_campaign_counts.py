@@ -208,6 +208,30 @@ def test_the_report_counts_campaigns_with_a_redacted_representative_and_verifies
     assert two.campaigns[0].representative is not None and two.campaigns[0].representative.response_id == ids[2]
 
 
+def test_a_group_review_reads_no_member_on_its_own_so_none_stands_for_the_campaign(system: System, staff: dict[str, UUID]) -> None:
+    """A near-duplicate may add a signature no one saw: only a member a reviewer read alone is published."""
+    ids = send(system)
+    campaign = first_cluster_id(ids[0])
+    reviewer, editor = staff["reviewer"], staff["editor"]
+    system.campaigns.confirm(SLUG, campaign, editor, "Save the appeals panel", "one template")
+    done = system.campaigns.review_group(SLUG, campaign, reviewer, [], Outcome.REVIEWED, "", None)
+    assert done.members == 3
+    one = system.reports.publish(SLUG, editor, final=False)
+    (k,) = one.content.campaigns.campaigns  # type: ignore[union-attr]
+    assert (k.counted, k.representative) == (3, None)
+    assert b"Alice" not in one.body and b"Alice" not in render.page(one) and b"Alice" not in render.data_zip(one)
+    # By agora-report/2's rules the first member, which no one had read, stood for it: versions it built rebuild so.
+    earlier = build(system.app, system.texts, consultation_id(SLUG), one.content.position, 1, False, builder="agora-report/2")
+    (old,) = earlier.campaigns.campaigns  # type: ignore[union-attr]
+    assert old.representative is not None and (old.representative.response_id, old.representative.text) == (ids[0], NAMED)
+    # Reopened and read on its own, the second member stands for the campaign.
+    system.review.reopen(ids[1], editor, "to read it")
+    system.review.claim(ids[1], reviewer, LEASE)
+    system.review.complete(ids[1], reviewer, Outcome.REVIEWED, "")
+    (k,) = system.reports.publish(SLUG, editor, final=False).content.campaigns.campaigns  # type: ignore[union-attr]
+    assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[1], TEMPLATE)
+
+
 def test_a_representative_key_gone_without_a_recorded_shredding_is_a_difference(system: System, staff: dict[str, UUID]) -> None:
     ids = send(system)
     system.campaigns.confirm(SLUG, first_cluster_id(ids[0]), staff["editor"], "Save the appeals panel", "one template")
