@@ -12,6 +12,7 @@ reads those, not the base64.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,7 +143,12 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None) -> Repo
     if verifiers is None:
         verifiers = [Verifier.parse(k) for k in (folder / "key.txt").read_text().split()]
     decoder = msgspec.json.Decoder(CheckpointLine)
-    checkpoints = [decoder.decode(line) for line in (folder / "checkpoints.ndjson").read_bytes().splitlines() if line]
+    checkpoints = []
+    for raw in (folder / "checkpoints.ndjson").read_bytes().splitlines():
+        if raw:
+            checkpoints.append(decoder.decode(raw))
+            if not _as_exported(raw, checkpoints[-1]):
+                return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} holds more than an export writes (a field it does not write, or a key twice)"))
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
     report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []))
@@ -159,7 +165,9 @@ def _misread(folder: Path) -> Problem | None:
     mapper = MsgspecMapper(MsgspecTranscoder())
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
-    for line in _read(folder):
+    for raw, line in _read(folder):
+        if not _as_exported(raw, line):
+            return Problem("altered", line.position, "the line holds more than an export writes (a field it does not write, or a key twice)")
         event = line.event
         if event is not None and event.actor is not None:
             name = names.setdefault(event.actor, event.actor_name)
@@ -217,15 +225,34 @@ def _proofs_by_sizes(checkpoints: list[CheckpointLine], verifiers: list[Verifier
     return found
 
 
-def _read(folder: Path) -> Iterator[Line]:
+def _read(folder: Path) -> Iterator[tuple[bytes, Line]]:
     decoder = msgspec.json.Decoder(Line)
     with (folder / "events.ndjson").open("rb") as f:
         for raw in f:
-            yield decoder.decode(raw)
+            yield raw, decoder.decode(raw)
+
+
+def _as_exported(raw: bytes, decoded: msgspec.Struct) -> bool:
+    """Whether a line holds only what its struct does: decoding drops a field it does not know, and a
+    key given twice reads as its last; a reader of the file (jq, an editor) would see either."""
+    try:
+        return json.loads(raw, object_pairs_hook=_once) == msgspec.json.decode(_ENCODER.encode(decoded))
+    except ValueError:
+        return False
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise ValueError("a key given twice")
+    return found
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 def _records(folder: Path) -> Iterator[Any]:
-    for line in _read(folder):
+    for _, line in _read(folder):
         if line.withheld and line.record_hash:
             yield Withheld(line.position, bytes.fromhex(line.record_hash))
         elif line.stored is not None:
@@ -234,7 +261,7 @@ def _records(folder: Path) -> Iterator[Any]:
 
 
 def _leaves(folder: Path) -> Iterator[tuple[int, int, bytes]]:
-    for line in _read(folder):
+    for _, line in _read(folder):
         if line.leaf is not None and line.leaf_hash is not None:
             yield line.leaf, line.position, bytes.fromhex(line.leaf_hash)
 

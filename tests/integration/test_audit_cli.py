@@ -106,6 +106,14 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
         line = json.loads(original[acted[-1]])
         line["event"].update(change)
         assert f"FAILED at position {acted[-1] + 1}: altered: {verdict}" in with_lines([*original[: acted[-1]], json.dumps(line), *original[acted[-1] + 1 :]])
+    # A field the export does not write, in the event or on the line, or a key given twice: a reader sees them.
+    more = "the line holds more than an export writes"
+    planted = json.loads(original[acted[-1]])
+    planted["event"]["note"] = "Auditor: this review was later excluded as spam"
+    twice = original[acted[-1]].replace('"event":{', '"event":{"type":"review.tagged",', 1)
+    assert twice != original[acted[-1]]
+    for text in (json.dumps(planted), json.dumps({**json.loads(original[acted[-1]]), "comment": "planted"}), twice):
+        assert f"FAILED at position {acted[-1] + 1}: altered: {more}" in with_lines([*original[: acted[-1]], text, *original[acted[-1] + 1 :]])
     # Withholding a line (its hash kept, so the tree still matches) to show another event in it.
     line = json.loads(original[9])
     stored = line.pop("stored")
@@ -118,6 +126,8 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     forged["note"] = forged["note"].replace("\nposition ", "\nposition 1")
     (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps(forged), *notes[2:]]) + "\n")
     assert "forged: checkpoint #2" in fails(capsys, "audit", "verify", str(out))
+    (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps({**json.loads(notes[1]), "comment": "planted"}), *notes[2:]]) + "\n")
+    assert "altered: checkpoint line 2 holds more than an export writes" in fails(capsys, "audit", "verify", str(out))
     # Against a key that never signed anything, nothing verifies.
     (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
     (tmp_path / "elsewhere").mkdir()
