@@ -13,7 +13,7 @@ reads those, not the base64.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -135,8 +135,8 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
         leaf = next(leaves, None)
 
 
-def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None) -> Report:
-    """Verify a bundle; against `verifiers`, or the key(s) it carries."""
+def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: Sequence[str] = ()) -> Report:
+    """Verify a bundle; against `verifiers`, or the key(s) it carries, and the checkpoints `held` elsewhere."""
     missing = [f for f in FILES[:3] if not (folder / f).exists()]
     if missing:
         raise ValueError(f"{folder} is not a bundle: it lacks {', '.join(missing)}")
@@ -151,7 +151,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None) -> Repo
                 return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} holds more than an export writes (a field it does not write, or a key twice)"))
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
-    report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []))
+    report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held)
     if report.ok:
         report.problem = _misread(folder)
     return report

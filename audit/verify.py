@@ -60,6 +60,7 @@ class Report(msgspec.Struct):
     leaves: int = 0  # chained and checked
     checkpoints: int = 0
     pending: int = 0  # in the log past the last chained position
+    unsigned: int = 0  # chained past the last signed checkpoint: no signature covers them yet
     shredded: int = 0  # keys the log records as destroyed
     withheld: int = 0
     problem: Problem | None = None
@@ -75,7 +76,7 @@ class Report(msgspec.Struct):
         extra = f", {self.withheld} withheld (checked by hash only)" if self.withheld else ""
         return (
             f"ok: {self.events} events, {self.leaves} chained and matching, {self.checkpoints} checkpoints signed and consistent, "
-            f"{self.pending} not chained yet{extra}; {self.shredded} keys shredded (as their events record; hashes cover "
+            f"{self.unsigned} chained past the last signed checkpoint, {self.pending} not chained yet{extra}; {self.shredded} keys shredded (as their events record; hashes cover "
             "ciphertext, so shredding breaks no proof)"
         )
 
@@ -86,18 +87,23 @@ def verify(
     checkpoints: Sequence[SignedCheckpoint],
     verifiers: Sequence[Verifier],
     consistency: Callable[[int, int], list[bytes]] | None = None,
+    held: Sequence[str] = (),
 ) -> Report:
     """`records`: the log in position order, each (position, originator id's bytes, version, topic, state) or
     Withheld; `leaves`: the ledger's, in order; `consistency(old, new)`: a consistency proof between two
-    checkpoints' sizes, checked against their roots."""
+    checkpoints' sizes, checked against their roots; `held`: signed checkpoints (their notes) an auditor
+    holds from elsewhere, which the tree must match too."""
     report = Report()
     heads = _checkpoints(checkpoints, verifiers, consistency, report)
+    if not report.problem:
+        heads = sorted([*heads, *_held(held, verifiers, report)], key=lambda h: h[1].size)  # stable: the log's own first
     if report.problem:
         return report
     frontier = Frontier()
     due = iter(heads)
     head = next(due, None)
     since = 0  # the first position after the last checkpoint matched
+    signed = 0  # the size of the last checkpoint matched
     recs = iter(records)
     rec = next(recs, None)
     mismatches: list[tuple[int, Any, bytes]] = []  # (position, record, ledger hash)
@@ -105,13 +111,13 @@ def verify(
     shredded = 0
 
     def check_heads() -> Problem | None:
-        nonlocal head, since
+        nonlocal head, since, signed
         while head is not None and head[1].size == frontier.size:
-            seq, h = head
+            label, h = head
             if not mismatches and frontier.root() != h.root:
-                return Problem("altered", since or None, f"checkpoint #{seq} (size {h.size}) does not match the events it covers (positions {since or 1} to {h.position}): an event there was altered and its leaf rewritten")
+                return Problem("altered", since or None, f"checkpoint {label} (size {h.size}) does not match the events it covers (positions {since or 1} to {h.position}): an event there was altered and its leaf rewritten")
             report.checkpoints += 1
-            since = h.position + 1
+            since, signed = h.position + 1, h.size
             head = next(due, None)
         return None
 
@@ -152,7 +158,7 @@ def verify(
         rec = next(recs, None)
     else:
         if problem is None and head is not None and not mismatches:
-            problem = Problem("truncated", None, f"checkpoint #{head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only {frontier.size}")
+            problem = Problem("truncated", None, f"checkpoint {head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only {frontier.size}")
     report.shredded = shredded
     if mismatches:
         report.problem = _mismatch(mismatches)
@@ -164,11 +170,14 @@ def verify(
         report.events += 1
         report.pending += 1
         rec = next(recs, None)
+    report.unsigned = report.leaves - signed
+    if report.leaves and not report.checkpoints:
+        report.problem = Problem("unsigned", None, f"no signed checkpoint covers any of the {report.leaves} chained events: nothing shows they are as first chained (the checkpointer signs one when it starts)")
     return report
 
 
 def _covered(head: tuple[int, Head] | None) -> str:
-    return f", and checkpoint #{head[0]} covers up to position {head[1].position}" if head else ""
+    return f", and checkpoint {head[0]} covers up to position {head[1].position}" if head else ""
 
 
 def _mismatch(mismatches: list[tuple[int, Any, bytes]]) -> Problem:
@@ -181,11 +190,22 @@ def _mismatch(mismatches: list[tuple[int, Any, bytes]]) -> Problem:
     return Problem("altered", position, f"the event at position {position} does not hash as it did when chained")
 
 
+def _held(notes: Sequence[str], verifiers: Sequence[Verifier], report: Report) -> list[tuple[str, Head]]:
+    heads = []
+    for i, note in enumerate(notes, 1):
+        text = next((t for v in verifiers if (t := v.open(note)) is not None), None)
+        if text is None:
+            report.problem = Problem("forged", None, f"the checkpoint you hold (#{i} given): its signature does not verify with the deployment's key")
+            return []
+        heads.append((f"you hold (#{i} given)", parse_body(text)))
+    return heads
+
+
 def _checkpoints(
     checkpoints: Sequence[SignedCheckpoint], verifiers: Sequence[Verifier], consistency: Callable[[int, int], list[bytes]] | None,
     report: Report,
-) -> list[tuple[int, Head]]:
-    heads: list[tuple[int, Head]] = []
+) -> list[tuple[str, Head]]:
+    heads: list[tuple[str, Head]] = []
     for cp in sorted(checkpoints, key=lambda c: c.seq):
         text = next((t for v in verifiers if (t := v.open(cp.note)) is not None), None)
         if text is None:
@@ -196,26 +216,26 @@ def _checkpoints(
             report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: the stored size, root or position differ from what was signed")
             return []
         if heads:
-            prev_seq, prev = heads[-1]
+            prev_label, prev = heads[-1]
             if head.size < prev.size or head.position < prev.position:
-                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is smaller than #{prev_seq} before it")
+                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is smaller than {prev_label} before it")
                 return []
             if consistency is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, consistency(prev.size, head.size)):
-                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is not consistent with #{prev_seq} before it")
+                report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is not consistent with {prev_label} before it")
                 return []
-        heads.append((cp.seq, head))
+        heads.append((f"#{cp.seq}", head))
     return heads
 
 
 BATCH = 5000
 
 
-def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier]) -> Report:
-    """Verify the live store: its log against its ledger and every checkpoint."""
+def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: Sequence[str] = ()) -> Report:
+    """Verify the live store: its log against its ledger, every checkpoint and those `held` elsewhere."""
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position)) for c in batch)
-    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency)
+    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held)
 
 
 def log(app: Any) -> Iterator[Record]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
     v = a.add_parser("verify", help="recompute the tree and check every checkpoint: of a bundle, or the live store")
     v.add_argument("dir", nargs="?", metavar="DIR", help="a bundle from `agora audit export` (default: the live store)")
     v.add_argument("--key", metavar="VKEY", help="check checkpoints against this verifier key (default: the bundle's, or the data folder's)")
+    v.add_argument(
+        "--checkpoint", action="append", default=[], metavar="FILE",
+        help="a signed checkpoint you hold from elsewhere (its note, as GET /audit/checkpoints gives it): the log must match it too (repeatable)",
+    )
     r = a.add_parser("replay", help="print a view as it stood at a position of the log (JSON)")
     r.add_argument("view", metavar="VIEW", help=", ".join(VIEWS))
     r.add_argument("--at", type=int, metavar="POSITION", help="default: the head")
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
 
 def run(args: argparse.Namespace, settings: object) -> None:
     if args.action == "verify" and args.dir:
-        report = verify_bundle(Path(args.dir), [Verifier.parse(args.key)] if args.key else None)
+        report = verify_bundle(Path(args.dir), [Verifier.parse(args.key)] if args.key else None, held(args.checkpoint))
         finish(report)
         return
     with System(settings) as system:  # type: ignore[arg-type]
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace, settings: object) -> None:
             lines, checkpoints = export(system, Path(args.out))
             print(f"exported {lines} events and {checkpoints} checkpoints to {args.out}")
         elif args.action == "verify":
-            report, source = live(system, args.key)
+            report, source = live(system, args.key, held(args.checkpoint))
             print(f"checked against {source}")
             finish(report)
         else:
@@ -54,7 +58,11 @@ def finish(report: Report) -> None:
         sys.exit(1)
 
 
-def live(system: System, key: str | None = None) -> tuple[Report, str]:
+def held(files: list[str]) -> list[str]:
+    return [Path(f).read_text() for f in files]
+
+
+def live(system: System, key: str | None = None, held: Sequence[str] = ()) -> tuple[Report, str]:
     """Verify the live store: against `key`, the data folder's key (under any name it signed with), or the keys the store publishes."""
     published = [Verifier.parse(k) for k in system.ledger.keys()]
     if key:
@@ -65,7 +73,7 @@ def live(system: System, key: str | None = None) -> tuple[Report, str]:
         source = "the data folder's key"
     else:
         verifiers, source = published, "the keys the store publishes (compare them with a copy held elsewhere)"
-    return verify_store(system.app, system.ledger, verifiers), source
+    return verify_store(system.app, system.ledger, verifiers, held), source
 
 
 def status_line(system: System) -> str:

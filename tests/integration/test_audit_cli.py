@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import msgspec
 import pytest
 from eventsourcing.utils import get_topic
 
@@ -134,6 +135,40 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     stranger = Signer(tmp_path / "elsewhere", "stranger").verifier.vkey
     assert "forged: checkpoint #1" in fails(capsys, "audit", "verify", str(out), "--key", stranger)
     assert run(capsys, "audit", "verify", str(out)).startswith("ok")
+
+
+def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catches_a_rewritten_tail(
+    history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Leaves are the exporter's word until a signed checkpoint covers them: dropping the checkpoints
+    (or rewriting events past the last one with their leaves) must not pass; one held elsewhere catches it."""
+    submit(history, 2)
+    checkpointer = history.checkpointer()
+    while checkpointer.step():  # chained, past the last checkpoint
+        pass
+    out = tmp_path / "bundle"
+    run(capsys, "audit", "export", "--out", str(out))
+    assert ", 2 chained past the last signed checkpoint, " in run(capsys, "audit", "verify", str(out))
+    notes = (out / "checkpoints.ndjson").read_text()
+    (out / "checkpoints.ndjson").write_text("")
+    assert "FAILED: unsigned: no signed checkpoint covers any of the" in fails(capsys, "audit", "verify", str(out))
+    (out / "checkpoints.ndjson").write_text(notes)
+    # The tail rewritten with its leaves: the bundle's own checkpoints do not reach it, one held elsewhere does.
+    held = tmp_path / "held.txt"
+    held.write_text(checkpointer.checkpoint(datetime.now(UTC)).note)
+    original = (out / "events.ndjson").read_text().splitlines()
+    line = json.loads(original[-1])
+    stored = line["stored"]
+    state = base64.b64decode(stored["state"]).replace(b'"read"', b'"know_well"')
+    assert state != base64.b64decode(stored["state"])
+    stored["state"] = base64.b64encode(state).decode()
+    line["leaf_hash"] = leaf_hash(canonical(line["position"], UUID(stored["originator_id"]).bytes, stored["originator_version"], stored["topic"], state)).hex()
+    line["event"] = json.loads(json.dumps(line["event"]).replace('"read"', '"know_well"'))  # what a reader reads, too
+    (out / "events.ndjson").write_text("\n".join([*original[:-1], msgspec.json.encode(line).decode()]) + "\n")
+    assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the exporter's word
+    assert "altered: checkpoint you hold (#1 given)" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
+    # The live store matches it.
+    assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
 
 
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:
