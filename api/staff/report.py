@@ -22,6 +22,7 @@ from api.auth import requires
 from api.problems import STAFF_PROBLEMS
 from api.public.report import HTML_POLICY, PublishedReports
 from api.staff.review import Recorded
+from domain.access.service import QUOTE_CANDIDATES, REPORT_PREVIEW
 from domain.reports.report import MAX_MARKDOWN, MAX_REASON, MAX_TITLE, QuoteRef
 from domain.staff.member import Role, StaffMember
 from reports import render
@@ -88,7 +89,10 @@ def remove_section(slug: FromPath[str], key: FromPath[str], request: Staff, syst
 
 @get(BASE + "/candidates", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The quotes reviewers marked, as their answers read now")
 def candidates(slug: FromPath[str], request: Staff, system: NamedDependency[System]) -> list[Candidate]:
-    return system.reports.candidates(slug, request.user.id)
+    found = system.reports.candidates(slug, request.user.id)
+    if shown := list(dict.fromkeys(str(c.quote.response_id) for c in found if c.text is not None)):
+        system.access.record(request.user.id, QUOTE_CANDIDATES, ",".join(shown))  # free text may name people: who read it is on record
+    return found
 
 
 @post(BASE + "/quotes", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[EDITORS], summary="Select a candidate quote")
@@ -110,13 +114,19 @@ def unselect_quote(
 
 @get(BASE + "/preview", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The next version as it would be built now (JSON)")
 def preview(slug: FromPath[str], request: Staff, system: NamedDependency[System], final: Final = False) -> Response[bytes]:
-    return Response(system.reports.preview(slug, request.user.id, final).body, media_type=MediaType.JSON)
+    return Response(_preview(slug, request, system, final).body, media_type=MediaType.JSON)
 
 
 @get(BASE + "/preview.html", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The next version's page as it would be built now")
 def preview_page(slug: FromPath[str], request: Staff, system: NamedDependency[System], final: Final = False) -> Response[bytes]:
-    page = render.page(system.reports.preview(slug, request.user.id, final))
+    page = render.page(_preview(slug, request, system, final))
     return Response(page, media_type=MediaType.HTML, headers={"Content-Security-Policy": HTML_POLICY})
+
+
+def _preview(slug: str, request: Staff, system: System, final: bool) -> Built:
+    built = system.reports.preview(slug, request.user.id, final)
+    system.access.record(request.user.id, REPORT_PREVIEW, slug)  # its quotes are free text not yet published
+    return built
 
 
 @post(BASE + "/versions", responses=STAFF_PROBLEMS, guards=[EDITORS], summary="Publish the next version, built at the head of the log")

@@ -10,6 +10,8 @@ from domain.core import Agora
 ATTENDEES = "attendee list"
 SIGNUPS_EXPORT = "signups export"
 RESPONSE_TEXT = "response free text"
+QUOTE_CANDIDATES = "quote candidates"  # the passages reviewers marked, subject the responses' ids
+REPORT_PREVIEW = "report preview"  # the next version with its selected quotes, before publication
 
 
 class Accesses:

@@ -3,6 +3,7 @@ in the log, which auditors read like any other event; a refused or failed read l
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -74,6 +75,25 @@ async def test_reading_a_responses_free_text_is_recorded_by_whoever_read_it(
     # The history of the response is its submission and review, not who read it.
     history = (await client.get(f"/review/responses/{response}/history", headers=headers["auditor"])).json()
     assert [e["type"] for e in history] == ["response.submitted"]
+
+
+async def test_reading_quote_candidates_and_the_report_preview_is_recorded(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]]
+) -> None:
+    """Both show free text before publication (a marked passage may be a whole answer)."""
+    base = "/staff/consultations/code-of-conduct-2026/report"
+    (response,) = submit(system, 1)
+    system.review.claim(response, staff["reviewer"], timedelta(minutes=5))
+    system.review.mark_quote(response, staff["reviewer"], "works_well", 0, len("answer 0"))
+    assert accesses(system) == []
+    r = await client.get(f"{base}/candidates", headers=headers["admin"])
+    assert r.status_code == 200 and r.json()[0]["text"] == "answer 0"
+    for path in ("/preview", "/preview.html"):
+        assert (await client.get(base + path, headers=headers["auditor"])).status_code == 200
+    assert [(a.by, a.what, a.subject) for a in accesses(system)] == [
+        (staff["admin"], "quote candidates", str(response)),
+        (staff["auditor"], "report preview", "code-of-conduct-2026"), (staff["auditor"], "report preview", "code-of-conduct-2026"),
+    ]
 
 
 def test_exporting_the_signups_on_the_command_line_is_recorded_without_an_actor(
