@@ -61,6 +61,10 @@ REDACTED = "[redacted]"
 def _check_span(start: int, end: int, text: str) -> None:
     if not 0 <= start < end <= len(text):
         raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
+    for field, at in (("start", start), ("end", end)):
+        marker = text.find(REDACTED, max(at - len(REDACTED) + 1, 0), at + len(REDACTED) - 1)
+        if marker != -1 and marker < at:  # "[redact" would read as text someone wrote
+            raise InvalidInput([FieldError(field, f"The span must not cut the {REDACTED} marker at {marker}: take it whole or leave it out.")])
 
 
 def _require_reason(reason: str, detail: str) -> None:

@@ -255,6 +255,29 @@ def test_a_quote_outside_the_answer_or_empty_is_refused(start: int, end: int) ->
     assert fields(info) == ["end"]
 
 
+REDACTED_TEXT = "My name is [redacted] and I agree."
+
+
+@pytest.mark.parametrize(("start", "end", "field"), [(0, 20, "end"), (12, 33, "start"), (15, 18, "start")])
+def test_a_span_that_cuts_a_redaction_marker_is_refused(start: int, end: int, field: str) -> None:
+    """"My name is [redacted" would read as text the respondent wrote, and may hint at what was taken out."""
+    for act in (
+        lambda c: c.mark_quote(ANA, "q2", start, end, REDACTED_TEXT, NOW),
+        lambda c: c.redact(ANA, "q2", start, end, "A name.", REDACTED_TEXT, sealer([]), NOW),
+    ):
+        case = claimed()
+        with refused(case, InvalidInput) as info:
+            act(case)
+        assert fields(info) == [field]
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 21), (11, 21), (21, 33), (0, 10)])
+def test_a_span_may_take_a_redaction_marker_whole_or_leave_it_out(start: int, end: int) -> None:
+    case = claimed()
+    case.mark_quote(ANA, "q2", start, end, REDACTED_TEXT, NOW)
+    assert isinstance(only_event(case), ReviewCase.QuoteMarked)
+
+
 def test_a_redaction_seals_the_answer_as_it_now_reads() -> None:
     case, calls = claimed(), []
     case.redact(ANA, "q2", 4, 8, "A name.", TEXT, sealer(calls), NOW)
