@@ -25,12 +25,15 @@ def built(system: System, slug: str, at: int | None, version: int | None) -> Bui
     head = system.app.head()
     if not 1 <= at <= head:
         raise ValueError(f"--at must be a position in the log, 1 to {head}")
-    published = [v for v in system.reports.versions(slug) if v.position == at]
+    versions = system.reports.versions(slug)
+    published = [v for v in versions if v.position == at]
     if published:
         return system.reports.version(slug, published[-1].version)
-    # Not published: the next version as it would be built there (interim), as a preview.
+    # Not published: the version that would have been built there (interim), as a preview: one more
+    # than those built before it, whatever was published later.
     consultation = system.consultations.get(slug)
-    content = build_content(system.app, system.texts, consultation.id, at, len(system.reports.versions(slug)) + 1, final=False)
+    before = sum(v.position < at for v in versions)
+    content = build_content(system.app, system.texts, consultation.id, at, before + 1, final=False)
     return Built(None, content, canonical(content), digest(content))
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from eventsourcing import postgres
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import Environment, EnvType
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -40,3 +41,12 @@ class Factory(InTurn, postgres.PostgresFactory):
     """Creates each recorder's tables one process at a time (store/schema.py)."""
 
     application_recorder_class = ConsistentPostgresApplicationRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        env = env if isinstance(env, Environment) else Environment(env=env)
+        if env.get(self.POSTGRES_PASSWORD) is None and not env.get(self.POSTGRES_GET_PASSWORD_TOPIC):
+            env = Environment(env.name, {**env, self.POSTGRES_PASSWORD: ""})  # none: trust or peer authentication
+        try:
+            super().__init__(env)
+        except OSError as e:  # a POSTGRES_* variable missing or unreadable: the library's message names it
+            raise ValueError(str(e)) from None

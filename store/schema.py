@@ -8,6 +8,7 @@ they are missing, as eventsourcing's recorders do. Processes starting together w
   transaction: two processes that both found none both insert it, and the second fails.
 A lock per store makes them take turns: an advisory lock per schema on PostgreSQL, an flock on a
 file beside the database on SQLite (an in-memory database has one process and needs none).
+On PostgreSQL, whichever comes first also creates the schema (POSTGRES_SCHEMA) if it is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
+from psycopg.sql import SQL, Identifier
 
 
 @contextmanager
@@ -39,6 +41,12 @@ def creating(datastore: Any) -> Iterator[None]:
         raise OperationalError(e) from e
     with conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agora:{datastore.schema}:schema",))
+        # Looked for first: creating one needs the CREATE privilege on the database, even when it exists.
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (datastore.schema,)).fetchone():
+            try:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(datastore.schema)))
+            except psycopg.errors.InsufficientPrivilege as e:
+                raise ValueError(f"POSTGRES_SCHEMA: schema {datastore.schema!r} does not exist, and cannot be created: {e}") from None
         yield  # released with the connection
 
 

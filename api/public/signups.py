@@ -68,6 +68,8 @@ _DONE = {
 
 _PURPOSES = {"confirm": Purpose.CONFIRM, "cancel": Purpose.MANAGE, "erase": Purpose.MANAGE}
 _DETAILS_SENT = "We have emailed you the details, with an invitation for your calendar."
+# A second click on a confirmation link: it books nothing, and sends nothing, more.
+_ALREADY = "Your seat was already confirmed: nothing more to do, and nothing more is sent. We email the details once, when you first confirm."
 _AGAIN = "To take part again, sign up again on the consultation's form while seats are left."
 _FINAL = (
     "Erasure is final: we delete your name and email, can no longer write to you, and cannot undo it. "
@@ -163,12 +165,15 @@ def act(
     else:
         signup = signups.erase(signup_id, token)
     erasing = signup.state is State.ERASING
+    again = action == "confirm" and before.state is State.CONFIRMED
     if not wants_page(request):
-        detail = _ERASING if erasing else _DONE[action]
+        detail = _ERASING if erasing else _ALREADY if again else _DONE[action]
         return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, detail))
     consultation = signups.consultation_of(signup)
     context = about(consultation, _session(consultation, signup.session_id))
     held = before.state is State.CONFIRMED
+    if again:
+        return page("Your seat is confirmed", [_ALREADY], about=context)
     if action == "confirm":
         moved = [] if before.session_id == signup.session_id else [
             f"You asked for “{_session(consultation, before.session_id).title}”; your seat is in this session instead."

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
@@ -120,6 +121,17 @@ def read_definition(data: bytes) -> Definition:
         raise InvalidDefinition(str(e)) from None
 
 
+def check_draft_url(url: str) -> None:
+    """A link to the draft is empty (none) or an absolute http(s) URL: the form serves it as a link to follow."""
+    try:
+        parts = urlsplit(url)
+        absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # say, an unclosed [IPv6 address]
+        absolute = False
+    if url and not (absolute and url.isprintable() and " " not in url):
+        raise InvalidDefinition(f"draft_url: not an absolute http(s) URL: {text.excerpt(url)}")
+
+
 def consultation_id(slug: str) -> UUID:
     """Ids follow from slugs, so loading the same file twice finds the first one."""
     return uuid5(NAMESPACE_URL, f"agora:consultation:{slug}")
@@ -176,6 +188,7 @@ class Consultation(Aggregate):
             self._move_closing_time(closes_at)
 
     def set_draft_url(self, draft_url: str) -> None:
+        check_draft_url(draft_url)
         if draft_url != self.draft_url:
             self._set_draft_url(draft_url)
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
-from domain.consultations.consultation import Answer, Consultation, Definition, consultation_id
+from domain.consultations.consultation import Answer, Consultation, Definition, check_draft_url, consultation_id
 from domain.consultations.response import Response
 from domain.core import Agora
 from domain.errors import ConsultationNotFound, DomainError, IdempotencyKeyReused, ResponseNotFound
@@ -76,6 +76,7 @@ class Consultations:
 
     def load(self, definition: Definition) -> tuple[UUID, bool]:
         """Create the consultation (with its coding frame) unless it exists; its id and whether it was created."""
+        check_draft_url(definition.draft_url)  # here, not in Definition: recorded definitions are read back through it
         try:
             return self.get(definition.slug).id, False
         except ConsultationNotFound:

@@ -73,6 +73,20 @@ def test_operators_open_close_and_move_the_closing_time_as_events(
     assert form.closes_at is not None and form.closes_at.isoformat() == "2027-01-31T23:59:00+00:00"
 
 
+def test_a_draft_link_is_an_absolute_http_url_from_the_command_and_from_files(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run(capsys, "consultation", "load", str(SEED))
+    with pytest.raises(SystemExit, match="^agora: draft_url: not an absolute http"):
+        main(["consultation", "draft-url", SLUG, "javascript:alert(1)"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SEED.read_text().replace('slug = "code-of-conduct-2026"', 'slug = "other"').replace('draft_url = ""', 'draft_url = "javascript:alert(1)"'))
+    with pytest.raises(SystemExit, match="^agora: draft_url: not an absolute http"):
+        main(["consultation", "load", str(bad)])
+    with System(Settings.from_env(), operator_env) as system:
+        assert system.app.head() == 2 and system.consultations.slugs() == [SLUG]
+
+
 def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,11 +129,15 @@ async def test_sign_up_confirm_and_receive_the_invitation(api: AsyncTestClient, 
     signup_id = system.signups.find(SESSIONS, EMAIL)
     await eventually(lambda: system.signups.get(signup_id).sent == {confirm_mail["Message-ID"], details["Message-ID"]})
 
-    r = await api.post(url)  # a second click books nothing more
+    r = await api.post(url)  # a second click books nothing more, and promises no email: none is sent
     assert r.status_code == 200 and r.json()["state"] == "confirmed"
+    assert "already confirmed" in r.json()["detail"] and "emailing" not in r.json()["detail"]
     assert (await seats_left(api, system))["session_1300"] == 49
     page = await api.post(url, headers={"Accept": "text/html"})  # and says so, in a browser, naming the session
     assert page.status_code == 200 and "<h1>Your seat is confirmed</h1>" in page.text and session.title in page.text
+    assert "already confirmed" in page.text and "nothing more is sent" in page.text and "We have emailed" not in page.text
+    await asyncio.sleep(0.5)
+    assert len(inbox[0].envelopes) == 2
     page = await api.get(url)  # the link opened again: no button, it is done
     assert "<h1>Your seat is confirmed</h1>" in page.text and "<button" not in page.text
 
