@@ -16,7 +16,8 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.utils import get_topic
 
-from domain.consultations.consultation import Consultation, Definition, Session, accepts_responses
+from domain.consultations.consultation import Consultation, Definition, Session, accepts_responses, check_draft_url
+from domain.errors import InvalidDefinition
 from domain.signups.signup import Seats
 from projections.state import Fold
 
@@ -107,6 +108,15 @@ def decode_form(h: dict[bytes, bytes]) -> Form | None:
         definition=_DEFINITION.decode(h[b"definition"]),
         is_open=h[b"is_open"] == b"1",
         closes_at=datetime.fromisoformat(closes_at) if closes_at else None,
-        draft_url=h[b"draft_url"].decode(),
+        draft_url=_followable(h[b"draft_url"].decode()),
         taken={k[len(_TAKEN) :].decode(): int(v) for k, v in h.items() if k.startswith(_TAKEN.encode())},
     )
+
+
+def _followable(url: str) -> str:
+    """The draft's link, unless it was recorded before links were checked and is none a reader should follow (javascript:…)."""
+    try:
+        check_draft_url(url)
+    except InvalidDefinition:
+        return ""
+    return url

@@ -7,7 +7,10 @@ import pytest
 
 from domain.consultations.consultation import Consultation, check_draft_url, read_definition
 from domain.errors import InvalidDefinition
+from projections.form import decode_form
 from tests.conftest import SEED
+
+SEED_JSON = msgspec.json.encode(read_definition(SEED.read_bytes()))
 
 REFUSED = [
     "javascript:alert(1)", "JavaScript:alert(1)", " javascript:alert(1)", "data:text/html,<script>alert(1)</script>",
@@ -37,3 +40,10 @@ def test_a_recorded_definition_is_read_back_whatever_its_link() -> None:
     """Checked where a link is set, not in the definition itself, which events are decoded into."""
     definition = msgspec.structs.replace(read_definition(SEED.read_bytes()), draft_url="javascript:alert(1)")
     assert msgspec.json.decode(msgspec.json.encode(definition), type=type(definition)).draft_url == "javascript:alert(1)"
+
+
+@pytest.mark.parametrize(("recorded", "served"), [("javascript:alert(1)", ""), ("https://example.org/draft", "https://example.org/draft")])
+def test_a_link_recorded_before_links_were_checked_is_not_served(recorded: str, served: str) -> None:
+    h = {b"definition": SEED_JSON, b"is_open": b"1", b"closes_at": b"", b"draft_url": recorded.encode()}
+    form = decode_form(h)
+    assert form is not None and form.draft_url == served
