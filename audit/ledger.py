@@ -24,7 +24,7 @@ from psycopg.rows import tuple_row
 from audit import merkle
 from audit.merkle import Frontier
 from domain.consultations.response import Response
-from store.schema import creating
+from store.schema import creating, qualified
 
 RESPONSE = get_topic(Response.Submitted)
 
@@ -44,7 +44,7 @@ def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Recor
             rows = c.fetchall()
         return [(i, bytes.fromhex(o.replace("-", "")), v, t, s) for i, o, v, t, s in rows]  # the library keeps ids as text
     query = (
-        f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {datastore.schema}.{table}"
+        f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {qualified(datastore, table)}"
         f" WHERE notification_id > %s ORDER BY notification_id LIMIT {int(limit)}"
     )
     with datastore.transaction(commit=False) as c:
@@ -77,9 +77,8 @@ class Ledger:
     def __init__(self, factory: InfrastructureFactory[Any], name: str = "ledger") -> None:
         self.datastore = factory.datastore  # type: ignore[attr-defined]
         self.sqlite = sqlite = isinstance(self.datastore, SQLiteDatastore)
-        schema = getattr(self.datastore, "schema", "")
         self.leaves_, self.nodes_, self.checkpoints_, self.receipts_, self.keys_ = (
-            f"{schema}.{name}_{t}" if schema else f"{name}_{t}" for t in ("leaves", "nodes", "checkpoints", "receipts", "keys")
+            qualified(self.datastore, f"{name}_{t}") for t in ("leaves", "nodes", "checkpoints", "receipts", "keys")
         )
         self.p = "?" if sqlite else "%s"
         blob = "BLOB" if sqlite else "BYTEA"

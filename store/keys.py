@@ -28,7 +28,7 @@ from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.sealed import Sealed
-from store.schema import creating
+from store.schema import creating, qualified
 
 GET_MANY = 500  # keys per query: well under the parameters a statement may hold (SQLite: 32,766)
 SCRUB_WAIT = 2.0  # seconds a PostgreSQL scrub waits for transactions older than its deletion to end
@@ -55,8 +55,7 @@ class KeyStore:
         """The keys in table `name`, and their index in `{name}_index`."""
         self.datastore = factory.datastore  # type: ignore[attr-defined]
         self.sqlite = isinstance(self.datastore, SQLiteDatastore)
-        schema = getattr(self.datastore, "schema", "")
-        self.table, self.index = (f"{schema}.{t}" if schema else t for t in (name, f"{name}_index"))
+        self.table, self.index = qualified(self.datastore, name), qualified(self.datastore, f"{name}_index")
         self.p = "?" if self.sqlite else "%s"  # each driver's parameter style
         blob = "BLOB" if self.sqlite else "BYTEA"
         with creating(self.datastore), self.datastore.transaction(commit=True) as c:

@@ -50,6 +50,13 @@ def creating(datastore: Any) -> Iterator[None]:
         yield  # released with the connection
 
 
+def qualified(datastore: Any, table: str) -> str:
+    """`table` in the store's schema, for SQL written as text: quoted as the library quotes it (PostgreSQL
+    folds an unquoted name to lower case, so a schema named with capitals would be another)."""
+    schema = getattr(datastore, "schema", "")  # SQLite has none
+    return '"' + schema.replace('"', '""') + '".' + table if schema else table
+
+
 class InTurn:
     """A factory mixin: the library's recorders create their tables under the schema lock."""
 
