@@ -18,10 +18,10 @@ from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
-from litestar.stores.redis import RedisStore
 
 from api.auth import staff_auth
 from api.edge import StrictStructs, check_request, head_as_get
+from api.limits import AtomicRateLimit, CountingStore
 from api.problems import exception_handlers
 from api.public import pages, report, signups
 from api.public import audit as public_audit
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             rate_limit=("minute", per_minute),
             identifier_for_request=lambda request: f"{purpose}:{client_key(request)}",
             check_throttle_handler=applies,
+            middleware_class=AtomicRateLimit,  # counted in Redis in one step: the limit holds across API processes
         )
 
     auth = staff_auth(secret(settings), settings.token_hours)
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig()), StrictStructs()],
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
-        stores={"rate_limit": RedisStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
+        stores={"rate_limit": CountingStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Agora", version="0.1.0", description="Public consultations, event-sourced.", components=[auth.openapi_components]

@@ -57,11 +57,16 @@ def _integer(annotation: Any) -> bool:
     return annotation is int or int in typing.get_args(annotation)
 
 
+def _many(field: FieldDefinition) -> bool:
+    return field.is_non_string_collection or field.is_non_string_sequence  # `list[str]`, `list[str] | None`
+
+
 class _Route(NamedTuple):
     """What the gate checks of a route, read once from its handler's signature."""
 
     declared: frozenset[str]  # its query parameters
     integers: tuple[str, ...]  # those that are integers
+    single: tuple[str, ...]  # those that take one value, not a list
     strict: bool  # an unknown query parameter is refused
     body: tuple[str, Any] | None  # the media type and type of the body it takes
 
@@ -81,12 +86,15 @@ def _route(handler: Any) -> _Route:
         body = (kwarg.media_type.value if isinstance(kwarg, BodyKwarg) else RequestEncodingType.JSON.value, data.annotation)
     # Ours, not the schema's routes; pages opened from an email (`opt={"any_query": True}`) take whatever a mail client appends.
     strict = str(handler).startswith("api.") and not handler.opt.get("any_query")
-    return _Route(frozenset(declared), tuple(k for k, f in declared.items() if _integer(f.annotation)), strict, body)
+    integers = tuple(k for k, f in declared.items() if _integer(f.annotation))
+    return _Route(frozenset(declared), integers, tuple(k for k, f in declared.items() if not _many(f)), strict, body)
 
 
 def check_query(request: Request[Any, Any, Any]) -> None:
     """The query holds only the parameters the route declares (a misspelt filter must not answer with
-    everything), and an integer is written as one (litestar would read `1e3` as 1000, and `1.9` as 1)."""
+    everything), each once unless it takes a list (litestar would answer `after=1&after=2` from one of
+    them, and `type=a&type=b` as filtered by one type only), and an integer is written as one (litestar
+    would read `1e3` as 1000, and `1.9` as 1)."""
     route = _route(request.route_handler)
     query = request.query_params
     unknown = sorted(set(query) - route.declared) if route.strict else None
@@ -95,6 +103,10 @@ def check_query(request: Request[Any, Any, Any]) -> None:
         names = ", ".join(name[:40] for name in unknown[:5])
         detail = f"Unknown query parameter(s): {names}; this route takes: {takes}."
         raise problem(400, "unknown-parameter", "Unknown query parameter", detail, errors=[{"field": unknown[0][:80], "detail": detail}])
+    twice = next((key for key in route.single if len(query.getall(key, ())) > 1), None)
+    if twice:
+        detail = f"The query parameter {twice} is given more than once; give it once."
+        raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": twice, "detail": detail}])
     for key in route.integers:
         for value in query.getall(key, ()):
             if not INTEGER.fullmatch(value):

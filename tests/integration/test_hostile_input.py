@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated, Any
 from uuid import UUID
 
 import pytest
+from litestar import Litestar, get
+from litestar.params import QueryParameter
+from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.testing import AsyncTestClient
 
+from api.edge import check_request
 from domain.errors import InvalidInput
 from runtime import System
 from domain.consultations.consultation import Definition
@@ -167,3 +172,34 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused(client: Asyn
 async def test_pages_opened_from_an_email_take_what_a_mail_client_appends(client: AsyncTestClient) -> None:
     r = await client.get("/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/confirm", params={"token": "x" * 20, "utm_source": "mail"})
     assert r.status_code != 400 and "unknown-parameter" not in r.text, r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "name"),
+    [
+        (f"/consultations/{SLUG}/stats", "after=1&after=2", "after"),
+        ("/audit/checkpoints", "limit=5&after=0&limit=1", "limit"),
+        ("/audit/consistency", "from=1&to=2&from=1", "from"),
+        ("/audit/events", "after=1&after=2", "after"),
+        ("/audit/events", "type=consultation.opened&type=review.claimed", "type"),
+        ("/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/confirm", "token=a&token=b", "token"),  # a page that takes any other query
+    ],
+)
+async def test_a_query_parameter_given_twice_is_refused_by_name(
+    client: AsyncTestClient, headers: dict[str, dict[str, str]], path: str, query: str, name: str
+) -> None:
+    """litestar would answer `after=1&after=2` from one of them, and `type=a&type=b` as filtered by one type only."""
+    r = await client.get(f"{path}?{query}", headers=headers["auditor"])
+    body = assert_problem(r, 400, "malformed-request")
+    assert body["errors"] == [{"field": name, "detail": body["detail"]}] and f" {name} " in body["detail"], body
+
+
+async def test_a_query_parameter_that_takes_a_list_may_be_given_more_than_once() -> None:
+    @get("/tagged", sync_to_thread=False)
+    def tagged(tag: Annotated[list[str] | None, QueryParameter()] = None, after: Annotated[int, QueryParameter()] = 0) -> dict[str, Any]:
+        return {"tag": tag, "after": after}
+
+    async with AsyncTestClient(Litestar([tagged], before_request=check_request, plugins=[ProblemDetailsPlugin()])) as client:
+        r = await client.get("/tagged?tag=a&tag=b&after=3")
+        assert r.status_code == 200 and r.json() == {"tag": ["a", "b"], "after": 3}, r.text
+        assert_problem(await client.get("/tagged?tag=a&after=3&after=4"), 400, "malformed-request")

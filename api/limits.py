@@ -1,0 +1,70 @@
+"""Rate limits counted in one atomic step in Redis, so that they hold across API processes.
+
+litestar's RateLimitMiddleware reads a client's count from its store and writes it back, locked only
+within its own process: the API processes of `agora serve` overwrote each other's counts and let more
+through than the limit. Here Redis counts, in a script, and litestar makes the answer as before: its
+headers, and a 429 (a problem with `Retry-After`, see api.problems) over the limit.
+"""
+
+from __future__ import annotations
+
+import math
+from time import time
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware.rate_limit import DURATION_VALUES, CacheObject, RateLimitMiddleware
+from litestar.stores.redis import RedisStore
+from litestar.types import Receive, Scope, Send
+from redis.asyncio import Redis
+
+# KEYS[1]: the bucket; ARGV: the limit, the window in seconds. Counts the request unless the bucket
+# is full (a refused request is not counted, as in litestar's); the window opens with its first request.
+_TAKE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local taken = 0
+if count < tonumber(ARGV[1]) then
+    count = redis.call('INCR', KEYS[1])
+    if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+    taken = 1
+end
+return {taken, count, redis.call('PTTL', KEYS[1])}
+"""
+
+
+class CountingStore(RedisStore):
+    """litestar's Redis store, and a counter per key taken atomically."""
+
+    __slots__ = ("_take",)
+
+    def __init__(self, redis: Redis, **kwargs: Any) -> None:
+        super().__init__(redis, **kwargs)
+        self._take = redis.register_script(_TAKE)
+
+    async def take(self, key: str, limit: int, seconds: int) -> tuple[bool, int, int]:
+        """Count one request in `key`'s window of `seconds` if fewer than `limit` are counted:
+        whether it was, the count, and the whole seconds left of the window (rounded up)."""
+        taken, count, ms = await self._take(keys=[self._make_key(key)], args=[limit, seconds])
+        return bool(taken), int(count), math.ceil(max(int(ms), 0) / 1000)
+
+
+class AtomicRateLimit(RateLimitMiddleware):
+    """litestar's middleware, counting in a CountingStore instead of reading and writing a history."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["litestar_app"]
+        request: Request[Any, Any, Any] = app.request_class(scope)
+        if await self.should_check_request(request=request):
+            store = self.config.get_store_from_app(app)
+            assert isinstance(store, CountingStore)
+            key = self.cache_key_from_request(request)
+            taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
+            # What litestar makes its headers of: a history as long as the count, and when the window ends.
+            counted = CacheObject(history=[0] * count, reset=int(time()) + left)
+            headers = self.config.set_rate_limit_headers
+            if not taken:
+                raise TooManyRequestsException(headers=self.create_response_headers(cache_object=counted) if headers else None)
+            if headers:
+                send = self.create_send_wrapper(send=send, cache_object=counted)
+        await self.app(scope, receive, send)
