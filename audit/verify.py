@@ -112,10 +112,11 @@ def verify(
 
     def check_heads() -> Problem | None:
         nonlocal head, since, signed
+        start = since  # heads of one size (a quiet stretch, or one held elsewhere) cover the same events
         while head is not None and head[1].size == frontier.size:
             label, h = head
             if not mismatches and frontier.root() != h.root:
-                return Problem("altered", since or None, f"checkpoint {label} (size {h.size}) does not match the events it covers (positions {since or 1} to {h.position}): an event there was altered and its leaf rewritten")
+                return Problem("altered", start or None, f"checkpoint {label} (size {h.size}) does not match the events it covers (positions {start or 1} to {h.position}): an event there was altered and its leaf rewritten")
             report.checkpoints += 1
             since, signed = h.position + 1, h.size
             head = next(due, None)
@@ -171,7 +172,7 @@ def verify(
         report.pending += 1
         rec = next(recs, None)
     report.unsigned = report.leaves - signed
-    if report.leaves and not report.checkpoints:
+    if report.leaves and not signed:  # a checkpoint of the empty tree (the first one signed) covers nothing
         report.problem = Problem("unsigned", None, f"no signed checkpoint covers any of the {report.leaves} chained events: nothing shows they are as first chained (the checkpointer signs one when it starts)")
     return report
 

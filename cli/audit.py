@@ -59,7 +59,15 @@ def finish(report: Report) -> None:
 
 
 def held(files: list[str]) -> list[str]:
-    return [Path(f).read_text() for f in files]
+    """Each file's note as signed: one line ending per line, as `jq -r`, an editor or a mail client may have added or changed."""
+    notes = []
+    for f in files:
+        try:
+            text = Path(f).read_text()
+        except OSError as e:
+            raise ValueError(f"--checkpoint {f}: {e.strerror}") from None
+        notes.append(text.replace("\r\n", "\n").rstrip("\n") + "\n")
+    return notes
 
 
 def live(system: System, key: str | None = None, held: Sequence[str] = ()) -> tuple[Report, str]:

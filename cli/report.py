@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from domain.access.service import REPORT_PREVIEW
 from projections.report import latest
 from reports import render
 from reports.content import build as build_content, canonical, described, digest
@@ -34,6 +35,7 @@ def built(system: System, slug: str, at: int | None, version: int | None) -> Bui
     consultation = system.consultations.get(slug)
     before = sum(v.position < at for v in versions)
     content = build_content(system.app, system.texts, consultation.id, at, before + 1, final=False)
+    system.access.record(None, REPORT_PREVIEW, slug)  # its quotes were never published: an operator saw them
     return Built(None, content, canonical(content), digest(content))
 
 

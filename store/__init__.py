@@ -192,7 +192,7 @@ def _watching_until_unused(watcher: Callable[..., None], what: Hashable, bells: 
     while not unused():
         try:
             watcher(what, ring, unused)
-        except (sqlite3.Error, psycopg.Error) as e:  # the database is away: its doorbells fall back to their timeouts meanwhile
+        except Exception as e:  # noqa: BLE001 - say, the database is away: its doorbells fall back to their timeouts meanwhile
             log.warning("doorbell: %s; watching again in %.0f s", e, RETRY)
             time.sleep(RETRY)
 

@@ -3,6 +3,8 @@ and records the data keys of the events' sealed text in the same transaction (`k
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -45,7 +47,11 @@ class Factory(InTurn, postgres.PostgresFactory):
     def __init__(self, env: Environment | EnvType | None) -> None:
         env = env if isinstance(env, Environment) else Environment(env=env)
         if env.get(self.POSTGRES_PASSWORD) is None and not env.get(self.POSTGRES_GET_PASSWORD_TOPIC):
-            env = Environment(env.name, {**env, self.POSTGRES_PASSWORD: ""})  # none: trust or peer authentication
+            # libpq's own variable, else none (trust or peer authentication; a .pgpass file still applies)
+            env = Environment(env.name, {**env, self.POSTGRES_PASSWORD: os.environ.get("PGPASSWORD", "")})
+        schema = env.get(self.POSTGRES_SCHEMA) or ""
+        if schema and not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):  # the library names it unquoted in places
+            raise ValueError(f"POSTGRES_SCHEMA: {schema!r} must be lower-case letters, digits and underscores, starting with a letter or underscore")
         try:
             super().__init__(env)
         except OSError as e:  # a POSTGRES_* variable missing or unreadable: the library's message names it

@@ -62,8 +62,8 @@ def _check_span(start: int, end: int, text: str) -> None:
     if not 0 <= start < end <= len(text):
         raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
     for field, at in (("start", start), ("end", end)):
-        marker = text.find(REDACTED, max(at - len(REDACTED) + 1, 0), at + len(REDACTED) - 1)
-        if marker != -1 and marker < at:  # "[redact" would read as text someone wrote
+        marker = text.find(REDACTED, max(at - len(REDACTED) + 1, 0), at + len(REDACTED) - 1)  # one that `at` falls inside
+        if marker != -1:  # "[redact" would read as text someone wrote
             raise InvalidInput([FieldError(field, f"The span must not cut the {REDACTED} marker at {marker}: take it whole or leave it out.")])
 
 

@@ -167,8 +167,12 @@ def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catch
     (out / "events.ndjson").write_text("\n".join([*original[:-1], msgspec.json.encode(line).decode()]) + "\n")
     assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the exporter's word
     assert "altered: checkpoint you hold (#1 given)" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
-    # The live store matches it.
+    # The live store matches it, also as `jq -r` or an editor may have saved it; a file that is not there is one line.
     assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
+    held.write_text(held.read_text().replace("\n", "\r\n") + "\n")
+    assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
+    with pytest.raises(SystemExit, match="^agora: --checkpoint .*: No such file or directory$"):
+        main(["audit", "verify", "--checkpoint", str(tmp_path / "nowhere.txt")])
 
 
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:

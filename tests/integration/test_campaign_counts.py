@@ -67,7 +67,7 @@ def shred(system: System, staff: dict[str, UUID], response: UUID) -> None:
     """Its name redacted (again, if it was before) and every earlier version of its text shredded."""
     system.review.reopen(response, staff["editor"], "a name to shred")
     system.review.claim(response, staff["reviewer"], LEASE)
-    system.review.redact(response, staff["reviewer"], "works_well", 0, 4, "a name")
+    system.review.redact(response, staff["reviewer"], "works_well", 0, len("[redacted]"), "a name")  # the marker whole, if it was redacted before
     system.review.shred_originals(response, staff["admin"], "works_well")
     system.clusterer().catch_up()  # records that it left its cluster
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cli.report import built
+from domain.access.access import Access
 from runtime import System
 from tests.conftest import SLUG
 from tests.integration.test_report_content import Story, scenario
@@ -27,3 +28,12 @@ def test_a_preview_at_a_position_is_numbered_after_the_versions_built_before_it(
     assert built(system, SLUG, system.app.head(), None).content.version == 3  # after both
     for at in (first - 1, first + 1, system.app.head()):
         assert built(system, SLUG, at, None).info is None  # previews, not published
+
+
+def test_building_a_version_never_published_is_recorded_as_an_operator_s_preview(system: System, story: Story) -> None:
+    """Its quotes were never published: who saw them (an operator, no staff member) is on record, as for `agora signups export`."""
+    position = system.reports.publish(SLUG, story.staff["editor"], final=False).content.position
+    built(system, SLUG, position, None)  # published: public, nothing to record
+    assert list(system.app.select_events(Access.Recorded)) == []
+    built(system, SLUG, position - 1, None)
+    assert [(a.by, a.what, a.subject) for a in system.app.select_events(Access.Recorded)] == [(None, "report preview", SLUG)]
