@@ -14,14 +14,18 @@ On PostgreSQL, whichever comes first also creates the schema (POSTGRES_SCHEMA) i
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InternalError, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -58,14 +62,24 @@ def qualified(datastore: Any, table: str) -> str:
 
 
 class InTurn:
-    """A factory mixin: the library's recorders create their tables under the schema lock."""
+    """A factory mixin: the library's recorders create their tables under the schema lock, and
+    again once if the database ended the connection meanwhile (creating is idempotent)."""
 
     datastore: Any
 
     def application_recorder(self) -> Any:
-        with creating(self.datastore):
-            return super().application_recorder()  # type: ignore[misc]
+        return self._in_turn(super().application_recorder)  # type: ignore[misc]
 
     def tracking_recorder(self, tracking_recorder_class: Any = None) -> Any:
+        return self._in_turn(partial(super().tracking_recorder, tracking_recorder_class))  # type: ignore[misc]
+
+    def _in_turn(self, make: Callable[[], Any]) -> Any:
+        try:
+            with creating(self.datastore):
+                return make()
+        except (InternalError, OperationalError) as e:
+            # Seen under heavy load on PostgreSQL: the server ended a creating connection for being idle
+            # in its transaction (the library's limit is 5 s) while the process stalled.
+            log.warning("creating tables: %s; once more", e)
         with creating(self.datastore):
-            return super().tracking_recorder(tracking_recorder_class)  # type: ignore[misc]
+            return make()

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InfrastructureFactory, InternalError, OperationalError
+from eventsourcing.utils import Environment
 
 from runtime import System
 from runtime.settings import Settings
@@ -77,3 +78,23 @@ def test_a_database_that_is_down_raises_the_stores_own_error_which_the_worker_wa
     }
     with pytest.raises(OperationalError):
         System(Settings(), down)
+
+
+def test_a_connection_the_server_ends_while_creating_tables_is_tried_once_more(
+    settings: Settings, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ends a connection idle in its transaction past the library's 5 s (a process stalled
+    under load): the process starts anyway, creating again, which is idempotent."""
+    recorder = type(InfrastructureFactory.construct(Environment(env=store_env)).application_recorder())
+    create, failures = recorder.create_table, []
+
+    def ended_once(self: object) -> None:
+        if not failures:
+            failures.append(1)
+            raise InternalError("terminating connection due to idle-in-transaction timeout")
+        create(self)
+
+    monkeypatch.setattr(recorder, "create_table", ended_once)
+    with System(settings, store_env) as system:
+        assert system.app.head() == 0 and failures == [1]
+    assert "creating tables: terminating connection due to idle-in-transaction timeout; once more" in caplog.text
