@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import psycopg
 import pytest
 import redis
 from eventsourcing.utils import get_topic
@@ -29,6 +32,7 @@ from projections.live import FormView, QueueView, StatsView
 from projections.stats import StatsProjection
 from projections.queue import QueueProjection, state_key
 from projections.view import FOLD, Keys, RedisView
+import store
 from store import Doorbell
 from tests.conftest import SLUG
 from workers.follower import Follower, Followers
@@ -330,6 +334,43 @@ def test_a_write_from_another_process_rings_the_doorbell_within_milliseconds(sys
         writer.communicate("\n", timeout=30)
         bell.close()
     assert writer.returncode == 0
+
+
+def test_a_doorbell_watcher_that_fails_watches_again(system: System, store_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watcher thread that died would leave every doorbell of the process to its half-second poll, silently."""
+    failed: list[str] = []
+    for name in ("_changes", "_notifications"):  # SQLite's, PostgreSQL's
+
+        def once(what: object, ring: Callable[[], None], unused: Callable[[], bool], real: Callable[..., None] = getattr(store, name)) -> None:
+            if not failed:
+                failed.append("a bug")
+                raise RuntimeError("a bug in the watcher")
+            real(what, ring, unused)
+
+        monkeypatch.setattr(store, name, once)
+    bell = Doorbell(system.app.recorder)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            bell.clear()
+            elsewhere(system, store_env)
+            if bell.wait(0.3):
+                break
+            assert time.monotonic() < deadline, "the watcher did not watch again"
+    finally:
+        bell.close()
+    assert failed == ["a bug"]
+
+
+def elsewhere(system: System, store_env: dict[str, str]) -> None:
+    """What another process's write shows: a commit to the SQLite file, a NOTIFY on PostgreSQL's channel."""
+    if "SQLITE_DBNAME" in store_env:
+        with closing(sqlite3.connect(store_env["SQLITE_DBNAME"])) as conn, conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS elsewhere (x)")
+            conn.execute("INSERT INTO elsewhere VALUES (1)")
+        return
+    with psycopg.connect(**system.app.recorder.datastore.pool.kwargs, autocommit=True) as conn:  # type: ignore[attr-defined]
+        conn.execute(f"NOTIFY {system.app.recorder.channel_name}")  # type: ignore[attr-defined]
 
 
 class Buggy(StatsProjection):
