@@ -26,7 +26,7 @@ from eventsourcing.utils import resolve_topic
 from audit import merkle
 from audit.disclosure import AuditEvent, disclose, readable
 from audit.signing import Verifier, parse_body
-from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, verify
+from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, pinned, verify
 from domain.staff.member import StaffMember
 from domain.topics import every_pinned
 from store.codec import MsgspecMapper, MsgspecTranscoder
@@ -141,7 +141,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     if missing:
         raise ValueError(f"{folder} is not a bundle: it lacks {', '.join(missing)}")
     if verifiers is None:
-        verifiers = [Verifier.parse(k) for k in (folder / "key.txt").read_text().split()]
+        verifiers = pinned([Verifier.parse(k) for k in (folder / "key.txt").read_text().split()], held)
     decoder = msgspec.json.Decoder(CheckpointLine)
     checkpoints = []
     for raw in (folder / "checkpoints.ndjson").read_bytes().splitlines():
@@ -165,20 +165,28 @@ def _misread(folder: Path) -> Problem | None:
     mapper = MsgspecMapper(MsgspecTranscoder())
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
+    previous = 0
     for raw, line in _read(folder):
         if not _as_exported(raw, line):
             return Problem("altered", line.position, "the line holds more than an export writes (a field it does not write, or a key twice)")
+        if line.position <= previous:
+            return Problem("altered", line.position, f"the line comes after position {previous}: an export writes one line per position, in order")
+        previous = line.position
         event = line.event
         if event is not None and event.actor is not None:
             name = names.setdefault(event.actor, event.actor_name)
             if name != event.actor_name:
                 return Problem("altered", line.position, f"it names actor {event.actor} {event.actor_name!r}, earlier lines {name!r}")
         if line.withheld:
+            if line.stored is not None or line.record_hash is None:
+                return Problem("altered", line.position, "a withheld line carries its record's hash, and no stored bytes")
             if event is None or (event.type, event.version, event.position, event.payload.get("contact", "")) != (ENROLLED, 1, line.position, None):
                 return Problem("altered", line.position, "the line is withheld, though only a staff enrolment of version 1 (email and password hash in clear) is")
         elif line.stored is not None:
-            if event is None or _shown(line.position, line.stored, event, mapper) != msgspec.json.encode(event):
+            if line.record_hash is not None or event is None or _shown(line.position, line.stored, event, mapper) != msgspec.json.encode(event):
                 return Problem("altered", line.position, "its readable `event` is not what its stored bytes say")
+        elif event is not None or line.leaf is None or line.record_hash is not None:
+            return Problem("altered", line.position, "the line has no stored bytes: an export writes one only for an event chained and gone from the log, its leaf and nothing else")
     return None
 
 

@@ -191,6 +191,12 @@ def _mismatch(mismatches: list[tuple[int, Any, bytes]]) -> Problem:
     return Problem("altered", position, f"the event at position {position} does not hash as it did when chained")
 
 
+def pinned(verifiers: list[Verifier], held: Sequence[str]) -> list[Verifier]:
+    """Given checkpoints an auditor holds, only the keys that signed them: a key the bundle (or the store)
+    merely names could be a forger's, signing a rewritten tail. All of them if none signed one (verify says so)."""
+    return [v for v in verifiers if any(v.open(note) for note in held)] or verifiers
+
+
 def _held(notes: Sequence[str], verifiers: Sequence[Verifier], report: Report) -> list[tuple[str, Head]]:
     heads = []
     for i, note in enumerate(notes, 1):

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from audit.bundle import export, verify_bundle
 from audit.replay import view_at
 from audit.signing import KEY_FILE, Verifier, load_or_make_key
-from audit.verify import Report, verify_store
+from audit.verify import Report, pinned, verify_store
 from projections.live import VIEWS
 from runtime import System
 
@@ -80,7 +80,7 @@ def live(system: System, key: str | None = None, held: Sequence[str] = ()) -> tu
         verifiers = [v for v in published if v.public == public] or [Verifier(system.settings.origin, public)]
         source = "the data folder's key"
     else:
-        verifiers, source = published, "the keys the store publishes (compare them with a copy held elsewhere)"
+        verifiers, source = pinned(published, held), "the keys the store publishes (compare them with a copy held elsewhere)"
     return verify_store(system.app, system.ledger, verifiers, held), source
 
 

@@ -21,7 +21,7 @@ from eventsourcing.utils import get_topic
 
 from audit.bundle import export, verify_bundle
 from audit.merkle import canonical, leaf_hash
-from audit.signing import Signer
+from audit.signing import Signer, Verifier, body, parse_body
 from domain.core import read_log
 from domain.staff.member import StaffMember
 from cli.main import main
@@ -173,6 +173,41 @@ def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catch
     assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
     with pytest.raises(SystemExit, match="^agora: --checkpoint .*: No such file or directory$"):
         main(["audit", "verify", "--checkpoint", str(tmp_path / "nowhere.txt")])
+
+
+def test_a_line_an_export_does_not_write_is_refused(history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invented line (an event with no stored bytes), a position twice or out of order: a reader would read them."""
+    out = tmp_path / "bundle"
+    run(capsys, "audit", "export", "--out", str(out))
+    original = (out / "events.ndjson").read_text().splitlines()
+    invented = json.dumps({"position": 1, "leaf": None, "leaf_hash": None, "event": {**json.loads(original[0])["event"], "type": "access.recorded"}})
+    for lines, position in (
+        ([invented, *original], 1), ([*original[:5], invented.replace('"position": 1', '"position": 5'), *original[5:]], 5),
+        ([*original, invented.replace('"position": 1', f'"position": {len(original) + 1}')], len(original) + 1),
+    ):
+        (out / "events.ndjson").write_text("\n".join(lines) + "\n")
+        assert f"FAILED at position {position}: altered: " in fails(capsys, "audit", "verify", str(out))
+
+
+def test_a_checkpoint_you_hold_pins_the_key_a_bundle_names(history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A forger who adds a key of their own to key.txt can sign what they like; the key that signed
+    the checkpoint you hold is the deployment's."""
+    out = tmp_path / "bundle"
+    run(capsys, "audit", "export", "--out", str(out))
+    lines = (out / "checkpoints.ndjson").read_text().splitlines()
+    real = json.loads(lines[-1])
+    (verifier,) = [Verifier.parse(k) for k in (out / "key.txt").read_text().split()]
+    head = parse_body(verifier.open(real["note"]) or "")
+    (tmp_path / "forger").mkdir()
+    forger = Signer(tmp_path / "forger", verifier.name)
+    forged = {"seq": real["seq"] + 1, "note": forger.sign(body(head._replace(time=datetime.now(UTC)))), "consistency": []}
+    (out / "checkpoints.ndjson").write_text("\n".join([*lines, json.dumps(forged)]) + "\n")
+    with (out / "key.txt").open("a") as f:
+        f.write(forger.verifier.vkey + "\n")
+    assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the bundle's word for its keys
+    held = tmp_path / "held.txt"
+    held.write_text(json.loads(lines[0])["note"])
+    assert f"forged: checkpoint #{forged['seq']}: its signature does not verify" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
 
 
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:
