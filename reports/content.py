@@ -25,7 +25,8 @@ the digest, its SHA-256 beside it and in the version's event (under `campaign/{c
 Rules change; a version is rebuilt by the rules it was built by (its recorded `builder`), so every
 version published stays verifiable. `agora-report/1` had no campaigns: its content has no
 `campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one;
-`agora-report/3` (format 2 too) lets only a member a reviewer read on its own stand for a campaign.
+`agora-report/3` (format 2 too) lets only a member a reviewer read on its own, not flagged as
+holding personal data, stand for a campaign.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ from projections.stats import COUNTED, answer_field, tally
 
 BUILDER = "agora-report/3"  # recorded with each version: which rules built it; change it when they change
 FORMATS = {"agora-report/1": 1, "agora-report/2": 2, BUILDER: 2}  # the content's format under each builder's rules
-# Rules under which a member covered only by a group review could stand for its campaign. No one had read
-# its text on its own, and a near-duplicate may add a signature: from agora-report/3 a member must have been.
-GROUP_READ_REPRESENTS = frozenset({"agora-report/2"})
+# Rules under which any member a review kept could stand for its campaign. From agora-report/3 it must
+# have been read on its own (a group review reads no one's text, and a near-duplicate may add a
+# signature), and not be flagged as holding personal data (the flag stays until it is redacted).
+ANY_KEPT_REPRESENTS = frozenset({"agora-report/2"})
 
 
 class OptionCount(msgspec.Struct, frozen=True):
@@ -658,18 +660,18 @@ def content_of(
         quotes=[_quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
-        campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in GROUP_READ_REPRESENTS) if FORMATS[builder] >= 2 else None,
+        campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in ANY_KEPT_REPRESENTS) if FORMATS[builder] >= 2 else None,
     )
 
 
 def campaigns_of(
     fold: Fold, app: Application[Any], texts: Vault, kept: Counter[tuple[str, ...]], recorded: Mapping[str, str] | None,
-    group_read: bool = False,
+    any_kept: bool = False,
 ) -> Campaigns:
     """The confirmed campaigns live at the fold's position (not merged into another cluster), and the
     counts without them; `kept`: the counted responses (excluded ones left out) by their answers.
-    Each campaign's representative is its earliest member a reviewer read on its own and kept (with
-    `group_read`, by earlier rules, a member a group review covered could be it).
+    Each campaign's representative is its earliest member a reviewer read on its own and kept, not
+    flagged as holding personal data (with `any_kept`, by earlier rules, any member a review kept).
 
     A cluster merged into another counts as that one: as a campaign only if that one is confirmed.
     """
@@ -686,7 +688,7 @@ def campaigns_of(
         counted = [c for c in members[k] if c.outcome is not Outcome.EXCLUDED]
         answers = Counter(c.answers for c in counted)
         outside -= answers
-        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED and (c.alone or group_read)), None)
+        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED and (any_kept or (c.alone and Flag.PERSONAL_DATA not in c.flags))), None)
         found.append(CampaignCount(
             k, name, len(members[k]), len(counted), tally(fold.definition, stats_hash(answers), fold.position).answers,
             _representative(app, texts, reviewed, representative_ref(k), recorded) if reviewed else None,

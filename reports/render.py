@@ -194,7 +194,7 @@ CAMPAIGN_TABLES = [
     Table(
         "campaigns.csv", "the campaigns editors confirmed (many responses sending the same or nearly the same text), in the order confirmed",
         [("campaign_id", "the campaign's id (its cluster's)"), ("campaign", "its name"), ("received", "its responses"),
-         ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read on its own and kept (by agora-report/2, also one a group review covered); empty if none yet"),
+         ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read on its own and kept, not flagged personal_data (by agora-report/2, any kept); empty if none yet"),
          ("representative", "that response's free text as it read (redactions applied); empty if erased after publication"),
          ("sha256", "SHA-256 of the representative text as published")],
         lambda c: [

@@ -23,7 +23,7 @@ from domain.campaigns.cluster import first_cluster_id
 from domain.consultations.consultation import consultation_id
 from domain.consultations.service import Submission
 from domain.reports.report import Report
-from domain.review.case import Outcome
+from domain.review.case import Flag, Outcome
 from projections.live import StatsReader
 from projections.state import replay
 from projections.stats import Stats, StatsProjection, campaigns_in, stats_key, tally
@@ -230,6 +230,26 @@ def test_a_group_review_reads_no_member_on_its_own_so_none_stands_for_the_campai
     system.review.complete(ids[1], reviewer, Outcome.REVIEWED, "")
     (k,) = system.reports.publish(SLUG, editor, final=False).content.campaigns.campaigns  # type: ignore[union-attr]
     assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[1], TEMPLATE)
+
+
+def test_a_member_flagged_as_holding_personal_data_does_not_stand_for_its_campaign(system: System, staff: dict[str, UUID]) -> None:
+    """The flag says a reviewer found personal data; it stays until the data is redacted and the flag removed."""
+    ids = send(system)
+    campaign = first_cluster_id(ids[0])
+    reviewer, editor = staff["reviewer"], staff["editor"]
+    system.campaigns.confirm(SLUG, campaign, editor, "Save the appeals panel", "one template")
+    system.review.claim(ids[0], reviewer, LEASE)
+    system.review.flag(ids[0], reviewer, Flag.PERSONAL_DATA, "a name at the start")
+    system.review.complete(ids[0], reviewer, Outcome.REVIEWED, "")
+    system.review.claim(ids[1], reviewer, LEASE)
+    system.review.complete(ids[1], reviewer, Outcome.REVIEWED, "")
+    one = system.reports.publish(SLUG, editor, final=False)
+    (k,) = one.content.campaigns.campaigns  # type: ignore[union-attr]
+    assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[1], TEMPLATE)
+    assert b"Alice" not in render.page(one)
+    earlier = build(system.app, system.texts, consultation_id(SLUG), one.content.position, 1, False, builder="agora-report/2")
+    (old,) = earlier.campaigns.campaigns  # type: ignore[union-attr]
+    assert old.representative is not None and old.representative.response_id == ids[0]  # agora-report/2's rule
 
 
 def test_a_representative_key_gone_without_a_recorded_shredding_is_a_difference(system: System, staff: dict[str, UUID]) -> None:
