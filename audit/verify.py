@@ -96,7 +96,9 @@ def verify(
     report = Report()
     heads = _checkpoints(checkpoints, verifiers, consistency, report)
     if not report.problem:
-        heads = sorted([*heads, *_held(held, verifiers, report)], key=lambda h: h[1].size)  # stable: the log's own first
+        own = {(h.size, h.root) for _, h in heads}  # one held that is also the log's own is counted once
+        extra = [h for h in _held(held, verifiers, report) if (h[1].size, h[1].root) not in own]
+        heads = sorted([*heads, *extra], key=lambda h: h[1].size)  # stable: the log's own first
     if report.problem:
         return report
     frontier = Frontier()

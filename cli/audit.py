@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from audit.bundle import export, verify_bundle
 from audit.replay import view_at
-from audit.signing import KEY_FILE, Verifier, load_or_make_key
+from audit.signing import KEY_FILE, Verifier, load_or_make_key, parse_body
 from audit.verify import Report, pinned, verify_store
 from projections.live import VIEWS
 from runtime import System
@@ -66,7 +66,12 @@ def held(files: list[str]) -> list[str]:
             text = Path(f).read_text()
         except OSError as e:
             raise ValueError(f"--checkpoint {f}: {e.strerror}") from None
-        notes.append(text.replace("\r\n", "\n").rstrip("\n") + "\n")
+        note = text.replace("\r\n", "\n").rstrip("\n") + "\n"
+        try:
+            parse_body(note.rpartition("\n\n")[0] + "\n")
+        except ValueError as e:
+            raise ValueError(f"--checkpoint {f}: not a signed checkpoint note ({e})") from None
+        notes.append(note)
     return notes
 
 
@@ -93,6 +98,6 @@ def status_line(system: System) -> str:
     report, _ = live(system)
     verdict = "verifies" if report.ok else f"does NOT verify: {report}"
     return (
-        f"ledger: {size} events chained (to position {position}); last checkpoint #{latest.seq} of {latest.size} "
+        f"ledger: {size} events chained (to position {position}); last checkpoint #{latest.seq} (size {latest.size}) "
         f"at {latest.time.isoformat(timespec='seconds')}; the store {verdict}"
     )

@@ -45,7 +45,11 @@ def settings() -> Settings:
 
 
 def load(consultations: Consultations, path: Path) -> None:
-    consultation_id, created = consultations.load(read_definition(path.read_bytes()))
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror}") from None
+    consultation_id, created = consultations.load(read_definition(data))
     print(f"{'created' if created else 'exists '} {path.name} -> {consultation_id}")
 
 
@@ -106,11 +110,12 @@ def work(args: argparse.Namespace) -> None:
 
 def status(args: argparse.Namespace) -> None:
     with System(settings()) as system, system.redis() as client:
-        head = system.app.head()
+        positions = views.positions(system.app, client, system.settings.redis_prefix)
+        head = system.app.head()  # after the views' positions: a view never looks ahead of the log
         print(f"log head: {head}")
         stops = views.Stops(client, system.settings.redis_prefix).all()
         followed = views.followed(system.app)
-        for name, position in views.positions(system.app, client, system.settings.redis_prefix).items():
+        for name, position in positions.items():
             follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
             print(f"view {name:<8} at {position:>10}  behind by {head - position}  {follower}")
             if name in stops:
@@ -303,3 +308,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"agora: {e.detail}")
     except ValueError as e:
         sys.exit(f"agora: {e}")
+    except BrokenPipeError:  # `agora status | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor a second error as Python flushes at exit
+        sys.exit(1)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
+import argon2
 import msgspec
+
+Count = Annotated[int, msgspec.Meta(gt=0)]
+Limit = Annotated[int, msgspec.Meta(ge=0)]  # 0 turns it off
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -12,7 +18,7 @@ class Settings(msgspec.Struct, frozen=True):
     data_dir: str = "var"
     consultations_dir: str = "consultations"  # consultation files loaded by `agora serve`
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     # No access log by default: it would write every respondent's address to the log.
     access_log: bool = False
     # The proxies whose X-Forwarded-For names the client (uvicorn's list); none by default, so a
@@ -21,26 +27,26 @@ class Settings(msgspec.Struct, frozen=True):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "agora"
     # Requests per minute per client, each purpose with a bucket of its own; 0 turns a limit off.
-    rate_limit_per_minute: int = 30  # responses
-    signup_rate_limit_per_minute: int = 30  # signups and their links' actions
-    sign_in_rate_limit_per_minute: int = 10  # staff sign-in
-    max_body_bytes: int = 64 * 1024
+    rate_limit_per_minute: Limit = 30  # responses
+    signup_rate_limit_per_minute: Limit = 30  # signups and their links' actions
+    sign_in_rate_limit_per_minute: Limit = 10  # staff sign-in
+    max_body_bytes: Count = 64 * 1024
     # Each API process's limits on what clients may hold (cli/limits.py): header size and read time,
     # idle time between requests on a connection, open connections.
-    max_header_bytes: int = 16 * 1024
-    header_timeout_seconds: float = 10.0
-    keep_alive_seconds: int = 5
-    max_connections: int = 1000
+    max_header_bytes: Count = 16 * 1024
+    header_timeout_seconds: Seconds = 10.0
+    keep_alive_seconds: Count = 5
+    max_connections: Count = 1000
     # How long `?after=` waits for a view to reach a position before answering 503.
-    view_wait_seconds: float = 2.0
+    view_wait_seconds: Seconds = 2.0
     # Run the projection followers inside the API process (the embedded default).
     inline_followers: bool = True
     # Tries of an event a view's fold fails on (not an outage) before that view stops on it (`agora status`).
-    follower_attempts: int = 5
+    follower_attempts: Count = 5
     # Signs staff tokens and signup links; every process of a deployment needs the same one.
     secret: str = ""
-    token_hours: int = 8
-    lease_minutes: int = 30
+    token_hours: Count = 8
+    lease_minutes: Count = 30
     password_profile: str = "RFC_9106_LOW_MEMORY"  # argon2's parameters, by the name of a profile
     # The mailer: SMTP, or the data folder's outbox if unset.
     smtp_url: str = ""
@@ -48,13 +54,13 @@ class Settings(msgspec.Struct, frozen=True):
     # Where people reach the API: the links in emails start with it (default: http://HOST:PORT).
     public_url: str = ""
     # The ledger's checkpoints: every so many events or seconds (also when nothing happened).
-    checkpoint_events: int = 1000
-    checkpoint_seconds: float = 60.0  # a respondent waits at most this long for an inclusion proof
+    checkpoint_events: Count = 1000
+    checkpoint_seconds: Seconds = 60.0  # a respondent waits at most this long for an inclusion proof
     # Names the deployment's log in every checkpoint (default: the public URL's host and port, then /agora).
     log_origin: str = ""
     # How alike two responses' free text must be to share a cluster: Jaccard similarity of their shingles,
     # the longer text's extra shingles counting half (domain/campaigns/similarity.py).
-    cluster_threshold: float = 0.8
+    cluster_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
     # The clusterer records each response's place among near-duplicates (an event per response with free text).
     cluster_responses: bool = True
 
@@ -62,12 +68,16 @@ class Settings(msgspec.Struct, frozen=True):
     def from_env(cls, **overrides: object) -> Settings:
         values = {field: os.environ[var] for var, field in ENV.items() if var in os.environ}
         try:
-            return msgspec.convert({**values, **overrides}, cls, strict=False)
+            settings = msgspec.convert({**values, **overrides}, cls, strict=False)
         except msgspec.ValidationError as e:  # name the variable, not the field
             for var, field in ENV.items():
                 if str(e).endswith(f"`$.{field}`"):
                     raise ValueError(f"{var}: {str(e).split(' - at ')[0]}") from None
             raise
+        if not isinstance(getattr(argon2.profiles, settings.password_profile, None), argon2.Parameters):
+            names = ", ".join(n for n in dir(argon2.profiles) if isinstance(getattr(argon2.profiles, n), argon2.Parameters))
+            raise ValueError(f"AGORA_PASSWORD_PROFILE: no such profile of argon2's: {settings.password_profile!r}; the profiles are {names}")
+        return settings
 
     @property
     def links_url(self) -> str:

@@ -167,8 +167,13 @@ def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catch
     (out / "events.ndjson").write_text("\n".join([*original[:-1], msgspec.json.encode(line).decode()]) + "\n")
     assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the exporter's word
     assert "altered: checkpoint you hold (#1 given)" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
-    # The live store matches it, also as `jq -r` or an editor may have saved it; a file that is not there is one line.
-    assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
+    # The live store matches it (its own checkpoint: counted once), also as `jq -r` or an editor may have
+    # saved it; a file that is not there, or holds no checkpoint, is one line.
+    alone = run(capsys, "audit", "verify").split("\n", 1)[1]
+    assert alone.startswith("ok: ") and run(capsys, "audit", "verify", "--checkpoint", str(held)).split("\n", 1)[1] == alone
+    (tmp_path / "garbage.txt").write_text("garbage\n")
+    with pytest.raises(SystemExit, match="^agora: --checkpoint .*garbage.txt: not a signed checkpoint note"):
+        main(["audit", "verify", "--checkpoint", str(tmp_path / "garbage.txt")])
     held.write_text(held.read_text().replace("\n", "\r\n") + "\n")
     assert "\nok: " in run(capsys, "audit", "verify", "--checkpoint", str(held))
     with pytest.raises(SystemExit, match="^agora: --checkpoint .*: No such file or directory$"):

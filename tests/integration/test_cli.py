@@ -47,8 +47,18 @@ def test_a_broken_file_is_refused_with_its_reason(operator_env: dict[str, str], 
     broken.write_text('slug = "x"\ntitle = "t"\nintroduction = "i"\nquestions = []\n')
     with pytest.raises(SystemExit, match="at least one question"):
         main(["consultation", "load", str(broken)])
+    with pytest.raises(SystemExit, match=f"^agora: {tmp_path / 'nowhere.toml'}: No such file or directory$"):
+        main(["consultation", "load", str(tmp_path / "nowhere.toml")])
     with System(Settings.from_env(), operator_env) as system:
         assert system.app.head() == 0
+
+
+def test_status_piped_into_a_reader_that_stops_early_ends_without_a_traceback(operator_env: dict[str, str]) -> None:
+    """`agora status | head -1`: the reader closes the pipe after one line."""
+    done = subprocess.run(
+        f"{sys.executable} -c 'from cli.main import main; main()' status | head -1", shell=True, capture_output=True, text=True, timeout=120,
+    )
+    assert done.stdout.startswith("log head: ") and "Traceback" not in done.stderr, done.stderr
 
 
 def test_operators_open_close_and_move_the_closing_time_as_events(
