@@ -244,7 +244,7 @@ def _as_exported(raw: bytes, decoded: msgspec.Struct) -> bool:
     """Whether a line holds only what its struct does: decoding drops a field it does not know, and a
     key given twice reads as its last; a reader of the file (jq, an editor) would see either."""
     try:
-        return json.loads(raw, object_pairs_hook=_once) == msgspec.json.decode(_ENCODER.encode(decoded))
+        return json.loads(raw, object_pairs_hook=_once) == msgspec.to_builtins(decoded)  # as JSON has them: base64, ids as text
     except ValueError:
         return False
 
@@ -255,8 +255,6 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         raise ValueError("a key given twice")
     return found
 
-
-_ENCODER = msgspec.json.Encoder()
 
 
 def _records(folder: Path) -> Iterator[Any]:

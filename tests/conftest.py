@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -118,20 +119,29 @@ async def client(system: System, store_env: dict[str, str], settings: Settings):
         yield test_client
 
 
-@pytest.fixture
-def live_url(system: System, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
-    """The API served by uvicorn on a loopback port, for tests that need requests really in flight together."""
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn on a loopback port, on an event loop (and Redis client) of its own."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store_env), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+@pytest.fixture
+def live_url(system: System, store_env: dict[str, str], settings: Settings) -> Iterator[str]:
+    """The API served by uvicorn on a loopback port, for tests that need requests really in flight together."""
+    with served(create_app(settings, store_env)) as url:
+        yield url
 
 
 def raw_storage(store_env: dict[str, str]) -> bytes:

@@ -4,44 +4,21 @@ connections, and a client's requests spread over them must still count in one bu
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import httpx
 import msgspec
-import uvicorn
-from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from domain.staff.member import Role
 from runtime import System
 from runtime.settings import Settings
-from tests.conftest import PASSWORD, free_port
+from tests.conftest import PASSWORD, served
 
 LIMIT = 10
 WRONG = {"email": "root@example.org", "password": "not the password at all"}
-
-
-@contextmanager
-def served(app: Litestar) -> Iterator[str]:
-    """The app served by uvicorn on a loopback port, on an event loop (and Redis client) of its own."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
 
 
 async def test_concurrent_sign_ins_across_two_apps_get_no_more_password_checks_than_the_limit(
