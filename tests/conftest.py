@@ -35,6 +35,9 @@ SEED = ROOT / "consultations" / "code-of-conduct-2026.toml"
 SLUG = "code-of-conduct-2026"
 POSTGRES = "dbname=test host=127.0.0.1 port=5432 user=postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# For tests of what the API decides before the store is written (roles, refusals of bad input):
+# the store plays no part, so they run on one (each test's set-up is most of its time).
+ON_SQLITE_ONLY = pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -24,7 +24,7 @@ from domain.signups.signup import Purpose, seats_id
 from domain.staff.member import Role
 from runtime import System
 from runtime.settings import Settings
-from tests.conftest import SLUG
+from tests.conftest import ON_SQLITE_ONLY, SLUG
 from tests.integration.test_signups import SESSIONS, future
 
 SECRET_NAME = "Jane Roe-Secretly"
@@ -248,6 +248,7 @@ async def test_a_view_at_a_position_is_the_replay_over_http(client: AsyncTestCli
 
 
 @pytest.mark.parametrize("route", [*ROUTES, f"/review/responses/{UUID(int=1)}/history"])
+@ON_SQLITE_ONLY
 async def test_reviewers_and_editors_are_refused_and_strangers_must_sign_in(
     client: AsyncTestClient, headers: dict[str, dict[str, str]], route: str
 ) -> None:
@@ -262,6 +263,7 @@ DECLARED = {"/audit/events": {"after", "limit", "consultation", "aggregate", "re
 
 
 @pytest.mark.parametrize("route", ROUTES)
+@ON_SQLITE_ONLY
 async def test_unknown_query_parameters_are_refused_not_ignored(client: AsyncTestClient, headers: dict[str, dict[str, str]], route: str) -> None:
     declared = DECLARED.get(route, {"at"})
     for params in ({"consultaton": SLUG}, {"limit": 5, "sort": "desc"}, {"at": 1, "after": 1}, {"system": 1}, {"view": "form"}):
@@ -290,6 +292,7 @@ async def test_unknown_query_parameters_are_refused_not_ignored(client: AsyncTes
         ({"response": str(uuid4())}, 404, "response-not-found"),
     ],
 )
+@ON_SQLITE_ONLY
 async def test_bad_filters_are_problems(
     client: AsyncTestClient, headers: dict[str, dict[str, str]], params: dict[str, Any], status: int, problem: str
 ) -> None:

@@ -26,9 +26,9 @@ import msgspec
 
 from runtime import System
 from runtime.settings import Settings
-from tests.conftest import PASSWORD
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD
 
-EXAMPLES = 25  # per operation and mode (valid and invalid requests)
+EXAMPLES = 15  # per operation and mode (valid and invalid requests)
 SHARDS = 4  # the operations, dealt into tests of their own that `make test` runs side by side
 
 
@@ -41,7 +41,7 @@ def unavailable_for_now(response: schemathesis.Response) -> bool:
     return response.status_code == 503 and "retry-after" in {k.lower() for k in response.headers}
 
 
-@pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+@ON_SQLITE_ONLY
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_no_route_fails_or_answers_off_schema(live_url: str, system: System, shard: int) -> None:
     members = {role.value: [role] for role in Role} | {"every-role": list(Role)}

@@ -16,7 +16,7 @@ from api.edge import check_request
 from domain.errors import InvalidInput
 from runtime import System
 from domain.consultations.consultation import Definition
-from tests.conftest import PASSWORD, SLUG, caught_up
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD, SLUG, caught_up
 from tests.integration.test_signups import SESSIONS, future
 
 RESPONSES = f"/consultations/{SLUG}/responses"
@@ -49,6 +49,7 @@ def assert_problem(r, status: int, name: str) -> dict:
     ],
     ids=["deep", "nested-answers", "duplicate-key", "duplicate-answer", "truncated", "not-utf8", "deep-sign-in", "number-password", "consent-string", "consent-number"],
 )
+@ON_SQLITE_ONLY
 async def test_unreadable_or_loosely_typed_bodies_are_400_and_record_nothing(client: AsyncTestClient, system: System, path: str, body: bytes) -> None:
     head = system.app.head()
     r = await client.post(path, content=body, headers={"Content-Type": "application/json"})
@@ -101,6 +102,7 @@ async def test_problems_quote_a_short_escaped_excerpt_only(client: AsyncTestClie
 
 
 @pytest.mark.parametrize("name", ["\u200b", "Ada\x00", "\u202eadA", "Ada \u2066x\u2069", " \t "])
+@ON_SQLITE_ONLY
 async def test_signup_names_that_hide_or_reorder_text_are_refused(client: AsyncTestClient, system: System, seed: Definition, name: str) -> None:
     system.consultations.load(future(seed))
     await caught_up(client, system.app.head())
@@ -124,6 +126,7 @@ def test_names_are_stored_in_nfc_on_one_line(system: System) -> None:
 
 
 @pytest.mark.parametrize("after", ["1e3", "1.9", "0x10", " 1", "9" * 19, "١"])
+@ON_SQLITE_ONLY
 async def test_integer_query_parameters_are_written_as_integers(client: AsyncTestClient, after: str) -> None:
     body = assert_problem(await client.get(f"/consultations/{SLUG}/stats", params={"after": after}), 400, "malformed-request")
     assert body["errors"][0]["field"] == "after"
@@ -159,6 +162,7 @@ async def test_the_schema_states_that_bodies_take_no_unknown_fields(client: Asyn
 
 
 @pytest.mark.parametrize("path", [f"/consultations/{SLUG}", f"/consultations/{SLUG}/stats", "/audit/checkpoints"])
+@ON_SQLITE_ONLY
 async def test_a_query_parameter_the_route_does_not_take_is_refused(client: AsyncTestClient, path: str) -> None:
     body = assert_problem(await client.get(path, params={"afetr": "3"}), 400, "unknown-parameter")
     assert body["errors"][0]["field"] == "afetr" and "after" in body["detail"]
@@ -185,6 +189,7 @@ async def test_pages_opened_from_an_email_take_what_a_mail_client_appends(client
         ("/signups/6f1c1b7a-2b1a-4c55-9f0e-2f6f1c1b7a11/confirm", "token=a&token=b", "token"),  # a page that takes any other query
     ],
 )
+@ON_SQLITE_ONLY
 async def test_a_query_parameter_given_twice_is_refused_by_name(
     client: AsyncTestClient, headers: dict[str, dict[str, str]], path: str, query: str, name: str
 ) -> None:

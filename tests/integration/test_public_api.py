@@ -21,7 +21,7 @@ from api.app import create_app
 from runtime import System
 from domain.consultations.consultation import Definition
 from domain.staff.member import Role
-from tests.conftest import PASSWORD, POSTGRES, SLUG, raw_storage
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD, POSTGRES, SLUG, raw_storage
 
 FORM = f"/consultations/{SLUG}"
 RESPONSES = f"{FORM}/responses"
@@ -135,6 +135,7 @@ BAD_ANSWERS = [
 
 
 @pytest.mark.parametrize(("body", "type_", "field"), BAD_BODIES)
+@ON_SQLITE_ONLY
 async def test_unreadable_body_is_refused_and_records_nothing(
     client: AsyncTestClient, system: System, body: bytes, type_: str, field: str | None
 ) -> None:
@@ -145,6 +146,7 @@ async def test_unreadable_body_is_refused_and_records_nothing(
 
 
 @pytest.mark.parametrize(("answers", "field"), BAD_ANSWERS)
+@ON_SQLITE_ONLY
 async def test_answer_breaking_a_rule_is_refused_naming_it_and_records_nothing(
     client: AsyncTestClient, system: System, answers: dict[str, Any], field: str
 ) -> None:

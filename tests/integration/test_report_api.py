@@ -23,7 +23,7 @@ from domain.reports.report import QuoteRef
 from domain.review.case import Flag, Outcome
 from runtime import System
 from workers import views
-from tests.conftest import REDIS_URL, ROLES, SLUG
+from tests.conftest import ON_SQLITE_ONLY, REDIS_URL, ROLES, SLUG
 from tests.integration.test_report_publish import tamper
 
 LEASE = timedelta(minutes=10)
@@ -259,6 +259,7 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+@ON_SQLITE_ONLY
 async def test_every_desk_route_with_every_role_and_without_credentials(
     client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
     method: str, path: str, body: dict[str, Any] | None, allowed: set[str],

@@ -18,7 +18,7 @@ from domain.consultations.consultation import Consultation, Definition, Theme
 from domain.errors import InvalidInput
 from domain.review.case import ClaimConflict, Outcome
 from domain.staff.member import Role
-from tests.conftest import PASSWORD, ROLES, submit, token
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD, ROLES, submit, token
 from tests.integration.test_group_review import campaign
 
 R = "/review/responses/{id}"
@@ -84,6 +84,7 @@ async def prepare(client: AsyncTestClient, reviewer: dict[str, str], method: str
 
 
 @pytest.mark.parametrize(("method", "path", "body", "allowed"), MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+@ON_SQLITE_ONLY
 async def test_every_staff_endpoint_with_every_role_and_without_credentials(
     client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
     method: str, path: str, body: dict[str, str] | None, allowed: set[str],
@@ -164,6 +165,7 @@ async def test_a_reviewer_works_a_response_from_claim_to_completion_with_its_his
         ("reopen", {"reason": "not completed"}, 409, "review-not-completed"),
     ],
 )
+@ON_SQLITE_ONLY
 async def test_bad_review_actions_are_refused_and_record_nothing(
     client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], status: int, type_: str,
 ) -> None:
@@ -253,6 +255,7 @@ async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
         ("quotes", {"question_id": "familiarity", "start": 0, "end": 2}, "question_id"),
     ],
 )
+@ON_SQLITE_ONLY
 async def test_bad_tags_flags_and_quotes_name_their_field_and_record_nothing(
     client: AsyncTestClient, system: System, headers: dict[str, dict[str, str]], path: str, body: dict[str, Any], field: str,
 ) -> None:

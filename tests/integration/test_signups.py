@@ -24,7 +24,7 @@ from runtime import System
 from domain.consultations.consultation import Definition
 from domain.signups.signup import RESEND_AFTER, Purpose, Signup, State, when
 from domain.staff.member import Role
-from tests.conftest import SLUG, Inbox, caught_up, raw_storage
+from tests.conftest import ON_SQLITE_ONLY, SLUG, Inbox, caught_up, raw_storage
 
 SESSIONS = "working-sessions"
 NAME, EMAIL = "Zoë Signup-Person", "zoe.signup@example.org"
@@ -188,6 +188,7 @@ async def test_asking_again_answers_the_same_and_sends_at_most_once_in_a_while(
         ({"phone": "123"}, 400, "malformed-request", "phone"),
     ],
 )
+@ON_SQLITE_ONLY
 async def test_bad_signups_are_refused_and_record_nothing(
     api: AsyncTestClient, system: System, inbox: tuple[Inbox, int], change: dict[str, Any], status: int, kind: str, field: str
 ) -> None:
