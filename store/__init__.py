@@ -119,6 +119,18 @@ def one_at_a_time(recorder: ApplicationRecorder, name: str, stop: threading.Even
         stop.wait(standby)
 
 
+class _Bell(threading.Event):
+    """An event that knows when it was last set (time.monotonic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rung_at = time.monotonic()
+
+    def set(self) -> None:
+        self.rung_at = time.monotonic()  # before waking anyone: a waiter never sees an older time than its ring's
+        super().set()
+
+
 class Doorbell:
     """Rings when new events may be in the log, so followers wake at once instead of polling.
 
@@ -129,7 +141,7 @@ class Doorbell:
     """
 
     def __init__(self, recorder: ApplicationRecorder) -> None:
-        self._rung = threading.Event()
+        self._rung = _Bell()
         self._watched: tuple[Callable[..., None], Hashable] | None = None
         if isinstance(recorder, DoorbellSQLiteApplicationRecorder):
             recorder.doorbells.add(self._rung)
@@ -140,12 +152,19 @@ class Doorbell:
         if self._watched:
             _watch(*self._watched, self._rung)
 
-    def clear(self) -> None:
+    def clear(self) -> float:
+        """Clear it; returns when it last rang (or was made): a read of the log begun since then
+        holds every write it rang for (it rings after each commit)."""
         self._rung.clear()
+        return self._rung.rung_at
 
     def wait(self, timeout: float) -> bool:
-        """Whether it rang (else the timeout passed)."""
-        return self._rung.wait(timeout)
+        """Whether it rang (else the timeout passed, which counts as a ring: one may have been missed,
+        say while a watcher reconnected, so the next read must look afresh)."""
+        if self._rung.wait(timeout):
+            return True
+        self._rung.rung_at = time.monotonic()
+        return False
 
     def ring(self) -> None:
         self._rung.set()
@@ -158,13 +177,13 @@ class Doorbell:
 
 
 # What this process watches (an SQLite file, a PostgreSQL channel), each by one thread, and the doorbells it rings.
-_watching: dict[tuple[Callable[..., None], Hashable], set[threading.Event]] = {}
+_watching: dict[tuple[Callable[..., None], Hashable], set[_Bell]] = {}
 _watching_lock = threading.Lock()
 WATCH_INTERVAL = 0.005  # seconds between looks at an SQLite file's change counter
 RETRY = 1.0  # seconds before a watcher that lost its database connects again
 
 
-def _watch(watcher: Callable[..., None], what: Hashable, bell: threading.Event) -> None:
+def _watch(watcher: Callable[..., None], what: Hashable, bell: _Bell) -> None:
     with _watching_lock:
         bells = _watching.get((watcher, what))
         if bells is None:
@@ -173,7 +192,7 @@ def _watch(watcher: Callable[..., None], what: Hashable, bell: threading.Event) 
         bells.add(bell)
 
 
-def _watching_until_unused(watcher: Callable[..., None], what: Hashable, bells: set[threading.Event]) -> None:
+def _watching_until_unused(watcher: Callable[..., None], what: Hashable, bells: set[_Bell]) -> None:
     """Run `watcher(what, ring, unused)` until its last doorbell is closed, connecting again after a failure."""
 
     def ring() -> None:

@@ -30,6 +30,7 @@ from projections.background import Background
 from projections.state import Fold, collector_paused
 from projections.view import RedisView, StaleGeneration
 from store import Doorbell, one_at_a_time
+from workers.reads import reads
 from workers.stops import Stops
 
 if TYPE_CHECKING:
@@ -81,17 +82,20 @@ class Follower:
         self.skip = 0  # the event the operator decided this view does without
         self._ahead: tuple[tuple[int, int], Background[Sequence[Notification]]] | None = None  # the batch being read ahead
 
-    def step(self, upto: int | None = None) -> int:
+    def step(self, upto: int | None = None, since: float | None = None) -> int:
         """Process one batch past the view's position; returns how many events it read.
 
         Given `upto`, a position the log has reached, it reads only the events the projection
         subscribes to, up to there, and once it has folded them all moves the view to `upto`.
+        Otherwise it reads the whole log, sharing a read begun at `since` or later (None: now) with
+        the process's other followers (`workers.reads`).
         """
         if upto is None:
-            notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch, inclusive_of_start=False)
+            notifications, batch = reads(self.app).after(self.position, self.batch, since)
+            decode = batch.event
         else:
-            notifications = self._read_ahead(self.position, upto)
-        name, decode, process = self.app.name, self.app.mapper.to_domain_event, self._process  # per event: looked up once
+            notifications, decode = self._read_ahead(self.position, upto), self.app.mapper.to_domain_event
+        name, process = self.app.name, self._process  # per event: looked up once
         for n in notifications:
             tracking = Tracking(name, n.id)
             if n.topic in self.topics and n.id != self.skip:
@@ -162,14 +166,14 @@ class Follower:
                         log.warning("follower %s: lost its lock; standing by", self.name)
                         return
                     checked = time.monotonic()
-                self.bell.clear()
+                since = self.bell.clear()  # a read begun since holds every commit that rang the bell
                 try:
                     if not upgraded:
                         upgraded = self.upgrade(stop)
                     if self.held():
                         stop.wait(1.0)
                         continue
-                    read = self.step()
+                    read = self.step(since=since)
                     if read:
                         self.passed()
                         if read == self.batch:

@@ -37,6 +37,7 @@ from domain.consultations.consultation import Consultation, Session
 from domain.signups.signup import ERASE_WITHIN, Contact, Purpose, Signup, State, when
 import store
 from workers.mail import MailError, Transport, calendar, message
+from workers.reads import reads
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,14 @@ class Mailer:
         self._resume()
         self.retry_at: datetime | None = None  # set after a failed send
 
-    def step(self, now: datetime) -> int:
-        """Send what the log's new events and the clock call for; returns how many events it read."""
+    def step(self, now: datetime, since: float | None = None) -> int:
+        """Send what the log's new events and the clock call for; returns how many events it read.
+        The log is read as the followers read it (`workers.reads`), from a read begun at `since` or later."""
         if self.retry_at and now < self.retry_at:
             return 0
         self.retry_at = None
         try:
-            read = self._follow()
+            read = self._follow(since)
             self._remind(now)
         except MailError as e:
             log.warning("mailer: %s; trying again in %.0fs", e, RETRY)
@@ -116,9 +118,9 @@ class Mailer:
                 if not held():
                     log.warning("mailer: lost its lock; standing by")
                     return
-                bell.clear()
+                since = bell.clear()
                 try:
-                    if self.step(clock()):
+                    if self.step(clock(), since):
                         continue
                 except Exception as e:  # noqa: BLE001 - the mailer outlives store outages; it reports and retries
                     log.warning("mailer: %s; retrying", type(e).__name__)
@@ -139,11 +141,11 @@ class Mailer:
         for created in self.app.select_events(Consultation.Created):
             self._schedule(self.signups.consultations.get(created.definition.slug))
 
-    def _follow(self) -> int:
-        notifications = self.app.recorder.select_notifications(start=self.position, limit=BATCH, inclusive_of_start=False)
+    def _follow(self, since: float | None) -> int:
+        notifications, batch = reads(self.app).after(self.position, BATCH, since)
         relevant = [n for n in notifications if n.topic in _TOPICS]
         for n in relevant:
-            self._on(self.app.mapper.to_domain_event(n))
+            self._on(batch.event(n))
         if notifications:
             # A crash before this re-reads the batch; what was sent is recorded, so it is not sent again.
             # Past events it ignores only, the position is recorded now and then: re-reading those costs

@@ -36,6 +36,7 @@ import store
 from store import Doorbell
 from tests.conftest import SLUG
 from workers.follower import Follower, Followers
+from workers.reads import reads
 from workers.stops import Stops
 
 CHOICES = ["not_aware", "aware_not_read", "read", "know_well"]
@@ -360,6 +361,28 @@ def test_a_doorbell_watcher_that_fails_watches_again(system: System, store_env: 
     finally:
         bell.close()
     assert failed == ["a bug"]
+
+
+def test_followers_share_a_read_of_the_log_only_if_it_holds_every_write_that_woke_them(system: System, store_env: dict[str, str]) -> None:
+    """One query serves the process's followers at one position (`workers.reads`), but never one
+    begun before the commit whose ring a follower answers: that follower would wait with the event unread."""
+    shared, bell = reads(system.app), Doorbell(system.app.recorder)
+    try:
+        head = system.app.head()
+        since = bell.clear()
+        first, batch = shared.after(head, 1000, since)
+        assert first == [] and shared.after(head, 1000, since)[1] is batch  # the next follower takes that read
+        system.consultations.submit(SLUG, {"familiarity": "read"})  # commits, then rings
+        until(lambda: bell.wait(0.01), "the write did not ring")
+        while bell.wait(0.2):  # on SQLite the file's watcher rings for it too, after the writer's own ring
+            bell.clear()
+        woken, fresh = shared.after(head, 1000, bell.clear())
+        assert fresh is not batch and [n.id for n in woken] == [head + 1]
+        assert shared.after(head, 500, since)[1] is fresh  # a smaller read from there is a prefix of it
+        assert not bell.wait(0.05)  # a timeout counts as a ring (one may have been missed): read afresh
+        assert shared.after(head, 1000, bell.clear())[1] is not fresh
+    finally:
+        bell.close()
 
 
 def elsewhere(system: System, store_env: dict[str, str]) -> None:
