@@ -3,8 +3,9 @@
 uvicorn (httptools) reads request headers of any size for as long as a client cares to send
 them, and accepts any number of connections: a few slow or huge requests hold memory and
 connections indefinitely. This protocol is uvicorn's, with three limits added per process:
-headers larger than `max_header_bytes` get 431; headers not complete `header_timeout` seconds
-after the connection opened (or after the last response on it) get 408; a connection beyond
+headers larger than `max_header_bytes` get 431 (a request's own, and those of any request pipelined
+behind it, counted as they arrive); headers not complete `header_timeout` seconds after the
+connection opened (or after the last response on it) get 408; a connection beyond
 `max_connections` gets 503 with Retry-After. Each closes the connection. The keep-alive timeout
 between requests is uvicorn's own. Reading a request's body has no timeout of its own
 (docs/operations.md says what would).
@@ -32,6 +33,10 @@ def refusal(status: int, name: str, title: str, detail: str, *headers: str) -> b
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+class HeadersTooLarge(Exception):
+    """Raised in the parser's callbacks once refused: it stops the parser, so nothing more of the connection is read."""
+
+
 class LimitedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol with limits on header size, header read time and connections."""
 
@@ -41,6 +46,7 @@ class LimitedHttp(HttpToolsProtocol):
         self.header_bytes = 0  # read so far of the headers of the request in progress
         self.tail = b""  # the last bytes of them, where the blank line ending them may have begun
         self.in_headers = True
+        self.parsed_count = False  # whether the parser's callbacks count header bytes (see on_message_complete)
         self.header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -49,37 +55,68 @@ class LimitedHttp(HttpToolsProtocol):
             log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.limits.max_connections)
             self.refuse(refusal(503, "too-many-connections", "Service Unavailable", "Too many connections; try again shortly.", "retry-after: 1"))
             return
-        self.await_headers()
+        self.expect_headers()
+        self.start_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.parsed_count = False
         if self.in_headers and not self.transport.is_closing():
             # Counted before parsing, up to the blank line that ends the headers: headers too large
             # never reach the application, even when one read holds them whole.
             seen = self.tail + data
             end = seen.find(b"\r\n\r\n")
-            self.header_bytes += len(data) if end < 0 else end + 4 - len(self.tail)
+            self.count(len(data) if end < 0 else end + 4 - len(self.tail))
             self.tail = seen[-3:]
-            if self.header_bytes > self.limits.max_header_bytes:
-                self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
+            if self.transport.is_closing():
                 return
         super().data_received(data)
 
+    def on_url(self, url: bytes) -> None:
+        if self.parsed_count:
+            self.count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.parsed_count:
+            self.count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
-        self.in_headers = False
+        self.in_headers = self.parsed_count = False
         self.stop_timer()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next request's headers begin here, perhaps pipelined behind this one while it is
+        # answered: counted from here on, in this read as the parser finds them, in later reads before parsing.
+        self.expect_headers()
+        self.parsed_count = True
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self.await_headers()
+        if self.in_headers and not self.transport.is_closing():
+            self.start_timer()  # the client has its answer: the next request's headers are due
 
-    def await_headers(self) -> None:
+    def expect_headers(self) -> None:
         self.in_headers, self.header_bytes, self.tail = True, 0, b""
+
+    def count(self, n: int) -> None:
+        self.header_bytes += n
+        if self.header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
+            self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
+            if self.parsed_count:
+                raise HeadersTooLarge  # stops the parser: nothing more of this connection is read
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # else refused already (HeadersTooLarge), with a problem of our own
+            super().send_400_response(msg)
+
+    def start_timer(self) -> None:
         self.stop_timer()
         self.header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self.headers_too_slow)
 

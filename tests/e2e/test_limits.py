@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,30 @@ def test_headers_over_the_limit_in_one_write_are_refused_too(server: Server, con
     sock.sendall(GET + header + b"Connection: close\r\n\r\n")  # whole: the read that brings them also ends them
     assert answer(sock).startswith(b"HTTP/1.1 431 ")
     still_serving(server)
+
+
+def test_headers_of_a_request_pipelined_behind_one_being_answered_are_counted_too(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """They arrive after the first request's headers ended, while its answer waits for the view (a tester sent 696 MB so)."""
+    sock = connect()
+    sock.sendall(f"GET /consultations/{SLUG}/stats?after=999999999 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() + GET)
+    sent, line = 0, b"X-Pad: " + b"a" * 8000 + b"\r\n"
+    try:
+        while sent < 32 * 1024 * 1024:
+            sock.sendall(line * 8)
+            sent += len(line) * 8
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert b"HTTP/1.1 431 " in answer(sock)
+    assert sent < 32 * 1024 * 1024
+    still_serving(server)
+
+
+@pytest.mark.parametrize("second", [b"X-Big: " + b"a" * 17_000 + b"\r\n\r\n", b"Connection: close\r\n\r\n"], ids=["too-large", "small"])
+def test_requests_pipelined_in_one_write_are_each_held_to_the_limit(server: Server, connect: Callable[[], socket.socket], second: bytes) -> None:
+    sock = connect()
+    sock.sendall(GET + b"\r\n" + GET + second)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer(sock))  # a response follows the body before it directly
+    assert statuses == ([b"431"] if second.startswith(b"X-Big") else [b"200", b"200"])
 
 
 def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
