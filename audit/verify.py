@@ -174,8 +174,11 @@ def verify(
         report.pending += 1
         rec = next(recs, None)
     report.unsigned = report.leaves - signed
-    if report.leaves and not signed:  # a checkpoint of the empty tree (the first one signed) covers nothing
-        report.problem = Problem("unsigned", None, f"no signed checkpoint covers any of the {report.leaves} chained events: nothing shows they are as first chained (the checkpointer signs one when it starts)")
+    # A checkpoint of the empty tree (the first one signed) covers nothing; events none covers, chained
+    # or not, are only the word of whoever holds the store or wrote the bundle.
+    if report.events and not signed:
+        chained = f"any of the {report.leaves} chained events" if report.leaves else f"any of the {report.events} events, none of which is chained"
+        report.problem = Problem("unsigned", None, f"no signed checkpoint covers {chained}: nothing shows they are as first recorded (the checkpointer chains and signs them within seconds of starting)")
     return report
 
 
