@@ -114,9 +114,25 @@ def check_query(request: Request[Any, Any, Any]) -> None:
                 raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": key, "detail": detail}])
 
 
+# Headers the API reads one value of: given twice, which one counts depends on who reads it (a
+# proxy may keep the last, litestar keeps the first), so a retry's key would not be the same key.
+SINGLE_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
+
+
+def check_headers(request: Request[Any, Any, Any]) -> None:
+    twice = next((name for name in SINGLE_HEADERS if len(request.headers.getall(name, ())) > 1), None)
+    if "," in request.headers.get("Idempotency-Key", ""):  # copies joined, as a proxy may join them
+        twice = "Idempotency-Key"
+    if twice:
+        detail = f"The header {twice} is given more than once; give it once."
+        raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": twice, "detail": detail}])
+
+
 async def check_request(request: Request[Any, Any, Any]) -> None:
-    """A `before_request` hook: integer query parameters are integers, and the body a handler takes
-    is in its media type, readable, and strictly typed."""
+    """A `before_request` hook: single-valued headers and query parameters are given once, integer
+    query parameters are integers, and the body a handler takes is in its media type, readable, and
+    strictly typed."""
+    check_headers(request)
     check_query(request)
     body = _route(request.route_handler).body
     if body is None:
