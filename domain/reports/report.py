@@ -15,7 +15,7 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, FieldError, InvalidInput
-from domain.text import visible
+from domain.text import BIDI_CONTROLS, name_problem, visible
 from domain.topics import stored_as
 
 # The narrative's standard sections, in the order a report shows them; free sections follow.
@@ -143,10 +143,12 @@ class Report(Aggregate):
             msgspec.convert(key, SectionKey)
         except msgspec.ValidationError:
             errors.append(FieldError("key", "A section key is 1 to 40 lowercase letters, digits or dashes, starting with a letter."))
-        if markdown and not 1 <= len(title.strip()) <= MAX_TITLE:
-            errors.append(FieldError("title", f"A section needs a title of 1 to {MAX_TITLE} characters."))
+        if markdown and (problem := name_problem(title.strip(), MAX_TITLE, "A section's title")):
+            errors.append(FieldError("title", problem))
         if len(markdown) > MAX_MARKDOWN:
             errors.append(FieldError("markdown", f"A section holds at most {MAX_MARKDOWN} characters; this one has {len(markdown)}."))
+        elif BIDI_CONTROLS.intersection(markdown):  # on the public page, they could make what follows read backwards
+            errors.append(FieldError("markdown", "A section cannot hold bidirectional override or isolate characters."))
         if markdown and key not in self.sections and len(self.sections) >= MAX_SECTIONS:
             errors.append(FieldError("key", f"A report has at most {MAX_SECTIONS} sections."))
         if errors:

@@ -62,6 +62,9 @@ def test_sections_are_written_replaced_and_removed_and_unchanged_ones_record_not
         ("we-asked", "   ", "x", "title"),
         ("we-asked", "t" * 201, "x", "title"),
         ("we-asked", "T", "m" * (MAX_MARKDOWN + 1), "markdown"),
+        ("we-did", "We did \u202e evil", "x", "title"),  # a tester's: on the public page it read backwards
+        ("we-did", "We did\x00", "x", "title"),
+        ("we-did", "We did", "# We did \u202e evil", "markdown"),
     ],
 )
 def test_bad_sections_are_refused_naming_the_field(key: str, title: str, markdown: str, field: str) -> None:
