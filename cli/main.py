@@ -86,6 +86,8 @@ def work(args: argparse.Namespace) -> None:
         raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
     if "clusterer" in args.names and not Settings.from_env().cluster_responses:
         raise ValueError("the clusterer is off (AGORA_CLUSTER_RESPONSES=false): turn it on to run it")
+    # What operators watch for: which worker holds or takes over which lock, stops on a poison event, sends mail.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = supervisor.Stopping()
     # Redis or the event store's database may be starting, or restarting, beside us: try again a
     # while, then give up in one line (a supervisor starts us again), never with a traceback.

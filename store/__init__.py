@@ -110,6 +110,7 @@ def one_at_a_time(recorder: ApplicationRecorder, name: str, stop: threading.Even
     while not stop.is_set():
         with exclusive(recorder, name) as held:
             if held:
+                log.info("%s: took over the lock, from a process that stopped" if standing_by else "%s: holds the lock", name)
                 standing_by = False
                 serve(held)
                 continue  # stopping, or the lock was lost

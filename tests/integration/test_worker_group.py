@@ -58,6 +58,7 @@ def test_a_second_follower_of_a_view_stands_by_and_takes_over_when_the_first_sto
         first.stop()
         submit(system, 20)
         until(lambda: caught_up(system, sync_redis, redis_prefix), "the standby did not take over", TAKE_OVER)
+        assert "view-stats: took over the lock, from a process that stopped" in caplog.text
         assert second.followers[0].bell is not None
     finally:
         first.stop()
