@@ -26,7 +26,8 @@ Rules change; a version is rebuilt by the rules it was built by (its recorded `b
 version published stays verifiable. `agora-report/1` had no campaigns: its content has no
 `campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one;
 `agora-report/3` (format 2 too) lets only a member a reviewer read on its own, not flagged as
-holding personal data, stand for a campaign.
+holding personal data, stand for a campaign; `agora-report/4` (format 2) leaves out a selected quote
+whose response is flagged as holding personal data at the version's position.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ from domain.signups.signup import Seats
 from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/3"  # recorded with each version: which rules built it; change it when they change
-FORMATS = {"agora-report/1": 1, "agora-report/2": 2, BUILDER: 2}  # the content's format under each builder's rules
+BUILDER = "agora-report/4"  # recorded with each version: which rules built it; change it when they change
+FORMATS = {"agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, BUILDER: 2}  # the content's format under each builder's rules
 # Rules under which any member a review kept could stand for its campaign. From agora-report/3 it must
 # have been read on its own (a group review reads no one's text, and a near-duplicate may add a
 # signature), and not be flagged as holding personal data (the flag stays until it is redacted).
 ANY_KEPT_REPRESENTS = frozenset({"agora-report/2"})
+# Rules under which a selected quote was published whatever its response's flags. From agora-report/4 a
+# quote of a response flagged as holding personal data is left out (the flag stays until it is redacted).
+FLAGGED_QUOTED = frozenset({"agora-report/1", "agora-report/2", "agora-report/3"})
 
 
 class OptionCount(msgspec.Struct, frozen=True):
@@ -588,6 +592,10 @@ class Fold:
         """Responses not completed yet: what stands between an interim version and a final one."""
         return len(self.cases) - self.completed()
 
+    def flagged(self, response_id: UUID, flag: Flag) -> bool:
+        case = self.cases.get(case_id(response_id))
+        return case is not None and flag in case.flags
+
     def candidates(self) -> list[tuple[Mark, Case]]:
         """Every quote a reviewer marked, in the order marked."""
         return sorted(((m, c) for c in self.cases.values() for m in c.marks or ()), key=lambda mc: (mc[0].position, mc[0].at))
@@ -657,7 +665,10 @@ def content_of(
         ],
         themes=Themes(fold.frame_version, fold.themes_counted()),
         sessions=[SessionCount(s.id, s.title, s.starts_at, fold.seats.get(s.id, 0)) for s in definition.sessions],
-        quotes=[_quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()],
+        quotes=[
+            _quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()
+            if builder in FLAGGED_QUOTED or not fold.flagged(q.response_id, Flag.PERSONAL_DATA)
+        ],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
         campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in ANY_KEPT_REPRESENTS) if FORMATS[builder] >= 2 else None,

@@ -28,7 +28,7 @@ from domain.reports.report import (
     check_erratum,
     report_id,
 )
-from domain.review.case import Outcome, ReviewCase, case_id
+from domain.review.case import Flag, Outcome, ReviewCase, case_id
 from domain.sealed import Vault
 from domain.staff.member import NotPermitted, Role
 from domain.staff.service import Staff
@@ -90,6 +90,7 @@ class Candidate(msgspec.Struct, frozen=True):
     quote: QuoteRef
     text: str | None  # None: erased
     excluded: bool  # its response is excluded: it cannot be selected
+    personal_data: bool  # its response is flagged as holding personal data: it cannot be selected, nor published, until redacted and unflagged
     selected: bool
     marked_by: UUID
     marked_at: datetime
@@ -158,6 +159,10 @@ class Reports:
             )
         if candidate.excluded:
             raise QuoteNotCandidate(f"Response {quote.response_id} is excluded from the report: its text is never quoted.")
+        if candidate.personal_data:
+            raise QuoteNotCandidate(
+                f"Response {quote.response_id} is flagged as holding personal data: redact it and remove the flag before quoting it."
+            )
         report = self._report(consultation, by)
         report.select_quote(by, quote)
         return self.app.record(report)
@@ -353,6 +358,7 @@ class Reports:
                 quote=q,
                 text=passages[q].text if q in passages else None,
                 excluded=marks[q][1].outcome is Outcome.EXCLUDED,
+                personal_data=Flag.PERSONAL_DATA in marks[q][1].flags,
                 selected=q in selected,
                 marked_by=marks[q][0].by,
                 marked_at=marks[q][0].at,

@@ -220,6 +220,9 @@ def test_a_group_review_reads_no_member_on_its_own_so_none_stands_for_the_campai
     (k,) = one.content.campaigns.campaigns  # type: ignore[union-attr]
     assert (k.counted, k.representative) == (3, None)
     assert b"Alice" not in one.body and b"Alice" not in render.page(one) and b"Alice" not in render.data_zip(one)
+    # The page says why it quotes none, and shows no placeholder as a respondent's words (a tester was misled).
+    assert b"is not quoted: when this version was built, no response of it had been read on its own" in render.page(one)
+    assert b"in the words of one of" not in render.page(one)
     # By agora-report/2's rules the first member, which no one had read, stood for it: versions it built rebuild so.
     earlier = build(system.app, system.texts, consultation_id(SLUG), one.content.position, 1, False, builder="agora-report/2")
     (old,) = earlier.campaigns.campaigns  # type: ignore[union-attr]

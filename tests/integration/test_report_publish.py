@@ -24,9 +24,9 @@ from domain.reports.report import (
     ReportNotFound,
     report_id,
 )
-from domain.review.case import Outcome
+from domain.review.case import Flag, Outcome
 from domain.staff.member import NotPermitted
-from reports.content import BUILDER, canonical, digest
+from reports.content import BUILDER, build, canonical, digest
 from runtime import System
 from tests.conftest import SLUG
 from tests.integration.test_report_content import LEASE, Story, scenario
@@ -216,6 +216,33 @@ def test_only_candidate_quotes_of_responses_not_excluded_can_be_selected(system:
         reports.unselect_quote(SLUG, editor, QuoteRef(story.responses[1], "works_well", 0, 3))
     assert reports.unselect_quote(SLUG, editor, story.quote) is not None
     assert reports.preview(SLUG, editor).content.quotes == []
+
+
+def test_a_quote_of_a_response_flagged_as_holding_personal_data_is_neither_selected_nor_published(system: System, story: Story) -> None:
+    """A tester's reviewer flagged an email in an answer and kept it unredacted; the editor selected the
+    quote, with nothing to warn them, and the report published the email."""
+    editor, reviewer, review, reports = story.staff["editor"], story.staff["reviewer"], system.review, system.reports
+    response = story.quote.response_id
+    review.reopen(response, editor, "it names someone")
+    review.claim(response, reviewer, LEASE)
+    review.flag(response, reviewer, Flag.PERSONAL_DATA, "a name")
+    review.complete(response, reviewer, Outcome.REVIEWED, "")
+    built = reports.publish(SLUG, editor, final=False)  # selected before the flag: left out now
+    assert built.content.quotes == [] and b"AI rules are clear" not in built.body
+    earlier = build(system.app, system.texts, consultation_id(SLUG), built.content.position, 1, False, builder="agora-report/3")
+    assert [q.response_id for q in earlier.quotes] == [response]  # versions built by earlier rules rebuild as they were
+    reports.unselect_quote(SLUG, editor, story.quote)
+    (candidate,) = reports.candidates(SLUG, editor)
+    assert candidate.personal_data and not candidate.selected
+    head = system.app.head()
+    with pytest.raises(QuoteNotCandidate, match="flagged as holding personal data: redact it and remove the flag"):
+        reports.select_quote(SLUG, editor, story.quote)
+    assert system.app.head() == head
+    review.reopen(response, editor, "redacted: the flag can go")
+    review.claim(response, reviewer, LEASE)
+    review.unflag(response, reviewer, Flag.PERSONAL_DATA, "nothing personal left")
+    assert reports.select_quote(SLUG, editor, story.quote) is not None
+    assert [q.response_id for q in reports.preview(SLUG, editor).content.quotes] == [response]
 
 
 def test_candidates_read_as_their_answers_do_now(system: System, story: Story) -> None:
