@@ -200,14 +200,16 @@ class Reports:
         self.app.record(report)
         return msgspec.structs.replace(built, info=self._versions(consultation)[-1][0])
 
-    def correct(self, slug: str, by: UUID, erratum: str, reason: str, final: bool) -> Built:
-        """Publish a new version with an erratum (what changed, and why); earlier versions stay as they were."""
+    def correct(self, slug: str, by: UUID, erratum: str, reason: str, final: bool | None = None) -> Built:
+        """Publish a new version with an erratum (what changed, and why); earlier versions stay as they were.
+        `final` None: as final as the version it corrects (a correction of a final report is final)."""
         self._require(by, Role.EDITOR)
         check_erratum(erratum, reason)
         consultation = self.consultations.get(slug)
         report = self.app.find(report_id(consultation.id), Report)
         if report is None or not report.published:
             raise ReportConflict("Nothing is published yet, so there is nothing to correct: publish a first version.")
+        final = report.final if final is None else final
         fold = Fold(consultation.id).run(self.app, self.app.head())
         version = report.published + 1
         content = content_of(fold, self.app, self.texts, version, final, Erratum(version, erratum.strip(), reason.strip()))

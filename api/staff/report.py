@@ -57,7 +57,7 @@ class PublicationIn(msgspec.Struct, forbid_unknown_fields=True):
 class CorrectionIn(msgspec.Struct, forbid_unknown_fields=True):
     erratum: Annotated[str, msgspec.Meta(max_length=MAX_REASON, description="What changed")]
     reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON, description="Why")]
-    final: bool = False
+    final: Annotated[bool | None, msgspec.Meta(description="A final version; if left out, as final as the version it corrects")] = None
 
 
 class WithdrawalIn(msgspec.Struct, forbid_unknown_fields=True):

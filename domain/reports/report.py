@@ -135,6 +135,7 @@ class Report(Aggregate):
         self.sections: dict[str, Section] = {}
         self.quotes: set[QuoteRef] = set()
         self.published = 0  # the last version's number
+        self.final = False  # whether the last version is final
         self.withdrawn: set[int] = set()
 
     def write_section(self, by: UUID, key: str, title: str, markdown: str) -> None:
@@ -217,14 +218,14 @@ class Report(Aggregate):
 
     @event(Published)
     def _publish(self, by: UUID, version: int, position: int, digest: str, builder: str, final: bool, quotes: dict[str, str]) -> None:
-        self.published = version
+        self.published, self.final = version, final
 
     @event(Corrected)
     def _correct(
         self, by: UUID, version: int, position: int, digest: str, builder: str, final: bool, quotes: dict[str, str],
         erratum: str, reason: str,
     ) -> None:
-        self.published = version
+        self.published, self.final = version, final
 
     @event(Withdrawn)
     def _withdraw(self, by: UUID, version: int, reason: str) -> None:

@@ -57,7 +57,9 @@ class CodingFrame(Aggregate):
 
     def active(self, theme_id: str, field: str = "theme_id") -> Theme:
         """The theme, or a refusal naming `field`: the request's name for the theme's id."""
-        if theme_id not in self.themes or theme_id in self.retired:
+        if theme_id in self.retired:
+            raise InvalidInput([FieldError(field, f"The theme '{theme_id}' is retired: it takes no new tags and no revisions.")])
+        if theme_id not in self.themes:
             raise InvalidInput([FieldError(field, f"'{theme_id}' is not a theme of the coding frame.")])
         return self.themes[theme_id]
 

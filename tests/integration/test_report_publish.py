@@ -98,6 +98,10 @@ def test_final_only_once_closed_and_every_response_completed(system: System, sto
     assert [(e.what, e.version, e.final) for e in final.content.timeline] == [
         ("created", None, None), ("closed", None, None), ("published", 1, False),
     ]
+    # A correction is as final as the version it corrects unless it says otherwise (a tester's went out as interim).
+    corrected = system.reports.correct(SLUG, editor, "A figure", "It was wrong")
+    assert corrected.info is not None and corrected.info.final and corrected.content.final
+    assert not system.reports.correct(SLUG, editor, "Another", "Withdrawn in part", final=False).content.final
 
 
 def test_a_consultation_past_its_closing_time_counts_as_closed(system: System, story: Story) -> None:

@@ -138,3 +138,5 @@ def test_only_active_themes_can_be_retired() -> None:
     f.collect_events()
     with refused(f, "theme_id"):
         f.retire("scope", EDITOR)
+    with pytest.raises(InvalidInput, match="The theme 'scope' is retired"):  # not "is not a theme" (a tester was told so)
+        f.retire("scope", EDITOR)
