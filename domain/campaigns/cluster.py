@@ -19,6 +19,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.campaigns.group import GroupReview
+from domain.review.case import ReviewCase, case_id
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.ids import derived, derived_text
 from domain.text import name as one_line, name_problem, visible
@@ -173,12 +174,13 @@ class Book:
     consultations: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> consultation id
     campaigns: dict[UUID, str] = field(default_factory=dict)  # cluster id -> campaign name
     merged: dict[UUID, UUID] = field(default_factory=dict)  # cluster id -> the cluster it was merged into
-    covered: dict[UUID, UUID] = field(default_factory=dict)  # response id -> the last group review that covered it
+    covered: dict[UUID, UUID] = field(default_factory=dict)  # response id -> the last group review that covered it, until reopened
+    covered_cases: dict[UUID, UUID] = field(default_factory=dict)  # their review cases' ids -> response id
     reviews: dict[UUID, list[GroupReview.Applied]] = field(default_factory=dict)  # cluster id (as reviewed) -> its group reviews
 
     TOPICS = (
         Assignment.Assigned, Assignment.SplitOut, Assignment.Left,
-        Cluster.CampaignConfirmed, Cluster.MergedInto, GroupReview.Applied,
+        Cluster.CampaignConfirmed, Cluster.MergedInto, GroupReview.Applied, ReviewCase.Reopened,
     )
 
     def apply(self, e: Any, position: int = 0) -> None:
@@ -203,13 +205,16 @@ class Book:
             self.merged[e.originator_id] = e.into
         elif isinstance(e, GroupReview.Applied):
             self.covered.update(dict.fromkeys(e.members, e.originator_id))
+            self.covered_cases.update((case_id(m), m) for m in e.members)
             self.reviews.setdefault(e.cluster_id, []).append(e)
+        elif isinstance(e, ReviewCase.Reopened) and (response := self.covered_cases.pop(e.originator_id, None)):
+            del self.covered[response]  # to review again, on its own or in another group review
 
     def copy(self) -> Book:
         """As it stands now, whatever is folded into this one later (members are replaced, never changed)."""
         return Book(
             dict(self.members), dict(self.responses), dict(self.consultations), dict(self.campaigns), dict(self.merged),
-            dict(self.covered), {c: list(rs) for c, rs in self.reviews.items()},
+            dict(self.covered), dict(self.covered_cases), {c: list(rs) for c, rs in self.reviews.items()},
         )
 
     def resolve(self, cluster_id: UUID) -> UUID:

@@ -155,6 +155,12 @@ def test_members_who_join_later_are_not_covered_until_a_second_group_review(syst
     assert second.members == 1 and [s.reason for s in second.skipped] == ["completed", "completed"]
     book, _ = system.campaigns.cluster(SLUG, cluster)
     assert book.covered[late] == second.id and [r.originator_id for r in book.group_reviews(cluster)] == [first.id, second.id]
+    # A member reopened is to review again: no longer covered (a tester's cluster still said 12 of 12 covered).
+    system.review.reopen(late, staff["editor"], "read it on its own")
+    book, members = system.campaigns.cluster(SLUG, cluster)
+    assert [book.covered.get(m.response_id) for m in members] == [first.id, first.id, None]
+    third = system.campaigns.review_group(SLUG, cluster, staff["reviewer"], ["ai_use"], Outcome.REVIEWED, "", None)
+    assert third.members == 1 and system.campaigns.cluster(SLUG, cluster)[0].covered[late] == third.id
 
 
 # Over HTTP, with the queue view
