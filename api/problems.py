@@ -53,7 +53,7 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     StaffNotFound: (404, "staff-not-found", "Staff member not found"),
     NotAuthenticated: (401, "not-authenticated", "Not signed in"),
     NotPermitted: (403, "not-permitted", "Not permitted"),
-    ClaimConflict: (409, "claim-conflict", "You do not hold a live claim on this response"),
+    ClaimConflict: (409, "claim-conflict", "This response is not claimed by you"),  # to act on it, or because another holds it
     CaseClosed: (409, "review-completed", "The review is completed"),
     NotCompleted: (409, "review-not-completed", "The review is not completed"),
     StaffConflict: (409, "staff-conflict", "The change contradicts the staff member's state"),

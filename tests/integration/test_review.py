@@ -328,7 +328,7 @@ async def test_problem_titles_fit_the_case_they_name(client: AsyncTestClient, sy
     head = system.app.head()
     unheld = await client.post(f"{url}/release", headers=headers["reviewer"])  # nobody holds it
     assert unheld.status_code == 409 and unheld.json()["type"] == "/problems/claim-conflict"
-    assert unheld.json()["title"] == "You do not hold a live claim on this response"
+    assert unheld.json()["title"] == "This response is not claimed by you"
     assert unheld.json()["detail"].startswith("Claim the response first") and "holder" not in unheld.json()
     reopen = await client.post(f"{url}/reopen", json={"reason": "Second look."}, headers=headers["editor"])
     assert reopen.status_code == 409 and reopen.json()["type"] == "/problems/review-not-completed"
@@ -337,7 +337,7 @@ async def test_problem_titles_fit_the_case_they_name(client: AsyncTestClient, sy
     assert system.app.head() == head
     assert (await client.post(f"{url}/claim", headers=headers["reviewer"])).status_code == 201
     taken = await client.post(f"{url}/release", headers=headers["reviewer2"])  # someone else holds it
-    assert taken.json()["title"] == "You do not hold a live claim on this response" and taken.json()["detail"].startswith("Claimed by ")
+    assert taken.json()["title"] == "This response is not claimed by you" and taken.json()["detail"].startswith("Claimed by ")
     assert (await client.post(f"{url}/complete", json={"outcome": "reviewed"}, headers=headers["reviewer"])).status_code == 201
     done = await client.post(f"{url}/notes", json={"text": "more"}, headers=headers["reviewer"])
     assert (done.json()["type"], done.json()["title"]) == ("/problems/review-completed", "The review is completed")
