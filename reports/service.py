@@ -9,6 +9,7 @@ provenance).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -289,6 +290,8 @@ class Reports:
             )
         elif rebuilt != info.digest:
             difference = _difference(info, content, against)
+        elif against is not None:
+            difference = _not_published(info, content, against)
         return Verification(info.version, difference is None, info.digest, rebuilt, difference, erased)
 
     # Helpers
@@ -380,6 +383,24 @@ def _hashes(content: ReportContent) -> dict[str, str]:
         if c.representative:
             hashes[representative_ref(c.id)] = c.representative.sha256
     return hashes
+
+
+def _not_published(info: VersionInfo, content: ReportContent, against: bytes) -> str | None:
+    """How a document someone holds differs from the version published (which the log rebuilds to), or None."""
+    try:
+        given = msgspec.json.decode(against, type=ReportContent)
+    except msgspec.DecodeError as e:
+        return f"the document given is not a report: {e}"
+    if digest(given) != info.digest:
+        where = first_difference(canonical(sealed(given)), canonical(sealed(content))) or "its digest"
+        return f"the document given is not version {info.version} as published: {where}"
+    passages = [(q.ref, q.text, q.sha256) for q in given.quotes]
+    if given.campaigns is not None:
+        passages += [(representative_ref(c.id), c.representative.text, c.representative.sha256) for c in given.campaigns.campaigns if c.representative]
+    for ref, text, sha256 in passages:
+        if text is not None and hashlib.sha256(text.encode()).hexdigest() != sha256:
+            return f"the document given is not version {info.version} as published: the text of {described(ref)} is not the text published (its SHA-256 differs from the one recorded)"
+    return None
 
 
 def _difference(info: VersionInfo, content: ReportContent, against: bytes | None) -> str:

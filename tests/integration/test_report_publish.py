@@ -3,6 +3,7 @@ withdrawals, versions rebuilt and checked, provenance, and `verify` against tamp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import uuid4
 
@@ -277,9 +278,28 @@ def test_provenance_names_the_responses_and_steps_behind_quotes_and_themes(syste
 
 
 def test_verify_says_ok_for_an_untouched_log(system: System, story: Story) -> None:
-    system.reports.publish(SLUG, story.staff["editor"], final=False)
+    built = system.reports.publish(SLUG, story.staff["editor"], final=False)
     result = system.reports.verify(SLUG)
     assert result.ok and result.difference is None and result.recorded == result.rebuilt and result.erased == []
+    assert system.reports.verify(SLUG, against=built.body).ok
+
+
+def test_verify_against_a_document_someone_holds_says_whether_it_is_the_one_published(system: System, story: Story) -> None:
+    """An auditor's copy with a figure changed verified ok: the copy was only read when the log's rebuild failed."""
+    built = system.reports.publish(SLUG, story.staff["editor"], final=False)
+    (quote,) = built.content.quotes
+    counted = built.content.responses.counted
+    figure, text = json.loads(built.body), json.loads(built.body)
+    figure["responses"]["counted"] += 1
+    text["quotes"][0]["text"] = "says nothing of the kind."
+    for copy, expected in (
+        (figure, f"responses.counted: {counted + 1} != {counted}"),
+        (text, f"the text of quote {quote.ref} is not the text published"),
+    ):
+        result = system.reports.verify(SLUG, against=json.dumps(copy).encode())
+        assert not result.ok and result.recorded == result.rebuilt  # the log is fine: the copy is not
+        assert result.difference is not None and expected in result.difference, result.difference
+    assert "not a report" in (system.reports.verify(SLUG, against=b'{"not": "a report"}').difference or "")
 
 
 def tamper(system: System, position: int, change: tuple[bytes, bytes]) -> None:
