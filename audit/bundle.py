@@ -141,7 +141,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     if missing:
         raise ValueError(f"{folder} is not a bundle: it lacks {', '.join(missing)}")
     if verifiers is None:
-        verifiers = pinned([Verifier.parse(k) for k in (folder / "key.txt").read_text().split()], held)
+        verifiers = carried(folder, held)
     decoder = msgspec.json.Decoder(CheckpointLine)
     checkpoints = []
     for raw in (folder / "checkpoints.ndjson").read_bytes().splitlines():
@@ -155,6 +155,13 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     if report.ok:
         report.problem = _misread(folder)
     return report
+
+
+def carried(folder: Path, held: Sequence[str] = ()) -> list[Verifier]:
+    """The keys a bundle names in its key.txt (pinned to those that signed checkpoints `held` elsewhere, if any)."""
+    if not (folder / "key.txt").exists():
+        raise ValueError(f"{folder} is not a bundle: it lacks key.txt")
+    return pinned([Verifier.parse(k) for k in (folder / "key.txt").read_text().split()], held)
 
 
 def _misread(folder: Path) -> Problem | None:

@@ -20,6 +20,7 @@ Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -31,8 +32,12 @@ from audit.merkle import Frontier, canonical, leaf_hash
 from audit.signing import Head, Verifier, parse_body
 from domain.review.case import ReviewCase
 from domain.signups.signup import Signup
+from domain.staff.member import StaffMember
 
-SHREDDING = {get_topic(ReviewCase.OriginalsShredded): "key_ids", get_topic(Signup.Erased): "key_id"}
+SHREDDING = {  # events recording destroyed keys, and the field naming them
+    get_topic(ReviewCase.OriginalsShredded): "key_ids", get_topic(Signup.Erased): "key_id",
+    get_topic(StaffMember.Erased): "key_ids", get_topic(StaffMember.PasswordChanged): "key_ids",
+}
 MAX_MISMATCHES = 1000  # kept, past the first, to tell a swap from an alteration
 
 
@@ -52,7 +57,7 @@ class Withheld(NamedTuple):
 class SignedCheckpoint(NamedTuple):
     seq: int
     note: str
-    stored: tuple[int, bytes, int] | None = None  # (size, root, position) as the ledger's columns say, if any
+    stored: tuple[int, bytes, int, datetime] | None = None  # (size, root, position, time) as the ledger's columns say, if any
 
 
 class Report(msgspec.Struct):
@@ -207,7 +212,11 @@ def _held(notes: Sequence[str], verifiers: Sequence[Verifier], report: Report) -
     for i, note in enumerate(notes, 1):
         text = next((t for v in verifiers if (t := v.open(note)) is not None), None)
         if text is None:
-            report.problem = Problem("forged", None, f"the checkpoint you hold (#{i} given): its signature does not verify with the deployment's key")
+            names = ", ".join(f"{v.name}+{v.hash.hex()}" for v in verifiers)
+            report.problem = Problem(
+                "forged", None, f"the checkpoint you hold (#{i} given) is signed by none of the keys checked against ({names}): "
+                "if yours is genuine, the key checked against is not the one that signed the log",
+            )
             return []
         heads.append((f"you hold (#{i} given)", parse_body(text)))
     return heads
@@ -218,21 +227,29 @@ def _checkpoints(
     report: Report,
 ) -> list[tuple[str, Head]]:
     heads: list[tuple[str, Head]] = []
-    for cp in sorted(checkpoints, key=lambda c: c.seq):
+    for expected, cp in enumerate(sorted(checkpoints, key=lambda c: c.seq), 1):
+        if cp.seq != expected:  # numbered from 1 without gaps as they are added: one was deleted
+            report.problem = Problem("missing", None, f"checkpoint #{expected} is gone (the checkpoints go on at #{cp.seq})")
+            return []
         text = next((t for v in verifiers if (t := v.open(cp.note)) is not None), None)
         if text is None:
-            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: its signature does not verify with the deployment's key")
+            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: its signature does not verify with the key checked against")
             return []
         head = parse_body(text)
-        if cp.stored is not None and cp.stored != (head.size, head.root, head.position):
-            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: the stored size, root or position differ from what was signed")
+        if cp.stored is not None and cp.stored != (head.size, head.root, head.position, head.time):
+            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: the stored size, root, position or time differ from what was signed")
             return []
         if heads:
             prev_label, prev = heads[-1]
             if head.size < prev.size or head.position < prev.position:
                 report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is smaller than {prev_label} before it")
                 return []
-            if consistency is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, consistency(prev.size, head.size)):
+            try:
+                proof = consistency(prev.size, head.size) if consistency is not None else None
+            except LookupError as e:  # the ledger's nodes that prove it are gone: its tail was cut
+                report.problem = Problem("truncated", None, f"checkpoint #{cp.seq} covers {head.size} events, but the ledger cannot prove it consistent with {prev_label} before it: {e}")
+                return []
+            if proof is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, proof):
                 report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is not consistent with {prev_label} before it")
                 return []
         heads.append((f"#{cp.seq}", head))
@@ -246,7 +263,7 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     """Verify the live store: its log against its ledger, every checkpoint and those `held` elsewhere."""
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
-        checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position)) for c in batch)
+        checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
     return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held)
 
 

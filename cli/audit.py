@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from audit.bundle import export, verify_bundle
+from audit.bundle import carried, export, verify_bundle
 from audit.replay import view_at
 from audit.signing import KEY_FILE, Verifier, load_or_make_key, parse_body
 from audit.verify import Report, pinned, verify_store
@@ -37,7 +37,13 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
 
 def run(args: argparse.Namespace, settings: object) -> None:
     if args.action == "verify" and args.dir:
-        report = verify_bundle(Path(args.dir), [Verifier.parse(args.key)] if args.key else None, held(args.checkpoint))
+        folder, notes = Path(args.dir), held(args.checkpoint)
+        if args.key:
+            verifiers, source = [Verifier.parse(args.key)], "the key given"
+        else:
+            verifiers, source = carried(folder, notes), "the key the bundle carries (compare it with a copy held elsewhere)"
+        report = verify_bundle(folder, verifiers, notes)
+        print(f"checked against {source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}")
         finish(report)
         return
     with System(settings) as system:  # type: ignore[arg-type]

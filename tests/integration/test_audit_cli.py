@@ -59,12 +59,19 @@ def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return capsys.readouterr().out
 
 
+def bundle_verdict(capsys: pytest.CaptureFixture[str], out: Path) -> str:
+    """`agora audit verify DIR`'s verdict, after the line naming the keys it checked against."""
+    checked, _, verdict = run(capsys, "audit", "verify", str(out)).partition("\n")
+    assert checked.startswith("checked against the key the bundle carries (compare it with a copy held elsewhere): "), checked
+    return verdict
+
+
 def test_an_exported_bundle_verifies_offline_and_holds_no_personal_data(
     history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bundle"
     assert run(capsys, "audit", "export", "--out", str(out)).startswith(f"exported {history.app.head()} events and 3 checkpoints")
-    verdict = run(capsys, "audit", "verify", str(out))
+    verdict = bundle_verdict(capsys, out)
     assert verdict.startswith(f"ok: {history.app.head()} events") and "2 keys shredded" in verdict and "withheld" not in verdict, verdict
     # In a process that imported nothing else first (stored topics such as `domain.frame:…` name no module).
     alone = subprocess.run([sys.executable, "-c", f"from audit.bundle import verify_bundle; print(verify_bundle(__import__('pathlib').Path({str(out)!r})))"], capture_output=True, text=True)
@@ -134,7 +141,7 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     (tmp_path / "elsewhere").mkdir()
     stranger = Signer(tmp_path / "elsewhere", "stranger").verifier.vkey
     assert "forged: checkpoint #1" in fails(capsys, "audit", "verify", str(out), "--key", stranger)
-    assert run(capsys, "audit", "verify", str(out)).startswith("ok")
+    assert bundle_verdict(capsys, out).startswith("ok")
 
 
 def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catches_a_rewritten_tail(
@@ -148,7 +155,7 @@ def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catch
         pass
     out = tmp_path / "bundle"
     run(capsys, "audit", "export", "--out", str(out))
-    assert ", 2 chained past the last signed checkpoint, " in run(capsys, "audit", "verify", str(out))
+    assert ", 2 chained past the last signed checkpoint, " in bundle_verdict(capsys, out)
     notes = (out / "checkpoints.ndjson").read_text()
     (out / "checkpoints.ndjson").write_text("")
     assert "FAILED: unsigned: no signed checkpoint covers any of the" in fails(capsys, "audit", "verify", str(out))
@@ -165,7 +172,7 @@ def test_a_bundle_without_checkpoints_proves_nothing_and_a_held_checkpoint_catch
     line["leaf_hash"] = leaf_hash(canonical(line["position"], UUID(stored["originator_id"]).bytes, stored["originator_version"], stored["topic"], state)).hex()
     line["event"] = json.loads(json.dumps(line["event"]).replace('"read"', '"know_well"'))  # what a reader reads, too
     (out / "events.ndjson").write_text("\n".join([*original[:-1], msgspec.json.encode(line).decode()]) + "\n")
-    assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the exporter's word
+    assert bundle_verdict(capsys, out).startswith("ok")  # the exporter's word
     assert "altered: checkpoint you hold (#1 given)" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
     # The live store matches it (its own checkpoint: counted once), also as `jq -r` or an editor may have
     # saved it; a file that is not there, or holds no checkpoint, is one line.
@@ -209,10 +216,18 @@ def test_a_checkpoint_you_hold_pins_the_key_a_bundle_names(history: System, tmp_
     (out / "checkpoints.ndjson").write_text("\n".join([*lines, json.dumps(forged)]) + "\n")
     with (out / "key.txt").open("a") as f:
         f.write(forger.verifier.vkey + "\n")
-    assert run(capsys, "audit", "verify", str(out)).startswith("ok")  # the bundle's word for its keys
+    assert bundle_verdict(capsys, out).startswith("ok")  # the bundle's word for its keys, which it names:
+    assert forger.verifier.hash.hex() in run(capsys, "audit", "verify", str(out)).partition("\n")[0]
     held = tmp_path / "held.txt"
     held.write_text(json.loads(lines[0])["note"])
     assert f"forged: checkpoint #{forged['seq']}: its signature does not verify" in fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
+    # Every checkpoint signed anew and the deployment's key replaced: the fault is the bundle's key, not the checkpoint you hold.
+    resigned = [{**line, "note": forger.sign(body(parse_body(verifier.open(line["note"]) or "")))} for line in map(json.loads, lines)]
+    (out / "checkpoints.ndjson").write_text("".join(json.dumps(line) + "\n" for line in resigned))
+    (out / "key.txt").write_text(forger.verifier.vkey + "\n")
+    assert bundle_verdict(capsys, out).startswith("ok")
+    refused = fails(capsys, "audit", "verify", str(out), "--checkpoint", str(held))
+    assert "the checkpoint you hold (#1 given) is signed by none of the keys checked against" in refused, refused
 
 
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:

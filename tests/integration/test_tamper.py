@@ -116,6 +116,28 @@ def test_a_forged_checkpoint_is_named(system: System, store_env: dict[str, str],
     assert report.problem is not None and report.problem.kind == "forged" and "#1: its signature" in report.problem.detail, report
 
 
+def test_a_checkpoint_deleted_or_its_stored_time_changed_is_found(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """An auditor changed a stored time (the API served it, unsigned) and deleted a checkpoint: both verified ok."""
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        (time,) = sql(conn, f"SELECT time FROM {checkpoints} WHERE seq = 2")[0]
+        sql(conn, f"UPDATE {checkpoints} SET time = ? WHERE seq = 2", "2026-11-01T00:00:00+00:00")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged" and "#2: the stored size, root, position or time" in report.problem.detail
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        sql(conn, f"UPDATE {checkpoints} SET time = ? WHERE seq = 2", time)
+        sql(conn, f"DELETE FROM {checkpoints} WHERE seq = 1")
+    report = verify(system, chained)
+    assert report.problem == ("missing", None, "checkpoint #1 is gone (the checkpoints go on at #2)"), report
+
+
+def test_a_ledger_cut_short_is_truncation_not_a_crash(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    leaves = "ledger_leaves" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.ledger_leaves"
+    with database(system, store_env) as (conn, _, _, _):
+        sql(conn, f"DELETE FROM {leaves} WHERE leaf >= 22")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "truncated" and "#2 covers 27 events" in report.problem.detail, report
+
+
 def test_a_signature_by_another_key_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer, tmp_path: Any) -> None:
     other = Signer(tmp_path, chained.signer.verifier.name)
     latest = system.ledger.latest()
@@ -154,10 +176,13 @@ def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chai
     system.review.claim(response, staff["reviewer"], timedelta(minutes=5))
     system.review.redact(response, staff["reviewer"], "works_well", 0, 6, "a name")
     system.review.shred_originals(response, staff["admin"], "works_well")
+    leaver = staff["reviewer2"]
+    system.staff.deactivate(leaver, by=staff["admin"])
+    system.staff.erase(leaver, by=staff["admin"])  # their name and email's key, and their password hash's
     while chained.step():
         pass
     chained.checkpoint(datetime.now(UTC))
     report = verify(system, chained)
     assert report.ok, report
-    assert report.shredded == 2 and "2 keys shredded" in str(report)
+    assert report.shredded == 4 and "4 keys shredded" in str(report)
     assert system.texts.get(system.review.shredded_keys()[0]) is None  # really gone, and the log still proves
