@@ -3,6 +3,7 @@ withdrawals, versions rebuilt and checked, provenance, and `verify` against tamp
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 from uuid import uuid4
@@ -27,6 +28,7 @@ from domain.reports.report import (
 )
 from domain.review.case import Flag, Outcome
 from domain.staff.member import NotPermitted
+from reports import render
 from reports.content import BUILDER, build, canonical, digest
 from runtime import System
 from tests.conftest import SLUG
@@ -124,6 +126,12 @@ def test_publishing_records_one_event_with_the_position_and_digest(system: Syste
     assert event.quotes == {str(story.quote): built.content.quotes[0].sha256}
     assert built.digest == digest(built.content) and built.body == canonical(built.content)
     assert built.content.position == before and built.content.version == 1
+    # The recipe the docs, the page and the open data's README give (an auditor's, with sorted keys, missed).
+    doc = json.loads(built.body)
+    for quote in doc["quotes"]:
+        quote["text"] = None
+    assert hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest() == built.digest
+    assert b'json.dumps(doc, separators=(",", ":"), ensure_ascii=False)' in render.data_zip(built)
 
 
 def test_every_version_is_rebuilt_from_the_log_and_checked(system: System, story: Story) -> None:
