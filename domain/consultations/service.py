@@ -64,8 +64,11 @@ class Keyed:
     def receipt(self, response_id: UUID) -> str:
         return base64.urlsafe_b64encode(self._mac("receipt", response_id.bytes)[:24]).decode()
 
-    def fingerprint(self, answers: dict[str, Any]) -> str:
-        return self._mac("answers", msgspec.json.encode(answers, order="sorted")).hex()
+    def fingerprint(self, key: str, answers: dict[str, Any]) -> str:
+        """What tells a retry from a key reused with other answers. The log keeps it for good, so it is
+        keyed by the Idempotency-Key too (never stored): the server's secret alone cannot test guesses of
+        a passage redacted since against it."""
+        return hmac.new(self._mac("fingerprint", key), msgspec.json.encode(answers, order="sorted"), hashlib.sha256).hexdigest()
 
 
 class Consultations:
@@ -152,7 +155,7 @@ class Consultations:
         for submission in submissions:
             keyed = None
             if submission.key is not None:
-                keyed = _Keyed(self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.answers))
+                keyed = _Keyed(self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.key, submission.answers))
                 done = self._repeat(keyed, first, len(checked), look_up)
                 if done is not None:
                     checked.append(done)
