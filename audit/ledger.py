@@ -112,6 +112,15 @@ class Ledger:
             c.execute(f"SELECT leaf, position, hash FROM {self.leaves_} WHERE leaf >= {self.p} ORDER BY leaf LIMIT {int(limit)}", (start,))
             return c.fetchall()  # rows of (leaf, position, hash): BLOB and BYTEA both read as bytes
 
+    def level(self, level: int, start: int = 0, limit: int = 10_000) -> list[tuple[int, bytes]]:
+        """(index, hash) of the stored subtrees of `level` (0: the leaves) from index `start` on, in order."""
+        table, index, where = (self.leaves_, "leaf", "") if level == 0 else (self.nodes_, "idx", f"level = {int(level)} AND ")
+        with self.datastore.transaction(commit=False) as c:
+            if not self.sqlite:
+                c.row_factory = tuple_row
+            c.execute(f"SELECT {index}, hash FROM {table} WHERE {where}{index} >= {self.p} ORDER BY {index} LIMIT {int(limit)}", (start,))
+            return c.fetchall()  # rows of (index, hash), as `leaves`
+
     def leaf_of(self, receipt_hash: str) -> tuple[int, bytes] | None:
         """The leaf index and hash of the response with this receipt hash, once chained."""
         with self.datastore.transaction(commit=False) as c:

@@ -93,11 +93,13 @@ def verify(
     verifiers: Sequence[Verifier],
     consistency: Callable[[int, int], list[bytes]] | None = None,
     held: Sequence[str] = (),
+    nodes: Callable[[int], Iterator[tuple[int, bytes]]] | None = None,
 ) -> Report:
     """`records`: the log in position order, each (position, originator id's bytes, version, topic, state) or
     Withheld; `leaves`: the ledger's, in order; `consistency(old, new)`: a consistency proof between two
     checkpoints' sizes, checked against their roots; `held`: signed checkpoints (their notes) an auditor
-    holds from elsewhere, which the tree must match too."""
+    holds from elsewhere, which the tree must match too; `nodes(level)`: the ledger's stored subtrees of
+    a level, (index, hash) in order, which proofs are built from: each must be the one the leaves make."""
     report = Report()
     heads = _checkpoints(checkpoints, verifiers, consistency, report)
     if not report.problem:
@@ -114,6 +116,8 @@ def verify(
     recs = iter(records)
     rec = next(recs, None)
     mismatches: list[tuple[int, Any, bytes]] = []  # (position, record, ledger hash)
+    levels: dict[int, Iterator[tuple[int, bytes]]] = {}  # the stored subtrees of each level, as far as compared
+    misnode: Problem | None = None  # the first stored subtree that is not what the leaves make
     problem: Problem | None = None
     shredded = 0
 
@@ -158,7 +162,11 @@ def verify(
             mismatches.append((position, rec, stored))
             if len(mismatches) >= MAX_MISMATCHES:
                 break
-        frontier.append(stored)
+        for level, index, made in frontier.append(stored):
+            if nodes is not None and misnode is None:
+                found = next(levels.get(level) or levels.setdefault(level, nodes(level)), None)
+                if found is None or found[0] != index or found[1] != made:
+                    misnode = _misnode(level, index, found)
         report.leaves += 1
         problem = check_heads()
         if problem:
@@ -171,8 +179,8 @@ def verify(
     if mismatches:
         report.problem = _mismatch(mismatches)
         return report
-    if problem:
-        report.problem = problem
+    if problem or misnode:
+        report.problem = problem or misnode
         return report
     while rec is not None:  # past the last chained position: not chained yet
         report.events += 1
@@ -264,7 +272,21 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
-    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held)
+    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level))
+
+
+def _misnode(level: int, index: int, found: tuple[int, bytes] | None) -> Problem:
+    span = f"level {level}, index {index} (leaves {index << level} to {((index + 1) << level) - 1})"
+    if found is None or found[0] != index:
+        return Problem("missing", None, f"the ledger's tree lacks its node at {span}: proofs that use it cannot be built")
+    return Problem("altered", None, f"the ledger's tree node at {span} is not the hash of its two halves: proofs that use it fail")
+
+
+def _stored(ledger: Ledger, level: int) -> Iterator[tuple[int, bytes]]:
+    start = 0
+    while batch := ledger.level(level, start, BATCH):
+        yield from batch
+        start = batch[-1][0] + 1
 
 
 def log(app: Any) -> Iterator[Record]:

@@ -138,6 +138,21 @@ def test_a_ledger_cut_short_is_truncation_not_a_crash(system: System, store_env:
     assert report.problem is not None and report.problem.kind == "truncated" and "#2 covers 27 events" in report.problem.detail, report
 
 
+def test_a_tree_node_altered_or_deleted_in_the_ledger_is_found(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """Proofs are built from the stored subtrees: an auditor zeroed one, respondents got proofs that fail, and verify said ok."""
+    nodes = "ledger_nodes" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.ledger_nodes"
+    with database(system, store_env) as (conn, _, _, _):
+        (stored,) = sql(conn, f"SELECT hash FROM {nodes} WHERE level = 1 AND idx = 5")[0]
+        sql(conn, f"UPDATE {nodes} SET hash = ? WHERE level = 1 AND idx = 5", b"\x00" * 32)
+    report = verify(system, chained)
+    assert report.problem == ("altered", None, "the ledger's tree node at level 1, index 5 (leaves 10 to 11) is not the hash of its two halves: proofs that use it fail"), report
+    with database(system, store_env) as (conn, _, _, _):
+        sql(conn, f"UPDATE {nodes} SET hash = ? WHERE level = 1 AND idx = 5", stored)
+        sql(conn, f"DELETE FROM {nodes} WHERE level = 2 AND idx = 3")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "missing" and "level 2, index 3" in report.problem.detail, report
+
+
 def test_a_signature_by_another_key_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer, tmp_path: Any) -> None:
     other = Signer(tmp_path, chained.signer.verifier.name)
     latest = system.ledger.latest()
