@@ -106,12 +106,14 @@ def verify(
         own = {(h.size, h.root) for _, h in heads}  # one held that is also the log's own is counted once
         extra = [h for h in _held(held, verifiers, report) if (h[1].size, h[1].root) not in own]
         heads = sorted([*heads, *extra], key=lambda h: h[1].size)  # stable: the log's own first
+        yours = {label for label, _ in extra}
     if report.problem:
         return report
     frontier = Frontier()
     due = iter(heads)
     head = next(due, None)
     since = 0  # the first position after the last checkpoint matched
+    since_yours = 0  # the same, of the checkpoints held elsewhere: whoever rewrote the log may have signed its own anew
     signed = 0  # the size of the last checkpoint matched
     recs = iter(records)
     rec = next(recs, None)
@@ -122,14 +124,18 @@ def verify(
     shredded = 0
 
     def check_heads() -> Problem | None:
-        nonlocal head, since, signed
+        nonlocal head, since, since_yours, signed
         start = since  # heads of one size (a quiet stretch, or one held elsewhere) cover the same events
         while head is not None and head[1].size == frontier.size:
             label, h = head
             if not mismatches and frontier.root() != h.root:
+                if label in yours:  # the log's own checkpoints since the last one held may be signed anew
+                    start = since_yours
                 return Problem("altered", start or None, f"checkpoint {label} (size {h.size}) does not match the events it covers (positions {start or 1} to {h.position}): an event there was altered and its leaf rewritten")
             report.checkpoints += 1
             since, signed = h.position + 1, h.size
+            if label in yours:
+                since_yours = since
             head = next(due, None)
         return None
 

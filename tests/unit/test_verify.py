@@ -37,3 +37,26 @@ def test_events_none_of_which_is_chained_or_signed_are_not_ok(tmp_path: Path) ->
     report = verify(records, [], [], [signer.verifier])
     assert report.problem is not None and report.problem.kind == "unsigned" and "none of which is chained" in report.problem.detail, report
     assert verify([], [], [], [signer.verifier]).ok  # an empty log: nothing to vouch for
+
+
+def test_a_checkpoint_you_hold_that_the_log_no_longer_matches_blames_the_events_since_the_last_you_hold(tmp_path: Path) -> None:
+    """Whoever holds the signing key can rewrite an event, its leaf and every checkpoint after it: an
+    auditor's held checkpoint caught it, but the log's own re-signed checkpoints narrowed the blame to
+    events after them (position 88 was named; 73 was altered)."""
+    signer = Signer(tmp_path, "example.org/agora")
+    ids = [uuid.uuid4().bytes for _ in range(6)]
+    original = [(p, ids[p - 1], 1, "domain.x:Y", b'{"n":%d}' % p) for p in range(1, 7)]
+    rewritten = [r if r[0] != 2 else (*r[:4], b'{"n":99}') for r in original]
+
+    def signed(records: list[tuple[int, bytes, int, str, bytes]], size: int) -> str:
+        frontier = Frontier()
+        for r in records[:size]:
+            frontier.append(leaf_hash(canonical(*r)))
+        return signer.sign(body(Head(signer.verifier.name, size, frontier.root(), NOW, size)))
+
+    leaves = [(i, r[0], leaf_hash(canonical(*r))) for i, r in enumerate(rewritten)]
+    own = [SignedCheckpoint(1, signed(rewritten, 4)), SignedCheckpoint(2, signed(rewritten, 6))]
+    assert verify(rewritten, leaves, own, [signer.verifier]).ok  # the log's word, signed anew
+    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(original, 6)])
+    assert report.problem is not None and report.problem[:2] == ("altered", None), report
+    assert "(positions 1 to 6)" in report.problem.detail, report
