@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 from markdown_it import MarkdownIt
 
+from domain.text import BIDI_CONTROLS
 from reports.content import ReportContent
 
 if TYPE_CHECKING:
@@ -60,6 +61,12 @@ def percent(part: int, whole: int) -> str:
     return f"{tenths // 10}.{tenths % 10}%"
 
 
+def shown(text: str) -> str:
+    """A respondent's words for the page, with any bidirectional override or isolate written out
+    (`[U+202E]`): left in, it could make the quote read otherwise than as written."""
+    return "".join(f"[U+{ord(c):04X}]" if c in BIDI_CONTROLS else c for c in text)
+
+
 REASONS = {"spam": "Spam", "abusive": "Abusive", "off_topic": "Off topic", "duplicate": "Duplicate", "other": "Another reason"}
 
 _JSON = msgspec.json.Encoder(order="deterministic")
@@ -69,7 +76,7 @@ _ENV = Environment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
 )
-_ENV.filters.update(markdown=markdown, moment=moment)
+_ENV.filters.update(markdown=markdown, moment=moment, shown=shown)
 _ENV.globals.update(percent=percent, reasons=REASONS)
 
 

@@ -258,6 +258,20 @@ def test_a_quote_of_a_response_flagged_as_holding_personal_data_is_neither_selec
     assert [q.response_id for q in reports.preview(SLUG, editor).content.quotes] == [response]
 
 
+def test_a_quote_holding_a_bidirectional_override_shows_it_written_out_on_the_page(system: System, story: Story) -> None:
+    """Left in, U+202E made a tester's quote read backwards on the public page; the JSON keeps the words as written."""
+    editor, reviewer = story.staff["editor"], story.staff["reviewer"]
+    (response,) = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read", "works_well": "Fine \u202eliveht\u202c rules."})])
+    system.review.claim(response.id, reviewer, LEASE)
+    system.review.mark_quote(response.id, reviewer, "works_well", 0, 20)
+    system.review.complete(response.id, reviewer, Outcome.REVIEWED, "")
+    system.reports.select_quote(SLUG, editor, QuoteRef(response.id, "works_well", 0, 20))
+    built = system.reports.publish(SLUG, editor, final=False)
+    assert "Fine \u202eliveht\u202c rules." in [q.text for q in built.content.quotes]
+    page = render.page(built).decode()
+    assert "Fine [U+202E]liveht[U+202C] rules." in page and "\u202e" not in page
+
+
 def test_candidates_read_as_their_answers_do_now(system: System, story: Story) -> None:
     candidates = system.reports.candidates(SLUG, story.staff["auditor"])
     (candidate,) = candidates
