@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
 from audit.disclosure import AuditEvent, disclose, readable
+from domain.access.access import Access
 from domain.consultations.consultation import Consultation
 from domain.staff.member import Role, StaffMember
 from domain.core import Agora, read_log
@@ -42,10 +43,15 @@ class Filter(msgspec.Struct, frozen=True):
 
     consultation: UUID | None = None  # its own events and those of its frame, responses, cases, signups, seats
     aggregates: frozenset[UUID] | None = None
+    subject: str | None = None  # with `aggregates`: also the access records naming it (one of their comma-joined subjects)
     type: str | None = None  # readable, e.g. "review.claimed"
     actor: UUID | None = None
     since: datetime | None = None  # recorded at or after
     until: datetime | None = None  # recorded before
+
+
+def _names(subject: str | None, event: Any) -> bool:
+    return subject is not None and isinstance(event, Access.Recorded) and subject in event.subject.split(",")
 
 
 class Page(msgspec.Struct):
@@ -117,7 +123,7 @@ class History:
 
     def _matches(self, where: Filter, event: Any) -> bool:
         return (
-            (where.aggregates is None or event.originator_id in where.aggregates)
+            (where.aggregates is None or event.originator_id in where.aggregates or _names(where.subject, event))
             and (where.type is None or readable(type(event))[0] == where.type)
             and (where.actor is None or getattr(event, "by", None) == where.actor)
             and (where.since is None or event.timestamp >= where.since)

@@ -22,6 +22,7 @@ from api.problems import STAFF_PROBLEMS, problem
 from audit.disclosure import types
 from audit.history import Filter, Page, StaffEntry
 from audit.replay import DECODERS, view_at
+from domain.campaigns.cluster import assignment_id
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound, FieldError, InvalidInput, ResponseNotFound
 from domain.review.case import case_id
@@ -53,7 +54,7 @@ def events(
     limit: Annotated[int | None, QueryParameter(ge=1, le=1000, description="At most this many (a page: 100 by default; NDJSON: all)")] = None,
     consultation: Annotated[str | None, QueryParameter(max_length=63, description="A consultation's slug: its events and its frame's, responses', cases', signups', seats'")] = None,
     aggregate: Annotated[UUID | None, QueryParameter(description="One aggregate's events")] = None,
-    response: Annotated[UUID | None, QueryParameter(description="One response's submission and review case")] = None,
+    response: Annotated[UUID | None, QueryParameter(description="One response's events (its submission, review case and cluster assignment) and the access records of staff reading its text")] = None,
     event_type: Annotated[str | None, QueryParameter(name="type", max_length=80, description="A readable type, e.g. `review.claimed`")] = None,
     actor: Annotated[UUID | None, QueryParameter(description="One staff member's actions")] = None,
     since: Annotated[datetime | None, QueryParameter(name="from", description="Recorded at or after (with a UTC offset)")] = None,
@@ -63,7 +64,8 @@ def events(
     _check_type(event_type)
     where = Filter(
         consultation=_consultation(system, consultation) if consultation else None,
-        aggregates=_aggregates(system, aggregate, response), type=event_type, actor=actor, since=since, until=until,
+        aggregates=_aggregates(system, aggregate, response), subject=str(response) if response and not aggregate else None,
+        type=event_type, actor=actor, since=since, until=until,
     )
     if NDJSON in request.headers.get("Accept", ""):
         return NDJSONStream(system.history.stream(after, limit, where))  # type: ignore[return-value]
@@ -102,7 +104,7 @@ def _aggregates(system: System, aggregate: UUID | None, response: UUID | None) -
         return None if aggregate is None else frozenset({aggregate})
     if not system.app.exists(response):
         raise ResponseNotFound(response)
-    ids = frozenset({response, case_id(response)})
+    ids = frozenset({response, case_id(response), assignment_id(response)})
     return ids if aggregate is None else ids & {aggregate}
 
 

@@ -18,6 +18,7 @@ from audit.replay import view_at
 from domain.access.service import ATTENDEES
 from domain.consultations.consultation import Definition, Theme, consultation_id
 from domain.consultations.service import hash_receipt
+from domain.campaigns.cluster import assignment_id
 from domain.review.case import Flag, Outcome, case_id
 from domain.review.frame import frame_id
 from domain.signups.signup import Purpose, seats_id
@@ -182,16 +183,20 @@ async def test_filters_pick_one_response_one_actor_one_type_one_consultation_one
     client: AsyncTestClient, system: System, run: Run, staff: dict[str, UUID], headers: dict[str, dict[str, str]]
 ) -> None:
     auditor = headers["auditor"]
-    everything = await every_page(client, auditor, limit=1000)
     first = run.responses[0]
+    assert (await client.get(f"/review/responses/{first}", headers=auditor)).status_code == 200  # its text read: on record
+    everything = await every_page(client, auditor, limit=1000)
 
     async def picked(**params: Any) -> list[dict[str, Any]]:
         return await every_page(client, auditor, limit=3, **params)
 
     of_first = await picked(response=str(first))
-    assert of_first == [e for e in everything if e["aggregate_id"] in (str(first), str(case_id(first)))]
+    read = [e for e in everything if e["type"] == "access.recorded" and str(first) in e["payload"]["subject"].split(",")]
+    own = (str(first), str(case_id(first)), str(assignment_id(first)))
+    assert read and of_first == [e for e in everything if e["aggregate_id"] in own or e in read]  # who read it too (an auditor asked)
     assert [e["type"] for e in of_first][:3] == ["response.submitted", "review.opened", "review.claimed"]
-    assert of_first == (await client.get(f"/review/responses/{first}/history", headers=auditor)).json()
+    history = (await client.get(f"/review/responses/{first}/history", headers=auditor)).json()
+    assert [e for e in of_first if e["type"] != "access.recorded"] == history
 
     by_editor = await picked(actor=str(staff["editor"]))
     assert {e["type"] for e in by_editor} == {"frame.theme_added", "review.reopened"}
