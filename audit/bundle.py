@@ -151,7 +151,10 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
                 return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} holds more than an export writes (a field it does not write, or a key twice)"))
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
-    report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held)
+    try:
+        report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held)
+    except _OutOfOrder as e:  # say so, rather than what it breaks first (a leaf that seems gone)
+        return Report(problem=Problem("altered", e.position, f"the line comes after position {e.previous}: an export writes one line per position, in order"))
     if report.ok:
         report.problem = _misread(folder)
     return report
@@ -172,13 +175,9 @@ def _misread(folder: Path) -> Problem | None:
     mapper = MsgspecMapper(MsgspecTranscoder())
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
-    previous = 0
-    for raw, line in _read(folder):
+    for raw, line in _read(folder):  # in order of position, as verify has found
         if not _as_exported(raw, line):
             return Problem("altered", line.position, "the line holds more than an export writes (a field it does not write, or a key twice)")
-        if line.position <= previous:
-            return Problem("altered", line.position, f"the line comes after position {previous}: an export writes one line per position, in order")
-        previous = line.position
         event = line.event
         if event is not None and event.actor is not None:
             name = names.setdefault(event.actor, event.actor_name)
@@ -264,8 +263,28 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 
-def _records(folder: Path) -> Iterator[Any]:
+class _OutOfOrder(Exception):
+    def __init__(self, position: int, previous: int) -> None:
+        super().__init__(position, previous)
+        self.position, self.previous = position, previous
+
+
+def _ordered(folder: Path) -> Iterator[Line]:
+    """The lines, each past the one before (else _OutOfOrder), each given once the next is read: two
+    lines swapped are found before the first of them is checked (and seems to skip a leaf)."""
+    held: Line | None = None
     for _, line in _read(folder):
+        if held is not None:
+            if line.position <= held.position:
+                raise _OutOfOrder(line.position, held.position)
+            yield held
+        held = line
+    if held is not None:
+        yield held
+
+
+def _records(folder: Path) -> Iterator[Any]:
+    for line in _ordered(folder):
         if line.withheld and line.record_hash:
             yield Withheld(line.position, bytes.fromhex(line.record_hash))
         elif line.stored is not None:
@@ -274,7 +293,7 @@ def _records(folder: Path) -> Iterator[Any]:
 
 
 def _leaves(folder: Path) -> Iterator[tuple[int, int, bytes]]:
-    for _, line in _read(folder):
+    for line in _ordered(folder):
         if line.leaf is not None and line.leaf_hash is not None:
             yield line.leaf, line.position, bytes.fromhex(line.leaf_hash)
 

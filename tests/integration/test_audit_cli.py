@@ -199,6 +199,10 @@ def test_a_line_an_export_does_not_write_is_refused(history: System, tmp_path: P
     ):
         (out / "events.ndjson").write_text("\n".join(lines) + "\n")
         assert f"FAILED at position {position}: altered: " in fails(capsys, "audit", "verify", str(out))
+    # Two lines swapped: said as such, not as the leaf that then seems gone (an auditor was told "leaf 39 is gone").
+    (out / "events.ndjson").write_text("\n".join([*original[:5], original[6], original[5], *original[7:]]) + "\n")
+    swapped = fails(capsys, "audit", "verify", str(out))
+    assert "FAILED at position 6: altered: the line comes after position 7: an export writes one line per position, in order" in swapped, swapped
 
 
 def test_a_checkpoint_you_hold_pins_the_key_a_bundle_names(history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
