@@ -212,7 +212,7 @@ def _mismatch(mismatches: list[tuple[int, Any, bytes]]) -> Problem:
         for other, _, stored in mismatches[1:]:
             if merkle.leaf_hash(merkle.canonical(other, *rec[1:])) == stored:
                 return Problem("reordered", position, f"the event at position {position} was chained at position {other}: the two were swapped or moved")
-    return Problem("altered", position, f"the event at position {position} does not hash as it did when chained")
+    return Problem("altered", position, f"the event at position {position} does not hash to its leaf in the ledger: the event was altered since it was chained, or its leaf was")
 
 
 def pinned(verifiers: list[Verifier], held: Sequence[str]) -> list[Verifier]:
