@@ -665,10 +665,7 @@ def content_of(
         ],
         themes=Themes(fold.frame_version, fold.themes_counted()),
         sessions=[SessionCount(s.id, s.title, s.starts_at, fold.seats.get(s.id, 0)) for s in definition.sessions],
-        quotes=[
-            _quote(q, text, recorded) for q, text in quote_texts(fold, app, texts).items()
-            if builder in FLAGGED_QUOTED or not fold.flagged(q.response_id, Flag.PERSONAL_DATA)
-        ],
+        quotes=[_quote(q, text, recorded) for q, text in published_quotes(fold, app, texts, builder).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
         campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in ANY_KEPT_REPRESENTS) if FORMATS[builder] >= 2 else None,
@@ -757,6 +754,14 @@ def quote_texts(fold: Fold, app: Application[Any], texts: Vault, quotes: Iterabl
         answer, key_id = _answer(app, texts, case, quote.question_id)
         out[quote] = QuoteText(answer[mark.start:mark.end] if answer is not None else None, key_id, prompts.get(quote.question_id, ""))
     return out
+
+
+def published_quotes(fold: Fold, app: Application[Any], texts: Vault, builder: str = BUILDER) -> dict[QuoteRef, QuoteText]:
+    """The selected quotes a version built by `builder`'s rules publishes, with their passages, in order."""
+    return {
+        q: text for q, text in quote_texts(fold, app, texts).items()
+        if builder in FLAGGED_QUOTED or not fold.flagged(q.response_id, Flag.PERSONAL_DATA)
+    }
 
 
 def representative_text(app: Application[Any], texts: Vault, case: Case) -> tuple[str | None, list[str]]:

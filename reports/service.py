@@ -46,6 +46,7 @@ from reports.content import (
     described,
     digest,
     first_difference,
+    published_quotes,
     quote_texts,
     representative_ref,
     sealed,
@@ -256,11 +257,13 @@ class Reports:
         the head now): the responses and the review and editing steps behind it."""
         self._require(by, *READERS)
         consultation = self.consultations.get(slug)
+        builder = BUILDER
         if version is not None:
-            position = self._version(consultation, version)[0].position
+            info = self._version(consultation, version)[0]
+            position, builder = info.position, info.builder
         fold = Fold(consultation.id, trace=True).run(self.app, self.app.head() if position is None else position)
         quotes = []
-        for quote in quote_texts(fold, self.app, self.texts):
+        for quote in published_quotes(fold, self.app, self.texts, builder):
             case = fold.cases[case_id(quote.response_id)]
             steps = [s for s, about in case.steps or () if about in ("", quote.question_id)] + fold.quotes[quote]
             quotes.append(QuoteTrail(str(quote), quote.response_id, sorted(steps, key=lambda s: s.position)))

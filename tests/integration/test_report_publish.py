@@ -242,6 +242,7 @@ def test_a_quote_of_a_response_flagged_as_holding_personal_data_is_neither_selec
     review.complete(response, reviewer, Outcome.REVIEWED, "")
     built = reports.publish(SLUG, editor, final=False)  # selected before the flag: left out now
     assert built.content.quotes == [] and b"AI rules are clear" not in built.body
+    assert built.info is not None and reports.provenance(SLUG, editor, version=built.info.version).quotes == []  # as published
     earlier = build(system.app, system.texts, consultation_id(SLUG), built.content.position, 1, False, builder="agora-report/3")
     assert [q.response_id for q in earlier.quotes] == [response]  # versions built by earlier rules rebuild as they were
     reports.unselect_quote(SLUG, editor, story.quote)
