@@ -74,6 +74,8 @@ class LimitedHttp(HttpToolsProtocol):
             if self.transport.is_closing():
                 return
         super().data_received(data)
+        if self.parsed_count and self.in_headers:  # the next request's headers began in this read
+            self.tail = data[-3:]  # where the blank line ending them may have begun
 
     def on_url(self, url: bytes) -> None:
         if self.parsed_count:
@@ -81,7 +83,7 @@ class LimitedHttp(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.parsed_count:
+        if self.parsed_count or not self.in_headers:  # a pipelined request's, or a chunked body's trailers
             self.count(len(name) + len(value) + 4)
         super().on_header(name, value)
 
@@ -96,6 +98,8 @@ class LimitedHttp(HttpToolsProtocol):
         # answered: counted from here on, in this read as the parser finds them, in later reads before parsing.
         self.expect_headers()
         self.parsed_count = True
+        if self.cycle.response_complete and not self.transport.is_closing():
+            self.start_timer()  # answered before its body was read (a refusal): the next headers are due now
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

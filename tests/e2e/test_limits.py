@@ -112,6 +112,45 @@ def test_requests_pipelined_in_one_write_are_each_held_to_the_limit(server: Serv
     assert statuses == ([b"431"] if second.startswith(b"X-Big") else [b"200", b"200"])
 
 
+def test_a_pipelined_request_whose_blank_line_is_split_between_reads_is_served(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """Its body, 20 KB, must not be counted as headers (a reviewer's got 431)."""
+    sock = connect()
+    body = b'{"answers": {"familiarity": "read"}}' + b" " * 20_000
+    post = f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
+    sock.sendall(GET + b"\r\n" + post + b"Content-Length: %d\r\nConnection: close\r\n\r" % len(body))
+    time.sleep(0.3)
+    sock.sendall(b"\n" + body)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer(sock)) == [b"200", b"201"]
+
+
+def test_trailers_of_a_chunked_body_are_held_to_the_header_limit(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    sock.sendall(f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    sock.sendall(b"2\r\n{}\r\n0\r\n")
+    try:
+        for _ in range(400):
+            sock.sendall(b"X-T: " + b"a" * 8000 + b"\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert b"HTTP/1.1 431 " in answer(sock)
+
+
+def test_the_next_headers_are_timed_even_when_the_answer_came_before_the_body_was_read(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """A 401 is sent before the body is read; the header time limit must still start for the next request."""
+    sock = connect()
+    sock.sendall(f"POST /review/consultations/{SLUG}/claim-next HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n".encode())
+    time.sleep(0.3)
+    sock.sendall(b"{}")
+    started = time.monotonic()
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        sock.sendall(GET)
+        for _ in range(40):
+            time.sleep(0.1)
+            sock.sendall(b"X-S: 1\r\n")
+    assert time.monotonic() - started < 3
+    assert b"HTTP/1.1 408 " in answer(sock)
+
+
 def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
     sock = connect()
     started = time.monotonic()
