@@ -121,15 +121,26 @@ def one_at_a_time(recorder: ApplicationRecorder, name: str, stop: threading.Even
 
 
 class _Bell(threading.Event):
-    """An event that knows when it was last set (time.monotonic)."""
+    """An event that knows when it was last set (time.monotonic), a time that only moves forward."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rung_at = time.monotonic()
+        self._at = threading.Lock()  # ringers race (a watcher thread, writers): the later time must win
 
     def set(self) -> None:
-        self.rung_at = time.monotonic()  # before waking anyone: a waiter never sees an older time than its ring's
+        self.ring_now()  # before waking anyone: a waiter never sees an older time than its ring's
         super().set()
+
+    def ring_now(self) -> None:
+        with self._at:
+            self.rung_at = max(self.rung_at, time.monotonic())
+
+    def take(self) -> float:
+        """Clear it; when it last rang."""
+        with self._at:
+            self.clear()
+            return self.rung_at
 
 
 class Doorbell:
@@ -152,19 +163,19 @@ class Doorbell:
             self._watched = (_notifications, (recorder.datastore, recorder.channel_name))
         if self._watched:
             _watch(*self._watched, self._rung)
+        self._rung.ring_now()  # watched from now: a write before it rang no bell of ours
 
     def clear(self) -> float:
-        """Clear it; returns when it last rang (or was made): a read of the log begun since then
+        """Clear it; returns when it last rang (or was made): a read of the log begun after then
         holds every write it rang for (it rings after each commit)."""
-        self._rung.clear()
-        return self._rung.rung_at
+        return self._rung.take()
 
     def wait(self, timeout: float) -> bool:
         """Whether it rang (else the timeout passed, which counts as a ring: one may have been missed,
         say while a watcher reconnected, so the next read must look afresh)."""
         if self._rung.wait(timeout):
             return True
-        self._rung.rung_at = time.monotonic()
+        self._rung.ring_now()
         return False
 
     def ring(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.application import Application
@@ -21,14 +21,14 @@ from eventsourcing.persistence import Notification
 class Batch:
     """Notifications read past a position, and their events as decoded so far."""
 
-    def __init__(self, app: Application[Any], after: int, limit: int, notifications: Sequence[Notification], began: float) -> None:
+    def __init__(self, decode: Callable[[Notification], Any], after: int, limit: int, notifications: Sequence[Notification], began: float) -> None:
         self.after, self.limit, self.notifications, self.began = after, limit, notifications, began
-        self._decode = app.mapper.to_domain_event
+        self._decode = decode
         self._events: dict[int, Any] = {}
 
     def serves(self, after: int, limit: int, since: float) -> bool:
         """Whether this read is what a read past `after` of up to `limit` begun at `since` would give (or a prefix of it)."""
-        return self.after == after and self.began >= since and (limit <= self.limit or len(self.notifications) < self.limit)
+        return self.after == after and self.began > since and (limit <= self.limit or len(self.notifications) < self.limit)
 
     def event(self, n: Notification) -> Any:
         event = self._events.get(n.id)
@@ -39,7 +39,8 @@ class Batch:
 
 class Reads:
     def __init__(self, app: Application[Any]) -> None:
-        self.app = app
+        # Not the application itself: it keys the process's table of these, weakly.
+        self.recorder, self.decode = app.recorder, app.mapper.to_domain_event
         self._lock = threading.Lock()
         self._last: Batch | None = None
 
@@ -51,8 +52,8 @@ class Reads:
             last = self._last
             if last is None or not last.serves(position, limit, since):
                 began = time.monotonic()
-                found = self.app.recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
-                last = self._last = Batch(self.app, position, limit, found, began)
+                found = self.recorder.select_notifications(start=position, limit=limit, inclusive_of_start=False)
+                last = self._last = Batch(self.decode, position, limit, found, began)
         return last.notifications[:limit], last
 
 

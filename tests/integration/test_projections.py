@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -385,6 +387,16 @@ def test_followers_share_a_read_of_the_log_only_if_it_holds_every_write_that_wok
         assert shared.after(head, 1000, bell.clear())[1] is not fresh
     finally:
         bell.close()
+
+
+def test_the_shared_reads_of_an_application_go_with_it(settings: Settings, store_env: dict[str, str]) -> None:
+    """They are kept per application, weakly: holding the application from them kept it, its pool and its last batch for good."""
+    with System(settings, store_env) as system:
+        reads(system.app).after(0, 10)
+        app = weakref.ref(system.app)
+    del system
+    gc.collect()
+    assert app() is None
 
 
 def elsewhere(system: System, store_env: dict[str, str]) -> None:
