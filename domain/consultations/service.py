@@ -70,6 +70,11 @@ class Keyed:
         a passage redacted since against it."""
         return hmac.new(self._mac("fingerprint", key), msgspec.json.encode(answers, order="sorted"), hashlib.sha256).hexdigest()
 
+    def fingerprint_before(self, answers: dict[str, Any]) -> str:
+        """The fingerprint responses recorded before 2026-12-01 keep (under the secret alone): a retry
+        of one is compared with it; nothing is recorded with it any more."""
+        return self._mac("answers", msgspec.json.encode(answers, order="sorted")).hex()
+
 
 class Consultations:
     def __init__(self, app: Agora, texts: Vault, keyed: Keyed) -> None:
@@ -155,7 +160,9 @@ class Consultations:
         for submission in submissions:
             keyed = None
             if submission.key is not None:
-                keyed = _Keyed(self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.key, submission.answers))
+                keyed = _Keyed(
+                    self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.key, submission.answers), submission.answers
+                )
                 done = self._repeat(keyed, first, len(checked), look_up)
                 if done is not None:
                     checked.append(done)
@@ -222,7 +229,7 @@ class Consultations:
         recorded = self.app.find(keyed.response_id, Response)
         if recorded is None:
             return None
-        if recorded.fingerprint != keyed.fingerprint:
+        if recorded.fingerprint != keyed.fingerprint and recorded.fingerprint != self.keyed.fingerprint_before(keyed.answers):
             return _reused()
         # Its position is not kept with the aggregate; the head is at or past it, which is what `?after=` needs.
         return Receipt(keyed.response_id, self.keyed.receipt(keyed.response_id), self.app.head())
@@ -239,6 +246,7 @@ class _Keyed(msgspec.Struct, frozen=True):
 
     response_id: UUID
     fingerprint: str
+    answers: dict[str, Any]  # as received: a retry of a response recorded before is compared by its fingerprint then
 
 
 class _Repeat(msgspec.Struct, frozen=True):

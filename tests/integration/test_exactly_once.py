@@ -12,7 +12,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
-from domain.consultations.service import Receipt, Submission
+from domain.consultations.service import Keyed, Receipt, Submission
 from domain.errors import IdempotencyKeyReused, NotAcceptingResponses
 from runtime import System
 from runtime.settings import Settings
@@ -141,3 +141,17 @@ def test_the_data_keys_of_sealed_text_are_recorded_with_their_events_or_not_at_a
     (receipt,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS)])
     (text,) = system.consultations.response(receipt.id).texts.values()
     assert system.texts.unseal(text, "works_well") == ANSWERS["works_well"]
+
+
+def test_a_retry_of_a_response_recorded_before_the_fingerprint_changed_is_still_a_retry(system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses recorded before 2026-12-01 keep a fingerprint under the secret alone: a retry across the upgrade is no key reuse."""
+    answers, key = {"familiarity": "read", "works_well": "Call me."}, "k" * 20
+    with monkeypatch.context() as before:
+        before.setattr(Keyed, "fingerprint", lambda self, _, answers: Keyed.fingerprint_before(self, answers))
+        (first,) = system.consultations.submit_batch([Submission(SLUG, answers, key=key)])
+    assert isinstance(first, Receipt)
+    head = system.app.head()
+    (again,) = system.consultations.submit_batch([Submission(SLUG, answers, key=key)])
+    assert isinstance(again, Receipt) and (again.id, again.receipt) == (first.id, first.receipt)
+    (other,) = system.consultations.submit_batch([Submission(SLUG, {**answers, "works_well": "Other."}, key=key)])
+    assert isinstance(other, IdempotencyKeyReused) and system.app.head() == head
