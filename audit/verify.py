@@ -260,8 +260,8 @@ def _checkpoints(
                 return []
             try:
                 proof = consistency(prev.size, head.size) if consistency is not None else None
-            except LookupError as e:  # the ledger's nodes that prove it are gone: its tail was cut
-                report.problem = Problem("truncated", None, f"checkpoint #{cp.seq} covers {head.size} events, but the ledger cannot prove it consistent with {prev_label} before it: {e}")
+            except LookupError as e:  # the ledger's nodes that prove it are gone: its tail cut, or one of them deleted
+                report.problem = Problem("missing", None, f"checkpoint #{cp.seq} covers {head.size} events, but the ledger lacks what proves it consistent with {prev_label} before it: {e}")
                 return []
             if proof is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, proof):
                 report.problem = Problem("forged", None, f"checkpoint #{cp.seq} is not consistent with {prev_label} before it")
@@ -278,7 +278,28 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
-    return verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level))
+    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level))
+    if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:
+        # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
+        report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem
+    return report
+
+
+def _subtrees(ledger: Ledger, size: int) -> Problem | None:
+    """The first stored subtree that is not the hash of its two stored halves, or is gone."""
+    level = 0
+    while size >> (level + 1):
+        children, parents = _stored(ledger, level), _stored(ledger, level + 1)
+        for index in range(size >> (level + 1)):
+            left, right, found = next(children, None), next(children, None), next(parents, None)
+            if found is None or found[0] != index:
+                return _misnode(level + 1, index, found)
+            if left is None or right is None or (left[0], right[0]) != (2 * index, 2 * index + 1):
+                return _misnode(level, 2 * index, None)
+            if merkle.node_hash(left[1], right[1]) != found[1]:
+                return _misnode(level + 1, index, found)
+        level += 1
+    return None
 
 
 def _misnode(level: int, index: int, found: tuple[int, bytes] | None) -> Problem:
