@@ -147,7 +147,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     for raw in (folder / "checkpoints.ndjson").read_bytes().splitlines():
         if raw:
             checkpoints.append(decoder.decode(raw))
-            if not _as_exported(raw, checkpoints[-1]):
+            if not as_written(raw, checkpoints[-1]):
                 return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} holds more than an export writes (a field it does not write, or a key twice)"))
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
@@ -176,7 +176,7 @@ def _misread(folder: Path) -> Problem | None:
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
     for raw, line in _read(folder):  # in order of position, as verify has found
-        if not _as_exported(raw, line):
+        if not as_written(raw, line):
             return Problem("altered", line.position, "the line holds more than an export writes (a field it does not write, or a key twice)")
         event = line.event
         if event is not None and event.actor is not None:
@@ -246,9 +246,10 @@ def _read(folder: Path) -> Iterator[tuple[bytes, Line]]:
             yield raw, decoder.decode(raw)
 
 
-def _as_exported(raw: bytes, decoded: msgspec.Struct) -> bool:
-    """Whether a line holds only what its struct does: decoding drops a field it does not know, and a
-    key given twice reads as its last; a reader of the file (jq, an editor) would see either."""
+def as_written(raw: bytes, decoded: msgspec.Struct) -> bool:
+    """Whether JSON (a bundle's line, a report someone holds) holds only what its decoded struct does:
+    decoding drops a field it does not know, and a key given twice reads as its last; a reader of the
+    file (jq, an editor) would see either."""
     try:
         return json.loads(raw, object_pairs_hook=_once) == msgspec.to_builtins(decoded)  # as JSON has them: base64, ids as text
     except ValueError:

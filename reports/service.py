@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from audit.bundle import as_written
 from domain.consultations.consultation import Consultation
 from domain.consultations.service import Consultations
 from domain.core import Agora
@@ -394,6 +395,8 @@ def _not_published(info: VersionInfo, content: ReportContent, against: bytes) ->
         given = msgspec.json.decode(against, type=ReportContent)
     except msgspec.DecodeError as e:
         return f"the document given is not a report: {e}"
+    if not as_written(against, given):
+        return "the document given holds more than a report does (a field it does not have, or a key twice): a reader of it would read what no digest covers"
     if digest(given) != info.digest:
         where = first_difference(canonical(sealed(given)), canonical(sealed(content))) or "its digest"
         return f"the document given is not version {info.version} as published: {where}"
