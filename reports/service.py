@@ -21,6 +21,7 @@ from domain.consultations.consultation import Consultation
 from domain.consultations.service import Consultations
 from domain.core import Agora
 from domain.reports.report import (
+    NotReadyForFinal,
     QuoteNotCandidate,
     QuoteRef,
     Report,
@@ -212,14 +213,19 @@ class Reports:
         report = self.app.find(report_id(consultation.id), Report)
         if report is None or not report.published:
             raise ReportConflict("Nothing is published yet, so there is nothing to correct: publish a first version.")
-        final = report.final if final is None else final
+        defaulted, final = final is None, report.final if final is None else final
         fold = Fold(consultation.id).run(self.app, self.app.head())
         version = report.published + 1
         content = content_of(fold, self.app, self.texts, version, final, Erratum(version, erratum.strip(), reason.strip()))
         built = _built(None, content)
-        report.correct(
-            by, fold.position, built.digest, BUILDER, final, _hashes(content), self._open(fold), fold.left(), erratum, reason
-        )
+        try:
+            report.correct(
+                by, fold.position, built.digest, BUILDER, final, _hashes(content), self._open(fold), fold.left(), erratum, reason
+            )
+        except NotReadyForFinal as e:
+            if not defaulted:
+                raise
+            raise NotReadyForFinal(f'Version {report.published} is final, and so is its correction unless it says "final": false. {e.detail}', e.left) from None
         self.app.record(report)
         return msgspec.structs.replace(built, info=self._versions(consultation)[-1][0])
 

@@ -105,6 +105,11 @@ def test_final_only_once_closed_and_every_response_completed(system: System, sto
     corrected = system.reports.correct(SLUG, editor, "A figure", "It was wrong")
     assert corrected.info is not None and corrected.info.final and corrected.content.final
     assert not system.reports.correct(SLUG, editor, "Another", "Withdrawn in part", final=False).content.final
+    final_again = system.reports.correct(SLUG, editor, "A third", "Final again", final=True)
+    system.review.reopen(story.responses[6], editor, "one more look")
+    with pytest.raises(NotReadyForFinal, match='Version 5 is final, and so is its correction unless it says "final": false. A final version cannot'):
+        system.reports.correct(SLUG, editor, "A fourth", "Not final now")  # the user asked for no final version: say why it was one
+    assert final_again.content.final
 
 
 def test_a_consultation_past_its_closing_time_counts_as_closed(system: System, story: Story) -> None:
