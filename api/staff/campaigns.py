@@ -37,7 +37,7 @@ class ClusterSummary(msgspec.Struct):
     campaign: Annotated[str | None, msgspec.Meta(description="The campaign's name once an editor confirmed it")]
     representative: Annotated[UUID, msgspec.Meta(description="The earliest member still in the cluster")]
     excerpt: Annotated[str, msgspec.Meta(description=f"The representative's text as it now reads, its first {EXCERPT} characters")]
-    covered: Annotated[int, msgspec.Meta(description="Members a group review covered; the others are still to review")]
+    covered: Annotated[int, msgspec.Meta(description="Members a group review covered (until reopened); the others were reviewed on their own or are still to review")]
 
 
 class Change(msgspec.Struct):
@@ -50,7 +50,7 @@ class MemberOut(msgspec.Struct):
     kind: Likeness
     similarity: Annotated[float, msgspec.Meta(description="To the member it matched when assigned (1.0 identical)")]
     changes: Annotated[list[Change], msgspec.Meta(description="Word by word, against the representative's text")]
-    group_review: Annotated[UUID | None, msgspec.Meta(description="The group review that covered it; null: still to review")]
+    group_review: Annotated[UUID | None, msgspec.Meta(description="The group review that covered it; null: none did (reviewed on its own, reopened, or still to review)")]
 
 
 class GroupReviewOut(msgspec.Struct):
@@ -71,7 +71,7 @@ class ClusterOut(msgspec.Struct):
     campaign: str | None
     representative: UUID
     text: Annotated[str, msgspec.Meta(description="The representative's text as it now reads (redactions applied)")]
-    covered: Annotated[int, msgspec.Meta(description="Members a group review covered; the others are still to review")]
+    covered: Annotated[int, msgspec.Meta(description="Members a group review covered (until reopened); the others were reviewed on their own or are still to review")]
     group_reviews: Annotated[list[GroupReviewOut], msgspec.Meta(description="Oldest first, with those of clusters merged into it")]
     members: list[MemberOut]
     next_cursor: Annotated[int | None, msgspec.Meta(description="Pass as `cursor` for the next page of members; null on the last")]
