@@ -104,9 +104,9 @@ def verify(
     heads = _checkpoints(checkpoints, verifiers, consistency, report)
     if not report.problem:
         own = {(h.size, h.root) for _, h in heads}  # one held that is also the log's own is counted once
-        extra = [h for h in _held(held, verifiers, report) if (h[1].size, h[1].root) not in own]
-        heads = sorted([*heads, *extra], key=lambda h: h[1].size)  # stable: the log's own first
-        yours = {label for label, _ in extra}
+        given = _held(held, verifiers, report)
+        yours = {(h.size, h.root) for _, h in given}
+        heads = sorted([*heads, *(h for h in given if (h[1].size, h[1].root) not in own)], key=lambda h: h[1].size)  # stable: the log's own first
     if report.problem:
         return report
     frontier = Frontier()
@@ -129,12 +129,12 @@ def verify(
         while head is not None and head[1].size == frontier.size:
             label, h = head
             if not mismatches and frontier.root() != h.root:
-                if label in yours:  # the log's own checkpoints since the last one held may be signed anew
+                if (h.size, h.root) in yours:  # the log's own checkpoints since the last one held may be signed anew
                     start = since_yours
                 return Problem("altered", start or None, f"checkpoint {label} (size {h.size}) does not match the events it covers (positions {start or 1} to {h.position}): an event there was altered and its leaf rewritten")
             report.checkpoints += 1
             since, signed = h.position + 1, h.size
-            if label in yours:
+            if (h.size, h.root) in yours:
                 since_yours = since
             head = next(due, None)
         return None

@@ -60,3 +60,22 @@ def test_a_checkpoint_you_hold_that_the_log_no_longer_matches_blames_the_events_
     report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(original, 6)])
     assert report.problem is not None and report.problem[:2] == ("altered", None), report
     assert "(positions 1 to 6)" in report.problem.detail, report
+
+
+def test_a_checkpoint_you_hold_that_is_also_the_logs_own_narrows_the_blame(tmp_path: Path) -> None:
+    """The one held at size 4 is the log's own too (counted once): an alteration after it is blamed on positions 5 to 6, not 1 to 6."""
+    signer = Signer(tmp_path, "example.org/agora")
+    ids = [uuid.uuid4().bytes for _ in range(6)]
+    original = [(p, ids[p - 1], 1, "domain.x:Y", b'{"n":%d}' % p) for p in range(1, 7)]
+    rewritten = [r if r[0] != 5 else (*r[:4], b'{"n":99}') for r in original]
+
+    def signed(records: list[tuple[int, bytes, int, str, bytes]], size: int) -> str:
+        frontier = Frontier()
+        for r in records[:size]:
+            frontier.append(leaf_hash(canonical(*r)))
+        return signer.sign(body(Head(signer.verifier.name, size, frontier.root(), NOW, size)))
+
+    leaves = [(i, r[0], leaf_hash(canonical(*r))) for i, r in enumerate(rewritten)]
+    own = [SignedCheckpoint(1, signed(rewritten, 4)), SignedCheckpoint(2, signed(rewritten, 6))]
+    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(original, 4), signed(original, 6)])
+    assert report.problem is not None and report.problem[:2] == ("altered", 5) and "(positions 5 to 6)" in report.problem.detail, report
