@@ -378,15 +378,23 @@ def test_followers_share_a_read_of_the_log_only_if_it_holds_every_write_that_wok
         rung = shared.after(head, 1000, bell.clear())[1]
         assert rung is not batch  # read again: the read before may miss what the ring was for
         system.consultations.submit(SLUG, {"familiarity": "read"})
-        while bell.wait(0.2):  # this process's ring for the write, and on SQLite the file watcher's
-            bell.clear()
+        settled(bell, 0.2)  # this process's ring for the write, and on SQLite the file watcher's
         woken, fresh = shared.after(head, 1000, bell.clear())
         assert [n.id for n in woken] == [head + 1]
         assert shared.after(head, 500, since)[1] is fresh  # a smaller read from there is a prefix of it
-        assert not bell.wait(0.05)  # a timeout counts as a ring (one may have been missed): read afresh
+        settled(bell, 0.05)  # a timeout counts as a ring (one may have been missed): read afresh
         assert shared.after(head, 1000, bell.clear())[1] is not fresh
     finally:
         bell.close()
+
+
+def settled(bell: Doorbell, quiet: float) -> None:
+    """Clear the bell as it rings until it stays quiet for `quiet` seconds (on PostgreSQL, other tests'
+    stores ring the same channel: at most 50 rings)."""
+    for _ in range(50):
+        if not bell.wait(quiet):
+            return
+        bell.clear()
 
 
 def test_the_shared_reads_of_an_application_go_with_it(settings: Settings, store_env: dict[str, str]) -> None:
