@@ -79,12 +79,12 @@ class LimitedHttp(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         if self.parsed_count:
-            self.count(len(url))
+            self.count(len(url), parsing=True)
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.parsed_count or not self.in_headers:  # a pipelined request's, or a chunked body's trailers
-            self.count(len(name) + len(value) + 4)
+            self.count(len(name) + len(value) + 4, parsing=True)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -109,12 +109,13 @@ class LimitedHttp(HttpToolsProtocol):
     def expect_headers(self) -> None:
         self.in_headers, self.header_bytes, self.tail = True, 0, b""
 
-    def count(self, n: int) -> None:
+    def count(self, n: int, parsing: bool = False) -> None:
+        """Count `n` bytes of headers; over the limit, refuse (and, from the parser's callbacks, stop it)."""
         self.header_bytes += n
         if self.header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
-            if self.parsed_count:
-                raise HeadersTooLarge  # stops the parser: nothing more of this connection is read
+            if parsing:
+                raise HeadersTooLarge  # nothing more of this connection is read
 
     def send_400_response(self, msg: str) -> None:
         if not self.transport.is_closing():  # else refused already (HeadersTooLarge), with a problem of our own

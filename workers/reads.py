@@ -45,8 +45,8 @@ class Reads:
         self._last: Batch | None = None
 
     def after(self, position: int, limit: int, since: float | None = None) -> tuple[Sequence[Notification], Batch]:
-        """Up to `limit` notifications past `position`, as read by a query begun at `since` or later
-        (None: now), and the batch that decodes them."""
+        """Up to `limit` notifications past `position`, as read by a query begun after `since` (None:
+        now), and the batch that decodes them."""
         since = time.monotonic() if since is None else since
         with self._lock:  # a follower asking while another reads waits for that read, likely the one it needs
             last = self._last

@@ -39,6 +39,14 @@ def test_events_none_of_which_is_chained_or_signed_are_not_ok(tmp_path: Path) ->
     assert verify([], [], [], [signer.verifier]).ok  # an empty log: nothing to vouch for
 
 
+def signed(signer: Signer, records: list[tuple[int, bytes, int, str, bytes]], size: int) -> str:
+    """A checkpoint of the first `size` records, signed."""
+    frontier = Frontier()
+    for r in records[:size]:
+        frontier.append(leaf_hash(canonical(*r)))
+    return signer.sign(body(Head(signer.verifier.name, size, frontier.root(), NOW, size)))
+
+
 def test_a_checkpoint_you_hold_that_the_log_no_longer_matches_blames_the_events_since_the_last_you_hold(tmp_path: Path) -> None:
     """Whoever holds the signing key can rewrite an event, its leaf and every checkpoint after it: an
     auditor's held checkpoint caught it, but the log's own re-signed checkpoints narrowed the blame to
@@ -48,16 +56,10 @@ def test_a_checkpoint_you_hold_that_the_log_no_longer_matches_blames_the_events_
     original = [(p, ids[p - 1], 1, "domain.x:Y", b'{"n":%d}' % p) for p in range(1, 7)]
     rewritten = [r if r[0] != 2 else (*r[:4], b'{"n":99}') for r in original]
 
-    def signed(records: list[tuple[int, bytes, int, str, bytes]], size: int) -> str:
-        frontier = Frontier()
-        for r in records[:size]:
-            frontier.append(leaf_hash(canonical(*r)))
-        return signer.sign(body(Head(signer.verifier.name, size, frontier.root(), NOW, size)))
-
     leaves = [(i, r[0], leaf_hash(canonical(*r))) for i, r in enumerate(rewritten)]
-    own = [SignedCheckpoint(1, signed(rewritten, 4)), SignedCheckpoint(2, signed(rewritten, 6))]
+    own = [SignedCheckpoint(1, signed(signer, rewritten, 4)), SignedCheckpoint(2, signed(signer, rewritten, 6))]
     assert verify(rewritten, leaves, own, [signer.verifier]).ok  # the log's word, signed anew
-    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(original, 6)])
+    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(signer, original, 6)])
     assert report.problem is not None and report.problem[:2] == ("altered", None), report
     assert "(positions 1 to 6)" in report.problem.detail, report
 
@@ -69,13 +71,7 @@ def test_a_checkpoint_you_hold_that_is_also_the_logs_own_narrows_the_blame(tmp_p
     original = [(p, ids[p - 1], 1, "domain.x:Y", b'{"n":%d}' % p) for p in range(1, 7)]
     rewritten = [r if r[0] != 5 else (*r[:4], b'{"n":99}') for r in original]
 
-    def signed(records: list[tuple[int, bytes, int, str, bytes]], size: int) -> str:
-        frontier = Frontier()
-        for r in records[:size]:
-            frontier.append(leaf_hash(canonical(*r)))
-        return signer.sign(body(Head(signer.verifier.name, size, frontier.root(), NOW, size)))
-
     leaves = [(i, r[0], leaf_hash(canonical(*r))) for i, r in enumerate(rewritten)]
-    own = [SignedCheckpoint(1, signed(rewritten, 4)), SignedCheckpoint(2, signed(rewritten, 6))]
-    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(original, 4), signed(original, 6)])
+    own = [SignedCheckpoint(1, signed(signer, rewritten, 4)), SignedCheckpoint(2, signed(signer, rewritten, 6))]
+    report = verify(rewritten, leaves, own, [signer.verifier], held=[signed(signer, original, 4), signed(signer, original, 6)])
     assert report.problem is not None and report.problem[:2] == ("altered", 5) and "(positions 5 to 6)" in report.problem.detail, report
