@@ -121,11 +121,17 @@ SINGLE_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
 
 def check_headers(request: Request[Any, Any, Any]) -> None:
     twice = next((name for name in SINGLE_HEADERS if len(request.headers.getall(name, ())) > 1), None)
-    if "," in request.headers.get("Idempotency-Key", ""):  # copies joined, as a proxy may join them
+    key = request.headers.get("Idempotency-Key", "")
+    if "," in key:  # copies joined, as a proxy may join them
         twice = "Idempotency-Key"
     if twice:
-        detail = f"The header {twice} is given more than once; give it once."
-        raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": twice, "detail": detail}])
+        _refuse_header(twice, f"The header {twice} is given more than once; give it once.")
+    if key != key.strip(" \t"):  # not part of the value to HTTP: a proxy may trim it, and a retry's key would differ
+        _refuse_header("Idempotency-Key", "The header Idempotency-Key begins or ends with whitespace; send the key alone.")
+
+
+def _refuse_header(name: str, detail: str) -> None:
+    raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": name, "detail": detail}])
 
 
 async def check_request(request: Request[Any, Any, Any]) -> None:

@@ -2,13 +2,15 @@
 
 uvicorn (httptools) reads request headers of any size for as long as a client cares to send
 them, and accepts any number of connections: a few slow or huge requests hold memory and
-connections indefinitely. This protocol is uvicorn's, with three limits added per process:
-headers larger than `max_header_bytes` get 431 (a request's own, and those of any request pipelined
-behind it, counted as they arrive); headers not complete `header_timeout` seconds after the
-connection opened (or after the last response on it) get 408; a connection beyond
-`max_connections` gets 503 with Retry-After. Each closes the connection. The keep-alive timeout
-between requests is uvicorn's own. Reading a request's body has no timeout of its own
-(docs/operations.md says what would).
+connections indefinitely. This protocol is uvicorn's, with limits added per process: headers
+larger than `max_header_bytes` get 431 (a request's own, and those of any request pipelined behind
+it, counted as they arrive); headers not complete `header_timeout` seconds after the connection
+opened (or after the last response on it) get 408, and so does a body not complete
+`body_timeout` seconds after its headers; a body whose bytes on the wire pass `max_body_bytes`
+plus `max_header_bytes` (chunk framing, extensions and trailers, which the parser skips and the
+application never sees) gets 413; a connection beyond `max_connections` gets 503 with
+Retry-After; a request the parser cannot read gets 400. Each is a problem (RFC 9457) and closes the
+connection. The keep-alive timeout between requests is uvicorn's own.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class LimitedHttp(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limits = settings
         self.header_bytes = 0  # read so far of the headers of the request in progress
+        self.body_bytes = 0  # read so far of its body, as sent: framing included
         self.tail = b""  # the last bytes of them, where the blank line ending them may have begun
         self.in_headers = True
         self.parsed_count = False  # whether the parser's callbacks count header bytes (see on_message_complete)
-        self.header_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # for the headers in progress, or the body
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,6 +76,12 @@ class LimitedHttp(HttpToolsProtocol):
             self.tail = seen[-3:]
             if self.transport.is_closing():
                 return
+        elif not self.in_headers and not self.transport.is_closing():
+            self.body_bytes += len(data)  # a pipelined request's bytes in the same read count too: the allowance covers them
+            if self.body_bytes > self.limits.max_body_bytes + self.limits.max_header_bytes:
+                detail = f"Request bodies are limited to {self.limits.max_body_bytes} bytes."
+                self.refuse_request(refusal(413, "body-too-large", "The request body is too large", detail))
+                return
         super().data_received(data)
         if self.parsed_count and self.in_headers:  # the next request's headers began in this read
             self.tail = data[-3:]  # where the blank line ending them may have begun
@@ -89,10 +98,12 @@ class LimitedHttp(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.in_headers = self.parsed_count = False
-        self.stop_timer()
+        self.body_bytes = 0
+        self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self.stop_timer()
         super().on_message_complete()
         # The next request's headers begin here, perhaps pipelined behind this one while it is
         # answered: counted from here on, in this read as the parser finds them, in later reads before parsing.
@@ -118,17 +129,34 @@ class LimitedHttp(HttpToolsProtocol):
                 raise HeadersTooLarge  # nothing more of this connection is read
 
     def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read (bad framing, a malformed header), as a problem like every refusal."""
         if not self.transport.is_closing():  # else refused already (HeadersTooLarge), with a problem of our own
-            super().send_400_response(msg)
+            self.refuse(refusal(400, "malformed-request", "Bad Request", "The request is not well-formed HTTP/1.1: its framing or a header could not be read."))
 
-    def start_timer(self) -> None:
+    def start_timer(self, seconds: float | None = None, then: Any = None) -> None:
+        """Refuse by `then` in `seconds` (default: the headers', in `header_timeout`), unless stopped first."""
         self.stop_timer()
-        self.header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self.headers_too_slow)
+        self.timer = self.loop.call_later(seconds or self.limits.header_timeout_seconds, then or self.headers_too_slow)
 
     def headers_too_slow(self) -> None:
-        self.header_timer = None
+        self.timer = None
         if self.in_headers and not self.transport.is_closing():
             self.refuse(refusal(408, "headers-too-slow", "Request Timeout", f"Request headers must arrive within {self.limits.header_timeout_seconds:g} seconds."))
+
+    def body_too_slow(self) -> None:
+        self.timer = None
+        if not self.in_headers and not self.transport.is_closing():
+            detail = f"A request's body must arrive within {self.limits.body_timeout_seconds:g} seconds of its headers."
+            self.refuse_request(refusal(408, "body-too-slow", "Request Timeout", detail))
+
+    def refuse_request(self, response: bytes) -> None:
+        """Refuse the request whose body is being read: with `response` unless the application has begun
+        its own (say, a refusal before reading the body), which is then cut short."""
+        if self.cycle is not None and self.cycle.response_started:
+            self.stop_timer()
+            self.transport.close()
+        else:
+            self.refuse(response)
 
     def refuse(self, response: bytes) -> None:
         self.stop_timer()
@@ -136,9 +164,9 @@ class LimitedHttp(HttpToolsProtocol):
         self.transport.close()
 
     def stop_timer(self) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 def protocol(settings: Settings) -> Any:

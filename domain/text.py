@@ -5,7 +5,9 @@ have no place in it (a NUL or an escape sequence in a stored answer only ever ca
 text that shows nothing once invisible characters (spaces, zero-width and other format
 characters) are set aside is blank, however many of them it holds. A name is shown beside other
 text, in the attendee list, in mail headers and in the audit history: one that carries a
-bidirectional override or isolate could make what follows it read backwards, so names refuse them.
+bidirectional override or isolate could make what follows it read backwards, so names refuse them;
+and one holding `=?` would be decoded in a mail header as an RFC 2047 encoded word (into another
+address, or line breaks that add headers), so names refuse that too.
 
 A moment the system writes into text (a problem's detail) reads as in its JSON: UTC, with `Z`.
 """
@@ -16,6 +18,7 @@ import unicodedata
 from datetime import UTC, datetime
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+ENCODED_WORD = "=?"  # begins an RFC 2047 encoded word, decoded (line breaks too, before Python 3.11.10) when a mail header is written
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
@@ -38,6 +41,8 @@ def name_problem(name: str, limit: int = 200, what: str = "A name") -> str | Non
         return f"{what} cannot hold control characters."
     if BIDI_CONTROLS.intersection(name):
         return f"{what} cannot hold bidirectional override or isolate characters."
+    if ENCODED_WORD in name:
+        return f"{what} cannot hold {ENCODED_WORD!r}: in a mail header it would begin an encoded word, which mail programs decode into other text."
     return None
 
 

@@ -50,7 +50,7 @@ from domain.consultations.consultation import Consultation, Definition, Kind, Qu
 from domain.consultations.response import Response
 from domain.core import read_log
 from domain.reports.report import STANDARD_SECTIONS, QuoteRef, Report, Section, report_id
-from domain.review.case import REDACTED, Flag, Outcome, ReviewCase, case_id
+from domain.review.case import Flag, Outcome, ReviewCase, case_id, span_after
 from domain.review.frame import CodingFrame, frame_id
 from domain.sealed import Sealed, Vault
 from domain.signups.signup import Seats
@@ -261,19 +261,6 @@ def _short(value: Any) -> str:
 
 
 # The fold
-
-
-def span_after(start: int, end: int, r_start: int, r_end: int) -> tuple[int, int]:
-    """A span of an answer, moved to where it lies once text[r_start:r_end] is replaced by REDACTED.
-
-    A span that overlaps the redaction grows to cover all of REDACTED, so a quote never shows half of it.
-    """
-    delta = len(REDACTED) - (r_end - r_start)
-    if end <= r_start:
-        return start, end
-    if start >= r_end:
-        return start + delta, end + delta
-    return min(start, r_start), (r_start + len(REDACTED) if end <= r_end else end + delta)
 
 
 class Step(msgspec.Struct, frozen=True):

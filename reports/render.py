@@ -62,8 +62,9 @@ def percent(part: int, whole: int) -> str:
 
 
 def shown(text: str) -> str:
-    """A respondent's words for the page, with any bidirectional override or isolate written out
-    (`[U+202E]`): left in, it could make the quote read otherwise than as written."""
+    """Words people typed (a respondent's quote, an editor's erratum or reason) for the page, with any
+    bidirectional override or isolate written out (`[U+202E]`): left in, it could make them read
+    otherwise than as written."""
     return "".join(f"[U+{ord(c):04X}]" if c in BIDI_CONTROLS else c for c in text)
 
 

@@ -29,6 +29,7 @@ from domain.reports.report import (
     ReportMismatch,
     ReportNotFound,
     check_erratum,
+    public_text,
     report_id,
 )
 from domain.review.case import Flag, Outcome, ReviewCase, case_id
@@ -216,7 +217,7 @@ class Reports:
         defaulted, final = final is None, report.final if final is None else final
         fold = Fold(consultation.id).run(self.app, self.app.head())
         version = report.published + 1
-        content = content_of(fold, self.app, self.texts, version, final, Erratum(version, erratum.strip(), reason.strip()))
+        content = content_of(fold, self.app, self.texts, version, final, Erratum(version, public_text(erratum), public_text(reason)))
         built = _built(None, content)
         try:
             report.correct(

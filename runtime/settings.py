@@ -32,9 +32,10 @@ class Settings(msgspec.Struct, frozen=True):
     sign_in_rate_limit_per_minute: Limit = 10  # staff sign-in
     max_body_bytes: Count = 64 * 1024
     # Each API process's limits on what clients may hold (cli/limits.py): header size and read time,
-    # idle time between requests on a connection, open connections.
+    # body read time, idle time between requests on a connection, open connections.
     max_header_bytes: Count = 16 * 1024
     header_timeout_seconds: Seconds = 10.0
+    body_timeout_seconds: Seconds = 30.0
     keep_alive_seconds: Count = 5
     max_connections: Count = 1000
     # How long `?after=` waits for a view to reach a position before answering 503.
@@ -104,6 +105,7 @@ ENV = {
     "AGORA_MAX_BODY_BYTES": "max_body_bytes",
     "AGORA_MAX_HEADER_BYTES": "max_header_bytes",
     "AGORA_HEADER_TIMEOUT_SECONDS": "header_timeout_seconds",
+    "AGORA_BODY_TIMEOUT_SECONDS": "body_timeout_seconds",
     "AGORA_KEEP_ALIVE_SECONDS": "keep_alive_seconds",
     "AGORA_MAX_CONNECTIONS": "max_connections",
     "AGORA_VIEW_WAIT_SECONDS": "view_wait_seconds",

@@ -31,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 
 from icalendar import Calendar, Event, vCalAddress
 
+from domain.text import ENCODED_WORD
+
 # CRLF line ends as on the wire. 7-bit transfer encodings because smtplib does not
 # negotiate 8BITMIME: non-ASCII text goes quoted-printable or base64, never raw 8-bit.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -117,8 +119,10 @@ def message(
     Raises ValueError for a name with CR or LF (it could inject headers) or an invalid address.
     """
     try:
-        # Address quotes or RFC 2047-encodes the name as needed, and refuses CR/LF.
-        to = Address(to_name, addr_spec=to_email)
+        # Address quotes or RFC 2047-encodes the name as needed, and refuses CR/LF. A name holding an
+        # encoded word of its own (refused since, domain/text.py) would be decoded when the header is
+        # written, into more addresses or headers: the message goes to the address alone.
+        to = Address("" if ENCODED_WORD in to_name else to_name, addr_spec=to_email)
     except (ValueError, HeaderParseError):
         raise ValueError("invalid recipient name or address") from None  # the stdlib's text quotes them
     msg = EmailMessage(policy=policy)

@@ -22,7 +22,7 @@ from domain.campaigns.group import GroupReview
 from domain.review.case import ReviewCase, case_id
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.ids import derived, derived_text
-from domain.text import name as one_line, name_problem, visible
+from domain.text import free_text, name as one_line, name_problem, visible
 from domain.topics import stored_as
 
 MAX_REASON = 2000
@@ -53,9 +53,11 @@ def first_cluster_id(response_id: UUID) -> UUID:
     return uuid5(NAMESPACE_URL, f"agora:cluster:{response_id}")
 
 
-def _reason(reason: str) -> None:
+def _reason(reason: str) -> str:
+    """The reason as recorded (free text: control characters dropped)."""
     if not visible(reason) or len(reason) > MAX_REASON:
         raise InvalidInput([FieldError("reason", f"Say why, in 1 to {MAX_REASON} characters.")])
+    return free_text(reason)
 
 
 @stored_as("domain.campaigns")
@@ -88,8 +90,7 @@ class Assignment(Aggregate):
     def split_out(self, by: UUID, reason: str) -> None:
         if self.cluster_id is None:
             raise ClusterConflict("This response is in no cluster, so there is nothing to split it out of.")
-        _reason(reason)
-        self._split(by, reason, uuid5(NAMESPACE_URL, f"agora:cluster:{self.response_id}:{self.version}"))
+        self._split(by, _reason(reason), uuid5(NAMESPACE_URL, f"agora:cluster:{self.response_id}:{self.version}"))
 
     def leave(self, reason: str) -> None:
         if self.cluster_id is not None:
@@ -129,8 +130,7 @@ class Cluster(Aggregate):
         self._require_live()
         if problem := name_problem(name, 200):
             raise InvalidInput([FieldError("name", problem)])
-        _reason(reason)
-        self._confirm(by, one_line(name), reason)
+        self._confirm(by, one_line(name), _reason(reason))
 
     def merge_into(self, by: UUID, into: Cluster, reason: str) -> None:
         self._require_live()
@@ -139,8 +139,7 @@ class Cluster(Aggregate):
             raise ClusterConflict("A cluster cannot be merged into itself.")
         if into.consultation_id != self.consultation_id:
             raise ClusterConflict("Only clusters of the same consultation can be merged.")
-        _reason(reason)
-        self._merge(by, into.id, reason)
+        self._merge(by, into.id, _reason(reason))
 
     def _require_live(self) -> None:
         if self.merged_into is not None:

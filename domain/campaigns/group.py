@@ -13,15 +13,17 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import FieldError, InvalidInput
 from domain.review.case import MAX_NOTE, Outcome, check_outcome
-from domain.text import visible
+from domain.text import free_text, visible
 from domain.topics import stored_as
 
 
-def check_group_review(outcome: Outcome, reason: str, note: str | None) -> None:
-    """The rules of a single completion, and a note that says something if there is one."""
+def check_group_review(outcome: Outcome, reason: str, note: str | None) -> tuple[str, str | None]:
+    """The rules of a single completion, and a note that says something if there is one; the reason
+    and the note as recorded (free text: control characters dropped)."""
     check_outcome(outcome, reason)
     if note is not None and (not visible(note) or len(note) > MAX_NOTE):
         raise InvalidInput([FieldError("note", f"A note needs between 1 and {MAX_NOTE} characters (or leave it out).")])
+    return free_text(reason), None if note is None else free_text(note)
 
 
 @stored_as("domain.campaigns")

@@ -187,7 +187,7 @@ class Campaigns:
         consultation = self.consultations.get(slug).id
         frame = self.review.frame(consultation)
         themes = list(dict.fromkeys(frame.active(t, "tags").id for t in themes))
-        check_group_review(outcome, reason, note)
+        reason, note = check_group_review(outcome, reason, note)
         group_id = uuid4()
         skipped: list[Skipped] = []
 

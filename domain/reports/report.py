@@ -15,7 +15,7 @@ import msgspec
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, FieldError, InvalidInput
-from domain.text import BIDI_CONTROLS, name_problem, visible
+from domain.text import BIDI_CONTROLS, free_text, name_problem, visible
 from domain.topics import stored_as
 
 # The narrative's standard sections, in the order a report shows them; free sections follow.
@@ -187,7 +187,7 @@ class Report(Aggregate):
         if not self.published:
             raise ReportConflict("Nothing is published yet, so there is nothing to correct: publish a first version.")
         check_final(final, is_open, left)
-        self._correct(by, self.published + 1, position, digest, builder, final, quotes, erratum.strip(), reason.strip())
+        self._correct(by, self.published + 1, position, digest, builder, final, quotes, public_text(erratum), public_text(reason))
         return self.published
 
     def withdraw(self, by: UUID, reason: str, version: int | None = None) -> int:
@@ -198,7 +198,7 @@ class Report(Aggregate):
             raise ReportNotFound(f"There is no published version {version} of this report." if self.published else "Nothing is published yet.")
         if version in self.withdrawn:
             raise ReportConflict(f"Version {version} is withdrawn already.")
-        self._withdraw(by, version, reason.strip())
+        self._withdraw(by, version, public_text(reason))
         return version
 
     @event(SectionWritten)
@@ -239,6 +239,11 @@ def check_final(final: bool, is_open: bool, left: int) -> None:
             [f"{left} response{'s' if left != 1 else ''} still to review"] if left else []
         )
         raise NotReadyForFinal(f"A final version cannot be published yet: {' and '.join(reasons)}. Publish an interim version meanwhile.", left)
+
+
+def public_text(text: str) -> str:
+    """A correction's or a withdrawal's words as recorded and published: free text, trimmed."""
+    return free_text(text).strip()
 
 
 def check_erratum(erratum: str, reason: str) -> None:

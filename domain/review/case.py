@@ -20,7 +20,7 @@ from domain.topics import stored_as
 from domain.errors import DomainError, FieldError, InvalidInput
 from domain.ids import derived, derived_text
 from domain.sealed import Sealed
-from domain.text import moment, visible
+from domain.text import free_text, moment, visible
 
 MAX_NOTE = 5000
 
@@ -58,6 +58,19 @@ class NotCompleted(DomainError):
 REDACTED = "[redacted]"
 
 
+def span_after(start: int, end: int, r_start: int, r_end: int) -> tuple[int, int]:
+    """A span of an answer, moved to where it lies once text[r_start:r_end] is replaced by REDACTED.
+
+    A span that overlaps the redaction grows to cover all of REDACTED, so a quote never shows half of it.
+    """
+    delta = len(REDACTED) - (r_end - r_start)
+    if end <= r_start:
+        return start, end
+    if start >= r_end:
+        return start + delta, end + delta
+    return min(start, r_start), (r_start + len(REDACTED) if end <= r_end else end + delta)
+
+
 def _check_span(start: int, end: int, text: str) -> None:
     if not 0 <= start < end <= len(text):
         raise InvalidInput([FieldError("end", f"The span must lie within the answer's {len(text)} characters, and not be empty.")])
@@ -67,9 +80,11 @@ def _check_span(start: int, end: int, text: str) -> None:
             raise InvalidInput([FieldError(field, f"The span must not cut the {REDACTED} marker at {marker}: take it whole or leave it out.")])
 
 
-def _require_reason(reason: str, detail: str) -> None:
+def _require_reason(reason: str, detail: str) -> str:
+    """The reason as recorded (free text: control characters dropped); refused with `detail` if blank."""
     if not visible(reason):
         raise InvalidInput([FieldError("reason", detail)])
+    return free_text(reason)
 
 
 def check_outcome(outcome: Outcome, reason: str) -> None:
@@ -207,7 +222,7 @@ class ReviewCase(Aggregate):
         self._require_claim(by, now)
         if not visible(text) or len(text) > MAX_NOTE:
             raise InvalidInput([FieldError("text", f"A note needs between 1 and {MAX_NOTE} characters.")])
-        self._note(by, text)
+        self._note(by, free_text(text))
 
     def tag(self, by: UUID, theme_id: str, now: datetime) -> None:
         """Tag with a theme; the caller has checked it is an active theme of the frame."""
@@ -232,15 +247,14 @@ class ReviewCase(Aggregate):
             errors.append(FieldError("duplicate_of", "A response cannot duplicate itself."))
         if errors:
             raise InvalidInput(errors)
-        self._flag(by, flag, reason, duplicate_of)
+        self._flag(by, flag, free_text(reason), duplicate_of)
 
     def unflag(self, by: UUID, flag: Flag, reason: str, now: datetime) -> None:
         """Remove a flag (a personal_data flag, say, once the data is redacted)."""
         self._require_claim(by, now)
         if flag not in self.flags:
             raise InvalidInput([FieldError("flag", f"The response is not flagged {flag.value}.")])
-        _require_reason(reason, "Removing a flag needs a reason.")
-        self._unflag(by, flag, reason)
+        self._unflag(by, flag, _require_reason(reason, "Removing a flag needs a reason."))
 
     def mark_quote(self, by: UUID, question_id: str, start: int, end: int, text: str, now: datetime) -> None:
         """Mark text[start:end] of a text answer as a candidate quote for the report."""
@@ -253,8 +267,7 @@ class ReviewCase(Aggregate):
         self._require_claim(by, now)
         if (question_id, start, end) not in self.quotes:
             raise InvalidInput([FieldError("start", f"No quote of {question_id} was marked from {start} to {end}.")])
-        _require_reason(reason, "Unmarking a quote needs a reason.")
-        self._unmark_quote(by, question_id, start, end, reason)
+        self._unmark_quote(by, question_id, start, end, _require_reason(reason, "Unmarking a quote needs a reason."))
 
     def revert_redaction(self, by: UUID, question_id: str, reason: str, now: datetime) -> None:
         """Undo the answer's latest redaction: it reads as before, provided that version is not shredded."""
@@ -264,8 +277,7 @@ class ReviewCase(Aggregate):
             raise InvalidInput([FieldError("question_id", "This answer has no redaction to revert.")])
         if len(versions) <= self.shredded.get(question_id, 0):
             raise InvalidInput([FieldError("question_id", "The answer before this redaction is shredded: it cannot be reverted.")])
-        _require_reason(reason, "Reverting a redaction needs a reason.")
-        self._revert(by, question_id, reason)
+        self._revert(by, question_id, _require_reason(reason, "Reverting a redaction needs a reason."))
 
     def redact(
         self, by: UUID, question_id: str, start: int, end: int, reason: str, text: str, seal: Callable[[str], Sealed], now: datetime
@@ -273,7 +285,7 @@ class ReviewCase(Aggregate):
         """Replace text[start:end] of an answer as it now reads; `seal` encrypts the result under a new key."""
         self._require_claim(by, now)
         _check_span(start, end, text)
-        _require_reason(reason, "A redaction needs a reason.")
+        reason = _require_reason(reason, "A redaction needs a reason.")
         self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
 
     def superseded_keys(self, question_id: str, original: Sealed) -> tuple[str, ...]:
@@ -289,7 +301,7 @@ class ReviewCase(Aggregate):
     def complete(self, by: UUID, outcome: Outcome, reason: str, now: datetime) -> None:
         self._require_claim(by, now)
         check_outcome(outcome, reason)
-        self._complete(by, outcome, reason, None)
+        self._complete(by, outcome, free_text(reason), None)
 
     def complete_in_group(self, by: UUID, themes: Iterable[str], outcome: Outcome, reason: str, group: UUID, now: datetime) -> None:
         """Tag and complete as part of a group review: no claim needed, but none of someone else's may be live.
@@ -301,13 +313,12 @@ class ReviewCase(Aggregate):
         for theme_id in themes:
             if theme_id not in self.tags:
                 self._tag(by, theme_id, group)
-        self._complete(by, outcome, reason, group)
+        self._complete(by, outcome, free_text(reason), group)
 
     def reopen(self, by: UUID, reason: str) -> None:
         if self.outcome is None:
             raise NotCompleted("The review is not completed, so there is nothing to reopen.")
-        _require_reason(reason, "Reopening needs a reason.")
-        self._reopen(by, reason)
+        self._reopen(by, _require_reason(reason, "Reopening needs a reason."))
 
     def _require_open(self) -> None:
         if self.outcome is not None:

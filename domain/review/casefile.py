@@ -1,9 +1,10 @@
 """A response's whole case on one page: its state and holder, tags, flags, notes, quotes and redactions.
 
 Folded from the case's own events, so what was undone shows as undone (with who and why) and
-nothing is shown that the log does not say. Quotes show the text they were marked on: a quote
-marked before a redaction that still stands reads as it did (`current` false), until the earlier
-version is shredded (then `text` is null: re-select it from the answer as it now reads).
+nothing is shown that the log does not say. A quote shows its passage as the answer now reads,
+its span moved past the redactions made since it was marked (as the report moves it): a redaction
+hides its text from a quote marked before it too (`current` false: marked on an earlier version).
+Only admins see an answer as first given (`originals`), until it is shredded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.review.case import Flag, ReviewCase
+from domain.review.case import Flag, ReviewCase, span_after
 from domain.sealed import Sealed
 
 
@@ -40,8 +41,8 @@ class QuoteEntry(Step):
     question_id: str
     start: int
     end: int
-    text: str | None  # the span as it read when marked; null once that version is shredded
-    current: bool  # marked on the answer as it now reads
+    text: str | None  # the passage as the answer now reads (redactions applied); null if erased
+    current: bool  # marked on the answer as it now reads (else its span moved past redactions since)
     unmarked: Step | None = None
     unmarked_because: str | None = None
 
@@ -112,15 +113,17 @@ def fold_case_file(
             entry.reverted, entry.reverted_because = step, e.reason
         elif isinstance(e, ReviewCase.OriginalsShredded):
             shredded[e.question_id] = in_force[e.question_id][-1]
-            for r, v in redactions:
-                if r.question_id == e.question_id and r.reverted is None and v <= shredded[e.question_id]:
+            for r, _ in redactions:  # made before the shredding, reverted or not: every version but the one in force is gone
+                if r.question_id == e.question_id:
                     r.originals_shredded = True
     for quote, version in quotes:
-        question = quote.question_id
+        question, (start, end) = quote.question_id, (quote.start, quote.end)
         quote.current = version == in_force[question][-1]
-        if version >= shredded.get(question, 0):
-            text = read(question, versions[question][version])
-            quote.text = text[quote.start:quote.end] if text is not None else None
+        for r, made in redactions:  # those standing, made since it was marked, in order
+            if r.question_id == question and made > version and made in in_force[question]:
+                start, end = span_after(start, end, r.start, r.end)
+        text = answers.get(question)
+        quote.text = text[start:end] if isinstance(text, str) else None
     live = case is not None and case.holder is not None and case.until is not None and now < case.until
     outcome = case.outcome.value if case and case.outcome else None
     return CaseFile(

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import SLUG
 from tests.e2e.test_serve import Server
 
-LIMITS = {"AGORA_MAX_HEADER_BYTES": "16384", "AGORA_HEADER_TIMEOUT_SECONDS": "1.5", "AGORA_KEEP_ALIVE_SECONDS": "1", "AGORA_MAX_CONNECTIONS": "20"}
+LIMITS = {"AGORA_MAX_HEADER_BYTES": "16384", "AGORA_HEADER_TIMEOUT_SECONDS": "1.5", "AGORA_BODY_TIMEOUT_SECONDS": "1.5", "AGORA_KEEP_ALIVE_SECONDS": "1", "AGORA_MAX_CONNECTIONS": "20"}
 GET = f"GET /consultations/{SLUG} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
 
 
@@ -149,6 +149,52 @@ def test_the_next_headers_are_timed_even_when_the_answer_came_before_the_body_wa
             sock.sendall(b"X-S: 1\r\n")
     assert time.monotonic() - started < 3
     assert b"HTTP/1.1 408 " in answer(sock)
+
+
+POST = f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
+
+
+def test_a_body_sent_slowly_is_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
+    sock = connect()
+    sock.sendall(POST + b"Content-Length: 100\r\n\r\n")
+    started = time.monotonic()
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        for _ in range(40):  # a byte every 0.1 s: four seconds of trickle if the server waited
+            sock.sendall(b" ")
+            time.sleep(0.1)
+    assert 1.4 < time.monotonic() - started < 3
+    response = answer(sock)
+    assert response.startswith(b"HTTP/1.1 408 ") and b"body-too-slow" in response
+    still_serving(server)
+
+
+def test_chunk_extensions_are_counted_against_the_body_limit(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """The parser skips them and the application never sees them: a tester's connection sent 6 GB in 15 s so."""
+    sock = connect()
+    sock.sendall(POST + b"Transfer-Encoding: chunked\r\n\r\n1;")
+    sent, chunk = 0, b"a" * 65536
+    try:
+        while sent < 32 * 1024 * 1024:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert b"HTTP/1.1 413 " in answer(sock)
+    assert sent < 32 * 1024 * 1024
+    still_serving(server)
+
+
+@pytest.mark.parametrize("request_", [
+    POST + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",  # both framings: a smuggling attempt
+    GET + b"X-Folded: a\r\n b\r\n\r\n",
+    GET + b"Bad\x00Name: x\r\n\r\n",
+], ids=["length-and-chunked", "folded-header", "nul-in-name"])
+def test_a_request_the_parser_cannot_read_gets_a_problem(server: Server, connect: Callable[[], socket.socket], request_: bytes) -> None:
+    sock = connect()
+    sock.sendall(request_)
+    response = answer(sock)
+    assert response.startswith(b"HTTP/1.1 400 "), response
+    assert b"content-type: application/problem+json" in response and b'"/problems/malformed-request"' in response
 
 
 def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar, get
 from litestar.params import QueryParameter
@@ -214,6 +216,28 @@ def test_a_single_valued_header_given_twice_is_refused_by_name(live_url: str, sy
         r = httpx.post(f"{live_url}/consultations/{SLUG}/responses", content=b'{"answers": {"familiarity": "read"}}', headers=given + sent)
         body = assert_problem(r, 400, "malformed-request")
         assert body["errors"] == [{"field": name, "detail": body["detail"]}] and f" {name} " in body["detail"], body
+    assert system.app.head() == head
+
+
+@pytest.mark.parametrize("after", [" ", "\t"])
+@ON_SQLITE_ONLY
+def test_an_idempotency_key_with_whitespace_after_it_is_refused(live_url: str, system: System, after: str) -> None:
+    """A tester got two responses for `K` and `K `: HTTP does not count the whitespace, and a proxy may trim it.
+    Over a raw socket: HTTP clients refuse to send such a header."""
+    head = system.app.head()
+    body = b'{"answers": {"familiarity": "read"}}'
+    host, port = live_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Idempotency-Key: {'k' * 20}{after}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    problem = msgspec.json.decode(answer.split(b"\r\n\r\n", 1)[1])
+    assert problem["errors"] == [{"field": "Idempotency-Key", "detail": problem["detail"]}] and "whitespace" in problem["detail"], problem
     assert system.app.head() == head
 
 

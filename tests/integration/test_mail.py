@@ -130,6 +130,14 @@ def test_names_arrive_intact(smtpd: Callable[..., int], name: str) -> None:
     assert (to.display_name, to.addr_spec) == (name, EMAIL)
 
 
+@pytest.mark.parametrize("name", ["=?utf-8?b?QW5uDQpSZXBseS1UbzogYm9zc0BldmlsLmV4YW1wbGUNCg0KUGhpc2g=?=", "=?utf-8?q?evil=40evil=2Eorg=2C?="])
+def test_a_name_holding_an_encoded_word_is_left_out_of_the_header(name: str) -> None:
+    """Decoded when the header is written, it added a Reply-To and a body (CVE-2024-6923), or another recipient."""
+    written = bytes(invitation(name))
+    head = written.split(b"\r\n\r\n", 1)[0]
+    assert f"\r\nTo: {EMAIL}\r\n".encode() in head and b"Reply-To" not in head and b"evil" not in written
+
+
 def test_a_name_cannot_inject_a_header() -> None:
     with pytest.raises(ValueError) as refused:  # refused before anything could be sent
         invitation("Eve\r\nBcc: x@y")

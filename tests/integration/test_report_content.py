@@ -22,11 +22,11 @@ from eventsourcing.persistence import StoredEvent
 from domain.consultations.consultation import Theme, consultation_id
 from domain.consultations.service import Submission
 from domain.reports.report import QuoteRef
-from domain.review.case import Flag, Outcome
+from domain.review.case import Flag, Outcome, span_after
 from domain.signups.signup import Purpose
 from projections.state import replay
 from projections.stats import StatsProjection, stats_key, tally
-from reports.content import BUILDER, build, canonical, digest, first_difference, span_after
+from reports.content import BUILDER, build, canonical, digest, first_difference
 from runtime import System
 from runtime.settings import Settings
 from tests.conftest import POSTGRES, SLUG, enrol_everyone

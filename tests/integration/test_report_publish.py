@@ -278,6 +278,22 @@ def test_a_quote_holding_a_bidirectional_override_shows_it_written_out_on_the_pa
     assert "Fine [U+202E]liveht[U+202C] rules." in page and "\u202e" not in page
 
 
+def test_an_editors_words_are_published_as_free_text_with_overrides_written_out_on_the_page(system: System, story: Story) -> None:
+    """A tester's erratum and reason kept a NUL and an escape sequence, and U+202E reversed them on the page."""
+    editor = story.staff["editor"]
+    system.reports.publish(SLUG, editor, final=False)
+    built = system.reports.correct(SLUG, editor, "The \u202ecount\u202c\x00 was wrong", "A typo\x1b[2J", final=False)
+    assert (built.info.erratum, built.info.reason) == ("The \u202ecount\u202c was wrong", "A typo[2J")
+    assert [(e.erratum, e.reason) for e in built.content.errata] == [(built.info.erratum, built.info.reason)]  # as the digest covers them
+    page = render.page(built).decode()
+    assert "The [U+202E]count[U+202C] was wrong" in page and "\u202e" not in page
+    system.reports.withdraw(SLUG, editor, "Wrong \u202eway\x00", version=2)
+    version = system.reports.versions(SLUG)[1]
+    assert version.withdrawn.reason == "Wrong \u202eway"
+    withdrawn = render.withdrawn_page("The report", SLUG, version).decode()
+    assert "Wrong [U+202E]way" in withdrawn and "\u202e" not in withdrawn
+
+
 def test_candidates_read_as_their_answers_do_now(system: System, story: Story) -> None:
     candidates = system.reports.candidates(SLUG, story.staff["auditor"])
     (candidate,) = candidates

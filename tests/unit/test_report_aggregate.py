@@ -137,9 +137,10 @@ def test_a_correction_needs_a_published_version_what_changed_and_why() -> None:
     with pytest.raises(NotReadyForFinal):
         report.correct(EDITOR, 10, DIGEST, "b", True, {}, True, 0, "what", "why")
     report.collect_events()
-    assert report.correct(EDITOR, 11, DIGEST, "b", False, {}, False, 0, " the count ", " a typo ") == 2
+    assert report.correct(EDITOR, 11, DIGEST, "b", False, {}, False, 0, " the\x00 count ", " a typo\x1b[2J ") == 2
     (corrected,) = report.collect_events()
-    assert (corrected.version, corrected.erratum, corrected.reason) == (2, "the count", "a typo")
+    # Published words: trimmed, and without the NUL or the escape sequence an attacker's tester slipped in.
+    assert (corrected.version, corrected.erratum, corrected.reason) == (2, "the count", "a typo[2J")
 
 
 def test_withdrawing_marks_one_version_once_and_needs_a_reason() -> None:
@@ -154,7 +155,9 @@ def test_withdrawing_marks_one_version_once_and_needs_a_reason() -> None:
     with pytest.raises(ReportNotFound, match="no published version 3"):
         report.withdraw(EDITOR, "mistake", 3)
     assert report.withdraw(EDITOR, "mistake", 1) == 1
-    assert report.withdraw(EDITOR, "mistake") == 2
+    assert report.collect_events()[-1].reason == "mistake"
+    assert report.withdraw(EDITOR, " mis\x00take ") == 2
+    assert report.collect_events()[-1].reason == "mistake"
     with pytest.raises(ReportConflict, match="withdrawn already"):
         report.withdraw(EDITOR, "again", 2)
     assert report.withdrawn == {1, 2}

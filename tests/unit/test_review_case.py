@@ -185,6 +185,18 @@ def test_a_note_must_have_text_within_the_limit(text: str) -> None:
     assert fields(info) == ["text"]
 
 
+def test_notes_and_reasons_are_recorded_as_free_text_without_control_characters() -> None:
+    """A NUL or an escape sequence in a note or a reason only ever causes harm downstream (a terminal, a CSV)."""
+    case = claimed()
+    case.note(ANA, "Clear\x00 \x1b[2Jscreen\r\nnext", NOW)
+    case.flag(ANA, Flag.SPAM, "Why\x07\tnot", None, NOW)
+    case.unflag(ANA, Flag.SPAM, "Undone\x1b", NOW)
+    case.complete(ANA, Outcome.EXCLUDED, "Spam\x00!", NOW)
+    case.reopen(BEN, "Again\x08")
+    recorded = [getattr(e, "text", None) or e.reason for e in case.collect_events()]
+    assert recorded == ["Clear [2Jscreen\nnext", "Why\tnot", "Undone", "Spam!", "Again"]
+
+
 def test_tagging_and_untagging_record_only_changes() -> None:
     case = claimed()
     case.tag(ANA, "enforcement", NOW)

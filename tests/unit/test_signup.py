@@ -315,11 +315,12 @@ def test_consent_is_needed_only_when_there_is_something_to_consent_to() -> None:
         (" \n\t ", "ana@example.org", "name"),
         ("x" * 201, "ana@example.org", "name"),
         ("Ana\x00", "ana@example.org", "name"),
+        ("=?utf-8?q?evil=40evil=2Eorg=2C?=", "ana@example.org", "name"),
         ("Ana", "ana.example.org", "email"),
         ("Ana", "anä@example.org", "email"),
         ("Ana", "ana@localhost", "email"),
     ],
-    ids=["blank-name", "long-name", "control-character", "no-at", "non-ascii-local-part", "no-domain-dot"],
+    ids=["blank-name", "long-name", "control-character", "encoded-word", "no-at", "non-ascii-local-part", "no-domain-dot"],
 )
 def test_a_contact_breaking_a_rule_is_refused_naming_the_field(name: str, email: str, field: str) -> None:
     with pytest.raises(InvalidInput) as info:
