@@ -27,7 +27,9 @@ version published stays verifiable. `agora-report/1` had no campaigns: its conte
 `campaigns` field, byte for byte what it was; `agora-report/2` (format 2) always has one;
 `agora-report/3` (format 2 too) lets only a member a reviewer read on its own, not flagged as
 holding personal data, stand for a campaign; `agora-report/4` (format 2) leaves out a selected quote
-whose response is flagged as holding personal data at the version's position.
+whose response is flagged as holding personal data at the version's position; `agora-report/5`
+(format 2) publishes as a campaign's representative text only the passages a reviewer marked as
+quotes in the member standing for it (which needs one), not all its free text.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ from domain.signups.signup import Seats
 from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/4"  # recorded with each version: which rules built it; change it when they change
-FORMATS = {"agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, BUILDER: 2}  # the content's format under each builder's rules
+BUILDER = "agora-report/5"  # recorded with each version: which rules built it; change it when they change
+FORMATS = {"agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, "agora-report/4": 2, BUILDER: 2}  # the content's format under each builder's rules
 # Rules under which any member a review kept could stand for its campaign. From agora-report/3 it must
 # have been read on its own (a group review reads no one's text, and a near-duplicate may add a
 # signature), and not be flagged as holding personal data (the flag stays until it is redacted).
@@ -66,6 +68,10 @@ ANY_KEPT_REPRESENTS = frozenset({"agora-report/2"})
 # Rules under which a selected quote was published whatever its response's flags. From agora-report/4 a
 # quote of a response flagged as holding personal data is left out (the flag stays until it is redacted).
 FLAGGED_QUOTED = frozenset({"agora-report/1", "agora-report/2", "agora-report/3"})
+# Rules under which a campaign's representative text was every free-text answer of the member standing
+# for it. From agora-report/5 it is the passages a reviewer marked as quotes in that member, which needs
+# one: its other answers, a greeting or a signed name, are not the campaign's words, and no one chose them.
+WHOLE_REPRESENTS = frozenset({"agora-report/2", "agora-report/3", "agora-report/4"})
 
 
 class OptionCount(msgspec.Struct, frozen=True):
@@ -655,18 +661,19 @@ def content_of(
         quotes=[_quote(q, text, recorded) for q, text in published_quotes(fold, app, texts, builder).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
-        campaigns=campaigns_of(fold, app, texts, kept, recorded, builder in ANY_KEPT_REPRESENTS) if FORMATS[builder] >= 2 else None,
+        campaigns=campaigns_of(fold, app, texts, kept, recorded, builder) if FORMATS[builder] >= 2 else None,
     )
 
 
 def campaigns_of(
     fold: Fold, app: Application[Any], texts: Vault, kept: Counter[tuple[str, ...]], recorded: Mapping[str, str] | None,
-    any_kept: bool = False,
+    builder: str = BUILDER,
 ) -> Campaigns:
     """The confirmed campaigns live at the fold's position (not merged into another cluster), and the
     counts without them; `kept`: the counted responses (excluded ones left out) by their answers.
-    Each campaign's representative is its earliest member a reviewer read on its own and kept, not
-    flagged as holding personal data (with `any_kept`, by earlier rules, any member a review kept).
+    Each campaign's representative is its earliest member a reviewer read on its own, kept, did not
+    flag as holding personal data and marked a quote in (by `builder`'s rules, if earlier: see
+    ANY_KEPT_REPRESENTS and WHOLE_REPRESENTS).
 
     A cluster merged into another counts as that one: as a campaign only if that one is confirmed.
     """
@@ -683,13 +690,22 @@ def campaigns_of(
         counted = [c for c in members[k] if c.outcome is not Outcome.EXCLUDED]
         answers = Counter(c.answers for c in counted)
         outside -= answers
-        reviewed = next((c for c in counted if c.outcome is Outcome.REVIEWED and (any_kept or (c.alone and Flag.PERSONAL_DATA not in c.flags))), None)
+        reviewed = next((c for c in counted if stands_for_campaign(c, builder)), None)
         found.append(CampaignCount(
             k, name, len(members[k]), len(counted), tally(fold.definition, stats_hash(answers), fold.position).answers,
-            _representative(app, texts, reviewed, representative_ref(k), recorded) if reviewed else None,
+            _representative(app, texts, reviewed, representative_ref(k), recorded, builder) if reviewed else None,
         ))
     without = tally(fold.definition, stats_hash(outside), fold.position)
     return Campaigns(without.responses, without.answers, found)
+
+
+def stands_for_campaign(case: Case, builder: str) -> bool:
+    """Whether a counted member of a campaign may stand for it, by `builder`'s rules."""
+    if case.outcome is not Outcome.REVIEWED:
+        return False
+    if builder in ANY_KEPT_REPRESENTS:
+        return True
+    return case.alone and Flag.PERSONAL_DATA not in case.flags and (builder in WHOLE_REPRESENTS or bool(case.marks))
 
 
 def stats_hash(combinations: Mapping[tuple[str, ...], int]) -> dict[bytes, bytes]:
@@ -751,27 +767,32 @@ def published_quotes(fold: Fold, app: Application[Any], texts: Vault, builder: s
     }
 
 
-def representative_text(app: Application[Any], texts: Vault, case: Case) -> tuple[str | None, list[str]]:
-    """A response's free-text answers as they read at the fold's position, one after another by
-    question id; None if any cannot be read, with the ids of the keys that could not read it."""
+def representative_text(app: Application[Any], texts: Vault, case: Case, builder: str = BUILDER) -> tuple[str | None, list[str]]:
+    """The text standing for a campaign: the passages a reviewer marked in its member, in the order
+    marked (by rules in WHOLE_REPRESENTS, its free-text answers, by question id), one per line, as they
+    read at the fold's position; None if any cannot be read, with the ids of the keys that could not read it."""
     submitted = _submitted(app, case.response_id)
+    if builder in WHOLE_REPRESENTS:
+        spans = [(question_id, None) for question_id in sorted(submitted.texts)]
+    else:
+        spans = [(m.quote.question_id, (m.start, m.end)) for m in case.marks or ()]
     parts, lost = [], []
-    for question_id in sorted(submitted.texts):
+    for question_id, span in spans:
         answer, key_id = _answer(app, texts, case, question_id, submitted)
         if answer is None:
             lost.append(key_id)
         else:
-            parts.append(answer)
+            parts.append(answer if span is None else answer[span[0]:span[1]])
     return (None if lost else "\n".join(parts)), lost
 
 
-def unreadable(fold: Fold, app: Application[Any], texts: Vault, content: ReportContent) -> dict[str, list[str]]:
+def unreadable(fold: Fold, app: Application[Any], texts: Vault, content: ReportContent, builder: str = BUILDER) -> dict[str, list[str]]:
     """The passages of a content whose text could not be read (quotes, then campaigns' representatives),
     by the reference their hash is recorded under, each with the ids of the keys that could not read it."""
     out = {str(q): [t.key_id] for q, t in quote_texts(fold, app, texts).items() if t.text is None}
     for c in content.campaigns.campaigns if content.campaigns else ():
         if c.representative and c.representative.text is None:
-            out[representative_ref(c.id)] = representative_text(app, texts, fold.cases[case_id(c.representative.response_id)])[1]
+            out[representative_ref(c.id)] = representative_text(app, texts, fold.cases[case_id(c.representative.response_id)], builder)[1]
     return out
 
 
@@ -803,8 +824,8 @@ def _quote(quote: QuoteRef, passage: QuoteText, recorded: Mapping[str, str] | No
     return Quote(ref, quote.response_id, quote.question_id, passage.question, passage.text, _sha256(passage.text, ref, recorded))
 
 
-def _representative(app: Application[Any], texts: Vault, case: Case, ref: str, recorded: Mapping[str, str] | None) -> Representative:
-    text, _ = representative_text(app, texts, case)
+def _representative(app: Application[Any], texts: Vault, case: Case, ref: str, recorded: Mapping[str, str] | None, builder: str) -> Representative:
+    text, _ = representative_text(app, texts, case, builder)
     return Representative(case.response_id, text, _sha256(text, ref, recorded))
 
 

@@ -25,7 +25,7 @@ from markupsafe import Markup
 from markdown_it import MarkdownIt
 
 from domain.text import BIDI_CONTROLS
-from reports.content import ReportContent
+from reports.content import WHOLE_REPRESENTS, ReportContent
 
 if TYPE_CHECKING:
     from audit.ledger import Checkpoint
@@ -78,7 +78,7 @@ _ENV = Environment(
     keep_trailing_newline=True,
 )
 _ENV.filters.update(markdown=markdown, moment=moment, shown=shown)
-_ENV.globals.update(percent=percent, reasons=REASONS)
+_ENV.globals.update(percent=percent, reasons=REASONS, passages=lambda builder: builder not in WHOLE_REPRESENTS)
 
 
 def base(slug: str) -> str:
@@ -202,8 +202,8 @@ CAMPAIGN_TABLES = [
     Table(
         "campaigns.csv", "the campaigns editors confirmed (many responses sending the same or nearly the same text), in the order confirmed",
         [("campaign_id", "the campaign's id (its cluster's)"), ("campaign", "its name"), ("received", "its responses"),
-         ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read on its own and kept, not flagged personal_data (by agora-report/2, any kept); empty if none yet"),
-         ("representative", "that response's free text as it read (redactions applied); empty if erased after publication"),
+         ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read on its own and kept, not flagged personal_data, with a passage marked as a quote (by agora-report/3 and /4, marked or not; by /2, any kept); empty if none yet"),
+         ("representative", "the passages marked in that response, one per line (by agora-report/2 to /4, all its free text), as they read (redactions applied); empty if erased after publication"),
          ("sha256", "SHA-256 of the representative text as published")],
         lambda c: [
             (k.id, k.name, k.received, k.counted, *((k.representative.response_id, k.representative.text, k.representative.sha256) if k.representative else (None,) * 3))

@@ -289,7 +289,7 @@ class Reports:
         info, quotes = self._version(consultation, version)
         fold, content = self._rebuild(consultation, info, quotes)
         rebuilt = digest(content)
-        unread = unreadable(fold, self.app, self.texts, content)
+        unread = unreadable(fold, self.app, self.texts, content, info.builder)
         shredded = {k for e in self.app.select_events(ReviewCase.OriginalsShredded) for k in e.key_ids}
         erased = [ref for ref, keys in unread.items() if shredded.issuperset(keys)]
         lost = [ref for ref, keys in unread.items() if not shredded.issuperset(keys)]

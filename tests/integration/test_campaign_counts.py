@@ -63,6 +63,16 @@ def send(system: System) -> list[UUID]:
     return ids
 
 
+def read_alone(system: System, staff: dict[str, UUID], response: UUID, marked: str | None = None) -> None:
+    """A reviewer reads it on its own, marks the passage `marked` of its answer (if given) and keeps it."""
+    system.review.claim(response, staff["reviewer"], LEASE)
+    if marked is not None:
+        answer = system.review.answers(response)["works_well"]
+        start = answer.index(marked)
+        system.review.mark_quote(response, staff["reviewer"], "works_well", start, start + len(marked))
+    system.review.complete(response, staff["reviewer"], Outcome.REVIEWED, "")
+
+
 def shred(system: System, staff: dict[str, UUID], response: UUID) -> None:
     """Its name redacted (again, if it was before) and every earlier version of its text shredded."""
     system.review.reopen(response, staff["editor"], "a name to shred")
@@ -165,11 +175,11 @@ def test_the_report_counts_campaigns_with_a_redacted_representative_and_verifies
     system.campaigns.confirm(SLUG, campaign, editor, "Save the appeals panel", "one template")
     system.review.claim(ids[0], reviewer, LEASE)
     system.review.redact(ids[0], reviewer, "works_well", 0, len("Alice Smith"), "a name")
+    system.review.mark_quote(ids[0], reviewer, "works_well", 0, len("[redacted] writes: " + TEMPLATE))
     system.review.complete(ids[0], reviewer, Outcome.REVIEWED, "")
     system.review.claim(ids[1], reviewer, LEASE)
     system.review.complete(ids[1], reviewer, Outcome.EXCLUDED, "a copy")
-    system.review.claim(ids[2], reviewer, LEASE)
-    system.review.complete(ids[2], reviewer, Outcome.REVIEWED, "")
+    read_alone(system, staff, ids[2], marked=TEMPLATE)  # its signature left out
     one = system.reports.publish(SLUG, editor, final=False)
     c = one.content
     assert c.builder == BUILDER and c.format == 2 and c.campaigns is not None
@@ -206,6 +216,7 @@ def test_the_report_counts_campaigns_with_a_redacted_representative_and_verifies
     two = system.reports.publish(SLUG, editor, final=False).content.campaigns
     assert two is not None and (two.counted, two.campaigns[0].received, two.campaigns[0].counted) == (3, 2, 1)
     assert two.campaigns[0].representative is not None and two.campaigns[0].representative.response_id == ids[2]
+    assert two.campaigns[0].representative.text == TEMPLATE  # the passage marked: not its "Regards, Bo"
 
 
 def test_a_group_review_reads_no_member_on_its_own_so_none_stands_for_the_campaign(system: System, staff: dict[str, UUID]) -> None:
@@ -229,8 +240,7 @@ def test_a_group_review_reads_no_member_on_its_own_so_none_stands_for_the_campai
     assert old.representative is not None and (old.representative.response_id, old.representative.text) == (ids[0], NAMED)
     # Reopened and read on its own, the second member stands for the campaign.
     system.review.reopen(ids[1], editor, "to read it")
-    system.review.claim(ids[1], reviewer, LEASE)
-    system.review.complete(ids[1], reviewer, Outcome.REVIEWED, "")
+    read_alone(system, staff, ids[1], marked=TEMPLATE)
     (k,) = system.reports.publish(SLUG, editor, final=False).content.campaigns.campaigns  # type: ignore[union-attr]
     assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[1], TEMPLATE)
 
@@ -243,9 +253,9 @@ def test_a_member_flagged_as_holding_personal_data_does_not_stand_for_its_campai
     system.campaigns.confirm(SLUG, campaign, editor, "Save the appeals panel", "one template")
     system.review.claim(ids[0], reviewer, LEASE)
     system.review.flag(ids[0], reviewer, Flag.PERSONAL_DATA, "a name at the start")
+    system.review.mark_quote(ids[0], reviewer, "works_well", 0, len(NAMED))
     system.review.complete(ids[0], reviewer, Outcome.REVIEWED, "")
-    system.review.claim(ids[1], reviewer, LEASE)
-    system.review.complete(ids[1], reviewer, Outcome.REVIEWED, "")
+    read_alone(system, staff, ids[1], marked=TEMPLATE)
     one = system.reports.publish(SLUG, editor, final=False)
     (k,) = one.content.campaigns.campaigns  # type: ignore[union-attr]
     assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[1], TEMPLATE)
@@ -255,11 +265,36 @@ def test_a_member_flagged_as_holding_personal_data_does_not_stand_for_its_campai
     assert old.representative is not None and old.representative.response_id == ids[0]  # agora-report/2's rule
 
 
+def test_a_representative_is_the_passage_a_reviewer_marked_not_the_rest_of_its_text(system: System, staff: dict[str, UUID]) -> None:
+    """Two testers saw a member's other answer (a name in it) and its signature published, which no one chose."""
+    template = TEMPLATE
+    answers = [
+        {"familiarity": "read", "works_well": "Hello. " + template + " Regards, Max", "missing_or_unclear": "My name is Secret Person."},
+        {"familiarity": "read", "works_well": template},
+    ]
+    ids = [r.id for r in system.consultations.submit_batch([Submission(SLUG, a) for a in answers])]  # type: ignore[union-attr]
+    system.clusterer().catch_up()
+    system.campaigns.confirm(SLUG, first_cluster_id(ids[0]), staff["editor"], "Save the appeals panel", "one template")
+    read_alone(system, staff, ids[0])  # read and kept, but no passage marked: it cannot stand for the campaign
+    preview = system.reports.preview(SLUG, staff["editor"]).content
+    assert preview.campaigns.campaigns[0].representative is None  # type: ignore[union-attr]
+    system.review.reopen(ids[0], staff["editor"], "mark its passage")
+    read_alone(system, staff, ids[0], marked=template)
+    built = system.reports.publish(SLUG, staff["editor"], final=False)
+    (k,) = built.content.campaigns.campaigns  # type: ignore[union-attr]
+    assert k.representative is not None and (k.representative.response_id, k.representative.text) == (ids[0], template)
+    for body in (built.body, render.page(built), render.data_zip(built)):
+        assert b"Secret Person" not in body and b"Max" not in body
+    assert system.reports.verify(SLUG).ok
+    # By agora-report/4's rules, all its free text stood for the campaign: such versions rebuild so.
+    old = build(system.app, system.texts, consultation_id(SLUG), built.content.position, 1, False, builder="agora-report/4")
+    assert "Secret Person" in old.campaigns.campaigns[0].representative.text  # type: ignore[union-attr]
+
+
 def test_a_representative_key_gone_without_a_recorded_shredding_is_a_difference(system: System, staff: dict[str, UUID]) -> None:
     ids = send(system)
     system.campaigns.confirm(SLUG, first_cluster_id(ids[0]), staff["editor"], "Save the appeals panel", "one template")
-    system.review.claim(ids[0], staff["reviewer"], LEASE)
-    system.review.complete(ids[0], staff["reviewer"], Outcome.REVIEWED, "")
+    read_alone(system, staff, ids[0], marked=TEMPLATE)
     system.reports.publish(SLUG, staff["editor"], final=False)
     (submitted,) = system.app.events.get(ids[0], limit=1)
     system.texts.destroy([submitted.texts["works_well"].key_id])  # outside Agora's rules: no event says so
@@ -299,11 +334,13 @@ def test_versions_published_by_earlier_rules_rebuild_to_their_recorded_digests(t
         # By today's rules the same position reads otherwise: the campaign counts.
         today = build(system.app, system.texts, consultation_id(SLUG), built.content.position, 2, False)
         assert digest(today) != recorded[2] and today.campaigns is not None and today.campaigns.campaigns[0].received == 3
-        # A version published now is built by today's rules: the campaign, its representative the first member read.
+        # A version published now is built by today's rules: the campaign, and no representative, as no reviewer
+        # marked a passage in its members; agora-report/3 and /4 published all the text of the first one read.
         editor = next(iter(system.app.select_events(Report.Published))).by
         new = system.reports.publish(SLUG, editor, final=False).content
         assert new.builder == BUILDER and new.campaigns is not None and new.campaigns.counted == 2
         (k,) = new.campaigns.campaigns
-        assert (k.name, k.received, k.counted) == ("Save the appeals panel", 3, 3)
-        assert k.representative is not None and k.representative.text == TEMPLATE
+        assert (k.name, k.received, k.counted, k.representative) == ("Save the appeals panel", 3, 3, None)
+        old = build(system.app, system.texts, consultation_id(SLUG), new.position, 3, False, builder="agora-report/4")
+        assert old.campaigns is not None and old.campaigns.campaigns[0].representative.text == TEMPLATE  # type: ignore[union-attr]
         assert system.reports.verify(SLUG).ok
