@@ -19,7 +19,7 @@ from psycopg.sql import SQL, Identifier
 
 from audit.disclosure import AuditEvent, disclose, readable
 from domain.access.access import Access
-from domain.consultations.consultation import Consultation
+from domain.consultations.consultation import Consultation, consultation_id
 from domain.staff.member import Role, StaffMember
 from domain.core import Agora, read_log
 
@@ -128,12 +128,26 @@ class History:
             and (where.actor is None or getattr(event, "by", None) == where.actor)
             and (where.since is None or event.timestamp >= where.since)
             and (where.until is None or event.timestamp < where.until)
-            and (where.consultation is None or self.consultation_of(event.originator_id) == where.consultation)
+            and (where.consultation is None or where.consultation in self._about(event))
         )
+
+    def _about(self, event: Any) -> set[UUID | None]:
+        """The consultations an event is about: an access record's, those its subjects belong to (a slug,
+        `slug/session`, a response's or a cluster's id); any other's, its aggregate's."""
+        if not isinstance(event, Access.Recorded):
+            return {self.consultation_of(event.originator_id)}
+        found: set[UUID | None] = set()
+        for subject in event.subject.split(","):
+            named = subject.partition("/")[0]
+            try:
+                found.add(self.consultation_of(UUID(named)))
+            except ValueError:
+                found.add(consultation_id(named))
+        return found
 
     def _consultation_of(self, aggregate_id: UUID) -> UUID | None:
         """The consultation an aggregate is about, by its first event: a consultation itself, anything
-        naming one (frame, response, signup, seats), a review case by its response; None for staff and accesses."""
+        naming one (frame, response, signup, seats, cluster), a review case by its response; None for staff and accesses."""
         first = next(iter(self.app.events.get(aggregate_id, lte=1)), None)
         if isinstance(first, Consultation.Created):
             return aggregate_id

@@ -141,8 +141,8 @@ def clusters(
         )
         for c, ms in page
     ]
-    if summaries:  # excerpts are free text, which may name people: who read them is on record
-        system.access.record(request.user.id, CLUSTER_TEXT, ",".join(str(s.id) for s in summaries))
+    if summaries:  # excerpts are free text, which may name people: who read them is on record, by cluster and response
+        system.access.record(request.user.id, CLUSTER_TEXT, ",".join(f"{s.id},{s.representative}" for s in summaries))
     return summaries
 
 
@@ -162,7 +162,9 @@ def cluster(
         )
         for m in members[cursor : cursor + limit]
     ]
-    system.access.record(request.user.id, CLUSTER_TEXT, str(resolved))  # free text may name people: who read it is on record
+    # Free text may name people: who read it is on record, by cluster and by each response shown.
+    shown = dict.fromkeys([members[0].response_id, *(m.response_id for m in page)])  # the representative, and the page's members
+    system.access.record(request.user.id, CLUSTER_TEXT, ",".join(map(str, [resolved, *shown])))
     after = cursor + limit
     reviews = [
         GroupReviewOut(r.originator_id, r.by, r.timestamp, list(r.themes), r.outcome, r.reason, r.note, len(r.members))

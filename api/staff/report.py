@@ -125,7 +125,10 @@ def preview_page(slug: FromPath[str], request: Staff, system: NamedDependency[Sy
 
 def _preview(slug: str, request: Staff, system: System, final: bool) -> Built:
     built = system.reports.preview(slug, request.user.id, final)
-    system.access.record(request.user.id, REPORT_PREVIEW, slug)  # its quotes are free text not yet published
+    # Its quotes and campaigns' texts are free text not yet published: who read it is on record, by the responses shown.
+    c = built.content
+    shown = [q.response_id for q in c.quotes] + [k.representative.response_id for k in (c.campaigns.campaigns if c.campaigns else ()) if k.representative]
+    system.access.record(request.user.id, REPORT_PREVIEW, ",".join([slug, *map(str, dict.fromkeys(shown))]))
     return built
 
 

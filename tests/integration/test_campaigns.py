@@ -212,8 +212,11 @@ async def test_staff_read_clusters_with_diffs_and_the_reading_is_on_record(clien
     rest = (await client.get(f"{base}/{first}", params={"cursor": 2}, headers=headers["auditor"])).json()
     assert [m["response_id"] for m in rest["members"]] == [str(ids[2])] and rest["next_cursor"] is None
     seen = accesses(system)
-    assert (staff["auditor"], "cluster free text", str(first)) in seen
-    assert (staff["reviewer"], "cluster free text", f"{first},{second}") in seen
+    # By cluster, and by each response whose text was shown (a tester's `response=` filter missed these).
+    assert (staff["auditor"], "cluster free text", ",".join(map(str, [first, *ids[:3]]))) in seen
+    assert (staff["auditor"], "cluster free text", f"{first},{ids[0]},{ids[2]}") in seen  # the second page: the representative and its member
+    listed = next(s for by, what, s in seen if by == staff["reviewer"])
+    assert listed.split(",")[:3] == [str(first), str(ids[0]), str(second)]
 
     # A redaction shows in the cluster's texts: nobody reads the original through a cluster.
     system.review.claim(ids[2], staff["reviewer"], timedelta(minutes=5))
