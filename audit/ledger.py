@@ -11,6 +11,7 @@ One writer at a time (the checkpointer, under a lock) appends; anyone reads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,16 @@ def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Recor
         return c.fetchall()  # uuid_send: the id's 16 bytes, without making UUID objects
 
 
+def receipt_of(position: int, state: bytes) -> str | None:
+    """The receipt hash a response's stored state holds; None (and an error logged) if it cannot be read:
+    the event is chained all the same (a leaf hashes stored bytes), but no receipt proves it."""
+    try:
+        return _receipt.decode(state).receipt_hash
+    except (msgspec.DecodeError, TypeError):
+        log.error("ledger: the response at position %d holds no readable receipt hash; it is chained, but no receipt finds it", position)
+        return None
+
+
 class OutOfOrder(Exception):
     """A position appeared at or below one the ledger has already chained."""
 
@@ -71,6 +82,7 @@ class _Receipt(msgspec.Struct):
 
 
 _receipt = msgspec.json.Decoder(_Receipt)
+log = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -187,8 +199,8 @@ class Ledger:
                 h = merkle.leaf_hash(merkle.canonical(*record))
                 leaves.append((frontier.size, position, h))
                 nodes.extend(frontier.append(h))
-                if topic == RESPONSE:
-                    receipts.append((_receipt.decode(state).receipt_hash, frontier.size - 1))
+                if topic == RESPONSE and (receipt := receipt_of(position, state)) is not None:
+                    receipts.append((receipt, frontier.size - 1))
             with self.datastore.transaction(commit=True) as c:
                 self._insert(c, self.leaves_, "leaf, position, hash", ("bigint", "bigint", "bytea"), leaves)
                 self._insert(c, self.nodes_, "level, idx, hash", ("integer", "bigint", "bytea"), nodes)

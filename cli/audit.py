@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -103,7 +104,15 @@ def status_line(system: System) -> str:
         return f"ledger: {size} events chained (to position {position}), no checkpoint yet"
     report, _ = live(system)
     verdict = "verifies" if report.ok else f"does NOT verify: {report}"
-    return (
+    line = (
         f"ledger: {size} events chained (to position {position}); last checkpoint #{latest.seq} (size {latest.size}) "
         f"at {latest.time.isoformat(timespec='seconds')}; the store {verdict}"
     )
+    # One is signed every AGORA_CHECKPOINT_SECONDS even when nothing happens: an old one means none is being signed.
+    age = (datetime.now(UTC) - latest.time).total_seconds()
+    if age > 2 * system.settings.checkpoint_seconds + 30:
+        line += (
+            f"\n  NO CHECKPOINT for {age:,.0f} s (one is due every {system.settings.checkpoint_seconds:g} s), "
+            f"{system.app.head() - position} events past the last chained: is a checkpointer running (`agora work`)? its log says why not"
+        )
+    return line

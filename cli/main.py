@@ -119,7 +119,8 @@ def status(args: argparse.Namespace) -> None:
         followed = views.followed(system.app)
         for name, position in positions.items():
             follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
-            print(f"view {name:<8} at {position:>10}  behind by {head - position}  {follower}")
+            behind = f"behind by {head - position}" if position <= head else f"AHEAD of the log by {position - head}: the log lost events, or the view is another store's (`agora rebuild {name}`)"
+            print(f"view {name:<8} at {position:>10}  {behind}  {follower}")
             if name in stops:
                 stop = stops[name]
                 decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"

@@ -69,15 +69,25 @@ class Clusterer:
         notifications = self.app.recorder.select_notifications(
             start=self.position, limit=self.batch, inclusive_of_start=False, topics=TOPICS
         )
-        events = [self.app.mapper.to_domain_event(n) for n in notifications]
-        texted = [e for e in events if isinstance(e, Response.Submitted) and e.texts]  # their keys are read at once
+        events = [(n.id, self._decoded(n)) for n in notifications]
+        texted = [e for _, e in events if isinstance(e, Response.Submitted) and e.texts]  # their keys are read at once
         texts = dict(zip([e.originator_id for e in texted], original_texts([e.texts for e in texted], self.texts), strict=True))
-        for n, e in zip(notifications, events, strict=True):
-            self._fold(e, n.id, texts)
-            self.position = n.id
+        for position, e in events:
+            if e is not None:
+                self._fold(e, position, texts)
+            self.position = position
         if len(notifications) < self.batch and (self.pending or self.shredded):
             self._record()
         return len(notifications)
+
+    def _decoded(self, n: Any) -> Any:
+        """The event, or None if it cannot be read (a stored event this code does not know): it is left
+        out, not retried, as reading it again gives the same. Decoding reads nothing, so it is no outage."""
+        try:
+            return self.app.mapper.to_domain_event(n)
+        except Exception as e:  # noqa: BLE001 - whatever the event's bytes make the decoder raise
+            log.error("clusterer: the event at position %d cannot be read (%s: %s); it is left out", n.id, type(e).__name__, e)
+            return None
 
     def catch_up(self) -> None:
         """Fold and record until nothing is due (as `step` does in a loop when running)."""

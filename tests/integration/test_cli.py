@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from runtime import System
 from runtime.settings import Settings
 from domain.consultations.consultation import consultation_id, read_definition
 from projections.form import decode_form
-from projections.live import FormView
+from projections.live import VIEWS, FormView
+from projections.state import POSITION
 from tests.conftest import REDIS_URL, SEED, SLUG
 
 
@@ -113,6 +116,24 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue", "report"))
     assert "behind by 0" in run(capsys, "status")
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")
+
+
+def test_status_says_when_no_checkpoint_is_signed_and_when_a_view_is_ahead_of_the_log(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sync_redis: redis.Redis, redis_prefix: str,
+) -> None:
+    """A tester's checkpointer had stalled for good while status said the store verifies; a view ahead read `behind by -1`."""
+    run(capsys, "consultation", "load", str(SEED))
+    run(capsys, "rebuild")
+    monkeypatch.setenv("AGORA_CHECKPOINT_SECONDS", "10")
+    with System(Settings.from_env(), operator_env) as system:
+        system.checkpointer().step(datetime.now(UTC) - timedelta(minutes=5))  # the last checkpoint signed, five minutes ago
+        view = VIEWS["stats"][1](sync_redis, redis_prefix)
+        sync_redis.hset(view.keys.key(view.generation, POSITION), system.app.name, 9)  # as if the log had lost events
+    out = run(capsys, "status")
+    assert re.search(r"\n  NO CHECKPOINT for 30\d s \(one is due every 10 s\), 0 events past the last chained", out), out
+    assert "view stats    at          9  AHEAD of the log by 7: the log lost events" in out and "behind by -" not in out
+    monkeypatch.setenv("AGORA_CHECKPOINT_SECONDS", "600")
+    assert "NO CHECKPOINT" not in run(capsys, "status")
 
 
 def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dict[str, str], sync_redis: redis.Redis, redis_prefix: str) -> None:

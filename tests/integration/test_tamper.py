@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from audit.signing import Signer, body, parse_body
 from audit.verify import Report, verify_store
+from domain.consultations.response import Response
 from runtime import System
 from tests.conftest import POSTGRES, enrol_everyone, submit
 from tests.integration.test_signups import SESSIONS, future
@@ -212,3 +216,19 @@ def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chai
     assert report.ok, report
     assert report.shredded == 4 and "4 keys shredded" in str(report)
     assert system.texts.get(system.review.shredded_keys()[0]) is None  # really gone, and the log still proves
+
+
+def test_an_event_the_code_cannot_read_is_chained_all_the_same_and_stalls_nothing(system: System, chained: Checkpointer) -> None:
+    """A tester's response without a receipt hash stopped the checkpointer for good (no leaf, no checkpoint,
+    every later receipt unfound) and sent the clusterer into a rebuild a second."""
+    position = system.app.recorder.insert_events([StoredEvent(uuid4(), 1, get_topic(Response.Submitted), b'{"bogus": 1}')])[-1]
+    (after,) = submit(system, 1)
+    clusterer = system.clusterer()
+    clusterer.catch_up()  # reads past it, once
+    assert clusterer.position == system.app.head()
+    chained.step()
+    assert system.ledger.head()[1] == system.app.head() > position  # chained, and what came after it
+    receipt = system.consultations.response(after).receipt_hash
+    assert system.ledger.leaf_of(receipt) is not None  # the next respondent's receipt finds its leaf
+    chained.checkpoint(datetime.now(UTC))
+    assert verify(system, chained).ok
