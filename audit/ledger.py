@@ -33,6 +33,15 @@ RESPONSE = get_topic(Response.Submitted)
 Record = tuple[int, bytes, int, str, bytes]
 
 
+def bound(record: Record | None, receipt_hash: str, leaf: bytes) -> bool:
+    """Whether `record`, the event the receipt index sends a receipt to, is a response holding that receipt
+    hash and hashes to that leaf: an index rewritten to prove one response with another's leaf is not."""
+    return (
+        record is not None and record[3] == RESPONSE and receipt_of(record[4]) == receipt_hash
+        and merkle.leaf_hash(merkle.canonical(*record)) == leaf
+    )
+
+
 def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Record]:
     """The stored records past position `after`, in order, as plain tuples: read in bulk (chaining,
     verifying), the library's notification objects would cost more than the hashing."""
@@ -54,13 +63,12 @@ def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Recor
         return c.fetchall()  # uuid_send: the id's 16 bytes, without making UUID objects
 
 
-def receipt_of(position: int, state: bytes) -> str | None:
-    """The receipt hash a response's stored state holds; None (and an error logged) if it cannot be read:
-    the event is chained all the same (a leaf hashes stored bytes), but no receipt proves it."""
+def receipt_of(state: bytes) -> str | None:
+    """The receipt hash a response's stored state holds; None if it cannot be read (the event is chained
+    all the same: a leaf hashes stored bytes, but no receipt finds it)."""
     try:
         return _receipt.decode(state).receipt_hash
     except (msgspec.DecodeError, TypeError):
-        log.error("ledger: the response at position %d holds no readable receipt hash; it is chained, but no receipt finds it", position)
         return None
 
 
@@ -104,6 +112,8 @@ class Ledger:
                 " position BIGINT NOT NULL, time TEXT NOT NULL, note TEXT NOT NULL)"
             )
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.receipts_} (receipt_hash TEXT PRIMARY KEY, leaf BIGINT NOT NULL)")
+            # Verify walks the index in leaf order, beside the leaves (audit/verify.py).
+            c.execute(f"CREATE INDEX IF NOT EXISTS {name}_receipts_by_leaf ON {self.receipts_} (leaf, receipt_hash)")
             c.execute(f"CREATE TABLE IF NOT EXISTS {self.keys_} (vkey TEXT PRIMARY KEY, since TEXT NOT NULL)")
         self._frontier: Frontier | None = None  # the writer's, loaded on first append
 
@@ -133,15 +143,27 @@ class Ledger:
             c.execute(f"SELECT {index}, hash FROM {table} WHERE {where}{index} >= {self.p} ORDER BY {index} LIMIT {int(limit)}", (start,))
             return c.fetchall()  # rows of (index, hash), as `leaves`
 
-    def leaf_of(self, receipt_hash: str) -> tuple[int, bytes] | None:
-        """The leaf index and hash of the response with this receipt hash, once chained."""
+    def leaf_of(self, receipt_hash: str) -> tuple[int, int, bytes] | None:
+        """The leaf index, log position and leaf hash of the response with this receipt hash, as the
+        receipt index says, once chained (`bound` checks the event there holds it)."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT r.leaf, l.hash FROM {self.receipts_} r JOIN {self.leaves_} l ON l.leaf = r.leaf WHERE r.receipt_hash = {self.p}",
+                f"SELECT r.leaf, l.position, l.hash FROM {self.receipts_} r JOIN {self.leaves_} l ON l.leaf = r.leaf WHERE r.receipt_hash = {self.p}",
                 (receipt_hash,),
             )
             row = c.fetchone()
-        return (row["leaf"], bytes(row["hash"])) if row else None
+        return (row["leaf"], row["position"], bytes(row["hash"])) if row else None
+
+    def receipts(self, after: tuple[int, str] = (-1, ""), limit: int = 10_000) -> list[tuple[int, str]]:
+        """The receipt index, (leaf index, receipt hash), in that order, past the row `after`."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self.sqlite:
+                c.row_factory = tuple_row
+            c.execute(
+                f"SELECT leaf, receipt_hash FROM {self.receipts_} WHERE (leaf, receipt_hash) > ({self.p}, {self.p})"
+                f" ORDER BY leaf, receipt_hash LIMIT {int(limit)}", after,
+            )
+            return c.fetchall()  # rows of (leaf, receipt_hash), as `leaves`
 
     def hashes(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """The hash of each leaf range, folded from its stored complete subtrees."""
@@ -199,8 +221,11 @@ class Ledger:
                 h = merkle.leaf_hash(merkle.canonical(*record))
                 leaves.append((frontier.size, position, h))
                 nodes.extend(frontier.append(h))
-                if topic == RESPONSE and (receipt := receipt_of(position, state)) is not None:
-                    receipts.append((receipt, frontier.size - 1))
+                if topic == RESPONSE:
+                    if (receipt := receipt_of(state)) is None:
+                        log.error("ledger: the response at position %d holds no readable receipt hash; it is chained, but no receipt finds it", position)
+                    else:
+                        receipts.append((receipt, frontier.size - 1))
             with self.datastore.transaction(commit=True) as c:
                 self._insert(c, self.leaves_, "leaf, position, hash", ("bigint", "bigint", "bytea"), leaves)
                 self._insert(c, self.nodes_, "level, idx, hash", ("integer", "bigint", "bytea"), nodes)

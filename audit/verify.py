@@ -27,7 +27,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from audit import merkle
-from audit.ledger import Ledger, Record, records
+from audit.ledger import RESPONSE, Ledger, Record, receipt_of, records
 from audit.merkle import Frontier, canonical, leaf_hash
 from audit.signing import Head, Verifier, parse_body
 from domain.review.case import ReviewCase
@@ -86,6 +86,40 @@ class Report(msgspec.Struct):
         )
 
 
+class Receipts:
+    """The ledger's receipt index, walked beside the leaves: each chained response's receipt must send its
+    respondent to its own leaf (the first, if a copy repeats it), and no entry anywhere else, or a respondent
+    whose response was removed could be handed a valid proof of another's."""
+
+    def __init__(self, rows: Iterator[tuple[int, str]], leaf_of: Callable[[str], int | None]) -> None:
+        self.rows, self.leaf_of = rows, leaf_of
+        self.row = next(rows, None)
+
+    def check(self, index: int, position: int, rec: Any) -> Problem | None:
+        row = self.row
+        if row is not None and row[0] > index and (isinstance(rec, Withheld) or rec[3] != RESPONSE):
+            return None  # most events: no entry here, and none due
+        here = []
+        while self.row is not None and self.row[0] <= index:
+            here.append(self.row)
+            self.row = next(self.rows, None)
+        held = receipt_of(rec[4]) if not isinstance(rec, Withheld) and rec[3] == RESPONSE else None
+        wrong = [receipt for leaf, receipt in here if leaf != index or receipt != held]
+        if wrong:
+            return Problem("forged", position, f"the ledger's receipt index sends receipt hash {wrong[0][:16]}… to leaf {index} (position {position}), whose event does not hold it: its respondent would be shown another event's proof")
+        if held is not None and not here:
+            first = self.leaf_of(held)
+            if first is None or first >= index:  # else an earlier copy holds it, and keeps it
+                return Problem("missing", position, f"the receipt of the response at position {position} (leaf {index}) is not in the ledger's receipt index: its respondent's receipt finds no proof")
+        return None
+
+    def rest(self) -> Problem | None:
+        """Once every leaf is walked: an entry left sends a receipt past the last leaf."""
+        if self.row is None:
+            return None
+        return Problem("forged", None, f"the ledger's receipt index sends receipt hash {self.row[1][:16]}… to leaf {self.row[0]}, past the last leaf")
+
+
 def verify(
     records: Iterable[Any],
     leaves: Iterable[tuple[int, int, bytes]],
@@ -94,12 +128,14 @@ def verify(
     consistency: Callable[[int, int], list[bytes]] | None = None,
     held: Sequence[str] = (),
     nodes: Callable[[int], Iterator[tuple[int, bytes]]] | None = None,
+    receipts: Receipts | None = None,
 ) -> Report:
     """`records`: the log in position order, each (position, originator id's bytes, version, topic, state) or
     Withheld; `leaves`: the ledger's, in order; `consistency(old, new)`: a consistency proof between two
     checkpoints' sizes, checked against their roots; `held`: signed checkpoints (their notes) an auditor
     holds from elsewhere, which the tree must match too; `nodes(level)`: the ledger's stored subtrees of
-    a level, (index, hash) in order, which proofs are built from: each must be the one the leaves make."""
+    a level, (index, hash) in order, which proofs are built from: each must be the one the leaves make;
+    `receipts`: the ledger's receipt index, which finds a respondent's leaf: each must be the one holding it."""
     report = Report()
     heads = _checkpoints(checkpoints, verifiers, consistency, report)
     if not report.problem:
@@ -120,6 +156,7 @@ def verify(
     mismatches: list[tuple[int, Any, bytes]] = []  # (position, record, ledger hash)
     levels: dict[int, Iterator[tuple[int, bytes]]] = {}  # the stored subtrees of each level, as far as compared
     misnode: Problem | None = None  # the first stored subtree that is not what the leaves make
+    misreceipt: Problem | None = None  # the first entry of the receipt index that is wrong or missing
     problem: Problem | None = None
     shredded = 0
 
@@ -168,6 +205,8 @@ def verify(
             mismatches.append((position, rec, stored))
             if len(mismatches) >= MAX_MISMATCHES:
                 break
+        if receipts is not None and misreceipt is None:
+            misreceipt = receipts.check(index, position, rec)
         for level, index, made in frontier.append(stored):
             if nodes is not None and misnode is None:
                 found = next(levels.get(level) or levels.setdefault(level, nodes(level)), None)
@@ -181,12 +220,14 @@ def verify(
     else:
         if problem is None and head is not None and not mismatches:
             problem = Problem("truncated", None, f"checkpoint {head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only {frontier.size}")
+        if receipts is not None and misreceipt is None:
+            misreceipt = receipts.rest()
     report.shredded = shredded
     if mismatches:
         report.problem = _mismatch(mismatches)
         return report
-    if problem or misnode:
-        report.problem = problem or misnode
+    if problem or misnode or misreceipt:
+        report.problem = problem or misnode or misreceipt
         return report
     while rec is not None:  # past the last chained position: not chained yet
         report.events += 1
@@ -278,7 +319,8 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
-    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level))
+    index = Receipts(_receipts(ledger), lambda receipt: found[0] if (found := ledger.leaf_of(receipt)) else None)
+    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index)
     if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:
         # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
         report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem
@@ -314,6 +356,13 @@ def _stored(ledger: Ledger, level: int) -> Iterator[tuple[int, bytes]]:
     while batch := ledger.level(level, start, BATCH):
         yield from batch
         start = batch[-1][0] + 1
+
+
+def _receipts(ledger: Ledger) -> Iterator[tuple[int, str]]:
+    after = (-1, "")
+    while batch := ledger.receipts(after, BATCH):
+        yield from batch
+        after = (batch[-1][0], batch[-1][1])
 
 
 def log(app: Any) -> Iterator[Record]:

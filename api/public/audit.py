@@ -8,6 +8,7 @@ the leaf, its proof and the checkpoint, nothing about the response.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import msgspec
@@ -16,11 +17,13 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from api.problems import documented, problem
-from audit.ledger import Checkpoint, Ledger
+from audit.ledger import Checkpoint, Ledger, bound, records
 from audit.signing import Verifier
 from domain.consultations.service import hash_receipt
 from domain.errors import FieldError, InvalidInput
 from runtime import System
+
+log = logging.getLogger(__name__)
 
 PUBLIC = {"exclude_from_auth": True}
 PAGE = 100
@@ -120,15 +123,22 @@ def consistency(
 
 @post(
     "/audit/inclusion", status_code=200, sync_to_thread=True, opt={**PUBLIC, "rate_limit": "proofs"},
-    responses=documented(400, 404, 413, 422, 429, 503), summary="Prove a response is in the log, by its receipt",
+    responses=documented(400, 404, 409, 413, 422, 429, 503), summary="Prove a response is in the log, by its receipt",
 )
 def inclusion(data: JSONBody[ReceiptIn], system: NamedDependency[System]) -> InclusionProof:
     ledger = _ledger(system)
-    leaf = ledger.leaf_of(hash_receipt(data.receipt))
+    receipt_hash = hash_receipt(data.receipt)
+    leaf = ledger.leaf_of(receipt_hash)
     if leaf is None:
         detail = "No response with this receipt is in the ledger. A response just submitted is chained within seconds: try again shortly."
         raise problem(404, "receipt-not-found", "Receipt not found", detail)
-    index, leaf_hash = leaf
+    index, position, leaf_hash = leaf
+    found = records(system.app.recorder, position - 1, 1)
+    if not bound(found[0] if found and found[0][0] == position else None, receipt_hash, leaf_hash):
+        log.error("audit: the receipt index sends a receipt to leaf %d (position %d), whose event does not hold it", index, position)
+        detail = ("The ledger's receipt index names an event for this receipt that does not hold it: the ledger or the log was altered. "
+                  "Keep your receipt; `agora audit verify` names what changed.")
+        raise problem(409, "ledger-inconsistent", "The ledger does not match the log", detail)
     checkpoint = _latest(ledger)
     if index >= checkpoint.size:
         every = round(system.settings.checkpoint_seconds)

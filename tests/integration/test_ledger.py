@@ -119,8 +119,8 @@ def test_a_receipt_finds_its_leaf_and_nothing_else_does(system: System) -> None:
     catch_up(checkpointer)
     leaf = system.ledger.leaf_of(hash_receipt(receipt.receipt))
     assert leaf is not None
-    index, leaf_hash = leaf
-    assert system.ledger.leaves(index, 1)[0][1] == receipt.position
+    index, position, leaf_hash = leaf
+    assert system.ledger.leaves(index, 1)[0][1:] == (position, leaf_hash) and position == receipt.position
     assert system.ledger.leaf_of(hash_receipt("not a receipt")) is None
     assert system.ledger.leaf_of(hash_receipt(receipt.receipt) + "0") is None
 
@@ -271,6 +271,19 @@ async def test_consistency_between_checkpoints_checks_by_hand(every_event: Async
     assert len(page["checkpoints"]) == 1 and page["checkpoints"][0]["seq"] == 1 and page["next"] == 1
     rest = (await every_event.get("/audit/checkpoints", params={"after": page["next"]})).json()
     assert rest["checkpoints"][0]["seq"] == 2 and rest["next"] is None
+
+
+async def test_a_receipt_the_index_sends_to_another_event_gets_no_proof(every_event: AsyncTestClient, system: System) -> None:
+    """A tester pointed a removed response's receipt at another's leaf, and its respondent got a valid proof of it."""
+    mine, other = [(await every_event.post(f"/consultations/{SLUG}/responses", json=ANSWERS)).json() for _ in range(2)]
+    await until(every_event, "POST", "/audit/inclusion", 200, json={"receipt": other["receipt"]})
+    ledger = system.ledger
+    (index, _, _) = ledger.leaf_of(hash_receipt(other["receipt"]))  # type: ignore[misc]
+    with ledger.datastore.transaction(commit=True) as c:
+        c.execute(f"UPDATE {ledger.receipts_} SET leaf = {ledger.p} WHERE receipt_hash = {ledger.p}", (index, hash_receipt(mine["receipt"])))
+    r = await every_event.post("/audit/inclusion", json={"receipt": mine["receipt"]})
+    assert r.status_code == 409 and r.json()["type"] == "/problems/ledger-inconsistent", r.text
+    assert (await every_event.post("/audit/inclusion", json={"receipt": other["receipt"]})).status_code == 200
 
 
 async def test_bad_requests_are_problems(client: AsyncTestClient, system: System) -> None:

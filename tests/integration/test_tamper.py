@@ -19,6 +19,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from audit.signing import Signer, body, parse_body
+from audit.ledger import bound, receipt_of, records
 from audit.verify import Report, verify_store
 from domain.consultations.response import Response
 from runtime import System
@@ -232,3 +233,43 @@ def test_an_event_the_code_cannot_read_is_chained_all_the_same_and_stalls_nothin
     assert system.ledger.leaf_of(receipt) is not None  # the next respondent's receipt finds its leaf
     chained.checkpoint(datetime.now(UTC))
     assert verify(system, chained).ok
+
+
+def receipt_at(system: System, position: int) -> str:
+    (record,) = records(system.app.recorder, position - 1, 1)
+    receipt = receipt_of(record[4])
+    assert record[0] == position and receipt is not None
+    return receipt
+
+
+def leaf_at(system: System, position: int) -> int:
+    return next(leaf for leaf, p, _ in system.ledger.leaves() if p == position)
+
+
+def test_a_receipt_sent_to_another_events_leaf_is_found_by_verify_and_refused_to_its_respondent(
+    system: System, store_env: dict[str, str], chained: Checkpointer,
+) -> None:
+    """A tester removed a response and pointed its receipt at another's leaf: its respondent got a valid proof."""
+    moved = receipt_at(system, 10)
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+        sql(conn, f"UPDATE {receipts} SET leaf = ? WHERE receipt_hash = ?", leaf_at(system, 12), moved)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("missing", 10) and "receipt index" in report.problem.detail, report
+    index, position, leaf = system.ledger.leaf_of(moved)  # type: ignore[misc]
+    found = records(system.app.recorder, position - 1, 1)
+    assert position == 12 and not bound(found[0], moved, leaf)  # what the inclusion route checks before answering
+    assert bound(found[0], receipt_at(system, 12), leaf)
+
+
+def test_a_receipt_index_entry_no_event_holds_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+        sql(conn, f"INSERT INTO {receipts} (receipt_hash, leaf) VALUES (?, ?)", "ab" * 32, leaf_at(system, 2))  # a consultation's event
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("forged", 2) and "abababab" in report.problem.detail, report
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+        sql(conn, f"UPDATE {receipts} SET leaf = ? WHERE receipt_hash = ?", 10_000, "ab" * 32)  # past the last leaf
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged" and "past the last leaf" in report.problem.detail, report
