@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
         "--checkpoint", action="append", default=[], metavar="FILE",
         help="a signed checkpoint you hold from elsewhere (its note, as GET /audit/checkpoints gives it): the log must match it too (repeatable)",
     )
+    a.add_parser(
+        "new-key",
+        help="publish this data folder's signing key as the log's, when the key that signed it is lost for good (the checkpointer refuses another key until then)",
+    )
     r = a.add_parser("replay", help="print a view as it stood at a position of the log (JSON)")
     r.add_argument("view", metavar="VIEW", help=", ".join(VIEWS))
     r.add_argument("--at", type=int, metavar="POSITION", help="default: the head")
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace, settings: object) -> None:
             report, source = live(system, args.key, held(args.checkpoint))
             print(f"checked against {source}")
             finish(report)
+        elif args.action == "new-key":
+            verifier = system.signer().verifier
+            system.ledger.publish_key(verifier.vkey, datetime.now(UTC))
+            print(f"published {verifier.vkey}: the checkpointer signs with it from its next checkpoint; tell those who hold the old one")
         else:
             sys.stdout.write(view_at(system.app, args.view, args.at).decode() + "\n")
 

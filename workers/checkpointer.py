@@ -27,7 +27,7 @@ from eventsourcing.application import Application
 
 import store
 from audit.ledger import Checkpoint, Ledger, OutOfOrder, records
-from audit.signing import Head, Signer, body
+from audit.signing import KEY_FILE, Head, Signer, Verifier, body
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ MILESTONES = frozenset({
     "Consultation.Created", "Consultation.Opened", "Consultation.Closed",
     "Report.Published", "Report.Corrected", "Report.Withdrawn",
 })
+
+
+class ForeignKey(Exception):
+    """The signing key at hand is not one the log published: say, a standby host without the key file."""
 
 
 def milestone(topic: str) -> bool:
@@ -87,7 +91,13 @@ class Checkpointer:
         return len(batch)
 
     def checkpoint(self, now: datetime) -> Checkpoint:
-        """Sign the tree as it stands and record it."""
+        """Sign the tree as it stands and record it; refused (ForeignKey) with a key that did not sign this log before."""
+        published = [Verifier.parse(k).public for k in self.ledger.keys()]
+        if published and self.signer.verifier.public not in published:
+            raise ForeignKey(
+                f"this data folder's signing key ({KEY_FILE}) did not sign this log's checkpoints: copy the key file from the host "
+                "whose key did. If that key is lost for good, `agora audit new-key` publishes this one, and auditors see a new key from then on"
+            )
         frontier = self.ledger.frontier()
         _, last = self.ledger.head()
         head = Head(self.signer.verifier.name, frontier.size, frontier.root(), now, last)

@@ -30,6 +30,7 @@ from tests.conftest import PASSWORD, SLUG, enrol_everyone, submit
 from tests.integration.test_cli import operator_env, run  # noqa: F401 - the fixture
 from tests.integration.test_compat import old_store
 from tests.integration.test_signups import SESSIONS, future
+from workers.checkpointer import Checkpointer, ForeignKey
 
 
 @pytest.fixture
@@ -275,3 +276,22 @@ def test_replay_prints_a_view_at_a_position(history: System, capsys: pytest.Capt
     assert at["position"] == 9 and at["consultations"][SLUG]["responses"] == 2  # positions 8 and 9: the first two responses
     with pytest.raises(SystemExit, match="no view"):
         main(["audit", "replay", "nothing"])
+
+
+def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_published(
+    history: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tester's standby host, its data folder without the key file, made a key and signed with it unseen."""
+    elsewhere = tmp_path / "standby"
+    elsewhere.mkdir()
+    standby = Checkpointer(history.app, history.ledger, Signer(elsewhere, history.settings.origin), 1, 60)
+    submit(history, 1)
+    before = history.ledger.latest()
+    with pytest.raises(ForeignKey, match="did not sign this log's checkpoints: copy the key file"):
+        standby.step()
+    assert history.ledger.latest() == before
+    monkeypatch.setenv("AGORA_DATA_DIR", str(elsewhere))  # the operator, on the standby host, decides the old key is lost
+    out = run(capsys, "audit", "new-key")
+    assert out.startswith(f"published {standby.signer.verifier.vkey}")
+    signed = standby.checkpoint(datetime.now(UTC))
+    assert Verifier.parse(history.ledger.keys()[-1]).open(signed.note) is not None
