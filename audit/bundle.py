@@ -24,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from audit import merkle
-from audit.disclosure import AuditEvent, disclose, readable
+from audit.disclosure import AuditEvent, Unreadable, disclose, readable
 from audit.signing import Verifier, parse_body
 from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, pinned, verify
 from domain.staff.member import StaffMember
@@ -123,7 +123,10 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
         if index is not None:
             leaf = next(leaves, None)
         originator_id = UUID(bytes=oid)
-        domain_event = app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+        try:
+            domain_event = app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+        except Exception:  # noqa: BLE001 - bytes this code cannot read: the line says so, and carries them
+            domain_event = Unreadable(originator_id, version, topic, state)
         event = disclose(domain_event, position, names, key_present)
         if isinstance(domain_event, StaffMember.Enrolled) and domain_event.clear is not None:
             record = merkle.leaf_hash(merkle.canonical(position, oid, version, topic, state))
@@ -196,18 +199,18 @@ def _misread(folder: Path) -> Problem | None:
     return None
 
 
-def _shown(position: int, stored: Stored, claimed: AuditEvent, mapper: MsgspecMapper) -> bytes | None:
+def _shown(position: int, stored: Stored, claimed: AuditEvent, mapper: MsgspecMapper) -> bytes:
     """The disclosed event of `stored` as JSON, with the actor's name and the keys' states `claimed`;
-    None if the bytes are no event of Agora's domain (a bundle never makes verify import anything else)."""
-    if not stored.topic.startswith("domain."):
-        return None
-    try:
-        cls = resolve_topic(stored.topic)
-        if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
-            return None
-        event = mapper.to_domain_event(StoredEvent(stored.originator_id, stored.originator_version, stored.topic, stored.state))
-    except Exception:  # noqa: BLE001 - bytes that decode to no event of ours are, for this check, simply not that event
-        return None
+    `unreadable` if the bytes are no event of Agora's domain (a bundle never makes verify import anything else)."""
+    unreadable = Unreadable(stored.originator_id, stored.originator_version, stored.topic, stored.state)
+    event: Any = unreadable
+    if stored.topic.startswith("domain."):
+        try:
+            cls = resolve_topic(stored.topic)
+            if isinstance(cls, type) and issubclass(cls, DomainEvent):
+                event = mapper.to_domain_event(StoredEvent(stored.originator_id, stored.originator_version, stored.topic, stored.state))
+        except Exception:  # noqa: BLE001 - bytes that decode to no event of ours are, for this check, unreadable
+            event = unreadable
     states = dict(_sealed(claimed.payload))
     names = {claimed.actor: claimed.actor_name} if claimed.actor else {}
     return msgspec.json.encode(disclose(event, position, names, lambda key_id: states.get(key_id) != "shredded"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +33,33 @@ class AuditEvent(msgspec.Struct):
     actor: UUID | None
     actor_name: str | None
     payload: dict[str, Any]
+
+
+class Unreadable:
+    """A stored event this code cannot read (a topic it does not know, bytes that do not fit its class):
+    shown as `unreadable` with its topic, and only that (what it holds is unknown, so none of it is shown)."""
+
+    by = None
+
+    def __init__(self, originator_id: UUID, originator_version: int, topic: str, state: bytes) -> None:
+        self.originator_id, self.originator_version, self.topic = originator_id, originator_version, topic
+        self.timestamp = _recorded_at(state)
+
+
+def _recorded_at(state: bytes) -> datetime:
+    """The time an unreadable event's bytes say it was recorded at, if they say; else the Unix epoch."""
+    try:
+        return msgspec.json.decode(state, type=_Stamped).timestamp
+    except (msgspec.DecodeError, TypeError):
+        return EPOCH
+
+
+class _Stamped(msgspec.Struct):
+    timestamp: datetime
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNREADABLE = "unreadable"
 
 
 # The event's envelope (shown as fields of its own), and what is never shown: the answers (a
@@ -72,7 +99,7 @@ def readable(cls: type) -> tuple[str, str]:
 @functools.cache
 def types() -> frozenset[str]:
     """Every readable event type (not the aggregates' base `Event`, which is never recorded)."""
-    return frozenset(readable(cls)[0] for cls in every_pinned() if issubclass(cls, DomainEvent) and cls.__name__ != "Event")
+    return frozenset(readable(cls)[0] for cls in every_pinned() if issubclass(cls, DomainEvent) and cls.__name__ != "Event") | {UNREADABLE}
 
 
 def disclose(
@@ -80,6 +107,8 @@ def disclose(
 ) -> AuditEvent:
     """The event at `position` as the policy shows it; `names` names actors (the staff
     directory); `keys_present` says whether a data key still exists (default: all do)."""
+    if isinstance(event, Unreadable):
+        return AuditEvent(position, event.timestamp, UNREADABLE, "unknown", event.originator_id, event.originator_version, None, None, {"topic": event.topic})
     type_, aggregate = readable(type(event))
     actor = getattr(event, "by", None)
     payload = {k: _value(v, keys_present) for k, v in vars(event).items() if k not in HIDDEN}

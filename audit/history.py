@@ -17,7 +17,7 @@ import msgspec
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
-from audit.disclosure import AuditEvent, disclose, readable
+from audit.disclosure import UNREADABLE, AuditEvent, Unreadable, disclose, readable
 from domain.access.access import Access
 from domain.consultations.consultation import Consultation, consultation_id
 from domain.staff.member import Role, StaffMember
@@ -119,12 +119,12 @@ class History:
         return entries
 
     def _scan(self, after: int, upto: int) -> Iterator[tuple[int, Any]]:
-        return read_log(self.app, after=after, upto=upto, batch=self.BATCH)
+        return read_log(self.app, after=after, upto=upto, batch=self.BATCH, unreadable=lambda n: Unreadable(n.originator_id, n.originator_version, n.topic, n.state))
 
     def _matches(self, where: Filter, event: Any) -> bool:
         return (
             (where.aggregates is None or event.originator_id in where.aggregates or _names(where.subject, event))
-            and (where.type is None or readable(type(event))[0] == where.type)
+            and (where.type is None or (UNREADABLE if isinstance(event, Unreadable) else readable(type(event))[0]) == where.type)
             and (where.actor is None or getattr(event, "by", None) == where.actor)
             and (where.since is None or event.timestamp >= where.since)
             and (where.until is None or event.timestamp < where.until)
@@ -134,6 +134,8 @@ class History:
     def _about(self, event: Any) -> set[UUID | None]:
         """The consultations an event is about: an access record's, those its subjects belong to (a slug,
         `slug/session`, a response's or a cluster's id); any other's, its aggregate's."""
+        if isinstance(event, Unreadable):
+            return {None}  # what it is about cannot be read
         if not isinstance(event, Access.Recorded):
             return {self.consultation_of(event.originator_id)}
         found: set[UUID | None] = set()

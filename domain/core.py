@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
 A = TypeVar("A", bound=Aggregate)
@@ -29,15 +29,24 @@ ATTEMPTS = 30
 
 def read_log(
     app: Application[Any], topics: Sequence[str] = (), after: int = 0, upto: int | None = None, batch: int = 1000,
+    unreadable: Callable[[Notification], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """The log's events of `topics` (all if none) past position `after` and up to `upto` (the head
-    if None), oldest first, each with its position; the store filters the topics, `batch` at a time."""
+    if None), oldest first, each with its position; the store filters the topics, `batch` at a time.
+    An event that cannot be decoded raises, or given `unreadable`, is what it makes of the record."""
     decode = app.mapper.to_domain_event
     position = after
     while upto is None or position < upto:
         notifications = app.recorder.select_notifications(start=position, limit=batch, stop=upto, topics=topics, inclusive_of_start=False)
         for n in notifications:
-            yield n.id, decode(n)
+            if unreadable is None:
+                yield n.id, decode(n)
+                continue
+            try:
+                event = decode(n)
+            except Exception:  # noqa: BLE001 - whatever bytes this code cannot read make the decoder raise
+                event = unreadable(n)
+            yield n.id, event
         if len(notifications) < batch:
             return
         position = notifications[-1].id

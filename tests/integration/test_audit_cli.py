@@ -13,13 +13,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 import pytest
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from audit.bundle import export, verify_bundle
+from audit.history import Filter
 from audit.merkle import canonical, leaf_hash
 from audit.signing import Signer, Verifier, body, parse_body
 from domain.core import read_log
@@ -295,3 +297,23 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     assert out.startswith(f"published {standby.signer.verifier.vkey}")
     signed = standby.checkpoint(datetime.now(UTC))
     assert Verifier.parse(history.ledger.keys()[-1]).open(signed.note) is not None
+
+
+def test_an_event_this_code_cannot_read_is_shown_as_unreadable_in_the_history_and_the_bundle(
+    history: System, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tester's event of a topic the code does not know (as a release rolled back leaves) made export die and /audit/events answer 500."""
+    unknown = StoredEvent(uuid4(), 1, "domain.response:Response.Amended", b'{"timestamp": "2026-05-01T09:00:00+00:00", "answers": {"x": 1}}')
+    (position,) = history.app.recorder.insert_events([unknown])
+    checkpointer = history.checkpointer()
+    checkpointer.step()
+    checkpointer.checkpoint(datetime.now(UTC))
+    page = history.history.page(0, 100, Filter(type="unreadable"))
+    (shown,) = page.events
+    assert (shown.position, shown.type, shown.payload, shown.recorded_at) == (position, "unreadable", {"topic": unknown.topic}, datetime(2026, 5, 1, 9, tzinfo=UTC))
+    assert len(history.history.page(0, 1000, Filter()).events) == history.app.head()
+    out = tmp_path / "bundle"
+    run(capsys, "audit", "export", "--out", str(out))
+    line = json.loads((out / "events.ndjson").read_text().splitlines()[position - 1])
+    assert line["event"]["type"] == "unreadable" and line["stored"]["topic"] == unknown.topic
+    assert "ok:" in run(capsys, "audit", "verify", str(out))
