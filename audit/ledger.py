@@ -48,11 +48,15 @@ def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Recor
     datastore = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
     if isinstance(datastore, SQLiteDatastore):
-        query = f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT {int(limit)}"
+        # CAST: a state stored as text (written outside Agora) is hashed as its bytes, not refused by the hashing.
+        query = f"SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB) FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT {int(limit)}"
         with datastore.transaction(commit=False) as c:
             c.execute(query, (after,))
             rows = c.fetchall()
-        return [(i, bytes.fromhex(o.replace("-", "")), v, t, s) for i, o, v, t, s in rows]  # the library keeps ids as text
+        try:
+            return [(i, bytes.fromhex(o.replace("-", "")), v, t, s) for i, o, v, t, s in rows]  # the library keeps ids as text
+        except (ValueError, AttributeError):  # an id that is no UUID (written outside Agora): hashed as its text, so verify names it
+            return [(i, _id_bytes(o), v, t, s) for i, o, v, t, s in rows]
     query = (
         f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {qualified(datastore, table)}"
         f" WHERE notification_id > %s ORDER BY notification_id LIMIT {int(limit)}"
@@ -70,6 +74,13 @@ def receipt_of(state: bytes) -> str | None:
         return _receipt.decode(state).receipt_hash
     except (msgspec.DecodeError, TypeError):
         return None
+
+
+def _id_bytes(stored: object) -> bytes:
+    try:
+        return bytes.fromhex(str(stored).replace("-", ""))
+    except ValueError:
+        return str(stored).encode()
 
 
 class OutOfOrder(Exception):

@@ -96,6 +96,7 @@ class Candidate(msgspec.Struct, frozen=True):
     text: str | None  # None: erased
     excluded: bool  # its response is excluded: it cannot be selected
     personal_data: bool  # its response is flagged as holding personal data: it cannot be selected, nor published, until redacted and unflagged
+    flags: list[Flag]  # every flag its response carries now (spam, abusive, …): the editor's to weigh
     selected: bool
     marked_by: UUID
     marked_at: datetime
@@ -375,6 +376,7 @@ class Reports:
                 text=passages[q].text if q in passages else None,
                 excluded=marks[q][1].outcome is Outcome.EXCLUDED,
                 personal_data=Flag.PERSONAL_DATA in marks[q][1].flags,
+                flags=sorted(marks[q][1].flags),
                 selected=q in selected,
                 marked_by=marks[q][0].by,
                 marked_at=marks[q][0].at,

@@ -318,6 +318,9 @@ async def test_served_bytes_are_what_agora_report_build_writes_and_verify_says_o
     }
     assert served["report.html"] == (await client.get(PUBLIC, headers={"Accept": "text/html"})).content
     assert b"Signed checkpoint" in served["report.html"] and b"Interim report" not in served["report.html"]
+    # An optional question says how many did not answer it (a tester read "Yes 75%" as three in four respondents).
+    no_answer = '<tr><th scope="row">No answer</th><td class="n">2</td><td class="n">–</td><td class="n">3</td></tr>'.encode()
+    assert served["report.html"].count(no_answer) == 1 and b"Share of those who answered" in served["report.html"]
     for name, value in {**store_env, "REDIS_URL": REDIS_URL, "AGORA_REDIS_PREFIX": redis_prefix, "AGORA_SECRET": "t" * 48}.items():
         monkeypatch.setenv(name, value)
     for args, out in ((["--version", "1"], "by-version"), (["--at", str(published["position"])], "by-position"), ([], "latest")):

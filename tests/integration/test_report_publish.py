@@ -244,6 +244,7 @@ def test_a_quote_of_a_response_flagged_as_holding_personal_data_is_neither_selec
     review.reopen(response, editor, "it names someone")
     review.claim(response, reviewer, LEASE)
     review.flag(response, reviewer, Flag.PERSONAL_DATA, "a name")
+    review.flag(response, reviewer, Flag.ABUSIVE, "rude too")
     review.complete(response, reviewer, Outcome.REVIEWED, "")
     built = reports.publish(SLUG, editor, final=False)  # selected before the flag: left out now
     assert built.content.quotes == [] and b"AI rules are clear" not in built.body
@@ -253,6 +254,7 @@ def test_a_quote_of_a_response_flagged_as_holding_personal_data_is_neither_selec
     reports.unselect_quote(SLUG, editor, story.quote)
     (candidate,) = reports.candidates(SLUG, editor)
     assert candidate.personal_data and not candidate.selected
+    assert candidate.flags == [Flag.ABUSIVE, Flag.PERSONAL_DATA]  # every flag, for the editor to weigh (a tester's abusive one was not shown)
     head = system.app.head()
     with pytest.raises(QuoteNotCandidate, match="flagged as holding personal data: redact it and remove the flag"):
         reports.select_quote(SLUG, editor, story.quote)

@@ -23,7 +23,7 @@ from audit.ledger import bound, receipt_of, records
 from audit.verify import Report, verify_store
 from domain.consultations.response import Response
 from runtime import System
-from tests.conftest import POSTGRES, enrol_everyone, submit
+from tests.conftest import ON_SQLITE_ONLY, POSTGRES, enrol_everyone, submit
 from tests.integration.test_signups import SESSIONS, future
 from workers.checkpointer import Checkpointer
 
@@ -273,3 +273,19 @@ def test_a_receipt_index_entry_no_event_holds_is_forged(system: System, store_en
         sql(conn, f"UPDATE {receipts} SET leaf = ? WHERE receipt_hash = ?", 10_000, "ab" * 32)  # past the last leaf
     report = verify(system, chained)
     assert report.problem is not None and report.problem.kind == "forged" and "past the last leaf" in report.problem.detail, report
+
+
+@ON_SQLITE_ONLY  # PostgreSQL's columns are typed: such values cannot be stored there
+def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """A tester's edits in sqlite3 made verify end in a TypeError or a bare fromhex() error."""
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET state = CAST(state AS TEXT) WHERE {pos} = 10")
+    assert verify(system, chained).ok  # the same bytes, stored as text
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET originator_id = 'not a uuid' WHERE {pos} = 12")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("altered", 12), report
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET state = CAST(state AS TEXT) || ' ' WHERE {pos} = 11")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("altered", 11), report
