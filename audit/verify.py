@@ -96,14 +96,19 @@ class Receipts:
         self.row = next(rows, None)
 
     def check(self, index: int, position: int, rec: Any) -> Problem | None:
+        response = not isinstance(rec, Withheld) and rec[3] == RESPONSE
         row = self.row
-        if row is not None and row[0] > index and (isinstance(rec, Withheld) or rec[3] != RESPONSE):
+        if row is not None and row[0] > index and not response:
             return None  # most events: no entry here, and none due
+        if response and row is not None and row[0] == index and f'"receipt_hash":"{row[1]}"'.encode() in rec[4]:
+            self.row = next(self.rows, None)  # most responses: their entry, as msgspec wrote the state (else decoded below)
+            if self.row is None or self.row[0] > index:
+                return None
         here = []
         while self.row is not None and self.row[0] <= index:
             here.append(self.row)
             self.row = next(self.rows, None)
-        held = receipt_of(rec[4]) if not isinstance(rec, Withheld) and rec[3] == RESPONSE else None
+        held = receipt_of(rec[4]) if response else None
         wrong = [receipt for leaf, receipt in here if leaf != index or receipt != held]
         if wrong:
             return Problem("forged", position, f"the ledger's receipt index sends receipt hash {wrong[0][:16]}… to leaf {index} (position {position}), whose event does not hold it: its respondent would be shown another event's proof")
