@@ -34,7 +34,7 @@ from runtime import System
 
 # The page runs nothing and loads nothing: say so to the browser too.
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-_NUMBER = re.compile(r"^([1-9][0-9]{0,8})(\.html)?$")
+_NUMBER = re.compile(r"^([1-9][0-9]{0,8})(\.html|\.json)?$")
 
 
 class PublishedReports:
@@ -175,8 +175,9 @@ async def version(
     slug: FromPath[str], number: FromPath[str], request: Request, services: NamedDependency[Services], reports: Reports,
     after: After = None,
 ) -> Response[bytes]:
-    n, html = _number(number)
-    return await show(request, services, reports, slug, n, html or wants_html(request), after, negotiated=not html)
+    n, suffix = _number(number)
+    html = suffix == ".html" or (not suffix and wants_html(request))
+    return await show(request, services, reports, slug, n, html, after, negotiated=not suffix)
 
 
 @get("/consultations/{slug:str}/report/versions/{number:int}/data.zip", responses=PAGE, summary="A version's open data: CSV, JSON and a README")
@@ -189,12 +190,12 @@ async def data(slug: FromPath[str], number: FromPath[int], request: Request, ser
     return conditional(request, render.data_zip(built), "application/zip", disposition)
 
 
-def _number(text: str) -> tuple[int, bool]:
-    """`2` or `2.html`: the version number, and whether the page was asked for."""
+def _number(text: str) -> tuple[int, str]:
+    """`2`, `2.html` or `2.json`: the version number, and the form asked for by name ('' if none: by Accept)."""
     match = _NUMBER.match(text)
     if match is None:
-        raise ReportNotFound(f"'{text}' is not a version: versions are numbered 1, 2, …, with '.html' for the page.")
-    return int(match.group(1)), bool(match.group(2))
+        raise ReportNotFound(f"'{text}' is not a version: versions are numbered 1, 2, …, with '.html' for the page or '.json' for the JSON.")
+    return int(match.group(1)), match.group(2) or ""
 
 
 routes = [report, report_page, versions, version, data]

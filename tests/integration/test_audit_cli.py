@@ -317,3 +317,9 @@ def test_an_event_this_code_cannot_read_is_shown_as_unreadable_in_the_history_an
     line = json.loads((out / "events.ndjson").read_text().splitlines()[position - 1])
     assert line["event"]["type"] == "unreadable" and line["stored"]["topic"] == unknown.topic
     assert "ok:" in run(capsys, "audit", "verify", str(out))
+
+
+def test_verifying_an_empty_store_says_it_is_empty_rather_than_ok(operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A tester in the wrong folder read `ok: 0 events`, exit 0."""
+    with pytest.raises(SystemExit, match="^agora: the store holds no events: is it the deployment's"):
+        main(["audit", "verify"])

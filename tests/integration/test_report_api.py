@@ -141,6 +141,10 @@ async def test_json_and_html_by_accept_with_etags_and_304(
     assert page.headers["content-type"].startswith("text/html") and page.headers["etag"] != r.headers["etag"]
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert (await client.get(f"{PUBLIC}.html", headers={"If-None-Match": page.headers["etag"]})).status_code == 304
+    # The page's "as JSON" link gives JSON to a browser too (a tester's opened the page again).
+    assert '/versions/1.json">This version as JSON' in page.text
+    as_json = await client.get(f"{PUBLIC}/versions/1.json", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert as_json.headers["content-type"].startswith("application/json") and as_json.content == r.content and "vary" not in as_json.headers
     listed = (await client.get(f"{PUBLIC}/versions")).json()["versions"]
     assert [(v["version"], v["final"], v["digest"], v["withdrawn"]) for v in listed] == [(1, False, published["digest"], None)]
     assert "by" not in listed[0]  # who published is for staff
