@@ -27,6 +27,7 @@ from domain.errors import (
     NotAcceptingResponses,
     NotAuthenticated,
     ResponseNotFound,
+    ThemeNotFound,
     SessionFull,
     SessionNotFound,
     SessionStarted,
@@ -49,6 +50,7 @@ _DOMAIN: dict[type[DomainError], tuple[int, str, str]] = {
     InvalidInput: (422, "invalid-input", "The request breaks a rule"),
     InvalidDefinition: (422, "invalid-definition", "The consultation definition is invalid"),
     ResponseNotFound: (404, "response-not-found", "Response not found"),
+    ThemeNotFound: (404, "theme-not-found", "Theme not found"),
     SessionNotFound: (404, "session-not-found", "Session not found"),
     StaffNotFound: (404, "staff-not-found", "Staff member not found"),
     NotAuthenticated: (401, "not-authenticated", "Not signed in"),
@@ -158,6 +160,12 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
     elif isinstance(exc, ValidationException) and (missing := _MISSING.match(exc.detail)):
         detail = f"The required {missing[1]} parameter {missing[2]} is missing."  # litestar's quotes the query string
         extra["errors"] = [{"field": missing[2], "detail": detail}]
+    elif exc.status_code == 401:  # litestar's own words name its JWT middleware, not what to do
+        detail = (
+            "This route needs a staff token: sign in with POST /staff/token and send it as `Authorization: Bearer <token>`. "
+            "A token stops working when it expires, or when its member signs out, changes password or is deactivated: sign in again."
+        )
+        headers.setdefault("WWW-Authenticate", "Bearer")
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
         headers["Retry-After"] = headers["RateLimit-Reset"]
     return problem(exc.status_code, name, title, detail, headers=headers, **extra).to_response(request)

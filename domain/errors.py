@@ -50,6 +50,13 @@ class ResponseNotFound(DomainError):
         super().__init__(f"There is no response {response_id}.")
 
 
+class ThemeNotFound(DomainError):
+    """A theme named in the path that the coding frame does not have (one named in a body is a field's error)."""
+
+    def __init__(self, theme_id: str) -> None:
+        super().__init__(f"The coding frame has no theme {excerpt(theme_id)}.")
+
+
 class SessionNotFound(DomainError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"The consultation has no session {excerpt(session_id)}.")

@@ -11,7 +11,7 @@ from domain import text
 from domain.topics import stored_as
 
 from domain.consultations.consultation import Theme
-from domain.errors import FieldError, InvalidInput
+from domain.errors import FieldError, InvalidInput, ThemeNotFound
 
 
 def frame_id(consultation_id: UUID) -> UUID:
@@ -69,12 +69,18 @@ class CodingFrame(Aggregate):
         self._add(checked(theme), by)
 
     def revise(self, theme: Theme, by: UUID) -> None:
+        """Revise a theme named by its id (a path's: unknown, ThemeNotFound)."""
+        if theme.id not in self.themes:
+            raise ThemeNotFound(theme.id)
         current = self.active(theme.id, "id")
         theme = checked(theme)
         if current != theme:
             self._revise(theme, by)
 
     def retire(self, theme_id: str, by: UUID) -> None:
+        """Retire a theme named by its id (a path's: unknown, ThemeNotFound)."""
+        if theme_id not in self.themes:
+            raise ThemeNotFound(theme_id)
         self.active(theme_id)
         self._retire(theme_id, by)
 

@@ -33,7 +33,12 @@ async def test_a_deactivated_members_token_stops_working(client: AsyncTestClient
     assert (await client.get("/review/consultations", headers=headers["reviewer"])).status_code == 200
     r = await client.post(f"/staff/{staff['reviewer']}/deactivate", headers=headers["admin"])
     assert r.status_code == 204
-    assert (await client.get("/review/consultations", headers=headers["reviewer"])).status_code == 401
+    refused = await client.get("/review/consultations", headers=headers["reviewer"])
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    # It says what to do (a tester read litestar's "Unauthorized" and "No JWT token found in request header").
+    assert "sign in with POST /staff/token" in refused.json()["detail"] and "deactivated" in refused.json()["detail"]
+    none = await client.get("/review/consultations")
+    assert none.json()["detail"] == refused.json()["detail"] and "JWT" not in none.text
     assert (await client.post("/staff/token", json={"email": "reviewer@example.org", "password": PASSWORD})).status_code == 401
 
 
