@@ -148,10 +148,19 @@ class Reports:
         return self.app.record(self._report(self.consultations.get(slug), by))
 
     def write_section(self, slug: str, by: UUID, key: str, title: str, markdown: str) -> int | None:
-        """Write (or with empty markdown, remove) a section of the narrative."""
+        """Write a section of the narrative (the first change drafts the report)."""
         self._require(by, Role.EDITOR)
         report = self._report(self.consultations.get(slug), by)
         report.write_section(by, key, title, markdown)
+        return self.app.record(report)
+
+    def remove_section(self, slug: str, by: UUID, key: str) -> int | None:
+        """Remove a section; None, and nothing recorded (not even a draft), if there is no such section."""
+        self._require(by, Role.EDITOR)
+        report = self.app.find(report_id(self.consultations.get(slug).id), Report)
+        if report is None:
+            return None
+        report.remove_section(by, key)
         return self.app.record(report)
 
     def select_quote(self, slug: str, by: UUID, quote: QuoteRef) -> int | None:

@@ -84,7 +84,7 @@ def write_section(slug: FromPath[str], key: FromPath[str], data: JSONBody[Sectio
 
 @delete(BASE + "/sections/{key:str}", responses=STAFF_PROBLEMS, status_code=200, sync_to_thread=True, guards=[EDITORS], summary="Remove a section")
 def remove_section(slug: FromPath[str], key: FromPath[str], request: Staff, system: NamedDependency[System]) -> Recorded:
-    return Recorded(system.reports.write_section(slug, request.user.id, key, "", ""))
+    return Recorded(system.reports.remove_section(slug, request.user.id, key))
 
 
 @get(BASE + "/candidates", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="The quotes reviewers marked, as their answers read now")

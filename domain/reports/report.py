@@ -139,24 +139,32 @@ class Report(Aggregate):
         self.withdrawn: set[int] = set()
 
     def write_section(self, by: UUID, key: str, title: str, markdown: str) -> None:
+        """Write a section, or rewrite it; its text may not be blank (`remove_section` removes one)."""
         errors = []
         try:
             msgspec.convert(key, SectionKey)
         except msgspec.ValidationError:
             errors.append(FieldError("key", "A section key is 1 to 40 lowercase letters, digits or dashes, starting with a letter."))
-        if markdown and (problem := name_problem(title.strip(), MAX_TITLE, "A section's title")):
+        if problem := name_problem(title.strip(), MAX_TITLE, "A section's title"):
             errors.append(FieldError("title", problem))
-        if len(markdown) > MAX_MARKDOWN:
+        if not visible(markdown):  # a tester's blank save removed the section without a word
+            errors.append(FieldError("markdown", "A section needs some text; to remove a section, DELETE it."))
+        elif len(markdown) > MAX_MARKDOWN:
             errors.append(FieldError("markdown", f"A section holds at most {MAX_MARKDOWN} characters; this one has {len(markdown)}."))
         elif BIDI_CONTROLS.intersection(markdown):  # on the public page, they could make what follows read backwards
             errors.append(FieldError("markdown", "A section cannot hold bidirectional override or isolate characters."))
-        if markdown and key not in self.sections and len(self.sections) >= MAX_SECTIONS:
+        if key not in self.sections and len(self.sections) >= MAX_SECTIONS:
             errors.append(FieldError("key", f"A report has at most {MAX_SECTIONS} sections."))
         if errors:
             raise InvalidInput(errors)
         current = self.sections.get(key)
-        if (current and (current.title, current.markdown) != (title.strip(), markdown)) or (not current and markdown):
-            self._write_section(by, key, title.strip() if markdown else "", markdown)
+        if current is None or (current.title, current.markdown) != (title.strip(), markdown):
+            self._write_section(by, key, title.strip(), markdown)
+
+    def remove_section(self, by: UUID, key: str) -> None:
+        """Remove a section; removing one that is not there records nothing."""
+        if key in self.sections:
+            self._write_section(by, key, "", "")
 
     def select_quote(self, by: UUID, quote: QuoteRef) -> None:
         """Select a quote; the caller has checked it is a candidate of a response not excluded."""

@@ -427,3 +427,13 @@ def test_a_reverted_redaction_and_an_unmarked_quote_are_what_the_report_then_sho
     assert system.reports.preview(SLUG, editor).content.quotes == []
     with pytest.raises(QuoteNotCandidate):
         system.reports.select_quote(SLUG, editor, story.quote)
+
+
+def test_removing_a_section_that_is_not_there_records_nothing_not_even_a_draft(system: System, story: Story) -> None:
+    """A tester's DELETE of a missing section answered 200 and recorded the report's draft."""
+    editor, head = story.staff["editor"], system.app.head()
+    assert system.reports.remove_section(SLUG, editor, "nothing") is None
+    assert system.app.head() == head
+    system.reports.write_section(SLUG, editor, "annex", "Annex", "Method.")
+    assert system.reports.remove_section(SLUG, editor, "annex") == system.app.head()
+    assert "annex" not in [s.key for s in system.reports.preview(SLUG, editor).content.sections]

@@ -46,10 +46,10 @@ def test_sections_are_written_replaced_and_removed_and_unchanged_ones_record_not
     report.write_section(EDITOR, "we-asked", "We asked", "Three questions.")  # the same again
     assert [type(e) for e in report.collect_events()] == [Report.SectionWritten]
     assert report.sections["we-asked"].title == "We asked"
-    report.write_section(EDITOR, "we-asked", "We asked", "")
+    report.remove_section(EDITOR, "we-asked")
     (removed,) = report.collect_events()
     assert removed.markdown == "" and "we-asked" not in report.sections
-    report.write_section(EDITOR, "never-written", "", "")  # removing what is not there: nothing
+    report.remove_section(EDITOR, "never-written")  # removing what is not there: nothing
     assert report.collect_events() == []
 
 
@@ -65,6 +65,8 @@ def test_sections_are_written_replaced_and_removed_and_unchanged_ones_record_not
         ("we-did", "We did \u202e evil", "x", "title"),  # a tester's: on the public page it read backwards
         ("we-did", "We did\x00", "x", "title"),
         ("we-did", "We did", "# We did \u202e evil", "markdown"),
+        ("we-did", "We did", "", "markdown"),  # a tester's blank save removed the section, without a word
+        ("we-did", "We did", " \n\u200b", "markdown"),
     ],
 )
 def test_bad_sections_are_refused_naming_the_field(key: str, title: str, markdown: str, field: str) -> None:
