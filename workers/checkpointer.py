@@ -68,6 +68,7 @@ class Checkpointer:
         self.bell: store.Doorbell | None = None  # while chaining
         self.gaps: dict[int, float] = {}  # skipped position -> when it was seen skipped
         self.reported: set[int] = set()
+        self.renamed = False  # whether it warned that the log's origin changed
 
     def step(self, now: datetime | None = None) -> int:
         """Chain one batch past the last chained position and sign what is due; returns how many events it read."""
@@ -92,8 +93,16 @@ class Checkpointer:
 
     def checkpoint(self, now: datetime) -> Checkpoint:
         """Sign the tree as it stands and record it; refused (ForeignKey) with a key that did not sign this log before."""
-        published = [Verifier.parse(k).public for k in self.ledger.keys()]
-        if published and self.signer.verifier.public not in published:
+        published = [Verifier.parse(k) for k in self.ledger.keys()]
+        mine = self.signer.verifier
+        names = {v.name for v in published if v.public == mine.public}
+        if names and mine.name not in names and not self.renamed:
+            self.renamed = True
+            log.warning(
+                "checkpointer: the log was signed as %s and is now signed as %s: its origin follows the public URL's host:port "
+                "unless AGORA_LOG_ORIGIN is set; set it to the old name to keep it", " and ".join(sorted(names)), mine.name,
+            )
+        if published and not names:
             raise ForeignKey(
                 f"this data folder's signing key ({KEY_FILE}) did not sign this log's checkpoints: copy the key file from the host "
                 "whose key did. If that key is lost for good, `agora audit new-key` publishes this one, and auditors see a new key from then on"

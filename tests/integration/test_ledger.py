@@ -20,7 +20,7 @@ import store
 from api.app import create_app
 from audit import merkle
 from audit.ledger import OutOfOrder, records
-from audit.signing import KEY_FILE, Verifier, parse_body
+from audit.signing import KEY_FILE, Signer, Verifier, parse_body
 from audit.verify import verify_store
 from domain.consultations.service import Submission, hash_receipt
 from runtime import System
@@ -325,3 +325,17 @@ async def test_inclusion_proofs_are_rate_limited_like_every_public_post(system: 
         statuses = [(await client.post("/audit/inclusion", json={"receipt": f"guess {i}"})).status_code for i in range(3)]
         assert statuses == [404, 404, 429]
         assert (await client.get("/audit/checkpoints")).status_code == 200  # reading is not limited
+
+
+def test_a_log_signed_under_another_origin_name_is_named_in_a_warning(system: System, caplog: pytest.LogCaptureFixture) -> None:
+    """A tester restarted the same data folder on another port: the log's name changed with it, unsaid."""
+    first = system.checkpointer()
+    submit(system, 1)
+    first.step()
+    renamed = Checkpointer(system.app, system.ledger, Signer(system.data_dir, "elsewhere:9000/agora"), 1, 60)
+    submit(system, 1)
+    with caplog.at_level("WARNING", logger="workers.checkpointer"):
+        renamed.step()
+        renamed.step()
+    warned = [r.getMessage() for r in caplog.records if "is now signed as elsewhere:9000/agora" in r.getMessage()]
+    assert len(warned) == 1 and first.signer.verifier.name in warned[0] and "AGORA_LOG_ORIGIN" in warned[0]
