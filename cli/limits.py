@@ -10,7 +10,9 @@ opened (or after the last response on it) get 408, and so does a body not comple
 plus `max_header_bytes` (chunk framing, extensions and trailers, which the parser skips and the
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
 Retry-After; a request the parser cannot read gets 400. Each is a problem (RFC 9457) and closes the
-connection. The keep-alive timeout between requests is uvicorn's own.
+connection. A connection with more than PIPELINED requests waiting behind the one being answered
+is closed, and a chunked body's trailers are counted but never taken as the request's headers. The
+keep-alive timeout between requests is uvicorn's own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from runtime.settings import Settings
 
 log = logging.getLogger("agora.limits")
+# Requests one connection may have waiting behind the one being answered: each waiting one holds
+# memory (uvicorn parses a whole read), so a client that never reads its answers is cut off here.
+PIPELINED = 32
 
 
 def refusal(status: int, name: str, title: str, detail: str, *headers: str) -> bytes:
@@ -36,7 +41,7 @@ def refusal(status: int, name: str, title: str, detail: str, *headers: str) -> b
 
 
 class HeadersTooLarge(Exception):
-    """Raised in the parser's callbacks once refused: it stops the parser, so nothing more of the connection is read."""
+    """Raised in the parser's callbacks once refused (or closed): it stops the parser, so nothing more of the connection is read."""
 
 
 class LimitedHttp(HttpToolsProtocol):
@@ -94,13 +99,22 @@ class LimitedHttp(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.parsed_count or not self.in_headers:  # a pipelined request's, or a chunked body's trailers
             self.count(len(name) + len(value) + 4, parsing=True)
+        if not self.in_headers:
+            return  # trailers: counted, never read as the request's headers (uvicorn would add them: a key, a client address)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= PIPELINED:
+            log.warning("closed a connection with more than %d requests pipelined behind the one being answered", PIPELINED)
+            self.stop_timer()
+            self.transport.close()  # no answer can be written ahead of those still owed
+            raise HeadersTooLarge
         self.in_headers = self.parsed_count = False
         self.body_bytes = 0
-        self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)
+        self.stop_timer()
         super().on_headers_complete()
+        if not self.pipeline:  # being answered now; a request queued behind another is not read until its turn
+            self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)
 
     def on_message_complete(self) -> None:
         self.stop_timer()
@@ -114,8 +128,12 @@ class LimitedHttp(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.in_headers and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.in_headers:
             self.start_timer()  # the client has its answer: the next request's headers are due
+        elif not self.pipeline and self.timer is None:
+            self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)  # the request queued behind it is read now
 
     def expect_headers(self) -> None:
         self.in_headers, self.header_bytes, self.tail = True, 0, b""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -46,6 +47,10 @@ def markdown(text: str, top: int = 3) -> Markup:
     for t in tokens:
         if t.type in ("heading_open", "heading_close"):
             t.tag = f"h{min(int(t.tag[1]) + top - 1, 6)}"
+        for child in t.children or ():  # as parsed: an entity (`&#x202E;`) is the character it names by now
+            child.content = shown(child.content)
+            if "title" in child.attrs:
+                child.attrs["title"] = shown(str(child.attrs["title"]))
     return Markup(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
 
 
@@ -62,10 +67,10 @@ def percent(part: int, whole: int) -> str:
 
 
 def shown(text: str) -> str:
-    """Words people typed (a respondent's quote, an editor's erratum or reason) for the page, with any
-    bidirectional override or isolate written out (`[U+202E]`): left in, it could make them read
-    otherwise than as written."""
-    return "".join(f"[U+{ord(c):04X}]" if c in BIDI_CONTROLS else c for c in text)
+    """Words people typed (a respondent's quote, an editor's erratum, reason or section) for the page, with
+    any bidirectional override or isolate or control character written out (`[U+202E]`): left in, it could
+    make them read otherwise than as written."""
+    return "".join(f"[U+{ord(c):04X}]" if c in BIDI_CONTROLS or (c not in "\n\t" and unicodedata.category(c) == "Cc") else c for c in text)
 
 
 REASONS = {"spam": "Spam", "abusive": "Abusive", "off_topic": "Off topic", "duplicate": "Duplicate", "other": "Another reason"}

@@ -31,8 +31,6 @@ from urllib.parse import unquote, urlsplit
 
 from icalendar import Calendar, Event, vCalAddress
 
-from domain.text import ENCODED_WORD
-
 # CRLF line ends as on the wire. 7-bit transfer encodings because smtplib does not
 # negotiate 8BITMIME: non-ASCII text goes quoted-printable or base64, never raw 8-bit.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
@@ -102,6 +100,14 @@ def calendar(
     return cal.to_ical()
 
 
+def _reads_back(to: Address, policy: email.policy.Policy) -> bool:
+    """Whether a To header holding `to`, written under `policy`, reads back as that one address."""
+    probe = EmailMessage(policy=policy)
+    probe["To"] = to
+    read = email.message_from_bytes(bytes(probe), policy=email.policy.default)["To"].addresses
+    return [(a.display_name, a.addr_spec) for a in read] == [(to.display_name, to.addr_spec)]
+
+
 def message(
     message_id: str,
     sender: str,
@@ -119,12 +125,14 @@ def message(
     Raises ValueError for a name with CR or LF (it could inject headers) or an invalid address.
     """
     try:
-        # Address quotes or RFC 2047-encodes the name as needed, and refuses CR/LF. A name holding an
-        # encoded word of its own (refused since, domain/text.py) would be decoded when the header is
-        # written, into more addresses or headers: the message goes to the address alone.
-        to = Address("" if ENCODED_WORD in to_name else to_name, addr_spec=to_email)
+        to = Address(to_name, addr_spec=to_email)  # quotes or RFC 2047-encodes the name as needed, and refuses CR/LF
     except (ValueError, HeaderParseError):
         raise ValueError("invalid recipient name or address") from None  # the stdlib's text quotes them
+    if not _reads_back(to, policy):
+        # The header as written must read as this one address, or the message goes to the address alone:
+        # a name holding an encoded word ("=?…?=", refused since: domain/text.py) is decoded into other
+        # text, and CPython 3.11 folds a long quoted name with a comma into several addresses.
+        to = Address(addr_spec=to_email)
     msg = EmailMessage(policy=policy)
     msg["From"] = sender
     msg["To"] = to

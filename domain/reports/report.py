@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+import unicodedata
+
 import msgspec
 from eventsourcing.domain import Aggregate, event
 
@@ -153,6 +155,8 @@ class Report(Aggregate):
             errors.append(FieldError("markdown", f"A section holds at most {MAX_MARKDOWN} characters; this one has {len(markdown)}."))
         elif BIDI_CONTROLS.intersection(markdown):  # on the public page, they could make what follows read backwards
             errors.append(FieldError("markdown", "A section cannot hold bidirectional override or isolate characters."))
+        elif any(unicodedata.category(c) == "Cc" and c not in "\r\n\t" for c in markdown):
+            errors.append(FieldError("markdown", "A section cannot hold control characters (other than line breaks and tabs)."))
         if key not in self.sections and len(self.sections) >= MAX_SECTIONS:
             errors.append(FieldError("key", f"A report has at most {MAX_SECTIONS} sections."))
         if errors:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.limits import PIPELINED
 from tests.conftest import SLUG
 from tests.e2e.test_serve import Server
 
@@ -182,6 +183,42 @@ def test_chunk_extensions_are_counted_against_the_body_limit(server: Server, con
     assert b"HTTP/1.1 413 " in answer(sock)
     assert sent < 32 * 1024 * 1024
     still_serving(server)
+
+
+SLOW = f"GET /consultations/{SLUG}/stats?after=999999999 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()  # waits for the view, then 503
+
+
+def test_a_connection_with_too_many_requests_waiting_is_closed(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """A tester's 3,600 tiny requests pipelined in one read, never read back, held 8 MB a connection."""
+    sock = connect()
+    sock.sendall(SLOW + (GET + b"\r\n") * 200)
+    started = time.monotonic()
+    answers = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer(sock))
+    assert len(answers) <= 1 + PIPELINED and time.monotonic() - started < 5
+    still_serving(server)
+
+
+def test_trailers_are_never_read_as_the_requests_headers(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """A tester's trailers gave a POST its Content-Type and Idempotency-Key (and, behind a proxy, its client address)."""
+    sock = connect()
+    body = b'{"answers": {"familiarity": "read"}}'
+    sock.sendall(
+        f"POST /consultations/{SLUG}/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+        + b"%x\r\n" % len(body) + body + b"\r\n0\r\nContent-Type: application/json\r\nIdempotency-Key: trailer-key-0123456789ab\r\n\r\n"
+    )
+    response = answer(sock)
+    assert not response.startswith(b"HTTP/1.1 201 "), response
+    assert re.match(rb"HTTP/1\.1 4\d\d ", response), response
+
+
+def test_a_post_pipelined_behind_a_slow_answer_is_read_in_its_turn(server: Server, connect: Callable[[], socket.socket]) -> None:
+    """Its body timer started at its headers while it waited, and a 408 replaced the first request's answer (a tester's)."""
+    sock = connect()
+    body = b'{"answers": {"familiarity": "read"}}'
+    sock.sendall(SLOW + POST + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    time.sleep(0.3)
+    sock.sendall(body)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer(sock)) == [b"503", b"201"]
 
 
 @pytest.mark.parametrize("request_", [

@@ -130,9 +130,13 @@ def test_names_arrive_intact(smtpd: Callable[..., int], name: str) -> None:
     assert (to.display_name, to.addr_spec) == (name, EMAIL)
 
 
-@pytest.mark.parametrize("name", ["=?utf-8?b?QW5uDQpSZXBseS1UbzogYm9zc0BldmlsLmV4YW1wbGUNCg0KUGhpc2g=?=", "=?utf-8?q?evil=40evil=2Eorg=2C?="])
-def test_a_name_holding_an_encoded_word_is_left_out_of_the_header(name: str) -> None:
-    """Decoded when the header is written, it added a Reply-To and a body (CVE-2024-6923), or another recipient."""
+@pytest.mark.parametrize("name", [
+    "=?utf-8?b?QW5uDQpSZXBseS1UbzogYm9zc0BldmlsLmV4YW1wbGUNCg0KUGhpc2g=?=", "=?utf-8?q?evil=40evil=2Eorg=2C?=",
+    "Alice Smith, for the Association of Responsible Technology Governance and Open Standards, mallory@evil.example",
+], ids=["encoded-crlf", "encoded-comma", "folded-comma"])
+def test_a_name_that_would_not_read_back_as_one_address_is_left_out_of_the_header(name: str) -> None:
+    """Decoded when the header is written, an encoded word added a Reply-To and a body (CVE-2024-6923), or another
+    recipient; folded by CPython 3.11, a long quoted name with commas read as three addresses (testers' both)."""
     written = bytes(invitation(name))
     head = written.split(b"\r\n\r\n", 1)[0]
     assert f"\r\nTo: {EMAIL}\r\n".encode() in head and b"Reply-To" not in head and b"evil" not in written

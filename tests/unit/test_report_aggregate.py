@@ -19,6 +19,7 @@ from domain.reports.report import (
     ReportNotFound,
     report_id,
 )
+from reports import render
 
 CONSULTATION, EDITOR = uuid4(), uuid4()
 QUOTE = QuoteRef(uuid4(), "works_well", 0, 10)
@@ -65,6 +66,7 @@ def test_sections_are_written_replaced_and_removed_and_unchanged_ones_record_not
         ("we-did", "We did \u202e evil", "x", "title"),  # a tester's: on the public page it read backwards
         ("we-did", "We did\x00", "x", "title"),
         ("we-did", "We did", "# We did \u202e evil", "markdown"),
+        ("we-did", "We did", "Red\x1b[31m alert\x07", "markdown"),  # a tester's reached the page and sections.csv
         ("we-did", "We did", "", "markdown"),  # a tester's blank save removed the section, without a word
         ("we-did", "We did", " \n\u200b", "markdown"),
     ],
@@ -163,3 +165,10 @@ def test_withdrawing_marks_one_version_once_and_needs_a_reason() -> None:
     with pytest.raises(ReportConflict, match="withdrawn already"):
         report.withdraw(EDITOR, "again", 2)
     assert report.withdrawn == {1, 2}
+
+
+def test_a_sections_markdown_writes_out_overrides_the_parser_makes_of_entities() -> None:
+    """A tester's link title `&#x202E;…` passed the check on the raw text and reversed the title on the page."""
+    html = render.markdown('[link](https://example.org "tip &#x202E;gnp.exe&#x202C;") and `co\u202ede`')
+    assert 'title="tip [U+202E]gnp.exe[U+202C]"' in html and "<code>co[U+202E]de</code>" in html and "\u202e" not in html
+    assert render.markdown("Line one\nline two") == "<p>Line one\nline two</p>\n"  # line breaks are no control characters here
