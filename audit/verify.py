@@ -100,10 +100,6 @@ class Receipts:
         row = self.row
         if row is not None and row[0] > index and not response:
             return None  # most events: no entry here, and none due
-        if response and row is not None and row[0] == index and f'"receipt_hash":"{row[1]}"'.encode() in rec[4]:
-            self.row = next(self.rows, None)  # most responses: their entry, as msgspec wrote the state (else decoded below)
-            if self.row is None or self.row[0] > index:
-                return None
         here = []
         while self.row is not None and self.row[0] <= index:
             here.append(self.row)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, settings: object) -> None:
         elif args.action == "verify":
             report, source = live(system, args.key, held(args.checkpoint))
             print(f"checked against {source}")
-            if not report.events:  # `agora serve` records its consultations on start: a deployment's store is never empty
+            if not system.app.head():  # `agora serve` records its consultations on start: a deployment's store is never empty
                 sys.exit(f"agora: the store holds no events: is it the deployment's? (the data folder is {system.data_dir}; PERSISTENCE_MODULE and POSTGRES_* choose another store)")
             finish(report)
         elif args.action == "new-key":

@@ -323,3 +323,12 @@ def test_verifying_an_empty_store_says_it_is_empty_rather_than_ok(operator_env: 
     """A tester in the wrong folder read `ok: 0 events`, exit 0."""
     with pytest.raises(SystemExit, match="^agora: the store holds no events: is it the deployment's"):
         main(["audit", "verify"])
+
+
+def test_a_checkpoint_problem_is_named_not_taken_for_an_empty_store(history: System, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tester's altered checkpoint read `the store holds no events` (the walk stops before any event)."""
+    ledger = history.ledger
+    with ledger.datastore.transaction(commit=True) as c:
+        c.execute(f"UPDATE {ledger.checkpoints_} SET root = {ledger.p} WHERE seq = 1", (b"\x00" * 32,))
+    out = fails(capsys, "audit", "verify")
+    assert "FAILED" in out and "checkpoint" in out and "no events" not in out

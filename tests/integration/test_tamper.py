@@ -289,3 +289,12 @@ def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system:
         sql(conn, f"UPDATE {events} SET state = CAST(state AS TEXT) || ' ' WHERE {pos} = 11")
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("altered", 11), report
+
+
+def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """A tester's entry held its hash and the JSON after it (`…","fingerprint`): a substring check took it."""
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+        sql(conn, f"UPDATE {receipts} SET receipt_hash = receipt_hash || ? WHERE leaf = ?", '","fingerprint', leaf_at(system, 9))
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("forged", 9), report
