@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
     e.add_argument("--out", required=True, metavar="DIR", help="an empty (or new) folder")
     v = a.add_parser("verify", help="recompute the tree and check every checkpoint: of a bundle, or the live store")
     v.add_argument("dir", nargs="?", metavar="DIR", help="a bundle from `agora audit export` (default: the live store)")
-    v.add_argument("--key", metavar="VKEY", help="check checkpoints against this verifier key (default: the bundle's, or the data folder's)")
+    v.add_argument(
+        "--key", action="append", default=[], metavar="VKEY",
+        help="check checkpoints against this verifier key, repeatable: after `agora audit new-key`, give the old and the new (default: the bundle's, or the data folder's)",
+    )
     v.add_argument(
         "--checkpoint", action="append", default=[], metavar="FILE",
         help="a signed checkpoint you hold from elsewhere (its note, as GET /audit/checkpoints gives it): the log must match it too (repeatable)",
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace, settings: object) -> None:
     if args.action == "verify" and args.dir:
         folder, notes = Path(args.dir), held(args.checkpoint)
         if args.key:
-            verifiers, source = [Verifier.parse(args.key)], "the key given"
+            verifiers, source = [Verifier.parse(k) for k in args.key], "the keys given"
         else:
             verifiers, source = carried(folder, notes), "the key the bundle carries (compare it with a copy held elsewhere)"
         report = verify_bundle(folder, verifiers, notes)
@@ -92,12 +95,13 @@ def held(files: list[str]) -> list[str]:
     return notes
 
 
-def live(system: System, key: str | None = None, held: Sequence[str] = ()) -> tuple[Report, str]:
-    """Verify the live store: against `key`, the data folder's key (under any name it signed with), or the keys the store publishes."""
+def live(system: System, keys: Sequence[str] = (), held: Sequence[str] = (), published_only: bool = False) -> tuple[Report, str]:
+    """Verify the live store: against `keys`, the data folder's key (under any name it signed with), or (if none,
+    or `published_only`: `agora status`, after a new key too) the keys the store publishes."""
     published = [Verifier.parse(k) for k in system.ledger.keys()]
-    if key:
-        verifiers, source = [Verifier.parse(key)], "the key given"
-    elif (system.data_dir / KEY_FILE).exists():
+    if keys:
+        verifiers, source = [Verifier.parse(k) for k in keys], "the keys given"
+    elif (system.data_dir / KEY_FILE).exists() and not published_only:
         public = load_or_make_key(system.data_dir / KEY_FILE).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         verifiers = [v for v in published if v.public == public] or [Verifier(system.settings.origin, public)]
         source = "the data folder's key"
@@ -112,8 +116,8 @@ def status_line(system: System) -> str:
     latest = system.ledger.latest()
     if latest is None:
         return f"ledger: {size} events chained (to position {position}), no checkpoint yet"
-    report, _ = live(system)
-    verdict = "verifies" if report.ok else f"does NOT verify: {report}"
+    report, _ = live(system, published_only=True)
+    verdict = "verifies against the keys it publishes" if report.ok else f"does NOT verify: {report}"
     line = (
         f"ledger: {size} events chained (to position {position}); last checkpoint #{latest.seq} (size {latest.size}) "
         f"at {latest.time.isoformat(timespec='seconds')}; the store {verdict}"

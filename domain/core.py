@@ -22,6 +22,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
+from domain.errors import UnreadableEvent
+
 A = TypeVar("A", bound=Aggregate)
 
 ATTEMPTS = 30
@@ -33,18 +35,17 @@ def read_log(
 ) -> Iterator[tuple[int, Any]]:
     """The log's events of `topics` (all if none) past position `after` and up to `upto` (the head
     if None), oldest first, each with its position; the store filters the topics, `batch` at a time.
-    An event that cannot be decoded raises, or given `unreadable`, is what it makes of the record."""
+    An event that cannot be decoded raises UnreadableEvent, or given `unreadable`, is what it makes of the record."""
     decode = app.mapper.to_domain_event
     position = after
     while upto is None or position < upto:
         notifications = app.recorder.select_notifications(start=position, limit=batch, stop=upto, topics=topics, inclusive_of_start=False)
         for n in notifications:
-            if unreadable is None:
-                yield n.id, decode(n)
-                continue
             try:
                 event = decode(n)
-            except Exception:  # noqa: BLE001 - whatever bytes this code cannot read make the decoder raise
+            except Exception as e:  # noqa: BLE001 - whatever bytes this code cannot read make the decoder raise
+                if unreadable is None:
+                    raise UnreadableEvent(n.id, e) from e
                 event = unreadable(n)
             yield n.id, event
         if len(notifications) < batch:

@@ -50,6 +50,17 @@ class ResponseNotFound(DomainError):
         super().__init__(f"There is no response {response_id}.")
 
 
+class UnreadableEvent(DomainError):
+    """An event of the log this code cannot decode: a fold of the log (a report, a view replayed) cannot pass it."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(
+            f"The event at position {position} of the log cannot be read by this code ({type(error).__name__}); "
+            "what is built from the whole log (a report, a view as it stood) cannot pass it. A release that reads it is needed."
+        )
+        self.position = position
+
+
 class ThemeNotFound(DomainError):
     """A theme named in the path that the coding frame does not have (one named in a body is a field's error)."""
 

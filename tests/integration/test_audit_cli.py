@@ -264,7 +264,7 @@ def test_the_live_store_verifies_and_status_says_so_until_tampered(
 ) -> None:
     out = run(capsys, "audit", "verify")
     assert "checked against the data folder's key" in out and "\nok: " in out
-    assert "the store verifies" in run(capsys, "status")
+    assert "the store verifies against the keys it publishes" in run(capsys, "status")
     if operator_env["PERSISTENCE_MODULE"] != "store.sqlite":
         return  # tampering with PostgreSQL directly is tests/integration/test_tamper.py's
     with sqlite3.connect(operator_env["SQLITE_DBNAME"]) as conn:
@@ -297,6 +297,12 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     assert out.startswith(f"published {standby.signer.verifier.vkey}")
     signed = standby.checkpoint(datetime.now(UTC))
     assert Verifier.parse(history.ledger.keys()[-1]).open(signed.note) is not None
+    # Auditors follow the rotation: with both keys the log verifies, with the new one alone the old checkpoints do not
+    # (a tester's --key kept only the last given); status checks against the keys the store publishes.
+    old, new = history.ledger.keys()
+    assert "\nok: " in run(capsys, "audit", "verify", "--key", old, "--key", new)
+    assert "forged" in fails(capsys, "audit", "verify")
+    assert "verifies against the keys it publishes" in run(capsys, "status")
 
 
 def test_an_event_this_code_cannot_read_is_shown_as_unreadable_in_the_history_and_the_bundle(
