@@ -53,11 +53,12 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 return tonumber(ARGV[5])
 """
 
-# Switch readers and writers to a rebuilt generation, if it is at least as far along as the live one.
+# Switch readers and writers to a rebuilt generation, if it is at least as far along as the live one, or
+# ARGV[4] is '1' (the live one was found past the log's head: it is wrong, the log lost events).
 _SWITCH = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local old = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-if tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '0') < old then return 0 end
+if tonumber(redis.call('HGET', KEYS[3], ARGV[3]) or '0') < old and ARGV[4] ~= '1' then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
@@ -311,8 +312,9 @@ class RedisView(State):
     def new_generation(cls, client: redis.Redis, prefix: str) -> RedisView:
         return cls(client, prefix, generation=int(client.incr(Keys(prefix, cls.name).generations)))
 
-    def switch(self, application_name: str) -> bool:
-        """Make this rebuilt generation current if it has caught up; then expire the old one, in `retiring`."""
+    def switch(self, application_name: str, over_wrong: bool = False) -> bool:
+        """Make this rebuilt generation current if it has caught up with the live one (or `over_wrong`: the live
+        one is past the log's head); then expire the old one, in `retiring`."""
         self.settle()
         old = self.current_generation()
         switched = self.redis.eval(
@@ -324,6 +326,7 @@ class RedisView(State):
             old,
             self.generation,
             application_name,
+            "1" if over_wrong else "0",
         )
         if switched == 1:  # readers have moved: the old generation's keys are expired meanwhile
             self.retiring = Background(self._retire, old)
@@ -351,6 +354,10 @@ class RedisView(State):
     def rebuilt(self) -> RedisView:
         """A fresh generation of this view, for a rebuild."""
         return type(self).new_generation(self.redis, self.keys.prefix)
+
+    def live_position(self, application_name: str) -> int:
+        """The position of the generation readers use now."""
+        return int(self.redis.hget(self.keys.key(self.current_generation(), POSITION), application_name) or 0)
 
     def current_generation(self) -> int:
         """The generation readers and live writers use now (a rebuild's switch moves it on)."""

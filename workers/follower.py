@@ -294,10 +294,14 @@ def rebuild(app: Application[Any], fold: type[Fold], view: RedisView, stop: thre
     (nothing switched) if the fold fails on an event."""
     view.mark_fold(fold.version)
     follower = Follower(app, fold(view))
+    # Read before the head, so a live view past it is past the log for good (the log lost events): the rebuilt
+    # one replaces it, where otherwise it waits to catch up with it, and would wait forever.
+    live = view.live_position(app.name)
+    wrong = live > (app.recorder.max_notification_id() or 0)
     with collector_paused():
         while not (stop and stop.is_set()):
             follower.catch_up(stop=stop)
-            if view.switch(app.name):
+            if view.switch(app.name, over_wrong=wrong):
                 return follower
     return None
 

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,6 +135,12 @@ def test_status_says_when_no_checkpoint_is_signed_and_when_a_view_is_ahead_of_th
     assert "view stats    at          9  AHEAD of the log by 7: the log lost events" in out and "behind by -" not in out
     monkeypatch.setenv("AGORA_CHECKPOINT_SECONDS", "600")
     assert "NO CHECKPOINT" not in run(capsys, "status")
+    # The rebuild status points to replaces the view past the log (a tester's waited forever to catch up with it).
+    rebuilding = threading.Thread(target=main, args=(["rebuild", "stats"],), daemon=True)
+    rebuilding.start()
+    rebuilding.join(30)
+    assert not rebuilding.is_alive(), "the rebuild never switched"
+    assert "view stats    at          2  behind by 0" in run(capsys, "status")
 
 
 def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dict[str, str], sync_redis: redis.Redis, redis_prefix: str) -> None:
