@@ -154,6 +154,14 @@ class Ledger:
             c.execute(f"SELECT {index}, hash FROM {table} WHERE {where}{index} >= {self.p} ORDER BY {index} LIMIT {int(limit)}", (start,))
             return c.fetchall()  # rows of (index, hash), as `leaves`
 
+    def node_counts(self) -> list[tuple[int, int, int]]:
+        """(level, how many, the highest index) of the stored subtrees of each level above the leaves."""
+        with self.datastore.transaction(commit=False) as c:
+            if not self.sqlite:
+                c.row_factory = tuple_row
+            c.execute(f"SELECT level, COUNT(*), MAX(idx) FROM {self.nodes_} GROUP BY level ORDER BY level")
+            return [tuple(row) for row in c.fetchall()]
+
     def leaf_of(self, receipt_hash: str) -> tuple[int, int, bytes] | None:
         """The leaf index, log position and leaf hash of the response with this receipt hash, as the
         receipt index says, once chained (`bound` checks the event there holds it)."""

@@ -325,7 +325,18 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:
         # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
         report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem
+    if report.ok:
+        report.problem = _beyond(ledger, report.leaves)
     return report
+
+
+def _beyond(ledger: Ledger, size: int) -> Problem | None:
+    """A stored subtree past the tree's size: the walk compares those within it only. One where the tree will
+    grow would stop the checkpointer (its node is taken), and one anywhere is not the ledger's own writing."""
+    for level, count, last in ledger.node_counts():
+        if count != size >> level or (count and last != count - 1):
+            return Problem("forged", None, f"the ledger's tree holds {count} nodes at level {level}, up to index {last}, where its {size} leaves make {size >> level}: nodes were added to it")
+    return None
 
 
 def _subtrees(ledger: Ledger, size: int) -> Problem | None:

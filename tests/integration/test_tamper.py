@@ -303,3 +303,12 @@ def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict
         sql(conn, f"UPDATE {receipts} SET receipt_hash = receipt_hash || ? WHERE leaf = ?", '","fingerprint', leaf_at(system, 9))
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("forged", 9), report
+
+
+def test_a_tree_node_added_past_the_tree_is_found(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """A tester's extra node verified ok; one where the tree grows next would stop the checkpointer."""
+    with database(system, store_env) as (conn, _, _, checkpoints):
+        nodes = checkpoints.replace("ledger_checkpoints", "ledger_nodes")
+        sql(conn, f"INSERT INTO {nodes} (level, idx, hash) VALUES (?, ?, ?)", 1, 13, b"\x00" * 32)  # 27 leaves: level 1 ends at index 12
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem.kind == "forged" and "14 nodes at level 1, up to index 13" in report.problem.detail, report
