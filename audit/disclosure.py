@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -55,7 +55,7 @@ def _recorded_at(state: bytes) -> datetime:
 
 
 class _Stamped(msgspec.Struct):
-    timestamp: datetime
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]  # a naive one could not be compared with the filters' times
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

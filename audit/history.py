@@ -150,7 +150,10 @@ class History:
     def _consultation_of(self, aggregate_id: UUID) -> UUID | None:
         """The consultation an aggregate is about, by its first event: a consultation itself, anything
         naming one (frame, response, signup, seats, cluster), a review case by its response; None for staff and accesses."""
-        first = next(iter(self.app.events.get(aggregate_id, lte=1)), None)
+        try:
+            first = next(iter(self.app.events.get(aggregate_id, lte=1)), None)
+        except Exception:  # noqa: BLE001 - its first event cannot be read (shown as `unreadable`): about no consultation known
+            return None
         if isinstance(first, Consultation.Created):
             return aggregate_id
         if isinstance(consultation := getattr(first, "consultation_id", None), UUID):

@@ -154,12 +154,13 @@ class Ledger:
             c.execute(f"SELECT {index}, hash FROM {table} WHERE {where}{index} >= {self.p} ORDER BY {index} LIMIT {int(limit)}", (start,))
             return c.fetchall()  # rows of (index, hash), as `leaves`
 
-    def node_counts(self) -> list[tuple[int, int, int]]:
-        """(level, how many, the highest index) of the stored subtrees of each level above the leaves."""
+    def node_counts(self) -> list[tuple[int, int, int, int]]:
+        """(level, how many, the highest index, the leaves) of the stored subtrees of each level above the leaves,
+        and the leaves counted in the same statement (a checkpointer appends both in one transaction)."""
         with self.datastore.transaction(commit=False) as c:
             if not self.sqlite:
                 c.row_factory = tuple_row
-            c.execute(f"SELECT level, COUNT(*), MAX(idx) FROM {self.nodes_} GROUP BY level ORDER BY level")
+            c.execute(f"SELECT level, COUNT(*), MAX(idx), (SELECT COUNT(*) FROM {self.leaves_}) FROM {self.nodes_} GROUP BY level ORDER BY level")
             return [tuple(row) for row in c.fetchall()]
 
     def leaf_of(self, receipt_hash: str) -> tuple[int, int, bytes] | None:

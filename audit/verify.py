@@ -110,7 +110,8 @@ class Receipts:
             return Problem("forged", position, f"the ledger's receipt index sends receipt hash {wrong[0][:16]}… to leaf {index} (position {position}), whose event does not hold it: its respondent would be shown another event's proof")
         if held is not None and not here:
             first = self.leaf_of(held)
-            if first is None or first >= index:  # else an earlier copy holds it, and keeps it
+            # An earlier copy holds it, and keeps it; this very leaf, if it was chained after the index was read.
+            if first is None or first > index:
                 return Problem("missing", position, f"the receipt of the response at position {position} (leaf {index}) is not in the ledger's receipt index: its respondent's receipt finds no proof")
         return None
 
@@ -326,14 +327,15 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
         # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
         report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem
     if report.ok:
-        report.problem = _beyond(ledger, report.leaves)
+        report.problem = _beyond(ledger)
     return report
 
 
-def _beyond(ledger: Ledger, size: int) -> Problem | None:
+def _beyond(ledger: Ledger) -> Problem | None:
     """A stored subtree past the tree's size: the walk compares those within it only. One where the tree will
-    grow would stop the checkpointer (its node is taken), and one anywhere is not the ledger's own writing."""
-    for level, count, last in ledger.node_counts():
+    grow would stop the checkpointer (its node is taken), and one anywhere is not the ledger's own writing.
+    Counted with the leaves in one statement: a checkpointer appending meanwhile adds both at once."""
+    for level, count, last, size in ledger.node_counts():
         if count != size >> level or (count and last != count - 1):
             return Problem("forged", None, f"the ledger's tree holds {count} nodes at level {level}, up to index {last}, where its {size} leaves make {size >> level}: nodes were added to it")
     return None

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace, settings: object) -> None:
             print(f"checked against {source}")
             if not system.app.head():  # `agora serve` records its consultations on start: a deployment's store is never empty
                 sys.exit(f"agora: the store holds no events: is it the deployment's? (the data folder is {system.data_dir}; PERSISTENCE_MODULE and POSTGRES_* choose another store)")
+            if report.problem and report.problem.kind == "forged" and len(system.ledger.keys()) > 1 and not args.key:
+                print("note: the store publishes more than one key (after `agora audit new-key`): give each you trust with --key")
             finish(report)
         elif args.action == "new-key":
             verifier = system.signer().verifier

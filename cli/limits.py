@@ -130,8 +130,8 @@ class LimitedHttp(HttpToolsProtocol):
         super().on_response_complete()
         if self.transport.is_closing():
             return
-        if self.in_headers:
-            self.start_timer()  # the client has its answer: the next request's headers are due
+        if self.in_headers and self.cycle is not None and self.cycle.response_complete:
+            self.start_timer()  # the client has its answers: the next request's headers are due (not while one queued is served)
         elif not self.pipeline and self.timer is None:
             self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)  # the request queued behind it is read now
 
@@ -142,7 +142,9 @@ class LimitedHttp(HttpToolsProtocol):
         """Count `n` bytes of headers; over the limit, refuse (and, from the parser's callbacks, stop it)."""
         self.header_bytes += n
         if self.header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-            self.refuse(refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes."))
+            too_large = refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes.")
+            # A body's trailers: its request's answer may be under way (written whole, or cut short).
+            self.refuse(too_large) if self.in_headers else self.refuse_request(too_large)
             if parsing:
                 raise HeadersTooLarge  # nothing more of this connection is read
 

@@ -69,6 +69,7 @@ class Checkpointer:
         self.gaps: dict[int, float] = {}  # skipped position -> when it was seen skipped
         self.reported: set[int] = set()
         self.renamed = False  # whether it warned that the log's origin changed
+        self.refused = False  # whether it said that its key did not sign the log
 
     def step(self, now: datetime | None = None) -> int:
         """Chain one batch past the last chained position and sign what is due; returns how many events it read."""
@@ -93,6 +94,15 @@ class Checkpointer:
 
     def checkpoint(self, now: datetime) -> Checkpoint:
         """Sign the tree as it stands and record it; refused (ForeignKey) with a key that did not sign this log before."""
+        self._require_own_key()
+        frontier = self.ledger.frontier()
+        _, last = self.ledger.head()
+        head = Head(self.signer.verifier.name, frontier.size, frontier.root(), now, last)
+        self.ledger.publish_key(self.signer.verifier.vkey, now)
+        return self.ledger.add_checkpoint(head.size, head.root, head.position, now, self.signer.sign(body(head)))
+
+    def _require_own_key(self) -> None:
+        """Refuse (ForeignKey) a signing key that did not sign this log before; warn once if it did under another name."""
         published = [Verifier.parse(k) for k in self.ledger.keys()]
         mine = self.signer.verifier
         names = {v.name for v in published if v.public == mine.public}
@@ -107,11 +117,6 @@ class Checkpointer:
                 f"this data folder's signing key ({KEY_FILE}) did not sign this log's checkpoints: copy the key file from the host "
                 "whose key did. If that key is lost for good, `agora audit new-key` publishes this one, and auditors see a new key from then on"
             )
-        frontier = self.ledger.frontier()
-        _, last = self.ledger.head()
-        head = Head(self.signer.verifier.name, frontier.size, frontier.root(), now, last)
-        self.ledger.publish_key(self.signer.verifier.vkey, now)
-        return self.ledger.add_checkpoint(head.size, head.root, head.position, now, self.signer.sign(body(head)))
 
     def due_in(self, now: datetime) -> float:
         """Seconds until the next checkpoint falls due by time."""
@@ -132,7 +137,20 @@ class Checkpointer:
                 log.error("checkpointer: %s", OutOfOrder(f"position {n.id} appeared after later positions were chained; it stays unchained"))
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Chain until `stop` is set. One checkpointer of a deployment chains; any other stands by to take over."""
+        """Chain until `stop` is set. One checkpointer of a deployment chains; any other stands by to take over.
+        One whose key did not sign the log never takes the lock (it would keep the one with the key out): it says
+        why once, and looks again now and then (`agora audit new-key` publishes its key)."""
+        while not stop.is_set():
+            try:
+                self._require_own_key()
+                break
+            except ForeignKey as e:
+                if not self.refused:
+                    self.refused = True
+                    log.error("checkpointer: %s; standing by", e)
+            except Exception as e:  # noqa: BLE001 - the store away: looked at again
+                log.warning("checkpointer: %s: %s; retrying", type(e).__name__, e)
+            stop.wait(STANDBY)
         store.one_at_a_time(self.app.recorder, "checkpointer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
 
     def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:

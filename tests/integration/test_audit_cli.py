@@ -11,6 +11,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -20,6 +22,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
+import store
 from audit.bundle import export, verify_bundle
 from audit.history import Filter
 from audit.merkle import canonical, leaf_hash
@@ -292,6 +295,14 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     with pytest.raises(ForeignKey, match="did not sign this log's checkpoints: copy the key file"):
         standby.step()
     assert history.ledger.latest() == before
+    # Running, it never takes the lock, which would keep the checkpointer that has the key out (a reviewer's).
+    stop = threading.Event()
+    running = threading.Thread(target=standby.run, args=(stop,))
+    running.start()
+    time.sleep(0.5)
+    assert standby.refused and not store.taken(history.app.recorder, "checkpointer")
+    stop.set()
+    running.join(10)
     monkeypatch.setenv("AGORA_DATA_DIR", str(elsewhere))  # the operator, on the standby host, decides the old key is lost
     out = run(capsys, "audit", "new-key")
     assert out.startswith(f"published {standby.signer.verifier.vkey}")

@@ -312,3 +312,29 @@ def test_a_tree_node_added_past_the_tree_is_found(system: System, store_env: dic
         sql(conn, f"INSERT INTO {nodes} (level, idx, hash) VALUES (?, ?, ?)", 1, 13, b"\x00" * 32)  # 27 leaves: level 1 ends at index 12
     report = verify(system, chained)
     assert report.problem is not None and report.problem.kind == "forged" and "14 nodes at level 1, up to index 13" in report.problem.detail, report
+
+
+def test_a_checkpointer_appending_while_verify_reads_is_no_tampering(
+    system: System, chained: Checkpointer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reviewer's: the receipt index and the node counts, read after an append the walk did not see, read as forged."""
+    ledger = system.ledger
+    receipts, counts = ledger.receipts, ledger.node_counts
+
+    def append() -> None:
+        submit(system, 1)
+        chained.step()
+
+    def receipts_then_append(after: tuple[int, str] = (-1, ""), limit: int = 10_000) -> list[Any]:
+        rows = receipts(after, limit)
+        if not rows:
+            append()  # after the index's last (empty) read: the walk goes on to the new leaf, its entry unread
+        return rows
+
+    def append_then_count() -> list[Any]:
+        append()  # after the walk's last read of the leaves
+        return counts()
+
+    monkeypatch.setattr(ledger, "receipts", receipts_then_append)
+    monkeypatch.setattr(ledger, "node_counts", append_then_count)
+    assert verify(system, chained).ok
