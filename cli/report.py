@@ -57,7 +57,8 @@ def verify(args: argparse.Namespace, system: System) -> None:
     result = system.reports.verify(args.slug, args.version, against)
     if not result.ok:
         sys.exit(f"version {result.version} differs: {result.difference}")
-    print(f"ok: version {result.version} rebuilds to its published digest {result.recorded}")
+    copy = f", and {args.against} matches it (figures, quoted texts' hashes, nothing added)" if args.against else ""
+    print(f"ok: version {result.version} rebuilds to its published digest {result.recorded}{copy}")
     for ref in result.erased:
         print(f"  {described(ref)}: its text was erased by a recorded redaction since publication")
 
