@@ -123,10 +123,11 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
         if index is not None:
             leaf = next(leaves, None)
         originator_id = UUID(bytes=oid)
+        stored = StoredEvent(originator_id, version, topic, state)
         try:
-            domain_event = app.mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+            domain_event = app.mapper.to_domain_event(stored)
         except Exception:  # noqa: BLE001 - bytes this code cannot read: the line says so, and carries them
-            domain_event = Unreadable(originator_id, version, topic, state)
+            domain_event = Unreadable(stored)
         event = disclose(domain_event, position, names, key_present)
         if isinstance(domain_event, StaffMember.Enrolled) and domain_event.clear is not None:
             record = merkle.leaf_hash(merkle.canonical(position, oid, version, topic, state))
@@ -202,7 +203,7 @@ def _misread(folder: Path) -> Problem | None:
 def _shown(position: int, stored: Stored, claimed: AuditEvent, mapper: MsgspecMapper) -> bytes:
     """The disclosed event of `stored` as JSON, with the actor's name and the keys' states `claimed`;
     `unreadable` if the bytes are no event of Agora's domain (a bundle never makes verify import anything else)."""
-    unreadable = Unreadable(stored.originator_id, stored.originator_version, stored.topic, stored.state)
+    unreadable = Unreadable(stored)
     event: Any = unreadable
     if stored.topic.startswith("domain."):
         try:

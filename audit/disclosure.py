@@ -41,9 +41,10 @@ class Unreadable:
 
     by = None
 
-    def __init__(self, originator_id: UUID, originator_version: int, topic: str, state: bytes) -> None:
-        self.originator_id, self.originator_version, self.topic = originator_id, originator_version, topic
-        self.timestamp = _recorded_at(state)
+    def __init__(self, stored: Any) -> None:
+        """`stored`: the record as stored (the library's StoredEvent or Notification, a bundle's Stored)."""
+        self.originator_id, self.originator_version, self.topic = stored.originator_id, stored.originator_version, stored.topic
+        self.timestamp = _recorded_at(stored.state)
 
 
 def _recorded_at(state: bytes) -> datetime:

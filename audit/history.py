@@ -119,7 +119,7 @@ class History:
         return entries
 
     def _scan(self, after: int, upto: int) -> Iterator[tuple[int, Any]]:
-        return read_log(self.app, after=after, upto=upto, batch=self.BATCH, unreadable=lambda n: Unreadable(n.originator_id, n.originator_version, n.topic, n.state))
+        return read_log(self.app, after=after, upto=upto, batch=self.BATCH, unreadable=Unreadable)
 
     def _matches(self, where: Filter, event: Any) -> bool:
         return (
@@ -150,8 +150,9 @@ class History:
     def _consultation_of(self, aggregate_id: UUID) -> UUID | None:
         """The consultation an aggregate is about, by its first event: a consultation itself, anything
         naming one (frame, response, signup, seats, cluster), a review case by its response; None for staff and accesses."""
+        stored = self.app.recorder.select_events(aggregate_id, lte=1)
         try:
-            first = next(iter(self.app.events.get(aggregate_id, lte=1)), None)
+            first = self.app.mapper.to_domain_event(stored[0]) if stored else None
         except Exception:  # noqa: BLE001 - its first event cannot be read (shown as `unreadable`): about no consultation known
             return None
         if isinstance(first, Consultation.Created):

@@ -144,7 +144,7 @@ class LimitedHttp(HttpToolsProtocol):
         if self.header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
             too_large = refusal(431, "headers-too-large", "Request Header Fields Too Large", f"Request headers are limited to {self.limits.max_header_bytes} bytes.")
             # A body's trailers: its request's answer may be under way (written whole, or cut short).
-            self.refuse(too_large) if self.in_headers else self.refuse_request(too_large)
+            (self.refuse if self.in_headers else self.refuse_request)(too_large)
             if parsing:
                 raise HeadersTooLarge  # nothing more of this connection is read
 

@@ -51,6 +51,21 @@ def answer(sock: socket.socket) -> bytes:
     return out
 
 
+LOTS = 32 * 1024 * 1024  # what a flood would send if the server let it
+
+
+def flood(sock: socket.socket, piece: bytes) -> int:
+    """Send `piece` again and again, up to LOTS bytes or until the server closes the connection; how many bytes were sent."""
+    sent = 0
+    try:
+        while sent < LOTS:
+            sock.sendall(piece)
+            sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection while we were still sending
+    return sent
+
+
 def still_serving(server: Server) -> None:
     assert httpx.get(f"{server.url}/consultations/{SLUG}").status_code == 200
 
@@ -58,20 +73,14 @@ def still_serving(server: Server) -> None:
 def test_a_32_mb_header_is_refused_with_431_long_before_it_is_read(server: Server, connect: Callable[[], socket.socket]) -> None:
     sock = connect()
     sock.sendall(GET + b"X-Big: ")
-    sent, chunk = 0, b"a" * 65536
-    try:
-        while sent < 32 * 1024 * 1024:
-            sock.sendall(chunk)
-            sent += len(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server closed the connection while we were still sending
+    sent = flood(sock, b"a" * 65536)
     try:
         response = answer(sock)
     except ConnectionResetError:
         pytest.fail(f"the connection was reset without an answer after {sent} bytes")
     assert response.startswith(b"HTTP/1.1 431 ")
     assert b"limited to 16384 bytes" in response
-    assert sent < 32 * 1024 * 1024  # refused while we were sending, not after
+    assert sent < LOTS  # refused while we were sending, not after
     still_serving(server)
 
 
@@ -93,15 +102,9 @@ def test_headers_of_a_request_pipelined_behind_one_being_answered_are_counted_to
     """They arrive after the first request's headers ended, while its answer waits for the view (a tester sent 696 MB so)."""
     sock = connect()
     sock.sendall(f"GET /consultations/{SLUG}/stats?after=999999999 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() + GET)
-    sent, line = 0, b"X-Pad: " + b"a" * 8000 + b"\r\n"
-    try:
-        while sent < 32 * 1024 * 1024:
-            sock.sendall(line * 8)
-            sent += len(line) * 8
-    except (BrokenPipeError, ConnectionResetError):
-        pass
+    sent = flood(sock, (b"X-Pad: " + b"a" * 8000 + b"\r\n") * 8)
     assert b"HTTP/1.1 431 " in answer(sock)
-    assert sent < 32 * 1024 * 1024
+    assert sent < LOTS
     still_serving(server)
 
 
@@ -169,15 +172,9 @@ def test_chunk_extensions_are_counted_against_the_body_limit(server: Server, con
     """The parser skips them and the application never sees them: a tester's connection sent 6 GB in 15 s so."""
     sock = connect()
     sock.sendall(POST + b"Transfer-Encoding: chunked\r\n\r\n1;")
-    sent, chunk = 0, b"a" * 65536
-    try:
-        while sent < 32 * 1024 * 1024:
-            sock.sendall(chunk)
-            sent += len(chunk)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
+    sent = flood(sock, b"a" * 65536)
     assert b"HTTP/1.1 413 " in answer(sock)
-    assert sent < 32 * 1024 * 1024
+    assert sent < LOTS
     still_serving(server)
 
 

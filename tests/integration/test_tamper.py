@@ -46,6 +46,11 @@ def verify(system: System, checkpointer: Checkpointer) -> Report:
     return verify_store(system.app, system.ledger, [checkpointer.signer.verifier])
 
 
+def ledger_table(store_env: dict[str, str], name: str) -> str:
+    """One of the ledger's tables (`nodes`, `receipts`, …), as raw SQL names it."""
+    return f"ledger_{name}" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.ledger_{name}"
+
+
 @contextmanager
 def database(system: System, store_env: dict[str, str]) -> Iterator[tuple[Any, str, str, str]]:
     """A raw connection, the events table, its position column and the ledger's checkpoints table."""
@@ -147,7 +152,7 @@ def test_a_ledger_cut_short_is_truncation_not_a_crash(system: System, store_env:
 
 def test_a_tree_node_altered_or_deleted_in_the_ledger_is_found(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
     """Proofs are built from the stored subtrees: an auditor zeroed one, respondents got proofs that fail, and verify said ok."""
-    nodes = "ledger_nodes" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.ledger_nodes"
+    nodes = ledger_table(store_env, "nodes")
     with database(system, store_env) as (conn, _, _, _):
         (stored,) = sql(conn, f"SELECT hash FROM {nodes} WHERE level = 1 AND idx = 5")[0]
         sql(conn, f"UPDATE {nodes} SET hash = ? WHERE level = 1 AND idx = 5", b"\x00" * 32)
@@ -256,8 +261,8 @@ def test_a_receipt_sent_to_another_events_leaf_is_found_by_verify_and_refused_to
 ) -> None:
     """A tester removed a response and pointed its receipt at another's leaf: its respondent got a valid proof."""
     moved = receipt_at(system, 10)
-    with database(system, store_env) as (conn, _, _, checkpoints):
-        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+    with database(system, store_env) as (conn, _, _, _):
+        receipts = ledger_table(store_env, "receipts")
         sql(conn, f"UPDATE {receipts} SET leaf = ? WHERE receipt_hash = ?", leaf_at(system, 12), moved)
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("missing", 10) and "receipt index" in report.problem.detail, report
@@ -268,13 +273,13 @@ def test_a_receipt_sent_to_another_events_leaf_is_found_by_verify_and_refused_to
 
 
 def test_a_receipt_index_entry_no_event_holds_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
-    with database(system, store_env) as (conn, _, _, checkpoints):
-        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+    with database(system, store_env) as (conn, _, _, _):
+        receipts = ledger_table(store_env, "receipts")
         sql(conn, f"INSERT INTO {receipts} (receipt_hash, leaf) VALUES (?, ?)", "ab" * 32, leaf_at(system, 2))  # a consultation's event
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("forged", 2) and "abababab" in report.problem.detail, report
-    with database(system, store_env) as (conn, _, _, checkpoints):
-        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+    with database(system, store_env) as (conn, _, _, _):
+        receipts = ledger_table(store_env, "receipts")
         sql(conn, f"UPDATE {receipts} SET leaf = ? WHERE receipt_hash = ?", 10_000, "ab" * 32)  # past the last leaf
     report = verify(system, chained)
     assert report.problem is not None and report.problem.kind == "forged" and "past the last leaf" in report.problem.detail, report
@@ -298,8 +303,8 @@ def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system:
 
 def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
     """A tester's entry held its hash and the JSON after it (`…","fingerprint`): a substring check took it."""
-    with database(system, store_env) as (conn, _, _, checkpoints):
-        receipts = checkpoints.replace("ledger_checkpoints", "ledger_receipts")
+    with database(system, store_env) as (conn, _, _, _):
+        receipts = ledger_table(store_env, "receipts")
         sql(conn, f"UPDATE {receipts} SET receipt_hash = receipt_hash || ? WHERE leaf = ?", '","fingerprint', leaf_at(system, 9))
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("forged", 9), report
@@ -307,8 +312,8 @@ def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict
 
 def test_a_tree_node_added_past_the_tree_is_found(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
     """A tester's extra node verified ok; one where the tree grows next would stop the checkpointer."""
-    with database(system, store_env) as (conn, _, _, checkpoints):
-        nodes = checkpoints.replace("ledger_checkpoints", "ledger_nodes")
+    with database(system, store_env) as (conn, _, _, _):
+        nodes = ledger_table(store_env, "nodes")
         sql(conn, f"INSERT INTO {nodes} (level, idx, hash) VALUES (?, ?, ?)", 1, 13, b"\x00" * 32)  # 27 leaves: level 1 ends at index 12
     report = verify(system, chained)
     assert report.problem is not None and report.problem.kind == "forged" and "14 nodes at level 1, up to index 13" in report.problem.detail, report
