@@ -14,7 +14,7 @@ def derived(kind: str, of: UUID) -> UUID:
     return UUID(derived_text(kind, of))
 
 
-def derived_text(kind: str, of: UUID) -> str:
+def derived_text(kind: str, of: UUID | str) -> str:
     """`str(derived(kind, of))`, without making a UUID twice: a view's rebuild derives one per event.
 
     RFC 9562's version 5: SHA-1 of the namespace and the name, the version and variant bits set.

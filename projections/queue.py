@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -35,6 +36,12 @@ from projections.state import Fold, State
 REVIEWED = {Outcome.REVIEWED: "completed", Outcome.EXCLUDED: "excluded"}
 PROGRESS = "progress"
 LEASES = "leases"
+
+
+@cache
+def consultation_text(consultation: UUID) -> str:
+    """A consultation's id as text: the same few for every response, so made once each."""
+    return str(consultation)
 
 
 def case_key(case: UUID | str) -> str:
@@ -127,11 +134,12 @@ class QueueProjection(Fold):
     @process_event.register
     def _(self, e: Response.Submitted, tracking: Tracking) -> None:
         # A new case: nothing to read back, and each id turned into text once (most of a rebuild's events).
-        view, case, consultation, position = self.view, case_text(e.originator_id), str(e.consultation_id), tracking.notification_id
+        view, response, consultation, position = self.view, str(e.originator_id), consultation_text(e.consultation_id), tracking.notification_id
+        case = case_text(response)
         view.zadd(tracking, cases_key(consultation), case, position)
         view.zadd(tracking, state_key("new", consultation), case, position)
         view.hcreate(
-            tracking, case_key(case), response_id=str(e.originator_id), consultation_id=consultation,
+            tracking, case_key(case), response_id=response, consultation_id=consultation,
             position=str(position), submitted_at=e.timestamp.isoformat(), state="new",
         )
         view.hincrby(tracking, PROGRESS, "total")

@@ -19,6 +19,7 @@ projections.live.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from concurrent.futures import Future, wait
 from itertools import chain
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -28,7 +29,7 @@ import msgspec
 import redis
 from eventsourcing.persistence import Tracking
 
-from projections.background import Background
+from projections.background import background
 from projections.state import POSITION, State
 
 # KEYS: generation, position, then the keys the batch changes. ARGV: generation, must-be-current,
@@ -145,8 +146,8 @@ class RedisView(State):
         self.generation = generation if self.pinned else self.current_generation()
         self.mirrored = self.REBUILD_MIRRORED if self.pinned else self.MIRRORED
         self._apply = client.register_script(_APPLY)
-        self._sending: tuple[Background[int], int] | None = None  # a rebuild's batch Redis is applying, and its last position
-        self.retiring: Background[int] | None = None  # after a rebuild's switch: expiring the generation it replaced
+        self._sending: tuple[Future[int], int] | None = None  # a rebuild's batch Redis is applying, and its last position
+        self.retiring: Future[int] | None = None  # after a rebuild's switch: expiring the generation it replaced
         self.discard()
 
     def hset(self, tracking: Tracking, suffix: str, **fields: str) -> None:
@@ -220,7 +221,7 @@ class RedisView(State):
         before = self.settle()
         if before is not None and before != start:
             return before  # the batch before was refused, so this one would be
-        self._sending = (Background(self._run, keys, args), last)
+        self._sending = (background(self._run, keys, args), last)
         return last
 
     def settle(self) -> int | None:
@@ -283,7 +284,7 @@ class RedisView(State):
     def _wait(self) -> None:
         """Before reading Redis: let the batch in flight land (its answer is taken by `settle`)."""
         if self._sending is not None:
-            self._sending[0].join()
+            wait([self._sending[0]])
 
     def forget(self) -> None:
         """Drop what the view remembers in memory of its contents: a batch did not land as staged."""
@@ -329,7 +330,7 @@ class RedisView(State):
             "1" if over_wrong else "0",
         )
         if switched == 1:  # readers have moved: the old generation's keys are expired meanwhile
-            self.retiring = Background(self._retire, old)
+            self.retiring = background(self._retire, old)
         return switched == 1
 
     def _retire(self, old: int) -> int:

@@ -21,12 +21,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import redis
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking
-from projections.background import Background
+from projections.background import background
 from projections.state import Fold, collector_paused
 from projections.view import RedisView, StaleGeneration
 from store import Doorbell, one_at_a_time
@@ -80,7 +81,7 @@ class Follower:
         self.stopped_on = 0  # the poison event this view is stopped on, while it is
         self.recorded: int | None = None  # the event `stops` holds a record of for this view (None: not read yet)
         self.skip = 0  # the event the operator decided this view does without
-        self._ahead: tuple[tuple[int, int], Background[Sequence[Notification]]] | None = None  # the batch being read ahead
+        self._ahead: tuple[tuple[int, int], Future[Sequence[Notification]]] | None = None  # the batch being read ahead
 
     def step(self, upto: int | None = None, since: float | None = None) -> int:
         """Process one batch past the view's position; returns how many events it read.
@@ -130,7 +131,7 @@ class Follower:
         notifications = ahead[1].result() if ahead and ahead[0] == (start, upto) else self._read(start, upto)
         if len(notifications) == self.batch:
             after = notifications[-1].id
-            self._ahead = ((after, upto), Background(self._read, after, upto))
+            self._ahead = ((after, upto), background(self._read, after, upto))
         return notifications
 
     def catch_up(self, head: int | None = None, stop: threading.Event | None = None) -> None:

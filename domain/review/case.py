@@ -96,7 +96,7 @@ def case_id(response_id: UUID) -> UUID:
     return derived("review-case", response_id)
 
 
-def case_text(response_id: UUID) -> str:
+def case_text(response_id: UUID | str) -> str:
     """`str(case_id(response_id))`, as cheaply as can be: a queue's rebuild derives one per response."""
     return derived_text("review-case", response_id)
 
