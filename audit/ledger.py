@@ -42,16 +42,18 @@ def bound(record: Record | None, receipt_hash: str, leaf: bytes) -> bool:
     )
 
 
-def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Record]:
-    """The stored records past position `after`, in order, as plain tuples: read in bulk (chaining,
-    verifying), the library's notification objects would cost more than the hashing."""
+def records(recorder: ApplicationRecorder, after: int | None, limit: int) -> list[Record]:
+    """The stored records past position `after` (None: from the very first, at whatever position, even 0 or
+    below, where the log never puts one but an aggregate would still read it), in order, as plain tuples:
+    read in bulk (chaining, verifying), the library's notification objects would cost more than the hashing."""
     datastore = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
     if isinstance(datastore, SQLiteDatastore):
         # CAST: a state stored as text (written outside Agora) is hashed as its bytes, not refused by the hashing.
-        query = f"SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB) FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT {int(limit)}"
+        where = "" if after is None else "WHERE rowid > ?"
+        query = f"SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB) FROM {table} {where} ORDER BY rowid LIMIT {int(limit)}"
         with datastore.transaction(commit=False) as c:
-            c.execute(query, (after,))
+            c.execute(query, () if after is None else (after,))
             rows = c.fetchall()
         try:
             return [(i, bytes.fromhex(o.replace("-", "")), v, t, s) for i, o, v, t, s in rows]  # the library keeps ids as text
@@ -59,11 +61,11 @@ def records(recorder: ApplicationRecorder, after: int, limit: int) -> list[Recor
             return [(i, _id_bytes(o), v, t, s) for i, o, v, t, s in rows]
     query = (
         f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {qualified(datastore, table)}"
-        f" WHERE notification_id > %s ORDER BY notification_id LIMIT {int(limit)}"
+        f" {'' if after is None else 'WHERE notification_id > %s'} ORDER BY notification_id LIMIT {int(limit)}"
     )
     with datastore.transaction(commit=False) as c:
         c.row_factory = tuple_row
-        c.execute(query, (after,))
+        c.execute(query, () if after is None else (after,))
         return c.fetchall()  # uuid_send: the id's 16 bytes, without making UUID objects
 
 

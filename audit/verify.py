@@ -7,7 +7,7 @@ The same walk serves the live store and an exported bundle (audit/bundle.py). It
 - **altered**: a record hashes differently than when it was chained (or, when the ledger's
   hashes were rewritten too, a checkpoint's root no longer matches the events it covers);
 - **reordered**: a record sits at another chained position than its own (two swapped), or a
-  position appears in the log below one already chained, which was never chained itself;
+  position appears in the log below one already chained (or below 1), which was never chained itself;
 - **missing**: a chained position is no longer in the log, though later ones are;
 - **truncated**: the log (or the ledger) ends before what was chained or checkpointed;
 - **forged**: a checkpoint whose signature does not verify, whose stored fields differ from what
@@ -179,6 +179,8 @@ def verify(
         return None
 
     problem = check_heads()
+    if problem is None and rec is not None and rec[0] < 1:
+        problem = Problem("reordered", rec[0], f"position {rec[0]} is in the log, below its first position (1): the log never puts an event there and the ledger never chains it, yet its aggregate reads it")
     previous = 0  # the position of the leaf before
     for index, position, stored in leaves if problem is None else ():
         if index != frontier.size:
@@ -380,8 +382,9 @@ def _receipts(ledger: Ledger) -> Iterator[tuple[int, str]]:
 
 
 def log(app: Any) -> Iterator[Record]:
-    """Every stored record, in position order."""
-    start = 0
+    """Every stored record, in position order: from the lowest, so one put at position 0 or below (which
+    the checkpointer never chains, but its aggregate reads) is seen, and named as never chained."""
+    start: int | None = None
     while batch := records(app.recorder, start, BATCH):
         yield from batch
         start = batch[-1][0]

@@ -21,11 +21,13 @@ from eventsourcing.utils import get_topic
 from audit.signing import Signer, body, parse_body
 from audit.ledger import bound, receipt_of, records
 from audit.replay import view_at
+from audit.bundle import export, verify_bundle
 from audit.verify import Report, verify_store
+from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
 from domain.errors import UnreadableEvent
 from runtime import System
-from tests.conftest import ON_SQLITE_ONLY, POSTGRES, enrol_everyone, submit
+from tests.conftest import ON_SQLITE_ONLY, POSTGRES, SLUG, enrol_everyone, submit
 from tests.integration.test_signups import SESSIONS, future
 from workers.checkpointer import Checkpointer
 
@@ -203,6 +205,27 @@ def test_a_position_that_appears_below_a_chained_one_is_reordering(
     assert system.ledger.head() == (28, 40)
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("reordered", 33), report
+
+
+@pytest.mark.parametrize("position", [0, -1])
+def test_an_event_put_below_the_first_position_is_found_live_and_in_a_bundle(
+    system: System, store_env: dict[str, str], chained: Checkpointer, position: int, tmp_path: Any
+) -> None:
+    """The log never puts an event at 0 or below, so the checkpointer never chains one there; but its
+    aggregate reads it (a consultation closed where no audit tool looked)."""
+    consultation = system.consultations.get(SLUG)
+    with database(system, store_env) as (conn, events, pos, _):
+        cols = "originator_id, originator_version, topic, state"
+        sql(conn, f"INSERT INTO {events} ({pos}, {cols}) VALUES (?, ?, ?, ?, ?)", position,
+            consultation.id.hex if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else consultation.id,
+            consultation.version + 1, get_topic(Consultation.Closed), b'{"timestamp":"2026-12-01T06:40:00.000000Z"}')
+    assert not system.consultations.get(SLUG).is_open  # what the application now does
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("reordered", position), report
+    assert "below its first position" in report.problem.detail
+    export(system, tmp_path / "bundle")
+    bundled = verify_bundle(tmp_path / "bundle", [chained.signer.verifier])
+    assert bundled.problem is not None and bundled.problem[:2] == ("reordered", position), bundled
 
 
 def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chained: Checkpointer) -> None:
