@@ -34,6 +34,15 @@ async def wait(services: Services, view: ViewReader, after: int | None) -> None:
         raise problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
 
 
+async def absent(services: Services, view: ViewReader, missing: Exception) -> Exception:
+    """What to answer for what `view` lacks: `missing`, unless the view holds nothing at all (being
+    rebuilt, say after Redis lost its data): then 503, not a 404 for what the log may well hold."""
+    if await view.position(services.app_name) == 0:
+        detail = "This view is being rebuilt from the log; retry shortly."
+        return problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
+    return missing
+
+
 class Services:
     def __init__(self, system: System, client: Any, auth: JWTAuth[Any, Any]) -> None:
         self.settings = settings = system.settings

@@ -14,7 +14,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from api.problems import documented
 from api.schemas import ConsultationForm, Stats, render_form
-from api.services import After, Services, wait
+from api.services import After, Services, absent, wait
 from domain.consultations.service import Receipt
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
@@ -64,7 +64,7 @@ async def form(slug: FromPath[str], request: Request, services: NamedDependency[
     await wait(services, services.forms, after)
     current = await services.forms.form(consultation_id(slug))
     if current is None:
-        raise ConsultationNotFound(slug)
+        raise await absent(services, services.forms, ConsultationNotFound(slug))
     body, etag = render_form(current, datetime.now(UTC))
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
@@ -97,5 +97,5 @@ async def stats(
     await wait(services, services.stats, after)
     result = await services.stats.stats(consultation_id(slug), services.app_name)
     if result is None:
-        raise ConsultationNotFound(slug)
+        raise await absent(services, services.stats, ConsultationNotFound(slug))
     return result

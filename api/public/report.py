@@ -20,7 +20,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from api.problems import documented, problem
-from api.services import After, Services, wait
+from api.services import After, Services, absent, wait
 from audit.ledger import Checkpoint
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
@@ -54,8 +54,8 @@ class PublishedReports:
         versions, erasures = await self.view.versions(report_id(consultation_id(slug)))
         if not versions:
             if await services.forms.form(consultation_id(slug)) is None:
-                raise ConsultationNotFound(slug)
-            raise problem(404, "report-not-published", "No report yet", f"No report on '{slug}' is published yet.")
+                raise await absent(services, services.forms, ConsultationNotFound(slug))
+            raise await absent(services, self.view, problem(404, "report-not-published", "No report yet", f"No report on '{slug}' is published yet."))
         return versions, erasures
 
     async def built(self, slug: str, version: ReportVersion, erasures: int) -> Built:

@@ -70,6 +70,25 @@ async def test_unknown_consultation_is_a_404_problem(client: AsyncTestClient) ->
     assert_problem(await client.get("/consultations/no-such-thing/stats"), 404, "consultation-not-found")
 
 
+async def test_views_wiped_answer_503_not_404_until_folded_again(client: AsyncTestClient, sync_redis: Any, redis_prefix: str) -> None:
+    """Redis restarted empty: a consultation in the log is not "not found" while its views are folded again."""
+    seen = set()
+    for _ in range(3):
+        if keys := list(sync_redis.scan_iter(match=f"{redis_prefix}:*")):
+            sync_redis.delete(*keys)
+        for path in (f"/consultations/{SLUG}", f"/consultations/{SLUG}/stats", f"/consultations/{SLUG}/report"):
+            r = await client.get(path)
+            seen.add(r.status_code)
+            assert r.status_code != 404 or r.json()["type"] == "/problems/report-not-published", (path, r.text)
+            if r.status_code == 503:
+                assert r.json()["type"] == "/problems/view-behind" and r.headers["Retry-After"] == "1"
+    assert 503 in seen
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await client.get(f"/consultations/{SLUG}")).status_code != 200:  # folded again, with no new event
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+
+
 async def test_submitting_records_one_response_and_is_counted(client: AsyncTestClient, system: System) -> None:
     r = await client.post(RESPONSES, json=GOOD)
     assert r.status_code == 201, r.text
