@@ -156,7 +156,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
     try:
-        report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held)
+        report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held, named=carried(folder))
     except _OutOfOrder as e:  # say so, rather than what it breaks first (a leaf that seems gone)
         return Report(problem=Problem("altered", e.position, f"the line comes after position {e.previous}: an export writes one line per position, in order"))
     if report.ok:

@@ -131,15 +131,17 @@ def verify(
     held: Sequence[str] = (),
     nodes: Callable[[int], Iterator[tuple[int, bytes]]] | None = None,
     receipts: Receipts | None = None,
+    named: Sequence[Verifier] = (),
 ) -> Report:
     """`records`: the log in position order, each (position, originator id's bytes, version, topic, state) or
     Withheld; `leaves`: the ledger's, in order; `consistency(old, new)`: a consistency proof between two
     checkpoints' sizes, checked against their roots; `held`: signed checkpoints (their notes) an auditor
     holds from elsewhere, which the tree must match too; `nodes(level)`: the ledger's stored subtrees of
     a level, (index, hash) in order, which proofs are built from: each must be the one the leaves make;
-    `receipts`: the ledger's receipt index, which finds a respondent's leaf: each must be the one holding it."""
+    `receipts`: the ledger's receipt index, which finds a respondent's leaf: each must be the one holding it;
+    `named`: every key the log (or bundle) names, trusted or not, to say which signed a checkpoint none trusted does."""
     report = Report()
-    heads = _checkpoints(checkpoints, verifiers, consistency, report)
+    heads = _checkpoints(checkpoints, verifiers, consistency, report, named)
     if not report.problem:
         own = {(h.size, h.root) for _, h in heads}  # one held that is also the log's own is counted once
         given = _held(held, verifiers, report)
@@ -283,7 +285,7 @@ def _held(notes: Sequence[str], verifiers: Sequence[Verifier], report: Report) -
 
 def _checkpoints(
     checkpoints: Sequence[SignedCheckpoint], verifiers: Sequence[Verifier], consistency: Callable[[int, int], list[bytes]] | None,
-    report: Report,
+    report: Report, named: Sequence[Verifier] = (),
 ) -> list[tuple[str, Head]]:
     heads: list[tuple[str, Head]] = []
     for expected, cp in enumerate(sorted(checkpoints, key=lambda c: c.seq), 1):
@@ -292,7 +294,12 @@ def _checkpoints(
             return []
         text = next((t for v in verifiers if (t := v.open(cp.note)) is not None), None)
         if text is None:
-            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: its signature does not verify with the key checked against")
+            other = next((v for v in named if v.open(cp.note) is not None), None)
+            hint = (
+                f": it is signed by {other.name}+{other.hash.hex()}, another key the log names; after a key rotation "
+                "(`agora audit new-key`), give each key you trust with --key" if other else ""
+            )
+            report.problem = Problem("forged", None, f"checkpoint #{cp.seq}: its signature does not verify with the key checked against{hint}")
             return []
         head = parse_body(text)
         if cp.stored is not None and cp.stored != (head.size, head.root, head.position, head.time):
@@ -324,7 +331,8 @@ def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: 
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
     index = Receipts(_receipts(ledger), lambda receipt: found[0] if (found := ledger.leaf_of(receipt)) else None)
-    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index)
+    named = [Verifier.parse(k) for k in ledger.keys()]
+    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index, named)
     if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:
         # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
         report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem

@@ -63,8 +63,6 @@ def run(args: argparse.Namespace, settings: object) -> None:
             print(f"checked against {source}")
             if not system.app.head():  # `agora serve` records its consultations on start: a deployment's store is never empty
                 sys.exit(f"agora: the store holds no events: is it the deployment's? (the data folder is {system.data_dir}; PERSISTENCE_MODULE and POSTGRES_* choose another store)")
-            if report.problem and report.problem.kind == "forged" and len(system.ledger.keys()) > 1 and not args.key:
-                print("note: the store publishes more than one key (after `agora audit new-key`): give each you trust with --key")
             finish(report)
         elif args.action == "new-key":
             verifier = system.signer().verifier
@@ -109,7 +107,7 @@ def live(system: System, keys: Sequence[str] = (), held: Sequence[str] = (), pub
         source = "the data folder's key"
     else:
         verifiers, source = pinned(published, held), "the keys the store publishes (compare them with a copy held elsewhere)"
-    return verify_store(system.app, system.ledger, verifiers, held), source
+    return verify_store(system.app, system.ledger, verifiers, held), f"{source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}"
 
 
 def status_line(system: System) -> str:

@@ -312,8 +312,15 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     # (a tester's --key kept only the last given); status checks against the keys the store publishes.
     old, new = history.ledger.keys()
     assert "\nok: " in run(capsys, "audit", "verify", "--key", old, "--key", new)
-    assert "forged" in fails(capsys, "audit", "verify")
+    failed, (was, now) = fails(capsys, "audit", "verify"), (Verifier.parse(old), Verifier.parse(new))
+    # It names the key it used, and the other key the log names that signed the checkpoint (an auditor's).
+    assert f"checked against the data folder's key: {now.name}+{now.hash.hex()}" in failed
+    assert f"checkpoint #1: its signature does not verify with the key checked against: it is signed by {was.name}+{was.hash.hex()}, another key the log names" in failed
     assert "verifies against the keys it publishes" in run(capsys, "status")
+    # A bundle checked with a checkpoint held from before the rotation says the same of the new key's.
+    export(history, tmp_path / "bundle")
+    bundled = verify_bundle(tmp_path / "bundle", held=[before.note])
+    assert bundled.problem is not None and f"it is signed by {now.name}+{now.hash.hex()}, another key the log names" in bundled.problem.detail
 
 
 def test_an_event_this_code_cannot_read_is_shown_as_unreadable_in_the_history_and_the_bundle(
