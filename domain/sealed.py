@@ -44,6 +44,11 @@ class Vault(Protocol):
         """`unseal` of each (sealed, associated), their keys read at once."""
         ...
 
+    def nonce(self, key_id: str, label: str) -> bytes | None:
+        """32 secret bytes derived from the data key for `label` (never the key itself), or None once the key
+        is destroyed: a hash of a text salted with it cannot be tested against guesses after the shredding."""
+        ...
+
     def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:
         """The (owner, key id) indexed under `digest`; if none yet, a new key for `owner`."""
         ...

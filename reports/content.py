@@ -29,7 +29,8 @@ version published stays verifiable. `agora-report/1` had no campaigns: its conte
 holding personal data, stand for a campaign; `agora-report/4` (format 2) leaves out a selected quote
 whose response is flagged as holding personal data at the version's position; `agora-report/5`
 (format 2) publishes as a campaign's representative text only the passages a reviewer marked as
-quotes in the member standing for it (which needs one), not all its free text.
+quotes in the member standing for it (which needs one), not all its free text; `agora-report/6`
+(format 3) salts each passage's hash with a nonce derived from its data key (UNSALTED).
 """
 
 from __future__ import annotations
@@ -59,8 +60,15 @@ from domain.signups.signup import Seats
 from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/5"  # recorded with each version: which rules built it; change it when they change
-FORMATS = {"agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, "agora-report/4": 2, BUILDER: 2}  # the content's format under each builder's rules
+BUILDER = "agora-report/6"  # recorded with each version: which rules built it; change it when they change
+FORMATS = {  # the content's format under each builder's rules
+    "agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, "agora-report/4": 2, "agora-report/5": 2, BUILDER: 3,
+}
+# Rules under which a passage's hash was the SHA-256 of its text alone: once the text was erased, anyone could
+# still test guesses at it (a redacted phone number, from the words around it) against the hash. From
+# agora-report/6 (format 3) the hash is of a nonce then the text, the nonce derived from the passage's data key
+# and published beside the text while it can be read: once the key is destroyed, the hash hides the text for good.
+UNSALTED = frozenset({"agora-report/1", "agora-report/2", "agora-report/3", "agora-report/4", "agora-report/5"})
 # Rules under which any member a review kept could stand for its campaign. From agora-report/3 it must
 # have been read on its own (a group review reads no one's text, and a near-duplicate may add a
 # signature), and not be flagged as holding personal data (the flag stays until it is redacted).
@@ -121,13 +129,14 @@ class SessionCount(msgspec.Struct, frozen=True):
     confirmed: int
 
 
-class Quote(msgspec.Struct, frozen=True):
+class Quote(msgspec.Struct, frozen=True, omit_defaults=True):
     ref: str  # str(QuoteRef): response/question/start-end, the span as the reviewer marked it
     response_id: UUID
     question_id: str
     question: str  # the question's prompt
     text: str | None  # the quoted passage as the answer read at the position; None: erased since
-    sha256: str  # of `text` as published
+    sha256: str  # of `nonce` then `text` as published (`passage_hash`)
+    nonce: str | None = None  # hex, from format 3 (left out before it); None: erased since, with the text
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -154,14 +163,15 @@ class ConsultationInfo(msgspec.Struct, frozen=True):
     closes_at: datetime | None  # the closing time as it stood at the position
 
 
-class Representative(msgspec.Struct, frozen=True):
+class Representative(msgspec.Struct, frozen=True, omit_defaults=True):
     """A campaign's text, as one of its responses put it."""
 
     response_id: UUID
     # Its free-text answers as they read at the position (redactions applied), one after another
     # in the order of their question ids; None: erased since (as a quote's text).
     text: str | None
-    sha256: str  # of `text` as published
+    sha256: str  # of `nonce` then `text` as published (`passage_hash`)
+    nonce: str | None = None  # as a quote's
 
 
 class CampaignCount(msgspec.Struct, frozen=True):
@@ -208,13 +218,13 @@ def canonical(content: ReportContent) -> bytes:
 
 
 def sealed(content: ReportContent) -> ReportContent:
-    """The content with every quote's text left out, and every campaign's representative's: what the
-    digest covers (each keeps its `sha256`)."""
-    quotes = [msgspec.structs.replace(q, text=None) for q in content.quotes]
+    """The content with every quote's text (and nonce) left out, and every campaign's representative's: what
+    the digest covers (each keeps its `sha256`)."""
+    quotes = [msgspec.structs.replace(q, text=None, nonce=None) for q in content.quotes]
     if content.campaigns is None:
         return msgspec.structs.replace(content, quotes=quotes)
     campaigns = [
-        msgspec.structs.replace(c, representative=msgspec.structs.replace(c.representative, text=None)) if c.representative else c
+        msgspec.structs.replace(c, representative=msgspec.structs.replace(c.representative, text=None, nonce=None)) if c.representative else c
         for c in content.campaigns.campaigns
     ]
     return msgspec.structs.replace(content, quotes=quotes, campaigns=msgspec.structs.replace(content.campaigns, campaigns=campaigns))
@@ -658,7 +668,7 @@ def content_of(
         ],
         themes=Themes(fold.frame_version, fold.themes_counted()),
         sessions=[SessionCount(s.id, s.title, s.starts_at, fold.seats.get(s.id, 0)) for s in definition.sessions],
-        quotes=[_quote(q, text, recorded) for q, text in published_quotes(fold, app, texts, builder).items()],
+        quotes=[_quote(q, text, texts, recorded, builder) for q, text in published_quotes(fold, app, texts, builder).items()],
         timeline=fold.timeline,
         errata=[*fold.errata, *([erratum] if erratum else [])],
         campaigns=campaigns_of(fold, app, texts, kept, recorded, builder) if FORMATS[builder] >= 2 else None,
@@ -770,20 +780,22 @@ def published_quotes(fold: Fold, app: Application[Any], texts: Vault, builder: s
 def representative_text(app: Application[Any], texts: Vault, case: Case, builder: str = BUILDER) -> tuple[str | None, list[str]]:
     """The text standing for a campaign: the passages a reviewer marked in its member, in the order
     marked (by rules in WHOLE_REPRESENTS, its free-text answers, by question id), one per line, as they
-    read at the fold's position; None if any cannot be read, with the ids of the keys that could not read it."""
+    read at the fold's position, with the ids of the keys that read them; None if any cannot be read,
+    with the ids of the keys that could not read it."""
     submitted = _submitted(app, case.response_id)
     if builder in WHOLE_REPRESENTS:
         spans = [(question_id, None) for question_id in sorted(submitted.texts)]
     else:
         spans = [(m.quote.question_id, (m.start, m.end)) for m in case.marks or ()]
-    parts, lost = [], []
+    parts, keys, lost = [], [], []
     for question_id, span in spans:
         answer, key_id = _answer(app, texts, case, question_id, submitted)
         if answer is None:
             lost.append(key_id)
         else:
             parts.append(answer if span is None else answer[span[0]:span[1]])
-    return (None if lost else "\n".join(parts)), lost
+            keys.append(key_id)
+    return (None, lost) if lost else ("\n".join(parts), keys)
 
 
 def unreadable(fold: Fold, app: Application[Any], texts: Vault, content: ReportContent, builder: str = BUILDER) -> dict[str, list[str]]:
@@ -814,19 +826,30 @@ def _submitted(app: Application[Any], response_id: UUID) -> Response.Submitted:
     return submitted
 
 
-def _sha256(text: str | None, ref: str, recorded: Mapping[str, str] | None) -> str:
-    """A published passage's hash: of its text, or as recorded when the text can no longer be read."""
-    return (recorded or {}).get(ref, "") if text is None else hashlib.sha256(text.encode()).hexdigest()
+def passage_hash(text: str, nonce: str | None) -> str:
+    """What a version publishes as a passage's `sha256`: SHA-256 of its nonce's bytes (from format 3), then its text's."""
+    return hashlib.sha256(bytes.fromhex(nonce or "") + text.encode()).hexdigest()
 
 
-def _quote(quote: QuoteRef, passage: QuoteText, recorded: Mapping[str, str] | None) -> Quote:
+def _published(texts: Vault, text: str | None, key_id: str | None, ref: str, recorded: Mapping[str, str] | None, builder: str) -> tuple[str | None, str, str | None]:
+    """A passage as a version publishes it: its text, hash and nonce; once its text (or key) is gone, no text,
+    no nonce, and the hash as recorded."""
+    nonce = None
+    if text is not None and key_id is not None and builder not in UNSALTED:
+        found = texts.nonce(key_id, ref)
+        text, nonce = (text, found.hex()) if found is not None else (None, None)  # destroyed since it was read
+    return text, (recorded or {}).get(ref, "") if text is None else passage_hash(text, nonce), nonce
+
+
+def _quote(quote: QuoteRef, passage: QuoteText, texts: Vault, recorded: Mapping[str, str] | None, builder: str) -> Quote:
     ref = str(quote)
-    return Quote(ref, quote.response_id, quote.question_id, passage.question, passage.text, _sha256(passage.text, ref, recorded))
+    return Quote(ref, quote.response_id, quote.question_id, passage.question, *_published(texts, passage.text, passage.key_id, ref, recorded, builder))
 
 
 def _representative(app: Application[Any], texts: Vault, case: Case, ref: str, recorded: Mapping[str, str] | None, builder: str) -> Representative:
-    text, _ = representative_text(app, texts, case, builder)
-    return Representative(case.response_id, text, _sha256(text, ref, recorded))
+    text, keys = representative_text(app, texts, case, builder)
+    # Its first passage's key salts it: destroying any of its keys erases the whole text.
+    return Representative(case.response_id, *_published(texts, text, keys[0] if keys else None, ref, recorded, builder))
 
 
 def case_fold(definition: Definition, consultation_id: UUID, cases: Mapping[UUID, Iterable[Any]]) -> Fold:

@@ -179,7 +179,7 @@ TABLES = [
         "quotes.csv", "the passages quoted, as the answers read (redactions applied) when the version was built",
         [("ref", "response/question/start-end: the span as the reviewer marked it"), ("response_id", "the response quoted"),
          ("question_id", "the question answered"), ("question", "the question as asked"),
-         ("text", "the passage; empty if it was erased after publication"), ("sha256", "SHA-256 of the passage as published")],
+         ("text", "the passage; empty if it was erased after publication"), ("sha256", "SHA-256 of the passage as published (from format 3, of its nonce, given in report.json, then the passage)")],
         lambda c: [(q.ref, str(q.response_id), q.question_id, q.question, q.text, q.sha256) for q in c.quotes],
     ),
     Table(
@@ -209,7 +209,7 @@ CAMPAIGN_TABLES = [
         [("campaign_id", "the campaign's id (its cluster's)"), ("campaign", "its name"), ("received", "its responses"),
          ("counted", "its responses not excluded"), ("representative_id", "the response whose text stands for it: its earliest a reviewer read on its own and kept, not flagged personal_data, with a passage marked as a quote (by agora-report/3 and /4, marked or not; by /2, any kept); empty if none yet"),
          ("representative", "the passages marked in that response, one per line (by agora-report/2 to /4, all its free text), as they read (redactions applied); empty if erased after publication"),
-         ("sha256", "SHA-256 of the representative text as published")],
+         ("sha256", "SHA-256 of the representative text as published (from format 3, of its nonce, given in report.json, then the text)")],
         lambda c: [
             (k.id, k.name, k.received, k.counted, *((k.representative.response_id, k.representative.text, k.representative.sha256) if k.representative else (None,) * 3))
             for k in c.campaigns.campaigns  # type: ignore[union-attr]

@@ -9,7 +9,6 @@ provenance).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -49,6 +48,7 @@ from reports.content import (
     described,
     digest,
     first_difference,
+    passage_hash,
     published_quotes,
     quote_texts,
     representative_ref,
@@ -418,11 +418,11 @@ def _not_published(info: VersionInfo, content: ReportContent, against: bytes) ->
     if digest(given) != info.digest:
         where = first_difference(canonical(sealed(given)), canonical(sealed(content))) or "its digest"
         return f"the document given is not version {info.version} as published: {where}"
-    passages = [(q.ref, q.text, q.sha256) for q in given.quotes]
+    passages = [(q.ref, q.text, q.sha256, q.nonce) for q in given.quotes]
     if given.campaigns is not None:
-        passages += [(representative_ref(c.id), c.representative.text, c.representative.sha256) for c in given.campaigns.campaigns if c.representative]
-    for ref, text, sha256 in passages:
-        if text is not None and hashlib.sha256(text.encode()).hexdigest() != sha256:
+        passages += [(representative_ref(c.id), r.text, r.sha256, r.nonce) for c in given.campaigns.campaigns if (r := c.representative)]
+    for ref, text, sha256, nonce in passages:
+        if text is not None and passage_hash(text, nonce) != sha256:
             return f"the document given is not version {info.version} as published: the text of {described(ref)} is not the text published (its SHA-256 differs from the one recorded)"
     return None
 

@@ -16,6 +16,8 @@ do not stall submissions.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sqlite3
 import time
@@ -114,6 +116,11 @@ class KeyStore:
     def get(self, key_id: str) -> bytes | None:
         """The key, or None once it has been destroyed."""
         return self.get_many([key_id]).get(key_id)
+
+    def nonce(self, key_id: str, label: str) -> bytes | None:
+        key = self.get(key_id)
+        # HMAC under the key, apart from its use by AES-GCM by the label's prefix.
+        return None if key is None else hmac.new(key, b"agora nonce\0" + label.encode(), hashlib.sha256).digest()
 
     def get_many(self, key_ids: Collection[str]) -> dict[str, bytes]:
         """The keys not destroyed among `key_ids`, read in one transaction (a query per GET_MANY of them)."""

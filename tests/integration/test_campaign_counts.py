@@ -182,7 +182,7 @@ def test_the_report_counts_campaigns_with_a_redacted_representative_and_verifies
     read_alone(system, staff, ids[2], marked=TEMPLATE)  # its signature left out
     one = system.reports.publish(SLUG, editor, final=False)
     c = one.content
-    assert c.builder == BUILDER and c.format == 2 and c.campaigns is not None
+    assert c.builder == BUILDER and c.format == 3 and c.campaigns is not None
     assert (c.responses.received, c.responses.counted, c.campaigns.counted) == (5, 4, 2)
     (k,) = c.campaigns.campaigns
     assert (k.id, k.name, k.received, k.counted) == (campaign, "Save the appeals panel", 3, 2)  # the excluded one is not counted

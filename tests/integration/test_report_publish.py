@@ -135,6 +135,7 @@ def test_publishing_records_one_event_with_the_position_and_digest(system: Syste
     doc = json.loads(built.body)
     for quote in doc["quotes"]:
         quote["text"] = None
+        del quote["nonce"]
     assert hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest() == built.digest
     assert b'json.dumps(doc, separators=(",", ":"), ensure_ascii=False)' in render.data_zip(built)
 
@@ -386,6 +387,9 @@ def test_verify_finds_an_altered_event_and_with_the_published_bytes_says_where(s
 
 def test_a_quote_shredded_after_publication_verifies_as_erased_not_as_tampering(system: System, story: Story) -> None:
     published = system.reports.publish(SLUG, story.staff["editor"], final=False)
+    quoted = published.content.quotes[0]
+    assert quoted.text is not None and quoted.nonce is not None  # the opening, published while the text may be read
+    assert quoted.sha256 == hashlib.sha256(bytes.fromhex(quoted.nonce) + quoted.text.encode()).hexdigest()
     # The name is redacted again and the earlier versions shredded: the text version 1 quoted is gone.
     rid = story.quote.response_id
     system.review.reopen(rid, story.staff["editor"], "shred")
@@ -395,9 +399,19 @@ def test_a_quote_shredded_after_publication_verifies_as_erased_not_as_tampering(
     rebuilt = system.reports.version(SLUG, 1)
     assert rebuilt.digest == published.digest and rebuilt.content.quotes[0].text is None
     assert rebuilt.content.quotes[0].sha256 == published.content.quotes[0].sha256
-    assert b"clear and fair" not in rebuilt.body
+    assert b"clear and fair" not in rebuilt.body and rebuilt.content.quotes[0].nonce is None
+    # An attacker's right guess at the erased words no longer matches the hash (a tester's: a plain SHA-256 gave
+    # back a redacted phone number); the nonce that would is gone with the key.
+    assert hashlib.sha256(quoted.text.encode()).hexdigest() != rebuilt.content.quotes[0].sha256
     result = system.reports.verify(SLUG, version=1)
     assert result.ok and result.erased == [str(story.quote)]
+
+
+def test_a_version_built_by_earlier_rules_keeps_its_unsalted_hashes(system: System, story: Story) -> None:
+    content = build(system.app, system.texts, consultation_id(SLUG), system.app.head(), 1, False, builder="agora-report/5")
+    (quote,) = content.quotes
+    assert content.format == 2 and quote.nonce is None and b'"nonce"' not in canonical(content)
+    assert quote.text is not None and quote.sha256 == hashlib.sha256(quote.text.encode()).hexdigest()
 
 
 def test_a_text_key_gone_without_a_recorded_shredding_is_a_difference(system: System, story: Story) -> None:
