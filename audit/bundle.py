@@ -150,17 +150,22 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
     checkpoints = []
     for raw in (folder / "checkpoints.ndjson").read_bytes().splitlines():
         if raw:
-            checkpoints.append(decoder.decode(raw))
+            try:
+                checkpoints.append(decoder.decode(raw))
+            except msgspec.DecodeError as e:
+                return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints) + 1} is not one an export writes: {e}"))
             if not as_written(raw, checkpoints[-1]):
-                return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} holds more than an export writes (a field it does not write, or a key twice)"))
+                return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} {NOT_AS_WRITTEN}"))
     signed = [SignedCheckpoint(c.seq, c.note) for c in checkpoints]
     by_sizes = _proofs_by_sizes(checkpoints, verifiers)
     try:
         report = verify(_records(folder), _leaves(folder), signed, verifiers, lambda old, new: by_sizes.get((old, new), []), held, named=carried(folder))
+        if report.ok:
+            report.problem = _misread(folder)
     except _OutOfOrder as e:  # say so, rather than what it breaks first (a leaf that seems gone)
         return Report(problem=Problem("altered", e.position, f"the line comes after position {e.previous}: an export writes one line per position, in order"))
-    if report.ok:
-        report.problem = _misread(folder)
+    except _Unreadable as e:
+        return Report(problem=Problem("altered", e.position, f"events.ndjson line {e.number} is not one an export writes: {e.error}"))
     return report
 
 
@@ -181,7 +186,7 @@ def _misread(folder: Path) -> Problem | None:
     names: dict[UUID, str | None] = {}
     for raw, line in _read(folder):  # in order of position, as verify has found
         if not as_written(raw, line):
-            return Problem("altered", line.position, "the line holds more than an export writes (a field it does not write, or a key twice)")
+            return Problem("altered", line.position, f"the line {NOT_AS_WRITTEN}")
         event = line.event
         if event is not None and event.actor is not None:
             name = names.setdefault(event.actor, event.actor_name)
@@ -243,11 +248,31 @@ def _proofs_by_sizes(checkpoints: list[CheckpointLine], verifiers: list[Verifier
     return found
 
 
+class _Unreadable(Exception):
+    """A line that does not decode as an export writes it: where, and why."""
+
+    def __init__(self, number: int, position: int | None, error: Exception) -> None:
+        super().__init__(number, position, error)
+        self.number, self.position, self.error = number, position, error
+
+
 def _read(folder: Path) -> Iterator[tuple[bytes, Line]]:
     decoder = msgspec.json.Decoder(Line)
     with (folder / "events.ndjson").open("rb") as f:
-        for raw in f:
-            yield raw, decoder.decode(raw)
+        for number, raw in enumerate(f, 1):
+            try:
+                yield raw, decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                raise _Unreadable(number, _position(raw), e) from None
+
+
+def _position(raw: bytes) -> int | None:
+    """The position a line that does not decode says it is at, if it says."""
+    try:
+        position = json.loads(raw).get("position")
+    except (ValueError, AttributeError):
+        return None
+    return position if isinstance(position, int) else None
 
 
 def as_written(raw: bytes, decoded: msgspec.Struct) -> bool:
@@ -266,6 +291,9 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         raise ValueError("a key given twice")
     return found
 
+
+
+NOT_AS_WRITTEN = "is not as an export writes it: a field it does not write, a key given twice, or a value written otherwise (a reader with jq or an editor would read what no hash covers)"
 
 
 class _OutOfOrder(Exception):

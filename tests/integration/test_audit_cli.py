@@ -121,7 +121,7 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
         line["event"].update(change)
         assert f"FAILED at position {acted[-1] + 1}: altered: {verdict}" in with_lines([*original[: acted[-1]], json.dumps(line), *original[acted[-1] + 1 :]])
     # A field the export does not write, in the event or on the line, or a key given twice: a reader sees them.
-    more = "the line holds more than an export writes"
+    more = "the line is not as an export writes it"
     planted = json.loads(original[acted[-1]])
     planted["event"]["note"] = "Auditor: this review was later excluded as spam"
     twice = original[acted[-1]].replace('"event":{', '"event":{"type":"review.tagged",', 1)
@@ -141,7 +141,17 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps(forged), *notes[2:]]) + "\n")
     assert "forged: checkpoint #2" in fails(capsys, "audit", "verify", str(out))
     (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps({**json.loads(notes[1]), "comment": "planted"}), *notes[2:]]) + "\n")
-    assert "altered: checkpoint line 2 holds more than an export writes" in fails(capsys, "audit", "verify", str(out))
+    assert "altered: checkpoint line 2 is not as an export writes it" in fails(capsys, "audit", "verify", str(out))
+    # A line that does not even decode is named by its number (and position), not a bare decoding error (an auditor's).
+    broken = json.loads(notes[1])
+    broken["consistency"] = ["not base64!"]
+    (out / "checkpoints.ndjson").write_text("\n".join([notes[0], json.dumps(broken), *notes[2:]]) + "\n")
+    assert "altered: checkpoint line 2 is not one an export writes: Invalid base64" in fails(capsys, "audit", "verify", str(out))
+    (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
+    line = json.loads(original[9])
+    line["event"]["aggregate"] = None
+    assert "FAILED at position 10: altered: events.ndjson line 10 is not one an export writes: Expected `str`" in with_lines([*original[:9], json.dumps(line), *original[10:]])
+    (out / "events.ndjson").write_text("\n".join(original) + "\n")
     # Against a key that never signed anything, nothing verifies.
     (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
     (tmp_path / "elsewhere").mkdir()
