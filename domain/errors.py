@@ -25,7 +25,7 @@ class DomainError(Exception):
 
 class ConsultationNotFound(DomainError):
     def __init__(self, slug: str) -> None:
-        super().__init__(f"There is no consultation '{slug}'.")
+        super().__init__(f"There is no consultation {excerpt(slug)}.")
         self.slug = slug
 
 

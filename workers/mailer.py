@@ -34,7 +34,7 @@ from eventsourcing.utils import get_topic
 
 from domain.signups.service import Signups
 from domain.consultations.consultation import Consultation, Session
-from domain.signups.signup import ERASE_WITHIN, Contact, Purpose, Signup, State, when
+from domain.signups.signup import ERASE_WITHIN, REMIND_BEFORE, Contact, Purpose, Signup, State, reminded, when
 import store
 from workers.mail import MailError, Transport, calendar, message
 from workers.reads import reads
@@ -46,7 +46,6 @@ IDLE_POLL = 0.5  # seconds between looks at the log when nothing rings
 RETRY = 30.0  # seconds before trying again after a failed send
 STANDBY = 5.0  # seconds between a standby mailer's attempts to take over
 RECORD_EVERY = 5.0  # seconds between recordings of its position past events it ignores
-REMIND_BEFORE = timedelta(hours=24)
 
 _TOPICS = {
     get_topic(cls): cls
@@ -195,7 +194,7 @@ class Mailer:
                 del self.sessions[key]
             elif now >= due:
                 for signup in self.signups.confirmed(consultation.id, session.id):
-                    if self.signups.confirmed_at(signup) < due:  # confirmed later: its details came within the day
+                    if reminded(self.signups.confirmed_at(signup), session.starts_at):
                         self._send(signup, "reminder", f"reminder.{signup.confirmed_version}")
                 del self.sessions[key]
 
@@ -237,6 +236,8 @@ class Mailer:
             "Your seat is free again, and the attached cancellation removes the session from your calendar."
             if cancel else "You had not confirmed a seat, so nothing was booked."
         )
+        if kind == "confirmed":
+            fields["reminder"] = " We will remind you a day before." if reminded(self.signups.confirmed_at(signup), session.starts_at) else ""
         ics = None
         if invite is not None and (kind != "cancelled" or cancel):
             ics = calendar(

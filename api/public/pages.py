@@ -30,6 +30,13 @@ FAVICON = (FOLDER / "favicon.svg").read_bytes()  # also inline in every page
 ENV = Environment(loader=FileSystemLoader(FOLDER), autoescape=True, undefined=StrictUndefined)
 TEMPLATES = TemplateConfig(instance=JinjaTemplateEngine.from_environment(ENV))
 
+# What every page tells the browser: it runs nothing, loads nothing from elsewhere, and no site frames it. Each
+# kind of page adds where its forms post (the report's: nowhere, and it shows no image, not even the icon).
+POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
+# The signup pages: their icon inline, their buttons posting to themselves. Their address holds a token: no cache
+# keeps them, and no other site is sent it as a referrer.
+HEADERS = {"Content-Security-Policy": f"{POLICY}; img-src data:; form-action 'self'", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
 
 def wants_page(request: Request[Any, Any, Any]) -> bool:
     return request.accept.best_match(["application/json", "text/html"], default="application/json") == "text/html"
@@ -49,14 +56,14 @@ def page(
     warning: str | None = None, buttons: Iterable[tuple[str, str]] = (), links: Iterable[tuple[str, str]] = (),
     status: int = 200, headers: dict[str, str] | None = None,
 ) -> Template:
-    """A page; `buttons` are (POST target relative to this page, "" for itself; label), `links` (href, text)."""
+    """A page, with HEADERS; `buttons` are (POST target relative to this page, "" for itself; label), `links` (href, text)."""
     if title is None:
         title = f"{heading}: {about['consultation']}" if about else f"{heading}: Agora"
     context = {
         "title": title, "heading": heading, "about": about, "warning": warning, "paragraphs": list(paragraphs),
         "buttons": [{"action": a, "label": label} for a, label in buttons], "links": [{"href": h, "text": t} for h, t in links],
     }
-    return Template("page.html.j2", context=context, status_code=status, headers=headers, media_type=MediaType.HTML)
+    return Template("page.html.j2", context=context, status_code=status, headers={**(headers or {}), **HEADERS}, media_type=MediaType.HTML)
 
 
 def offers(token: str, alternatives: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:

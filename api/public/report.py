@@ -20,11 +20,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from api.problems import documented, problem
+from api.public.pages import POLICY
 from api.services import After, Services, absent, wait
 from audit.ledger import Checkpoint
 from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound
-from domain.text import moment
+from domain.text import excerpt, moment
 from domain.reports.report import ReportNotFound, report_id
 from projections.live import ReportReader
 from projections.report import ReportVersion, latest
@@ -32,8 +33,7 @@ from reports import render
 from reports.service import Built
 from runtime import System
 
-# The page runs nothing and loads nothing: say so to the browser too.
-HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+HTML_POLICY = f"{POLICY}; form-action 'none'"
 _NUMBER = re.compile(r"^([1-9][0-9]{0,8})(\.html|\.json)?$")
 
 
@@ -194,7 +194,7 @@ def _number(text: str) -> tuple[int, str]:
     """`2`, `2.html` or `2.json`: the version number, and the form asked for by name ('' if none: by Accept)."""
     match = _NUMBER.match(text)
     if match is None:
-        raise ReportNotFound(f"'{text}' is not a version: versions are numbered 1, 2, …, with '.html' for the page or '.json' for the JSON.")
+        raise ReportNotFound(f"{excerpt(text)} is not a version: versions are numbered 1, 2, …, with '.html' for the page or '.json' for the JSON.")
     return int(match.group(1)), match.group(2) or ""
 
 

@@ -27,7 +27,7 @@ from api.public.pages import about, page, wants_page
 from api.services import Services
 from domain.consultations.consultation import Consultation, Session
 from domain.signups.service import Signups
-from domain.signups.signup import ERASE_WITHIN, Purpose, State
+from domain.signups.signup import ERASE_WITHIN, Purpose, State, reminded
 
 Action = Literal["confirm", "cancel", "erase"]
 TokenIn = Annotated[str, QueryParameter(min_length=1, max_length=100, description="The token from the emailed link")]
@@ -70,7 +70,7 @@ _PURPOSES = {"confirm": Purpose.CONFIRM, "cancel": Purpose.MANAGE, "erase": Purp
 _DETAILS_SENT = "We have emailed you the details, with an invitation for your calendar."
 # A second click on a confirmation link: it books nothing, and sends nothing, more.
 _ALREADY = "Your seat was already confirmed: nothing more to do, and nothing more is sent. We email the details once, when you first confirm."
-_AGAIN = "To take part again, sign up again on the consultation's form while seats are left."
+_AGAIN = "To take part again, sign up again where you found this consultation, while seats are left."
 _FINAL = (
     "Erasure is final: we delete your name and email, can no longer write to you, and cannot undo it. "
     "If you held a seat, it is freed for someone else."
@@ -170,7 +170,8 @@ def act(
         detail = _ERASING if erasing else _ALREADY if again else _DONE[action]
         return Response(SignupState(signup.state.value, signup.session_id if action != "erase" else None, detail))
     consultation = signups.consultation_of(signup)
-    context = about(consultation, _session(consultation, signup.session_id))
+    session = _session(consultation, signup.session_id)
+    context = about(consultation, session)
     held = before.state is State.CONFIRMED
     if again:
         return page("Your seat is confirmed", [_ALREADY], about=context)
@@ -178,7 +179,8 @@ def act(
         moved = [] if before.session_id == signup.session_id else [
             f"You asked for “{_session(consultation, before.session_id).title}”; your seat is in this session instead."
         ]
-        return page("Your seat is confirmed", [*moved, _DETAILS_SENT + " We will remind you a day before."], about=context)
+        reminder = " We will remind you a day before." if reminded(signups.confirmed_at(signup), session.starts_at) else ""
+        return page("Your seat is confirmed", [*moved, _DETAILS_SENT + reminder], about=context)
     if action == "cancel":
         words = (
             "Your seat is free again for someone else. We are emailing you a calendar cancellation that removes it from your calendar."

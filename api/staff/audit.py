@@ -27,6 +27,7 @@ from domain.consultations.consultation import consultation_id
 from domain.errors import ConsultationNotFound, FieldError, InvalidInput, ResponseNotFound
 from domain.review.case import case_id
 from domain.staff.member import Role
+from domain.text import excerpt
 from runtime import System
 
 AUDITORS = requires(Role.AUDITOR, Role.ADMIN)
@@ -86,7 +87,7 @@ def view(
     at: Annotated[int | None, QueryParameter(ge=0, description="A position of the log; default: its head")] = None,
 ) -> Response[bytes]:
     if view not in DECODERS:
-        raise problem(404, "view-not-found", "No such view", f"There is no view '{view}'; the views are: {', '.join(DECODERS)}.")
+        raise problem(404, "view-not-found", "No such view", f"There is no view {excerpt(view)}; the views are: {', '.join(DECODERS)}.")
     head = system.app.head()
     if at is not None and at > head:
         raise problem(422, "position-past-head", "Position past the head", f"Position {at} is past the head of the log, {head}.", head=head)

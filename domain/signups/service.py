@@ -30,17 +30,17 @@ from domain.signups.signup import (
 # or a guessed token reveals nothing about who signed up.
 INVALID_LINK = (
     "This link is not valid. Some mail programs cut long links: copy the whole link from the email. "
-    "If it still does not work, sign up again on the consultation's form."
+    "If it still does not work, sign up again where you found this consultation."
 )
 REPLACED = "This link was replaced by a newer one when you asked again: use the link in the latest email."
-VOIDED = "You cancelled this signup, so this link no longer confirms it. To take a seat again, sign up again on the consultation's form."
+VOIDED = "You cancelled this signup, so this link no longer confirms it. To take a seat again, sign up again where you found this consultation."
 ERASING = (
     "You asked us to erase this signup: your seat is freed, and we erase your name and email as soon as the calendar "
-    "cancellation is sent, so its links no longer work. To take part again, sign up again on the consultation's form."
+    "cancellation is sent, so its links no longer work. To take part again, sign up again where you found this consultation."
 )
 ERASED = (
     "You erased this signup: we no longer hold your name or email, and its links no longer work. "
-    "To take part again, sign up again on the consultation's form."
+    "To take part again, sign up again where you found this consultation."
 )
 
 

@@ -35,6 +35,13 @@ from domain.sealed import Sealed
 
 RESEND_AFTER = timedelta(minutes=10)
 ERASE_WITHIN = timedelta(hours=24)  # an erasure waits this long at most for its calendar cancellation to go out
+REMIND_BEFORE = timedelta(hours=24)
+
+
+def reminded(confirmed_at: datetime, starts_at: datetime) -> bool:
+    """Whether a seat confirmed at `confirmed_at` gets a reminder: only if confirmed before reminders fall due
+    (confirmed later, its details came within the day). The mailer sends by it; the confirmation promises by it."""
+    return confirmed_at < starts_at - REMIND_BEFORE
 
 
 def normal_email(address: str) -> str:

@@ -315,6 +315,8 @@ async def test_an_unknown_view_or_a_position_past_the_head_is_a_problem(
 ) -> None:
     r = await client.get("/audit/views/nonsense", headers=headers["auditor"])
     assert (r.status_code, r.json()["type"]) == (404, "/problems/view-not-found") and "form, stats, queue, report" in r.json()["detail"]
+    r = await client.get(f"/audit/views/{'v' * 5000}", headers=headers["auditor"])  # quoted as a short excerpt
+    assert r.status_code == 404 and f"'{'v' * 40}…'" in r.json()["detail"] and len(r.json()["detail"]) < 200
     r = await client.get("/audit/views/stats", params={"at": system.app.head() + 1}, headers=headers["auditor"])
     assert (r.status_code, r.json()["type"]) == (422, "/problems/position-past-head")
     r = await client.get("/audit/views/stats", params={"at": -1}, headers=headers["auditor"])

@@ -27,7 +27,8 @@ from tests.conftest import POSTGRES, Inbox, free_port
 from tests.integration.test_signups import EMAIL, NAME, SESSIONS, future
 from workers.mail import FolderTransport, SMTPTransport
 import workers.mailer as mailer_module
-from workers.mailer import REMIND_BEFORE, RETRY, Mailer
+from domain.signups.signup import REMIND_BEFORE
+from workers.mailer import RETRY, Mailer
 
 
 def outbox(folder: Path) -> list[email.message.EmailMessage]:
