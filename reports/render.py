@@ -93,8 +93,9 @@ def base(slug: str) -> str:
 def page(built: Built, checkpoint: Checkpoint | None = None) -> bytes:
     """The version's HTML page (a preview's, if `built.info` is None), citing the signed checkpoint that covers its position."""
     c = built.content
+    built_at = built.info.published_at if built.info else datetime.now(UTC)
     return _ENV.get_template("report.html.j2").render(
-        c=c, info=built.info, digest=built.digest, checkpoint=checkpoint, base=base(c.consultation.slug)
+        c=c, info=built.info, digest=built.digest, checkpoint=checkpoint, base=base(c.consultation.slug), built_at=built_at,
     ).encode()
 
 

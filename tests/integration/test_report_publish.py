@@ -121,6 +121,15 @@ def test_a_consultation_past_its_closing_time_counts_as_closed(system: System, s
     assert built.content.final and built.content.consultation.open and built.content.consultation.closes_at
 
 
+def test_an_interim_version_built_past_the_closing_time_says_the_consultation_was_closed(system: System, story: Story) -> None:
+    """A closing time passing records no event: the page, not only the final rule, must read the time (a newcomer's)."""
+    before = render.page(system.reports.publish(SLUG, story.staff["editor"], final=False)).decode()
+    assert "the consultation was still open" in before and "Its figures will change." in before
+    system.consultations.move_closing_time(SLUG, datetime.now(UTC) - timedelta(seconds=1))
+    after = render.page(system.reports.publish(SLUG, story.staff["editor"], final=False)).decode()
+    assert "the consultation was closed and" in after and "still open" not in after
+
+
 def test_publishing_records_one_event_with_the_position_and_digest(system: System, story: Story) -> None:
     before = system.app.head()
     built = system.reports.publish(SLUG, story.staff["editor"], final=False)
