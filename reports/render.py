@@ -104,6 +104,11 @@ def listing(versions: list[ReportVersion]) -> bytes:
     return _JSON.encode({"versions": versions})
 
 
+def listing_page(title: str, slug: str, versions: list[ReportVersion]) -> bytes:
+    """The versions as a page, for people (`GET …/report/versions.html`, or asked for by Accept)."""
+    return _ENV.get_template("versions.html.j2").render(title=title, versions=versions, base=base(slug)).encode()
+
+
 def withdrawn_page(title: str, slug: str, version: ReportVersion) -> bytes:
     """What a withdrawn version's address shows instead of its content."""
     return _ENV.get_template("withdrawn.html.j2").render(title=title, v=version, base=base(slug)).encode()

@@ -162,9 +162,23 @@ async def report_page(slug: FromPath[str], request: Request, services: NamedDepe
 
 @get("/consultations/{slug:str}/report/versions", responses=documented(400, 404, 503), summary="Every published version of the report")
 async def versions(slug: FromPath[str], request: Request, services: NamedDependency[Services], reports: Reports, after: After = None) -> Response[bytes]:
+    return await listed(request, services, reports, slug, wants_html(request), after, {"Vary": "Accept"})
+
+
+@get("/consultations/{slug:str}/report/versions.html", responses=documented(400, 404, 503), summary="Every published version of the report, as a page")
+async def versions_page(slug: FromPath[str], request: Request, services: NamedDependency[Services], reports: Reports, after: After = None) -> Response[bytes]:
+    return await listed(request, services, reports, slug, True, after)
+
+
+async def listed(
+    request: Request, services: Services, reports: PublishedReports, slug: str, html: bool, after: int | None, vary: dict[str, str] | None = None,
+) -> Response[bytes]:
     await wait(services, reports.view, after)
-    listed, _ = await reports.listing(services, slug)
-    return conditional(request, render.listing(listed), MediaType.JSON)
+    found, _ = await reports.listing(services, slug)
+    if not html:
+        return conditional(request, render.listing(found), MediaType.JSON, vary)
+    form = await services.forms.form(consultation_id(slug))
+    return conditional(request, render.listing_page(form.definition.title if form else slug, slug, found), MediaType.HTML, vary)
 
 
 @get(
@@ -198,4 +212,4 @@ def _number(text: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2) or ""
 
 
-routes = [report, report_page, versions, version, data]
+routes = [report, report_page, versions, versions_page, version, data]

@@ -108,7 +108,10 @@ def test_submit_review_close_publish_download_verify_and_open_the_page_in_chromi
         shot = tmp_path / "report.png"
         screenshot = chromium("--window-size=1000,3000", f"--screenshot={shot}", page)
         assert screenshot.returncode == 0 and shot.stat().st_size > 10_000, screenshot.stderr
-        console = [line for line in dom.stderr.splitlines() + screenshot.stderr.splitlines() if ":CONSOLE" in line]
+        # Its "Every version" link opens a page in the browser too, not JSON.
+        listing = chromium("--dump-dom", f"{report}/versions.html")
+        assert listing.returncode == 0 and "every version of the report" in listing.stdout and f'href="/consultations/{SLUG}/report/versions/1.html"' in listing.stdout
+        console = [line for line in dom.stderr.splitlines() + screenshot.stderr.splitlines() + listing.stderr.splitlines() if ":CONSOLE" in line]
         assert console == []
     finally:
         output = server.interrupt()

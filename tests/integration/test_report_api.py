@@ -211,6 +211,14 @@ async def test_withdrawn_versions_stay_listed_but_their_content_is_gone_and_corr
     listed = (await client.get(f"{PUBLIC}/versions")).json()["versions"]
     assert [v["withdrawn"]["reason"] if v["withdrawn"] else None for v in listed] == [None, "Published by mistake"]
     assert listed[1]["erratum"] == "The count of spam"
+    # People following "Every version" get a page, not JSON (a newcomer's): by Accept, or by its own address.
+    assert f'href="{PUBLIC}/versions.html">Every version of this report' in page.text
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for listing in (await client.get(f"{PUBLIC}/versions", headers=browser), await client.get(f"{PUBLIC}/versions.html")):
+        assert listing.status_code == 200 and listing.headers["content-type"].startswith("text/html"), listing.text
+        assert "every version of the report" in listing.text and "Published by mistake" in listing.text and "The count of spam" in listing.text
+        assert f'<a href="{PUBLIC}/versions/1.html">1</a>' in listing.text and f'href="{PUBLIC}/versions/2.html"' not in listing.text
+        assert "default-src 'none'" in listing.headers["content-security-policy"]
     # The latest standing version is served; once every version is withdrawn, the latest is gone.
     assert (await client.get(PUBLIC)).json()["version"] == 1
     r = await client.post(f"{DESK}/versions/1/withdraw", json={"reason": "Superseded"}, headers=headers["editor"])
