@@ -169,7 +169,7 @@ class Mailer:
                 self._send(signup, "confirm", f"confirm.{e.request}")
         elif isinstance(e, Signup.Confirmed | Signup.DetailsRequested):
             if signup.state is State.CONFIRMED:
-                self._send(signup, "confirmed", f"details.{e.originator_version}", invite=e.originator_version)
+                self._send(signup, "confirmed", f"details.{e.originator_version}", invite=e.originator_version, at=e.timestamp)
         elif isinstance(e, Signup.Cancelled):
             self._send(signup, "cancelled", f"cancelled.{e.originator_version}", invite=e.originator_version, cancel=e.freed)
         elif isinstance(e, Signup.ErasureRequested):
@@ -202,8 +202,11 @@ class Mailer:
         for session in consultation.definition.sessions:
             self.sessions[(consultation.id, session.id)] = (consultation, session)
 
-    def _send(self, signup: Signup, kind: str, name: str, invite: int | None = None, cancel: str | None = None) -> None:
-        """Send one message unless it was sent before; `invite`: attach a calendar invitation of this sequence."""
+    def _send(
+        self, signup: Signup, kind: str, name: str, invite: int | None = None, cancel: str | None = None, at: datetime | None = None,
+    ) -> None:
+        """Send one message unless it was sent before; `invite`: attach a calendar invitation of this sequence; `at`: when
+        what it answers was asked (a confirmation, or a request for the details again)."""
         message_id = f"<{name}.{signup.id}@{self.domain}>"
         if message_id in signup.sent:
             return
@@ -213,7 +216,7 @@ class Mailer:
         consultation = self.signups.consultation_of(signup)
         session = next(s for s in consultation.definition.sessions if s.id == (cancel or signup.session_id))
         try:
-            mail = self._compose(signup, contact, consultation, session, kind, message_id, invite, cancel)
+            mail = self._compose(signup, contact, consultation, session, kind, message_id, invite, cancel, at)
             self.transport.send(str(signup.id), mail)
         except (MailError, ValueError) as e:
             if isinstance(e, MailError) and not e.refused:
@@ -227,7 +230,7 @@ class Mailer:
 
     def _compose(
         self, signup: Signup, contact: Contact, consultation: Consultation, session: Session, kind: str, message_id: str,
-        invite: int | None, cancel: str | None,
+        invite: int | None, cancel: str | None, at: datetime | None = None,
     ) -> EmailMessage:
         subject, body = self.templates[kind]
         fields = self._fields(signup, contact, consultation, session)
@@ -237,7 +240,8 @@ class Mailer:
             if cancel else "You had not confirmed a seat, so nothing was booked."
         )
         if kind == "confirmed":
-            fields["reminder"] = " We will remind you a day before." if reminded(self.signups.confirmed_at(signup), session.starts_at) else ""
+            # Asked for again within the day, the details come after the reminder went out (or would have).
+            fields["reminder"] = " We will remind you a day before." if reminded(at or self.signups.confirmed_at(signup), session.starts_at) else ""
         ics = None
         if invite is not None and (kind != "cancelled" or cancel):
             ics = calendar(

@@ -56,6 +56,23 @@ def soon(system: System, seed: Definition) -> Definition:
     return definition
 
 
+def test_details_asked_for_again_within_the_day_promise_no_reminder(system: System, soon: Definition, tmp_path: Path) -> None:
+    """Confirmed in good time, then asked for the details again within the day: the reminder has gone (a tester's)."""
+    mailer = Mailer(system.signups, FolderTransport(tmp_path / "outbox"), "Agora <agora@example.org>", "http://agora.test")
+    signup = system.signups.get(confirmed(system, "early@example.org", "session_1800"))
+    consultation = system.signups.consultation_of(signup)
+    session = next(s for s in consultation.definition.sessions if s.id == "session_1800")
+    contact = system.signups.contact(signup)
+    assert contact is not None
+
+    def body(at: datetime) -> str:
+        mail = mailer._compose(signup, contact, consultation, session, "confirmed", "<t@agora.test>", None, None, at)
+        return mail.get_body(("plain",)).get_content()
+
+    assert "We will remind you a day before." in body(datetime.now(UTC))
+    assert "remind" not in body(session.starts_at - timedelta(hours=1))
+
+
 def test_reminders_go_out_a_day_before_to_those_confirmed_earlier(system: System, soon: Definition, tmp_path: Path) -> None:
     folder = tmp_path / "outbox"
     mailer = Mailer(system.signups, FolderTransport(folder), "Agora <agora@example.org>", "http://agora.test")
