@@ -11,7 +11,8 @@ plus `max_header_bytes` (chunk framing, extensions and trailers, which the parse
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
 Retry-After; a request the parser cannot read gets 400. Each is a problem (RFC 9457) and closes the
 connection. A connection with more than PIPELINED requests waiting behind the one being answered
-is closed, and a chunked body's trailers are counted but never taken as the request's headers. The
+is closed, and a chunked body's trailers are counted but never taken as the request's headers. Once
+the connection is closed, the request being answered and those queued behind it write nothing. The
 keep-alive timeout between requests is uvicorn's own.
 """
 
@@ -23,7 +24,7 @@ import logging
 from typing import Any
 
 import msgspec
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from runtime.settings import Settings
 
@@ -56,6 +57,7 @@ class LimitedHttp(HttpToolsProtocol):
         self.in_headers = True
         self.parsed_count = False  # whether the parser's callbacks count header bytes (see on_message_complete)
         self.timer: asyncio.TimerHandle | None = None  # for the headers in progress, or the body
+        self.answering: RequestResponseCycle | None = None  # the request being answered; `cycle` is the one read last
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -106,14 +108,14 @@ class LimitedHttp(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= PIPELINED:
             log.warning("closed a connection with more than %d requests pipelined behind the one being answered", PIPELINED)
-            self.stop_timer()
-            self.transport.close()  # no answer can be written ahead of those still owed
+            self.close()  # no answer can be written ahead of those still owed
             raise HeadersTooLarge
         self.in_headers = self.parsed_count = False
         self.body_bytes = 0
         self.stop_timer()
         super().on_headers_complete()
         if not self.pipeline:  # being answered now; a request queued behind another is not read until its turn
+            self.answering = self.cycle
             self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)
 
     def on_message_complete(self) -> None:
@@ -127,6 +129,8 @@ class LimitedHttp(HttpToolsProtocol):
             self.start_timer()  # answered before its body was read (a refusal): the next headers are due now
 
     def on_response_complete(self) -> None:
+        if self.pipeline and not self.transport.is_closing():
+            self.answering = self.pipeline[-1][0]  # the next request queued, which uvicorn starts now
         super().on_response_complete()
         if self.transport.is_closing():
             return
@@ -173,14 +177,26 @@ class LimitedHttp(HttpToolsProtocol):
         """Refuse the request whose body is being read: with `response` unless the application has begun
         its own (say, a refusal before reading the body), which is then cut short."""
         if self.cycle is not None and self.cycle.response_started:
-            self.stop_timer()
-            self.transport.close()
+            self.close()
         else:
             self.refuse(response)
 
     def refuse(self, response: bytes) -> None:
-        self.stop_timer()
         self.transport.write(response)
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection: the request being answered is told the client is gone, those queued behind it are dropped.
+
+        uvicorn tells only the request read last (see connection_lost), perhaps one queued: the one being
+        answered would then write its answer to the closed transport, a RuntimeError logged as some 70
+        lines of traceback, as often as a client cares to provoke it.
+        """
+        self.stop_timer()
+        if self.answering is not None:
+            self.answering.disconnected = True  # its answer is dropped (see RequestResponseCycle.send)
+            self.answering.message_event.set()  # and a wait for more of its body ends
+        self.pipeline.clear()  # never started once closed (see on_response_complete): their bodies are freed now
         self.transport.close()
 
     def stop_timer(self) -> None:

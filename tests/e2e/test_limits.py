@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -298,3 +299,23 @@ def test_a_client_cannot_escape_the_rate_limits_by_naming_itself_anew(server: Se
         assert set(sign_in_answers(proxied, addresses)) == {401}
     finally:
         proxied.interrupt()
+
+
+def test_a_connection_closed_by_a_refusal_leaves_no_traceback_in_the_log(tmp_path: Path) -> None:
+    """Closed while a request was being answered (a slow one, with more pipelined behind it), the connection
+    was then written to by its answer: some 70 lines of traceback in the log each time (a tester's)."""
+    data = tmp_path / "var"
+    data.mkdir()
+    own = Server(data, "--workers", "1", extra=LIMITS)  # of its own: its log is read whole once it stops
+    try:
+        body = b'{"answers": {"familiarity": "read"}}'.ljust(60_000)
+        posts = (POST + b"Content-Length: %d\r\n\r\n" % len(body) + body) * 4  # the body limit passed: 413
+        for pipelined in [posts, (GET + b"\r\n") * 200]:  # and too many requests waiting: closed
+            with socket.create_connection(("127.0.0.1", own.port), timeout=10) as sock:
+                sock.sendall(SLOW + pipelined)
+                with contextlib.suppress(ConnectionResetError):  # the close may find the rest unread
+                    answer(sock)
+        still_serving(own)
+    finally:
+        output = own.interrupt()  # once the requests under way are done: what they logged is in it
+    assert "Traceback" not in output, output
