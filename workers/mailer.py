@@ -241,7 +241,8 @@ class Mailer:
         )
         if kind == "confirmed":
             # Asked for again within the day, the details come after the reminder went out (or would have).
-            fields["reminder"] = " We will remind you a day before." if reminded(at or self.signups.confirmed_at(signup), session.starts_at) else ""
+            assert at is not None  # a confirmation's details are sent with the time they were asked for
+            fields["reminder"] = " We will remind you a day before." if reminded(at, session.starts_at) else ""
         ics = None
         if invite is not None and (kind != "cancelled" or cancel):
             ics = calendar(

@@ -38,10 +38,11 @@ ERASE_WITHIN = timedelta(hours=24)  # an erasure waits this long at most for its
 REMIND_BEFORE = timedelta(hours=24)
 
 
-def reminded(confirmed_at: datetime, starts_at: datetime) -> bool:
-    """Whether a seat confirmed at `confirmed_at` gets a reminder: only if confirmed before reminders fall due
-    (confirmed later, its details came within the day). The mailer sends by it; the confirmation promises by it."""
-    return confirmed_at < starts_at - REMIND_BEFORE
+def reminded(at: datetime, starts_at: datetime) -> bool:
+    """Whether a seat confirmed at `at` gets a reminder: only if confirmed before reminders fall due (confirmed
+    later, its details came within the day). The mailer sends by it; a confirmation, or the details asked for
+    again at `at`, promise by it."""
+    return at < starts_at - REMIND_BEFORE
 
 
 def normal_email(address: str) -> str:
