@@ -103,6 +103,7 @@ def work(args: argparse.Namespace) -> None:
                     system.close()
                 sys.exit(f"agora: the worker cannot start: {e}")
             time.sleep(0.2)
+    supervisor.started()
     if args.names:
         workers.runners = [r for r in workers.runners if r.name in args.names]
     workers.start()

@@ -32,9 +32,9 @@ import unicodedata
 import zlib
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 
 SHINGLE = 2  # tokens per shingle: pairs still tell texts apart, and one changed word costs only two
 MIN_WORDS = 10  # a character of a script written without spaces counts as half a word
@@ -93,12 +93,21 @@ def shingles(normalised: str) -> set[str] | None:
 
 
 @functools.cache
+def _minhash() -> Any:
+    """datasketch's MinHash, imported once first needed: the package imports scipy, a second's start-up
+    that every API process and CLI command would pay, though only the clusterer sketches texts."""
+    from datasketch import MinHash
+
+    return MinHash
+
+
+@functools.cache
 def _permutations() -> tuple[object, object]:
-    return MinHash(num_perm=BANDS * MAX_ROWS, scheme="affine32").permutations  # made once: making them per text is most of the cost
+    return _minhash()(num_perm=BANDS * MAX_ROWS, scheme="affine32").permutations  # made once: making them per text is most of the cost
 
 
 def _signature(hashes: np.ndarray) -> np.ndarray:
-    sketch = MinHash(num_perm=BANDS * MAX_ROWS, hashfunc=int, permutations=_permutations(), scheme="affine32")
+    sketch = _minhash()(num_perm=BANDS * MAX_ROWS, hashfunc=int, permutations=_permutations(), scheme="affine32")
     sketch.update_batch(hashes.tolist())
     return sketch.hashvalues
 
