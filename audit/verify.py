@@ -11,7 +11,9 @@ The same walk serves the live store and an exported bundle (audit/bundle.py). It
 - **missing**: a chained position is no longer in the log, though later ones are;
 - **truncated**: the log (or the ledger) ends before what was chained or checkpointed;
 - **forged**: a checkpoint whose signature does not verify, whose stored fields differ from what
-  was signed, or that is not consistent with the one before it.
+  was signed, or that is not consistent with the one before it;
+- **destroyed** (the live store only: a bundle holds no keys): the key of a sealed value is gone
+  from the key stores, and no event records destroying it.
 
 Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key (recorded by
 `ReviewCase.OriginalsShredded` or `Signup.Erased`) never breaks a proof; verify counts them.
@@ -19,6 +21,7 @@ Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -38,11 +41,12 @@ SHREDDING = {  # events recording destroyed keys, and the field naming them
     get_topic(ReviewCase.OriginalsShredded): "key_ids", get_topic(Signup.Erased): "key_id",
     get_topic(StaffMember.Erased): "key_ids", get_topic(StaffMember.PasswordChanged): "key_ids",
 }
+SEALED_KEY = re.compile(rb'"key_id":"([0-9a-f]{32})"')  # a sealed value's key, as the store writes a `Sealed`
 MAX_MISMATCHES = 1000  # kept, past the first, to tell a swap from an alteration
 
 
 class Problem(NamedTuple):
-    kind: str  # altered, reordered, missing, truncated, forged
+    kind: str  # altered, reordered, missing, truncated, forged, unsigned, destroyed
     position: int | None
     detail: str
 
@@ -67,6 +71,7 @@ class Report(msgspec.Struct):
     pending: int = 0  # in the log past the last chained position
     unsigned: int = 0  # chained past the last signed checkpoint: no signature covers them yet
     shredded: int = 0  # keys the log records as destroyed
+    sealed: int | None = None  # keys the log's sealed values name, every one held or recorded destroyed (None: not checked)
     withheld: int = 0
     problem: Problem | None = None
 
@@ -79,6 +84,8 @@ class Report(msgspec.Struct):
             where = f" at position {self.problem.position}" if self.problem.position is not None else ""
             return f"FAILED{where}: {self.problem.kind}: {self.problem.detail}"
         extra = f", {self.withheld} withheld (checked by hash only)" if self.withheld else ""
+        if self.sealed is not None:
+            extra += f", the {self.sealed} keys its sealed values name all held or recorded destroyed"
         return (
             f"ok: {self.events} events, {self.leaves} chained and matching, {self.checkpoints} checkpoints signed and consistent, "
             f"{self.unsigned} chained past the last signed checkpoint, {self.pending} not chained yet{extra}; {self.shredded} keys shredded (as their events record; hashes cover "
@@ -203,10 +210,7 @@ def verify(
             h, report.withheld = rec.hash, report.withheld + 1
         else:
             h = leaf_hash(canonical(*rec))
-            field = SHREDDING.get(rec[3])
-            if field:
-                value = msgspec.json.decode(rec[4])[field]
-                shredded += len(value) if isinstance(value, list) else 1
+            shredded += len(destroyed(rec))
         if h != stored:
             mismatches.append((position, rec, stored))
             if len(mismatches) >= MAX_MISMATCHES:
@@ -246,6 +250,53 @@ def verify(
         chained = f"any of the {report.leaves} chained events" if report.leaves else f"any of the {report.events} events, none of which is chained"
         report.problem = Problem("unsigned", None, f"no signed checkpoint covers {chained}: nothing shows they are as first recorded (the checkpointer chains and signs them within seconds of starting)")
     return report
+
+
+def destroyed(rec: Record) -> list[str]:
+    """The keys an event records as destroyed: none, for most."""
+    field = SHREDDING.get(rec[3])
+    if not field:
+        return []
+    value = msgspec.json.decode(rec[4])[field]
+    return value if isinstance(value, list) else [value]
+
+
+class Keys:
+    """The keys the log's sealed values name (with the first position naming each) and those its events record
+    as destroyed, gathered while the log is walked; then any gone from the key stores with no such record:
+    text made unreadable outside the rules (a shredding, an erasure, a password change), which no hash shows."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, int] = {}
+        self.destroyed: set[str] = set()
+        self.last: int | None = None  # the last position walked
+
+    def walk(self, records: Iterable[Record]) -> Iterator[Record]:
+        for rec in records:
+            for key in SEALED_KEY.findall(rec[4]):
+                self.named.setdefault(key.decode(), rec[0])
+            self.destroyed.update(destroyed(rec))
+            self.last = rec[0]
+            yield rec
+
+    def gone(self, app: Any, held: Callable[[], set[str]]) -> Problem | None:
+        """The first key named and neither `held` (read now) nor recorded destroyed. A destruction is recorded
+        before its key is deleted, so one deleted since the walk is in the log's tail, read after the keys."""
+        keys = held()
+        unaccounted = self.named.keys() - keys - self.destroyed
+        if unaccounted:
+            for rec in log(app, after=self.last):
+                self.destroyed.update(destroyed(rec))
+            unaccounted = sorted((self.named[k], k) for k in unaccounted if k not in self.destroyed)
+        if not unaccounted:
+            return None
+        position, key = unaccounted[0]
+        more = f"; {len(unaccounted)} keys in all" if len(unaccounted) > 1 else ""
+        return Problem(
+            "destroyed", position,
+            f"key {key} of a value sealed at position {position} is gone from the key store, and no event records destroying it "
+            f"(a shredding, an erasure or a password change): what it sealed can no longer be read, and nothing says why{more}",
+        )
 
 
 def _covered(head: tuple[int, Head] | None) -> str:
@@ -325,19 +376,26 @@ def _checkpoints(
 BATCH = 5000
 
 
-def verify_store(app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: Sequence[str] = ()) -> Report:
-    """Verify the live store: its log against its ledger, every checkpoint and those `held` elsewhere."""
+def verify_store(
+    app: Any, ledger: Ledger, verifiers: Sequence[Verifier], held: Sequence[str] = (), keys: Callable[[], set[str]] | None = None
+) -> Report:
+    """Verify the live store: its log against its ledger, every checkpoint and those `held` elsewhere, and given
+    `keys` (the ids of the key stores' keys, read when called) that every sealed value's key is held or recorded destroyed."""
     checkpoints = []
     while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
         checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
     index = Receipts(_receipts(ledger), lambda receipt: found[0] if (found := ledger.leaf_of(receipt)) else None)
     named = [Verifier.parse(k) for k in ledger.keys()]
-    report = verify(log(app), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index, named)
+    sealed = Keys()
+    report = verify(sealed.walk(log(app)), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index, named)
     if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:
         # A checkpoint that seems inconsistent or unprovable may be a stored subtree altered or gone on its proof's path.
         report.problem = _subtrees(ledger, ledger.head()[0]) or report.problem
     if report.ok:
         report.problem = _beyond(ledger)
+    if report.ok and keys is not None:
+        report.problem = sealed.gone(app, keys)
+        report.sealed = len(sealed.named)
     return report
 
 
@@ -389,10 +447,10 @@ def _receipts(ledger: Ledger) -> Iterator[tuple[int, str]]:
         after = (batch[-1][0], batch[-1][1])
 
 
-def log(app: Any) -> Iterator[Record]:
-    """Every stored record, in position order: from the lowest, so one put at position 0 or below (which
-    the checkpointer never chains, but its aggregate reads) is seen, and named as never chained."""
-    start: int | None = None
+def log(app: Any, after: int | None = None) -> Iterator[Record]:
+    """Every stored record past `after`, in position order; by default from the lowest, so one put at position 0
+    or below (which the checkpointer never chains, but its aggregate reads) is seen, and named as never chained."""
+    start = after
     while batch := records(app.recorder, start, BATCH):
         yield from batch
         start = batch[-1][0]

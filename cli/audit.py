@@ -107,7 +107,7 @@ def live(system: System, keys: Sequence[str] = (), held: Sequence[str] = (), pub
         source = "the data folder's key"
     else:
         verifiers, source = pinned(published, held), "the keys the store publishes (compare them with a copy held elsewhere)"
-    return verify_store(system.app, system.ledger, verifiers, held), f"{source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}"
+    return verify_store(system.app, system.ledger, verifiers, held, system.keys_held), f"{source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}"
 
 
 def status_line(system: System) -> str:

@@ -122,6 +122,10 @@ class System:
         if self.outbox.exists():
             FolderTransport(self.outbox).forget(str(signup_id))
 
+    def keys_held(self) -> set[str]:
+        """The ids of every key the key stores hold (free text, contacts, staff): what an audit checks the log's sealed values against."""
+        return self.texts.held() | self.contact_keys.held() | self.staff_keys.held()
+
     def reshred(self) -> int:
         """Destroy again every key the log says was destroyed, and erased people's outbox files:
         run after restoring the data folder or the key store from a backup. Returns how many keys."""

@@ -134,6 +134,12 @@ class KeyStore:
                 found.update((row["key_id"], bytes(row["key"])) for row in c.fetchall())
         return found
 
+    def held(self) -> set[str]:
+        """The ids of every key not destroyed (an audit checks the log's sealed values against them)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT key_id FROM {self.table}")
+            return {row["key_id"] for row in c.fetchall()}
+
     def destroy(self, key_ids: Iterable[str], scrub: bool = True) -> None:
         with self.datastore.transaction(commit=True) as c:
             if self.sqlite:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import msgspec
 import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -27,7 +28,7 @@ from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
 from domain.errors import UnreadableEvent
 from runtime import System
-from tests.conftest import ON_SQLITE_ONLY, POSTGRES, SLUG, enrol_everyone, submit
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD, POSTGRES, SLUG, enrol_everyone, submit
 from tests.integration.test_signups import SESSIONS, future
 from workers.checkpointer import Checkpointer
 
@@ -45,7 +46,7 @@ def chained(system: System) -> Checkpointer:
 
 
 def verify(system: System, checkpointer: Checkpointer) -> Report:
-    return verify_store(system.app, system.ledger, [checkpointer.signer.verifier])
+    return verify_store(system.app, system.ledger, [checkpointer.signer.verifier], keys=system.keys_held)
 
 
 def ledger_table(store_env: dict[str, str], name: str) -> str:
@@ -78,8 +79,8 @@ def sql(conn: Any, statement: str, *params: Any) -> list[Any]:
 def test_an_untouched_log_verifies(system: System, chained: Checkpointer) -> None:
     report = verify(system, chained)
     assert report.ok, report
-    assert (report.events, report.leaves, report.checkpoints, report.shredded) == (27, 27, 2, 0)
-    assert str(report).startswith("ok: 27 events")
+    assert (report.events, report.leaves, report.checkpoints, report.shredded, report.sealed) == (27, 27, 2, 0, 25)
+    assert str(report).startswith("ok: 27 events") and "the 25 keys its sealed values name all held or recorded destroyed" in str(report)
 
 
 def test_altered_bytes_are_named_with_their_position(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
@@ -240,12 +241,13 @@ def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chai
     leaver = staff["reviewer2"]
     system.staff.deactivate(leaver, by=staff["admin"])
     system.staff.erase(leaver, by=staff["admin"])  # their name and email's key, and their password hash's
+    system.staff.change_password(staff["editor"], PASSWORD, "a new passphrase of theirs")  # the old hash's key
     while chained.step():
         pass
     chained.checkpoint(datetime.now(UTC))
     report = verify(system, chained)
     assert report.ok, report
-    assert report.shredded == 4 and "4 keys shredded" in str(report)
+    assert report.shredded == 5 and "5 keys shredded" in str(report)
     assert system.texts.get(system.review.shredded_keys()[0]) is None  # really gone, and the log still proves
 
 
@@ -366,3 +368,39 @@ def test_a_checkpointer_appending_while_verify_reads_is_no_tampering(
     monkeypatch.setattr(ledger, "receipts", receipts_then_append)
     monkeypatch.setattr(ledger, "node_counts", append_then_count)
     assert verify(system, chained).ok
+
+
+def sealed_key(system: System, store_env: dict[str, str], position: int) -> str:
+    with database(system, store_env) as (conn, events, pos, _):
+        (state,) = sql(conn, f"SELECT state FROM {events} WHERE {pos} = ?", position)[0]
+    return msgspec.json.decode(bytes(state))["texts"]["works_well"]["key_id"]
+
+
+def test_a_key_deleted_outside_the_rules_is_named_with_the_position_it_sealed(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """An auditor's: a response's text made unreadable by deleting its key in the database, no shredding recorded, verified ok."""
+    key = sealed_key(system, store_env, 10)
+    with database(system, store_env) as (conn, *_):
+        table = "data_keys" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.data_keys"
+        sql(conn, f"DELETE FROM {table} WHERE key_id = ?", key)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("destroyed", 10), report
+    assert key in report.problem.detail and "no event records destroying it" in report.problem.detail
+
+
+def test_a_key_shredded_by_the_rules_while_verify_walks_is_no_tampering(system: System, seed: Any, chained: Checkpointer) -> None:
+    """The shredding is recorded past the walk's end, and its key deleted before verify reads the keys held."""
+    staff = enrol_everyone(system)
+    (response,) = submit(system, 1)
+    system.review.claim(response, staff["reviewer"], timedelta(minutes=5))
+    system.review.redact(response, staff["reviewer"], "works_well", 0, 6, "a name")
+    while chained.step():
+        pass
+    chained.checkpoint(datetime.now(UTC))
+
+    def shred_then_held() -> set[str]:
+        system.review.shred_originals(response, staff["admin"], "works_well")
+        return system.keys_held()
+
+    report = verify_store(system.app, system.ledger, [chained.signer.verifier], keys=shred_then_held)
+    assert report.ok, report
+    assert system.review.shredded_keys()  # and it was shredded while verify ran
