@@ -141,7 +141,7 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
 
 def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: Sequence[str] = ()) -> Report:
     """Verify a bundle; against `verifiers`, or the key(s) it carries, and the checkpoints `held` elsewhere."""
-    missing = [f for f in FILES[:3] if not (folder / f).exists()]
+    missing = [f for f in FILES[:3] if not (folder / f).is_file()]
     if missing:
         raise ValueError(f"{folder} is not a bundle: it lacks {', '.join(missing)}")
     if verifiers is None:
@@ -152,7 +152,7 @@ def verify_bundle(folder: Path, verifiers: list[Verifier] | None = None, held: S
         if raw:
             try:
                 checkpoints.append(decoder.decode(raw))
-            except msgspec.DecodeError as e:
+            except (msgspec.DecodeError, RecursionError) as e:
                 return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints) + 1} is not one an export writes: {e}"))
             if not as_written(raw, checkpoints[-1]):
                 return Report(problem=Problem("altered", None, f"checkpoint line {len(checkpoints)} {NOT_AS_WRITTEN}"))
@@ -262,7 +262,7 @@ def _read(folder: Path) -> Iterator[tuple[bytes, Line]]:
         for number, raw in enumerate(f, 1):
             try:
                 yield raw, decoder.decode(raw)
-            except msgspec.DecodeError as e:
+            except (msgspec.DecodeError, RecursionError) as e:  # RecursionError: nested past what a decoder follows
                 raise _Unreadable(number, _position(raw), e) from None
 
 
@@ -270,7 +270,7 @@ def _position(raw: bytes) -> int | None:
     """The position a line that does not decode says it is at, if it says."""
     try:
         position = json.loads(raw).get("position")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return position if isinstance(position, int) else None
 
@@ -281,7 +281,7 @@ def as_written(raw: bytes, decoded: msgspec.Struct) -> bool:
     file (jq, an editor) would see either."""
     try:
         return json.loads(raw, object_pairs_hook=_once) == msgspec.to_builtins(decoded)  # as JSON has them: base64, ids as text
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -290,7 +290,6 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(found) != len(pairs):
         raise ValueError("a key given twice")
     return found
-
 
 
 NOT_AS_WRITTEN = "is not as an export writes it: a field it does not write, a key given twice, or a value written otherwise (a reader with jq or an editor would read what no hash covers)"

@@ -151,6 +151,19 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     line = json.loads(original[9])
     line["event"]["aggregate"] = None
     assert "FAILED at position 10: altered: events.ndjson line 10 is not one an export writes: Expected `str`" in with_lines([*original[:9], json.dumps(line), *original[10:]])
+    # Nested past what a decoder follows, as a line or inside one (an attacker's): named, not a traceback.
+    deep = "[" * 100_000
+    assert "altered: events.ndjson line 10 is not one an export writes: Expected `object`" in with_lines([*original[:9], deep, *original[10:]])
+    inside = original[9][:-1] + ', "x": ' + deep + "]" * 100_000 + "}"
+    assert "altered: events.ndjson line 10 is not one an export writes: maximum recursion depth" in with_lines([*original[:9], inside, *original[10:]])
+    (out / "checkpoints.ndjson").write_text("\n".join([notes[0], notes[1][:-1] + ', "x": ' + deep + "]" * 100_000 + "}", *notes[2:]]) + "\n")
+    assert "altered: checkpoint line 2 is not one an export writes: maximum recursion depth" in fails(capsys, "audit", "verify", str(out))
+    (out / "checkpoints.ndjson").unlink()
+    (out / "checkpoints.ndjson").mkdir()
+    with pytest.raises(SystemExit, match="is not a bundle: it lacks checkpoints.ndjson"):
+        main(["audit", "verify", str(out)])
+    (out / "checkpoints.ndjson").rmdir()
+    (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
     (out / "events.ndjson").write_text("\n".join(original) + "\n")
     # Against a key that never signed anything, nothing verifies.
     (out / "checkpoints.ndjson").write_text("\n".join(notes) + "\n")
