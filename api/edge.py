@@ -114,6 +114,19 @@ def check_query(request: Request[Any, Any, Any]) -> None:
                 raise problem(400, "malformed-request", "The request could not be read", detail, errors=[{"field": key, "detail": detail}])
 
 
+def check_path(request: Request[Any, Any, Any]) -> None:
+    """An integer in the path is written as one: litestar reads a segment with `int()`, which takes `+1`, ` 1`,
+    `01`, `1_0` (as 10) and `１`, so one version would answer at many addresses (a cache-buster), and an
+    editor's `1_0` would withdraw version 10."""
+    params = request.path_params
+    if not any(type(v) is int for v in params.values()):
+        return
+    for part, given in zip(request.scope["path_template"].split("/"), request.scope["path"].split("/"), strict=False):
+        value = params.get(part[1:-1]) if part.startswith("{") else None
+        if type(value) is int and given != str(value):
+            raise problem(404, "not-found", "Not found", f"Nothing is at {excerpt(given)} here: a number in the path is written in plain digits, with no sign or leading zero.")
+
+
 # Headers the API reads one value of: given twice, which one counts depends on who reads it (a
 # proxy may keep the last, litestar keeps the first), so a retry's key would not be the same key.
 SINGLE_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
@@ -136,9 +149,10 @@ def _refuse_header(name: str, detail: str) -> None:
 
 async def check_request(request: Request[Any, Any, Any]) -> None:
     """A `before_request` hook: single-valued headers and query parameters are given once, integer
-    query parameters are integers, and the body a handler takes is in its media type, readable, and
+    path and query parameters are integers, and the body a handler takes is in its media type, readable, and
     strictly typed."""
     check_headers(request)
+    check_path(request)
     check_query(request)
     body = _route(request.route_handler).body
     if body is None:

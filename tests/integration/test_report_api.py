@@ -187,6 +187,14 @@ async def test_bad_paths_answer_problems(
     assert r.status_code == 400
     r = await client.post(f"{DESK}/versions/7/withdraw", json={"reason": "wrong"}, headers=headers["editor"])
     assert r.status_code == 404
+    # A number in the path is plain digits (an attacker's): litestar's int() took these as version 1, and 1_0 as 10.
+    assert (await client.get(f"{PUBLIC}/versions/1/data.zip")).status_code == 200
+    for number in ("%EF%BC%91", "%D9%A1", "+1", "%201", "01", "1_0"):
+        r = await client.get(f"{PUBLIC}/versions/{number}/data.zip")
+        assert r.status_code == 404 and r.json()["type"] == "/problems/not-found", (number, r.status_code, r.headers)
+        r = await client.post(f"{DESK}/versions/{number}/withdraw", json={"reason": "wrong"}, headers=headers["editor"])
+        assert r.status_code == 404, number
+    assert (await client.get(f"{PUBLIC}/versions/1/data.zip")).status_code == 200  # nothing withdrawn
 
 
 async def test_withdrawn_versions_stay_listed_but_their_content_is_gone_and_corrections_say_what_changed(
