@@ -21,7 +21,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 
 from api.auth import staff_auth
 from api.edge import StrictStructs, check_request, head_as_get
-from api.limits import AtomicRateLimit, CountingStore
+from api.limits import AtomicRateLimit, CountingStore, OpenWhenRedisDown
 from api.problems import exception_handlers
 from api.public import pages, report, signups
 from api.public import audit as public_audit
@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
             rate_limit=("minute", per_minute),
             identifier_for_request=lambda request: f"{purpose}:{client_key(request)}",
             check_throttle_handler=applies,
-            middleware_class=AtomicRateLimit,  # counted in Redis in one step: the limit holds across API processes
+            # Counted in Redis in one step: the limit holds across API processes. Only sign-in is refused while Redis is down.
+            middleware_class=AtomicRateLimit if purpose == "sign-in" else OpenWhenRedisDown,
         )
 
     auth = staff_auth(secret(settings), settings.token_hours)

@@ -4,12 +4,19 @@ litestar's RateLimitMiddleware reads a client's count from its store and writes 
 within its own process: the API processes of `agora serve` overwrote each other's counts and let more
 through than the limit. Here Redis counts, in a script, and litestar makes the answer as before: its
 headers, and a 429 (a problem with `Retry-After`, see api.problems) over the limit.
+
+While Redis cannot count (down, or hung: the API's client gives up on a reply after a second),
+respondents' requests pass uncounted for
+`OUTAGE` seconds rather than fail: the event store, the only truth, may well be up, and a
+retried submission is decided there. Staff sign-in fails closed instead: its limit stands
+between a guesser and the passwords, and staff work needs Redis's views anyway.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from time import time
+from time import monotonic, time
 from typing import Any
 
 from litestar import Request
@@ -18,6 +25,11 @@ from litestar.middleware.rate_limit import DURATION_VALUES, CacheObject, RateLim
 from litestar.stores.redis import RedisStore
 from litestar.types import Receive, Scope, Send
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+OUTAGE = 5.0  # seconds requests pass uncounted after Redis failed to count one (one log line each time)
+_uncounted_until = 0.0  # per process
 
 # KEYS[1]: the bucket; ARGV: the limit, the window in seconds. Counts the request unless the bucket
 # is full (a refused request is not counted, as in litestar's); the window opens with its first request.
@@ -52,14 +64,23 @@ class CountingStore(RedisStore):
 class AtomicRateLimit(RateLimitMiddleware):
     """litestar's middleware, counting in a CountingStore instead of reading and writing a history."""
 
+    open_when_down = False  # whether a request passes uncounted while Redis cannot count it
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
-        if await self.should_check_request(request=request):
+        if await self.should_check_request(request=request) and not (self.open_when_down and monotonic() < _uncounted_until):
             store = self.config.get_store_from_app(app)
             assert isinstance(store, CountingStore)
             key = self.cache_key_from_request(request)
-            taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
+            try:
+                taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
+            except RedisError as e:
+                if not self.open_when_down:
+                    raise
+                _uncount(e)
+                await self.app(scope, receive, send)
+                return
             # What litestar makes its headers of: a history as long as the count, and when the window ends.
             counted = CacheObject(history=[0] * count, reset=int(time()) + left)
             headers = self.config.set_rate_limit_headers
@@ -68,3 +89,13 @@ class AtomicRateLimit(RateLimitMiddleware):
             if headers:
                 send = self.create_send_wrapper(send=send, cache_object=counted)
         await self.app(scope, receive, send)
+
+
+class OpenWhenRedisDown(AtomicRateLimit):
+    open_when_down = True
+
+
+def _uncount(e: Exception) -> None:
+    global _uncounted_until  # noqa: PLW0603 - one process's view of whether Redis can count
+    _uncounted_until = monotonic() + OUTAGE
+    log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)

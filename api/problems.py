@@ -169,7 +169,8 @@ def http_problem(request: Request, exc: HTTPException) -> Response:
         )
         headers.setdefault("WWW-Authenticate", "Bearer")
     if exc.status_code == 429 and "RateLimit-Reset" in headers:
-        headers["Retry-After"] = headers["RateLimit-Reset"]
+        headers["Retry-After"] = seconds = headers["RateLimit-Reset"]
+        detail = f"Too many requests of this kind from your address in a minute; nothing of this one was recorded. Try again in {seconds} s."
     return problem(exc.status_code, name, title, detail, headers=headers, **extra).to_response(request)
 
 
@@ -190,7 +191,7 @@ def unexpected_problem(request: Request, exc: Exception) -> Response:
 
 
 def redis_problem(request: Request, exc: RedisError) -> Response:
-    log.exception("redis unavailable")
+    log.warning("redis unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)  # an outage, not a bug: one line
     detail = "A view or the request limits are unavailable; try again shortly."
     return problem(503, "views-unavailable", "Service unavailable", detail, headers={"Retry-After": "1"}).to_response(request)
 

@@ -276,6 +276,7 @@ async def test_public_posts_are_rate_limited_per_client_without_storing_the_addr
         limited = await client.post(RESPONSES, json=GOOD)
         assert_problem(limited, 429, "rate-limited")
         assert int(limited.headers["retry-after"]) > 0
+        assert limited.json()["detail"].endswith(f"Try again in {limited.headers['retry-after']} s.")  # a newcomer's: it said "Too Many Requests"
         assert (await client.get(FORM)).status_code == 200  # reading is not limited
         # Staff behind the same address still sign in: a bucket of its own, with its own limit.
         assert [(await client.post("/staff/token", json=sign_in)).status_code for _ in range(3)] == [201, 201, 429]
