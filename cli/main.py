@@ -192,7 +192,8 @@ def staff(args: argparse.Namespace) -> None:
 
 def keys(args: argparse.Namespace) -> None:
     with System(settings()) as system:
-        print(f"destroyed again {system.reshred()} keys named by the log's shredding and erasure events")
+        held, named = system.reshred()
+        print(f"the log's shredding, erasure and password-change events name {named} keys: {held} were still held, and are destroyed now")
 
 
 def signups(args: argparse.Namespace) -> None:

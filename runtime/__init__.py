@@ -130,15 +130,18 @@ class System:
         """The ids of every key the key stores hold (free text, contacts, staff): what an audit checks the log's sealed values against."""
         return self.texts.held() | self.contact_keys.held() | self.staff_keys.held()
 
-    def reshred(self) -> int:
+    def reshred(self) -> tuple[int, int]:
         """Destroy again every key the log says was destroyed, and erased people's outbox files:
-        run after restoring the data folder or the key store from a backup. Returns how many keys."""
+        run after restoring the data folder or the key store from a backup. Returns how many of
+        those keys were still held, and how many the log names."""
         texts = self.review.shredded_keys()
         erased = self.signups.erased()
         staff = [k for e in self.staff.erased() for k in e.key_ids]
+        named = {*texts, *(e.key_id for e in erased), *staff}
+        held = len(named & self.keys_held())
         self.texts.destroy(texts)
         self.contact_keys.destroy([e.key_id for e in erased])
         self.staff_keys.destroy(staff)
         for e in erased:
             self.forget_mail(e.originator_id)
-        return len(texts) + len(erased) + len(staff)
+        return held, len(named)

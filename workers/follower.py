@@ -18,6 +18,7 @@ folds on past that one event.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -159,7 +160,7 @@ class Follower:
         self._resume()  # where the view is now: another follower may have folded it meanwhile
         upgraded = False
         self.bell = Doorbell(self.app.recorder)
-        checked = looked = time.monotonic()
+        checked, looked = time.monotonic(), -math.inf  # looked: at once, once idle (a view restored past the log)
         try:
             while not stop.is_set():
                 if time.monotonic() - checked > LOCK_CHECK:
@@ -181,7 +182,7 @@ class Follower:
                             continue  # more may be waiting; otherwise the bell says when there is
                     elif time.monotonic() - looked > REPAIR_CHECK:
                         looked = time.monotonic()
-                        if self.repaired():
+                        if self.repaired(stop):
                             continue
                 except FoldFailed as e:
                     self.failing(e)
@@ -209,6 +210,10 @@ class Follower:
                 self.view.mark_fold(version)
             return True
         log.warning("view %s was written by version %d of its fold, this code's is %d: rebuilding it", self.name, written_by, version)
+        return self._rebuild(stop)
+
+    def _rebuild(self, stop: threading.Event) -> bool:
+        """Rebuild the view beside the live one and follow the rebuilt one; False if `stop` came first."""
         try:
             if rebuild(self.app, type(self.projection), self.view.rebuilt(), stop) is None:
                 return False
@@ -220,10 +225,16 @@ class Follower:
         self._resume()
         return True
 
-    def repaired(self) -> bool:
+    def repaired(self, stop: threading.Event) -> bool:
         """When idle: if the view stands behind where this follower left it (Redis restarted empty,
-        or its keys were deleted), fold again from where the view stands, without waiting for an event."""
+        or its keys were deleted), fold again from where the view stands, without waiting for an event.
+        If it stands past the log's head, the log lost events it folded (a store restored from a backup):
+        rebuild it, or the events recorded again at those positions would never be folded."""
         stored = self.view.max_tracking_id(self.app.name) or 0
+        head = self.app.recorder.max_notification_id() or 0  # read after: a view never gets past a log that lost nothing
+        if stored > head:
+            log.warning("view %s is at %d, past the log's head at %d: the log lost events it folded (restored from a backup?); rebuilding it", self.name, stored, head)
+            return self._rebuild(stop)
         if stored >= self.position:
             return False
         log.warning("view %s is at %d, behind %d where it was left: folding the log again from there", self.view.name, stored, self.position)
