@@ -124,7 +124,7 @@ def test_a_consultation_past_its_closing_time_counts_as_closed(system: System, s
 def test_an_interim_version_built_past_the_closing_time_says_the_consultation_was_closed(system: System, story: Story) -> None:
     """A closing time passing records no event: the page, not only the final rule, must read the time (a newcomer's)."""
     before = render.page(system.reports.publish(SLUG, story.staff["editor"], final=False)).decode()
-    assert "the consultation was still open" in before and "Its figures will change." in before
+    assert "the consultation was still open" in before and "Its figures may change." in before
     system.consultations.move_closing_time(SLUG, datetime.now(UTC) - timedelta(seconds=1))
     after = render.page(system.reports.publish(SLUG, story.staff["editor"], final=False)).decode()
     assert "the consultation was closed and" in after and "still open" not in after
@@ -147,6 +147,7 @@ def test_publishing_records_one_event_with_the_position_and_digest(system: Syste
         del quote["nonce"]
     assert hashlib.sha256(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest() == built.digest
     assert b'json.dumps(doc, separators=(",", ":"), ensure_ascii=False)' in render.data_zip(built)
+    assert "set to null and its <code>nonce</code> removed" in render.page(built).decode()  # a newcomer's: the page said text only
 
 
 def test_every_version_is_rebuilt_from_the_log_and_checked(system: System, story: Story) -> None:
