@@ -110,12 +110,13 @@ def live(system: System, keys: Sequence[str] = (), held: Sequence[str] = (), pub
     return verify_store(system.app, system.ledger, verifiers, held, system.keys_held), f"{source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}"
 
 
-def status_line(system: System) -> str:
-    """For `agora status`: the ledger's head, its last checkpoint, and whether the store verifies against it."""
+def status_line(system: System) -> tuple[str, bool]:
+    """For `agora status`: the ledger's head, its last checkpoint, and whether the store verifies against it;
+    and whether all is well (it verifies, and a checkpoint is signed when due)."""
     size, position = system.ledger.head()
     latest = system.ledger.latest()
     if latest is None:
-        return f"ledger: {size} events chained (to position {position}), no checkpoint yet"
+        return f"ledger: {size} events chained (to position {position}), no checkpoint yet", True
     report, _ = live(system, published_only=True)
     verdict = "verifies against the keys it publishes" if report.ok else f"does NOT verify: {report}"
     line = (
@@ -124,9 +125,10 @@ def status_line(system: System) -> str:
     )
     # One is signed every AGORA_CHECKPOINT_SECONDS even when nothing happens: an old one means none is being signed.
     age = (datetime.now(UTC) - latest.time).total_seconds()
-    if age > 2 * system.settings.checkpoint_seconds + 30:
+    late = age > 2 * system.settings.checkpoint_seconds + 30
+    if late:
         line += (
             f"\n  NO CHECKPOINT for {age:,.0f} s (one is due every {system.settings.checkpoint_seconds:g} s), "
             f"{system.app.head() - position} events past the last chained: is a checkpointer running (`agora work`)? its log says why not"
         )
-    return line
+    return line, report.ok and not late

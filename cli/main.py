@@ -112,6 +112,8 @@ def work(args: argparse.Namespace) -> None:
 
 
 def status(args: argparse.Namespace) -> None:
+    """Where each view and the ledger stand; exits 1 if something needs an operator (for monitoring)."""
+    well = True
     with System(settings()) as system, system.redis() as client:
         positions = views.positions(system.app, client, system.settings.redis_prefix)
         head = system.app.head()  # after the views' positions: a view never looks ahead of the log
@@ -122,11 +124,16 @@ def status(args: argparse.Namespace) -> None:
             follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
             behind = f"behind by {head - position}" if position <= head else f"AHEAD of the log by {position - head}: the log lost events, or the view is another store's (`agora rebuild {name}`)"
             print(f"view {name:<8} at {position:>10}  {behind}  {follower}")
+            well = well and followed[name] and position <= head
             if name in stops:
                 stop = stops[name]
                 decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"
                 print(f"  STOPPED on event {stop['position']} after {stop['attempts']} attempts: {stop['error']}; {decided}")
-        print(audit_command.status_line(system))
+                well = well and stop["skip"]
+        line, verified = audit_command.status_line(system)
+        print(line)
+    if not (well and verified):
+        sys.exit(1)
 
 
 def skip(args: argparse.Namespace) -> None:
@@ -149,6 +156,15 @@ def rebuild(args: argparse.Namespace) -> None:
             print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
 
 
+def closing_time(at: str) -> datetime | None:
+    if at == "never":
+        return None
+    try:
+        return datetime.fromisoformat(at)
+    except ValueError:
+        raise ValueError(f"not a time: {at!r}; give an ISO 8601 time with its offset, e.g. 2026-12-31T23:59:00Z, or 'never'") from None
+
+
 def consultation(args: argparse.Namespace) -> None:
     with System(settings()) as system:
         consultations = system.consultations
@@ -158,7 +174,7 @@ def consultation(args: argparse.Namespace) -> None:
         position = {
             "open": lambda: consultations.open(args.slug),
             "close": lambda: consultations.close(args.slug),
-            "closes": lambda: consultations.move_closing_time(args.slug, None if args.at == "never" else datetime.fromisoformat(args.at)),
+            "closes": lambda: consultations.move_closing_time(args.slug, closing_time(args.at)),
             "draft-url": lambda: consultations.set_draft_url(args.slug, args.url),
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")

@@ -39,6 +39,16 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return capsys.readouterr().out
 
 
+def status(capsys: pytest.CaptureFixture[str], well: bool = False) -> str:
+    """`agora status`'s output, checking its exit status: 0 only if all is `well`."""
+    if well:
+        return run(capsys, "status")
+    with pytest.raises(SystemExit) as exit_:
+        main(["status"])
+    assert exit_.value.code == 1
+    return capsys.readouterr().out
+
+
 def test_loading_a_file_twice_creates_the_consultation_once(operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "consultation", "load", str(SEED)).startswith("created")
     assert run(capsys, "consultation", "load", str(SEED)).startswith("exists")
@@ -105,7 +115,7 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "consultation", "load", str(SEED))
-    assert run(capsys, "status").splitlines() == [
+    assert status(capsys).splitlines() == [
         "log head: 2",
         "view form     at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
         "view stats    at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
@@ -115,8 +125,26 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
     ]
     out = run(capsys, "rebuild")
     assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue", "report"))
-    assert "behind by 0" in run(capsys, "status")
+    assert "behind by 0" in status(capsys)
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")
+
+
+def test_status_exits_0_only_when_every_view_is_followed_and_the_store_verifies(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newcomer's: it exited 0 whatever it said, so nothing could watch it."""
+    run(capsys, "consultation", "load", str(SEED))
+    with System(Settings.from_env(), operator_env) as system:
+        running = system.workers(mail=False).start()  # the followers hold their views' locks; the checkpointer signs
+        try:
+            deadline = time.monotonic() + 30
+            while not ((latest := system.ledger.latest()) and latest.size == system.app.head() and all(views.followed(system.app).values())):
+                assert time.monotonic() < deadline, "the workers did not take over"
+                time.sleep(0.1)
+            out = status(capsys, well=True)
+        finally:
+            running.close()
+    assert "verifies against the keys it publishes" in out and "NOT FOLLOWED" not in out
 
 
 def test_status_says_when_no_checkpoint_is_signed_and_when_a_view_is_ahead_of_the_log(
@@ -130,17 +158,17 @@ def test_status_says_when_no_checkpoint_is_signed_and_when_a_view_is_ahead_of_th
         system.checkpointer().step(datetime.now(UTC) - timedelta(minutes=5))  # the last checkpoint signed, five minutes ago
         view = VIEWS["stats"][1](sync_redis, redis_prefix)
         sync_redis.hset(view.keys.key(view.generation, POSITION), system.app.name, 9)  # as if the log had lost events
-    out = run(capsys, "status")
+    out = status(capsys)
     assert re.search(r"\n  NO CHECKPOINT for 30\d s \(one is due every 10 s\), 0 events past the last chained", out), out
     assert "view stats    at          9  AHEAD of the log by 7: the log lost events" in out and "behind by -" not in out
     monkeypatch.setenv("AGORA_CHECKPOINT_SECONDS", "600")
-    assert "NO CHECKPOINT" not in run(capsys, "status")
+    assert "NO CHECKPOINT" not in status(capsys)
     # The rebuild status points to replaces the view past the log (a tester's waited forever to catch up with it).
     rebuilding = threading.Thread(target=main, args=(["rebuild", "stats"],), daemon=True)
     rebuilding.start()
     rebuilding.join(30)
     assert not rebuilding.is_alive(), "the rebuild never switched"
-    assert "view stats    at          2  behind by 0" in run(capsys, "status")
+    assert "view stats    at          2  behind by 0" in status(capsys)
 
 
 def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dict[str, str], sync_redis: redis.Redis, redis_prefix: str) -> None:
@@ -167,6 +195,7 @@ def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dic
         (["work", "stats", "nope"], "no such worker: nope; the workers are form, stats, queue, report, mailer, checkpointer, clusterer"),
         (["serve", "--api-only"], "--api-only needs REDIS_URL"),
         (["work", "clusterer"], "the clusterer is off"),
+        (["consultation", "closes", "code-of-conduct-2026", "tomorrow"], "not a time: 'tomorrow'; give an ISO 8601 time with its offset"),
     ],
 )
 def test_workers_and_serve_refuse_what_cannot_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], refusal: str) -> None:
@@ -190,7 +219,7 @@ def test_status_shows_a_view_stopped_on_a_poison_event_and_skip_decides_it(
     run(capsys, "consultation", "load", str(SEED))
     stops = Stops(sync_redis, redis_prefix)
     stops.record("stats", 2, "event 2: ValueError: cannot fold this one", 5)  # as a stopped follower records it
-    lines = run(capsys, "status").splitlines()
+    lines = status(capsys).splitlines()
     assert lines[2:4] == [
         "view stats    at          0  behind by 2  NOT FOLLOWED (no worker holds its lock)",
         "  STOPPED on event 2 after 5 attempts: event 2: ValueError: cannot fold this one; "
@@ -205,6 +234,6 @@ def test_status_shows_a_view_stopped_on_a_poison_event_and_skip_decides_it(
         main(["skip", "stats", "two"])
     assert stops.get("stats")["skip"] is False  # nothing decided by a refusal
     assert "will do without event 2" in run(capsys, "skip", "stats", "2")
-    assert "skipping it, as decided" in run(capsys, "status")
+    assert "skipping it, as decided" in status(capsys)
     run(capsys, "rebuild", "stats")  # a rebuild folds every event again, and clears the stop
-    assert stops.get("stats") is None and "STOPPED" not in run(capsys, "status")
+    assert stops.get("stats") is None and "STOPPED" not in status(capsys)
