@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import sqlite3
 import time
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import InfrastructureFactory, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
@@ -32,6 +34,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from domain.sealed import Sealed
 from store.schema import creating, qualified
 
+log = logging.getLogger(__name__)
 GET_MANY = 500  # keys per query: well under the parameters a statement may hold (SQLite: 32,766)
 SCRUB_WAIT = 2.0  # seconds a PostgreSQL scrub waits for transactions older than its deletion to end
 
@@ -91,7 +94,7 @@ class KeyStore:
 
     def unseal_many(self, items: Sequence[tuple[Sealed, str]]) -> list[str | None]:
         keys = self.get_many({sealed.key_id for sealed, _ in items})
-        return [unseal(keys[s.key_id], s.data, associated) if s.key_id in keys else None for s, associated in items]
+        return [_opened(s, keys[s.key_id], associated) if s.key_id in keys else None for s, associated in items]
 
     def find_or_create(self, digest: str, owner: str) -> tuple[str, str]:
         """The (owner, key id) indexed under `digest`; if there is none yet, a new key for `owner`.
@@ -206,3 +209,14 @@ def seal(key: bytes, plaintext: str, associated: str) -> bytes:
 
 def unseal(key: bytes, sealed: bytes, associated: str) -> str:
     return AESGCM(key).decrypt(sealed[:12], sealed[12:], associated.encode()).decode()
+
+
+def _opened(sealed: Sealed, key: bytes, associated: str) -> str | None:
+    """The text, or None, logged, if its key does not open it: the key store was altered outside Agora
+    (a key swapped or overwritten). Read as unreadable, not as an error: one damaged key must not fail
+    every page that shows the text, nor stall the clusterer, which reads every text."""
+    try:
+        return unseal(key, sealed.data, associated)
+    except InvalidTag:
+        log.error("key %s does not open the value sealed under it (%s): the key store was altered outside Agora", sealed.key_id, associated)
+        return None

@@ -47,3 +47,17 @@ def test_a_key_an_older_transaction_may_still_see_is_not_reported_scrubbed(syste
         older.execute("COMMIT")
     system.texts.destroy([sealed.key_id])
     assert key not in raw_storage(store_env)
+
+
+def test_a_key_altered_outside_agora_opens_nothing_and_is_logged_not_a_crash(
+    system: System, store_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attacker's: two keys swapped in the table made the response's page a 500 and the clusterer rebuild
+    itself every second without naming anything, clustering no new response."""
+    (one, other) = system.texts.seal([("response:a", "my name is Zoë"), ("response:b", "and mine is Sam")])
+    table = "data_keys" if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else f"{store_env['POSTGRES_SCHEMA']}.data_keys"
+    with system.texts.datastore.transaction(commit=True) as c:
+        p = system.texts.p
+        c.execute(f"UPDATE {table} SET key = (SELECT key FROM {table} WHERE key_id = {p}) WHERE key_id = {p}", (other.key_id, one.key_id))
+    assert system.texts.unseal_many([(one, "response:a"), (other, "response:b")]) == [None, "and mine is Sam"]
+    assert f"key {one.key_id} does not open the value sealed under it (response:a)" in caplog.text
