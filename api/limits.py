@@ -6,10 +6,9 @@ through than the limit. Here Redis counts, in a script, and litestar makes the a
 headers, and a 429 (a problem with `Retry-After`, see api.problems) over the limit.
 
 While Redis cannot count (down, or hung: the API's client gives up on a reply after a second),
-respondents' requests pass uncounted for
-`OUTAGE` seconds rather than fail: the event store, the only truth, may well be up, and a
-retried submission is decided there. Staff sign-in fails closed instead: its limit stands
-between a guesser and the passwords, and staff work needs Redis's views anyway.
+respondents' requests pass uncounted for `OUTAGE` seconds rather than fail: the event store, the
+only truth, may well be up, and a retried submission is decided there. Staff sign-in fails closed
+instead: its limit stands between a guesser and the passwords, and staff work needs Redis's views anyway.
 """
 
 from __future__ import annotations
