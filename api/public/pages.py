@@ -3,7 +3,8 @@
 One template (api/templates/page.html.j2, which the report's pages extend too): no JavaScript,
 nothing loaded from elsewhere. A browser (Accept: text/html) that follows a signup link gets a
 page for every answer, refusals and rate limits included, with the same facts as the problem a
-program gets (`as_pages` turns the problem handlers' answers into pages for those routes only).
+program gets (`as_pages` turns the problem handlers' answers into pages for those routes, and for
+the addresses of pages, `….html`, only).
 """
 
 from __future__ import annotations
@@ -117,14 +118,21 @@ Handler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
 
 
 def as_pages(handlers: dict[type[Exception], Handler]) -> dict[type[Exception], Handler]:
-    """The exception handlers, answering with a page for a browser on the signup links' routes."""
+    """The exception handlers, answering with a page for a browser on the signup links' routes, and on the
+    addresses of pages (`….html`: the report's), where a browser showed the problem's raw JSON."""
 
     def wrap(handler: Handler) -> Handler:
         def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
             response = handler(request, exc)
-            if request.scope["path"].startswith(LINKS) and wants_page(request) and isinstance(response.content, dict):
-                headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+            path = request.scope["path"]
+            if not (wants_page(request) and isinstance(response.content, dict)):
+                return response
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+            if path.startswith(LINKS):
                 return problem_page(request, response.content, headers)
+            if path.endswith(".html"):
+                problem = response.content
+                return page(str(problem.get("title", "That did not work")), [str(problem.get("detail", ""))], status=response.status_code, headers=headers)
             return response
 
         return handle

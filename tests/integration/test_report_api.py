@@ -180,6 +180,10 @@ async def test_bad_paths_answer_problems(
     for path in (f"{PUBLIC}/versions/2", f"{PUBLIC}/versions/0", f"{PUBLIC}/versions/abc", f"{PUBLIC}/versions/2.html", f"{PUBLIC}/versions/2/data.zip"):
         r = await client.get(path, params={"after": published["after"]} if "zip" not in path else None)
         assert (r.status_code, r.json()["type"]) == (404, "/problems/report-not-found"), path
+    # A browser opening a page's address gets a page, not the problem's JSON (a newcomer's).
+    r = await client.get(f"{PUBLIC}/versions/9.html", headers={"Accept": "text/html"})
+    assert (r.status_code, r.headers["content-type"].split(";")[0]) == (404, "text/html")
+    assert "<h1>No such report version</h1>" in r.text and "There is no version 9" in r.text and "frame-ancestors 'none'" in r.headers["content-security-policy"]
     # A correction needs what changed and why.
     r = await client.post(f"{DESK}/corrections", json={"erratum": "a count", "reason": " "}, headers=headers["editor"])
     assert (r.status_code, r.json()["type"]) == (422, "/problems/invalid-input")
