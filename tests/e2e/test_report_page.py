@@ -111,6 +111,9 @@ def test_submit_review_close_publish_download_verify_and_open_the_page_in_chromi
         # Its "Every version" link opens a page in the browser too, not JSON.
         listing = chromium("--dump-dom", f"{report}/versions.html")
         assert listing.returncode == 0 and "every version of the report" in listing.stdout and f'href="/consultations/{SLUG}/report/versions/1.html"' in listing.stdout
+        # A version that is not there is a page too, not the problem's JSON.
+        missing = chromium("--dump-dom", f"{report}/versions/9.html")
+        assert missing.returncode == 0 and "<h1>No such report version</h1>" in missing.stdout and "There is no version 9" in missing.stdout
         console = [line for line in dom.stderr.splitlines() + screenshot.stderr.splitlines() + listing.stderr.splitlines() if ":CONSOLE" in line]
         assert console == []
     finally:
