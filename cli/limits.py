@@ -9,7 +9,7 @@ opened (or after the last response on it) get 408, and so does a body not comple
 `body_timeout` seconds after its headers; a body whose bytes on the wire pass `max_body_bytes`
 plus `max_header_bytes` (chunk framing, extensions and trailers, which the parser skips and the
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
-Retry-After; a request the parser cannot read gets 400. Each is a problem (RFC 9457) and closes the
+Retry-After; a request the parser cannot read, or an HTTP/1.1 one without Host, gets 400. Each is a problem (RFC 9457) and closes the
 connection. A connection with more than PIPELINED requests waiting behind the one being answered
 is closed, and a chunked body's trailers are counted but never taken as the request's headers. Once
 the connection is closed, the request being answered and those queued behind it write nothing. The
@@ -41,7 +41,7 @@ def refusal(status: int, name: str, title: str, detail: str, *headers: str) -> b
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-class HeadersTooLarge(Exception):
+class Refused(Exception):
     """Raised in the parser's callbacks once refused (or closed): it stops the parser, so nothing more of the connection is read."""
 
 
@@ -103,13 +103,17 @@ class LimitedHttp(HttpToolsProtocol):
             self.count(len(name) + len(value) + 4, parsing=True)
         if not self.in_headers:
             return  # trailers: counted, never read as the request's headers (uvicorn would add them: a key, a client address)
+        self.host = self.host or name.lower() == b"host"
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= PIPELINED:
             log.warning("closed a connection with more than %d requests pipelined behind the one being answered", PIPELINED)
             self.close()  # no answer can be written ahead of those still owed
-            raise HeadersTooLarge
+            raise Refused
+        if not self.host and self.parser.get_http_version() == "1.1":  # RFC 9112, 3.2: a server must refuse it
+            self.refuse(refusal(400, "malformed-request", "Bad Request", "An HTTP/1.1 request must name its Host."))
+            raise Refused
         self.in_headers = self.parsed_count = False
         self.body_bytes = 0
         self.stop_timer()
@@ -140,7 +144,7 @@ class LimitedHttp(HttpToolsProtocol):
             self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)  # the request queued behind it is read now
 
     def expect_headers(self) -> None:
-        self.in_headers, self.header_bytes, self.tail = True, 0, b""
+        self.in_headers, self.header_bytes, self.tail, self.host = True, 0, b"", False
 
     def count(self, n: int, parsing: bool = False) -> None:
         """Count `n` bytes of headers; over the limit, refuse (and, from the parser's callbacks, stop it)."""
@@ -150,11 +154,11 @@ class LimitedHttp(HttpToolsProtocol):
             # A body's trailers: its request's answer may be under way (written whole, or cut short).
             (self.refuse if self.in_headers else self.refuse_request)(too_large)
             if parsing:
-                raise HeadersTooLarge  # nothing more of this connection is read
+                raise Refused  # nothing more of this connection is read
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser cannot read (bad framing, a malformed header), as a problem like every refusal."""
-        if not self.transport.is_closing():  # else refused already (HeadersTooLarge), with a problem of our own
+        if not self.transport.is_closing():  # else refused already (Refused), with a problem of our own
             self.refuse(refusal(400, "malformed-request", "Bad Request", "The request is not well-formed HTTP/1.1: its framing or a header could not be read."))
 
     def start_timer(self, seconds: float | None = None, then: Any = None) -> None:
