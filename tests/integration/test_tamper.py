@@ -23,6 +23,7 @@ from audit.signing import Signer, body, parse_body
 from audit.ledger import bound, receipt_of, records
 from audit.replay import view_at
 from audit.bundle import export, verify_bundle
+from audit.history import Filter
 from audit.verify import Report, verify_store
 from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
@@ -221,6 +222,8 @@ def test_an_event_put_below_the_first_position_is_found_live_and_in_a_bundle(
             consultation.id.hex if store_env["PERSISTENCE_MODULE"] == "store.sqlite" else consultation.id,
             consultation.version + 1, get_topic(Consultation.Closed), b'{"timestamp":"2026-12-01T06:40:00.000000Z"}')
     assert not system.consultations.get(SLUG).is_open  # what the application now does
+    listed = system.history.page(0, 100, Filter())  # what an auditor reads from /audit/events
+    assert listed.events[0].position == position and listed.events[0].type == "consultation.closed"
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("reordered", position), report
     assert "below its first position" in report.problem.detail
