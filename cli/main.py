@@ -35,12 +35,21 @@ from workers import views
 log = logging.getLogger("agora")
 
 
-def settings() -> Settings:
-    """The environment's settings; without REDIS_URL, the embedded server's socket if one is running."""
+def settings(redis: bool = False) -> Settings:
+    """The environment's settings; without REDIS_URL, the embedded server's socket if one is running.
+    A command that uses Redis (`redis`) refuses when there is neither: it would write to whatever
+    Redis answers on the default address (an operator's `agora rebuild` after stopping the server did)."""
     found = Settings.from_env()
+    if "REDIS_URL" in os.environ:
+        return found
     sock = socket_path(store.data_dir(found.data_dir))
-    if "REDIS_URL" not in os.environ and sock.exists():
+    if sock.exists():
         return Settings.from_env(redis_url=f"unix://{sock}")
+    if redis:
+        raise ValueError(
+            f"no Redis to use: REDIS_URL is not set, and the embedded one, which runs while `agora serve` does, "
+            f"is not running ({sock} is not there); start `agora serve`, or set REDIS_URL"
+        )
     return found
 
 
@@ -94,7 +103,7 @@ def work(args: argparse.Namespace) -> None:
     system, deadline = None, time.monotonic() + 20
     while True:
         try:
-            system = system or System(settings())
+            system = system or System(settings(redis=True))
             workers = system.workers()
             break
         except (redis.ConnectionError, PersistenceError) as e:
@@ -114,7 +123,7 @@ def work(args: argparse.Namespace) -> None:
 def status(args: argparse.Namespace) -> None:
     """Where each view and the ledger stand; exits 1 if something needs an operator (for monitoring)."""
     well = True
-    with System(settings()) as system, system.redis() as client:
+    with System(settings(redis=True)) as system, system.redis() as client:
         positions = views.positions(system.app, client, system.settings.redis_prefix)
         head = system.app.head()  # after the views' positions: a view never looks ahead of the log
         print(f"log head: {head}")
@@ -140,7 +149,7 @@ def skip(args: argparse.Namespace) -> None:
     """Let a view stopped on an event its fold fails on do without that event: an operator's decision, logged."""
     if args.view not in views.VIEWS:
         raise ValueError(f"no such view: {args.view}; the views are {', '.join(views.VIEWS)}")
-    with System(settings()) as system, system.redis() as client:
+    with System(settings(redis=True)) as system, system.redis() as client:
         views.Stops(client, system.settings.redis_prefix).skip(args.view, args.position)
     log.warning("operator decision: view %s does without event %d (`agora skip`)", args.view, args.position)
     print(f"view {args.view} will do without event {args.position}; a rebuild folds it again (and stops there again while the fold fails)")
@@ -150,7 +159,7 @@ def rebuild(args: argparse.Namespace) -> None:
     unknown = set(args.views) - set(views.VIEWS)
     if unknown:
         raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(views.VIEWS)}")
-    with System(settings()) as system, system.redis() as client:
+    with System(settings(redis=True)) as system, system.redis() as client:
         for name in args.views or list(views.VIEWS):
             events, seconds = views.rebuild(system.app, client, system.settings.redis_prefix, name)
             print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")

@@ -195,6 +195,10 @@ def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dic
         (["work", "stats", "nope"], "no such worker: nope; the workers are form, stats, queue, report, mailer, checkpointer, clusterer"),
         (["serve", "--api-only"], "--api-only needs REDIS_URL"),
         (["work", "clusterer"], "the clusterer is off"),
+        # Not the Redis that answers on the default address (a tester's rebuild, after stopping the server, wrote there).
+        (["rebuild"], "no Redis to use: REDIS_URL is not set, and the embedded one"),
+        (["status"], "no Redis to use"),
+        (["work", "stats"], "no Redis to use"),
         (["consultation", "closes", "code-of-conduct-2026", "tomorrow"], "not a time: 'tomorrow'; give an ISO 8601 time with its offset"),
     ],
 )
