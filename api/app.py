@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     """The API; `store_env` chooses the event store (default: the environment's, or SQLite in the data folder)."""
     settings = settings or Settings.from_env()
     client = redis_client(settings)
+    counting = redis_client(settings)  # the rate limits' own pool: no flood of reads can leave them without a connection
     salt = bytearray()
 
     @asynccontextmanager
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
                 followers.close()
             system.close()
             await client.aclose()
+            await counting.aclose()
 
     def client_key(request: Request) -> str:
         client = get_remote_address(request)
@@ -136,7 +138,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig()), StrictStructs()],
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
-        stores={"rate_limit": CountingStore(client, namespace=f"{settings.redis_prefix}:rate-limit")},
+        stores={"rate_limit": CountingStore(counting, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Agora", version="0.1.0", description="Public consultations, event-sourced.", components=[auth.openapi_components]

@@ -9,6 +9,8 @@ While Redis cannot count (down, or hung: the API's client gives up on a reply af
 respondents' requests pass uncounted for `OUTAGE` seconds rather than fail: the event store, the
 only truth, may well be up, and a retried submission is decided there. Staff sign-in fails closed
 instead: its limit stands between a guesser and the passwords, and staff work needs Redis's views anyway.
+A process too busy to get a connection to Redis (its pool taken for `timeout` seconds) is not Redis
+down: that request is refused, never let through, or a flood of requests would turn the limits off.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from litestar.middleware.rate_limit import DURATION_VALUES, CacheObject, RateLim
 from litestar.stores.redis import RedisStore
 from litestar.types import Receive, Scope, Send
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError  # noqa: A004 - redis-py's, not the builtin
 
 log = logging.getLogger(__name__)
 OUTAGE = 5.0  # seconds requests pass uncounted after Redis failed to count one (one log line each time)
@@ -75,7 +77,7 @@ class AtomicRateLimit(RateLimitMiddleware):
             try:
                 taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
             except RedisError as e:
-                if not self.open_when_down:
+                if not self.open_when_down or _busy(e):
                     raise
                 _uncount(e)
                 await self.app(scope, receive, send)
@@ -94,7 +96,13 @@ class OpenWhenRedisDown(AtomicRateLimit):
     open_when_down = True
 
 
+def _busy(e: RedisError) -> bool:
+    """Whether no connection to Redis was free in time: redis-py's pool says so with a ConnectionError caused by its timeout."""
+    return isinstance(e, ConnectionError) and isinstance(e.__cause__, TimeoutError)
+
+
 def _uncount(e: Exception) -> None:
     global _uncounted_until  # noqa: PLW0603 - one process's view of whether Redis can count
+    if monotonic() >= _uncounted_until:  # one line as the limits open, not one per request failing meanwhile
+        log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)
     _uncounted_until = monotonic() + OUTAGE
-    log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)

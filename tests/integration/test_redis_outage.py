@@ -11,8 +11,11 @@ from uuid import UUID
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from api.app import create_app
+from api.limits import _busy
 from cli.embedded import redis_url, start_redis
 from domain.consultations.response import Response
 from runtime import System
@@ -51,3 +54,49 @@ async def test_respondents_submit_while_redis_is_hung_or_down_and_staff_cannot_s
             redis.kill()
             redis.wait()
     assert len(list(system.app.select_events(Response.Submitted))) == 2
+
+
+async def test_a_process_with_no_connection_free_is_busy_not_a_redis_down(tmp_path: Path) -> None:
+    """An attacker's: a flood of GETs took every connection of the pool the limits shared, the limits read
+    that as Redis down and let 493 of 1,000 POSTs through. Busy is refused; only Redis down lets requests by."""
+    redis_ = start_redis(tmp_path)
+    try:
+        pool = BlockingConnectionPool.from_url(redis_url(tmp_path), max_connections=1, timeout=0.2, socket_timeout=1)
+        client = Redis.from_pool(pool)
+        held = await pool.get_connection()  # the only connection, taken
+        with pytest.raises(RedisError) as busy:
+            await client.ping()
+        assert _busy(busy.value)
+        await pool.release(held)
+        os.kill(redis_.pid, signal.SIGSTOP)  # hung
+        with pytest.raises(RedisError) as hung:
+            await client.ping()
+        assert not _busy(hung.value)
+        os.kill(redis_.pid, signal.SIGCONT)
+        redis_.kill()
+        redis_.wait()
+        with pytest.raises(RedisError) as down:
+            await client.ping()
+        assert not _busy(down.value)
+        await client.aclose()
+    finally:
+        if redis_.poll() is None:
+            os.kill(redis_.pid, signal.SIGCONT)
+            redis_.kill()
+            redis_.wait()
+
+
+async def test_submissions_are_refused_not_let_through_while_no_connection_to_count_them_is_free(
+    system: System, store_env: dict[str, str], settings: Settings,
+) -> None:
+    limited = msgspec.structs.replace(settings, rate_limit_per_minute=30)
+    app = create_app(limited, store_env)
+    async with AsyncTestClient(app) as client:
+        pool = app.stores.get("rate_limit")._redis.connection_pool  # the limits' own: a flood of reads cannot take it
+        assert not pool._available_connections  # none made yet: with none allowed, every one is taken, as in a flood of POSTs
+        size, pool.max_connections, pool.timeout = pool.max_connections, 0, 0.2
+        r = await client.post(f"/consultations/{SLUG}/responses", json=BODY)
+        assert (r.status_code, r.json()["type"]) == (503, "/problems/views-unavailable")
+        pool.max_connections = size
+        assert (await client.post(f"/consultations/{SLUG}/responses", json=BODY)).status_code == 201
+    assert len(list(system.app.select_events(Response.Submitted))) == 1
