@@ -13,7 +13,8 @@ The same walk serves the live store and an exported bundle (audit/bundle.py). It
 - **forged**: a checkpoint whose signature does not verify, whose stored fields differ from what
   was signed, or that is not consistent with the one before it;
 - **destroyed** (the live store only: a bundle holds no keys): the key of a sealed value is gone
-  from the key stores, and no event records destroying it.
+  from the key stores, and no event records destroying it;
+- **unshredded** (the live store only): a key an event records as destroyed is in the key stores.
 
 Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key (recorded by
 `ReviewCase.OriginalsShredded` or `Signup.Erased`) never breaks a proof; verify counts them.
@@ -46,7 +47,7 @@ MAX_MISMATCHES = 1000  # kept, past the first, to tell a swap from an alteration
 
 
 class Problem(NamedTuple):
-    kind: str  # altered, reordered, missing, truncated, forged, unsigned, destroyed
+    kind: str  # altered, reordered, missing, truncated, forged, unsigned, destroyed, unshredded
     position: int | None
     detail: str
 
@@ -263,39 +264,57 @@ def destroyed(rec: Record) -> list[str]:
 
 class Keys:
     """The keys the log's sealed values name (with the first position naming each) and those its events record
-    as destroyed, gathered while the log is walked; then any gone from the key stores with no such record:
-    text made unreadable outside the rules (a shredding, an erasure, a password change), which no hash shows."""
+    as destroyed (with the position recording it), gathered while the log is walked; then any gone from the key
+    stores with no such record (text made unreadable outside the rules: a shredding, an erasure, a password change),
+    and any recorded destroyed yet held (text readable again: a key table restored from an older backup), which no
+    hash shows."""
 
     def __init__(self) -> None:
         self.named: dict[str, int] = {}
-        self.destroyed: set[str] = set()
+        self.destroyed: dict[str, int] = {}
         self.last: int | None = None  # the last position walked
 
     def walk(self, records: Iterable[Record]) -> Iterator[Record]:
         for rec in records:
-            for key in SEALED_KEY.findall(rec[4]):
-                self.named.setdefault(key.decode(), rec[0])
-            self.destroyed.update(destroyed(rec))
-            self.last = rec[0]
+            self._read(rec)
             yield rec
 
-    def gone(self, app: Any, held: Callable[[], set[str]]) -> Problem | None:
-        """The first key named and neither `held` (read now) nor recorded destroyed. A destruction is recorded
-        before its key is deleted, so one deleted since the walk is in the log's tail, read after the keys."""
+    def _read(self, rec: Record) -> None:
+        for key in SEALED_KEY.findall(rec[4]):
+            self.named.setdefault(key.decode(), rec[0])
+        for key in destroyed(rec):
+            self.destroyed.setdefault(key, rec[0])
+        self.last = rec[0]
+
+    def check(self, app: Any, held: Callable[[], set[str]]) -> Problem | None:
+        """The first key named and neither `held` (read now) nor recorded destroyed; else the first recorded destroyed
+        and held. A destruction is recorded before its key is deleted: one deleted since the walk is in the log's tail,
+        read after the keys, and one recorded but not deleted yet when the keys were read is looked at again."""
         keys = held()
-        unaccounted = self.named.keys() - keys - self.destroyed
+        unaccounted = self.named.keys() - keys - self.destroyed.keys()
         if unaccounted:
             for rec in log(app, after=self.last):
-                self.destroyed.update(destroyed(rec))
-            unaccounted = sorted((self.named[k], k) for k in unaccounted if k not in self.destroyed)
-        if not unaccounted:
+                self._read(rec)
+            unaccounted -= self.destroyed.keys()
+        if unaccounted:
+            position, key = min((self.named[k], k) for k in unaccounted)
+            more = f"; {len(unaccounted)} keys in all" if len(unaccounted) > 1 else ""
+            return Problem(
+                "destroyed", position,
+                f"key {key} of a value sealed at position {position} is gone from the key store, and no event records destroying it "
+                f"(a shredding, an erasure or a password change): what it sealed can no longer be read, and nothing says why{more}",
+            )
+        kept = self.destroyed.keys() & keys
+        if kept:
+            kept &= held()
+        if not kept:
             return None
-        position, key = unaccounted[0]
-        more = f"; {len(unaccounted)} keys in all" if len(unaccounted) > 1 else ""
+        position, key = min((self.destroyed[k], k) for k in kept)
+        more = f"; {len(kept)} keys in all" if len(kept) > 1 else ""
         return Problem(
-            "destroyed", position,
-            f"key {key} of a value sealed at position {position} is gone from the key store, and no event records destroying it "
-            f"(a shredding, an erasure or a password change): what it sealed can no longer be read, and nothing says why{more}",
+            "unshredded", position,
+            f"key {key}, which the event at position {position} records as destroyed, is in the key store: what it sealed can be read "
+            f"again (a key table restored from an older backup, or a shredding not finished); `agora keys reshred` destroys it again{more}",
         )
 
 
@@ -394,7 +413,7 @@ def verify_store(
     if report.ok:
         report.problem = _beyond(ledger)
     if report.ok and keys is not None:
-        report.problem = sealed.gone(app, keys)
+        report.problem = sealed.check(app, keys)
         report.sealed = len(sealed.named)
     return report
 

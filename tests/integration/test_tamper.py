@@ -407,3 +407,24 @@ def test_a_key_shredded_by_the_rules_while_verify_walks_is_no_tampering(system: 
     report = verify_store(system.app, system.ledger, [chained.signer.verifier], keys=shred_then_held)
     assert report.ok, report
     assert system.review.shredded_keys()  # and it was shredded while verify ran
+
+
+def test_a_shredded_key_back_in_the_key_store_is_named(system: System, store_env: dict[str, str], seed: Any, chained: Checkpointer) -> None:
+    """A tester's: a key table restored from a backup older than a shredding made the text readable again, and
+    verify said ok, counting the key as shredded."""
+    staff = enrol_everyone(system)
+    (response,) = submit(system, 1)
+    system.review.claim(response, staff["reviewer"], timedelta(minutes=5))
+    system.review.redact(response, staff["reviewer"], "works_well", 0, 6, "a name")
+    original = system.consultations.response(response).texts["works_well"].key_id
+    backup = system.texts.get(original)
+    shredded_at = system.review.shred_originals(response, staff["admin"], "works_well")
+    while chained.step():
+        pass
+    chained.checkpoint(datetime.now(UTC))
+    assert verify(system, chained).ok
+    with system.texts.datastore.transaction(commit=True) as c:  # the key table restored from the backup
+        c.execute(f"INSERT INTO {system.texts.table} (key_id, key) VALUES ({system.texts.p}, {system.texts.p})", (original, backup))
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("unshredded", shredded_at), report
+    assert original in report.problem.detail and "agora keys reshred" in report.problem.detail
