@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"agora: {e.detail}")
     except ValueError as e:
         sys.exit(f"agora: {e}")
+    except redis.RedisError as e:  # an outage an operator may be looking into: said in a line, not a traceback
+        sys.exit(f"agora: Redis does not answer ({type(e).__name__}: {e}); is it running, and is REDIS_URL right?")
     except BrokenPipeError:  # `agora status | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor a second error as Python flushes at exit
         sys.exit(1)

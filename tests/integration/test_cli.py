@@ -241,3 +241,10 @@ def test_status_shows_a_view_stopped_on_a_poison_event_and_skip_decides_it(
     assert "skipping it, as decided" in status(capsys)
     run(capsys, "rebuild", "stats")  # a rebuild folds every event again, and clears the stop
     assert stops.get("stats") is None and "STOPPED" not in status(capsys)
+
+
+def test_status_with_redis_not_answering_says_so_in_a_line(operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tester's: a hung Redis gave status a traceback."""
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    with pytest.raises(SystemExit, match=r"^agora: Redis does not answer \(ConnectionError: .*is it running, and is REDIS_URL right\?$"):
+        main(["status"])
