@@ -9,7 +9,7 @@ opened (or after the last response on it) get 408, and so does a body not comple
 `body_timeout` seconds after its headers; a body whose bytes on the wire pass `max_body_bytes`
 plus `max_header_bytes` (chunk framing, extensions and trailers, which the parser skips and the
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
-Retry-After; a request the parser cannot read, or an HTTP/1.1 one without Host, gets 400. Each is a problem (RFC 9457) and closes the
+Retry-After; a request the parser cannot read, or one naming its Host twice (or, HTTP/1.1, not at all), gets 400. Each is a problem (RFC 9457) and closes the
 connection. A connection with more than PIPELINED requests waiting behind the one being answered
 is closed, and a chunked body's trailers are counted but never taken as the request's headers. Once
 the connection is closed, the request being answered and those queued behind it write nothing. The
@@ -103,7 +103,7 @@ class LimitedHttp(HttpToolsProtocol):
             self.count(len(name) + len(value) + 4, parsing=True)
         if not self.in_headers:
             return  # trailers: counted, never read as the request's headers (uvicorn would add them: a key, a client address)
-        self.host = self.host or name.lower() == b"host"
+        self.hosts += name.lower() == b"host"
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -111,8 +111,8 @@ class LimitedHttp(HttpToolsProtocol):
             log.warning("closed a connection with more than %d requests pipelined behind the one being answered", PIPELINED)
             self.close()  # no answer can be written ahead of those still owed
             raise Refused
-        if not self.host and self.parser.get_http_version() == "1.1":  # RFC 9112, 3.2: a server must refuse it
-            self.refuse(refusal(400, "malformed-request", "Bad Request", "An HTTP/1.1 request must name its Host."))
+        if self.hosts > 1 or (not self.hosts and self.parser.get_http_version() == "1.1"):  # RFC 9112, 3.2: a server must refuse them
+            self.refuse(refusal(400, "malformed-request", "Bad Request", "A request names its Host once (HTTP/1.1: exactly once)."))
             raise Refused
         self.in_headers = self.parsed_count = False
         self.body_bytes = 0
@@ -144,7 +144,7 @@ class LimitedHttp(HttpToolsProtocol):
             self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)  # the request queued behind it is read now
 
     def expect_headers(self) -> None:
-        self.in_headers, self.header_bytes, self.tail, self.host = True, 0, b"", False
+        self.in_headers, self.header_bytes, self.tail, self.hosts = True, 0, b"", 0
 
     def count(self, n: int, parsing: bool = False) -> None:
         """Count `n` bytes of headers; over the limit, refuse (and, from the parser's callbacks, stop it)."""
