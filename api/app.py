@@ -22,7 +22,7 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 from api.auth import staff_auth
 from api.edge import StrictStructs, check_request, head_as_get
 from api.limits import AtomicRateLimit, CountingStore, OpenWhenRedisDown
-from api.problems import exception_handlers
+from api.problems import exception_handlers, http_problem
 from api.public import pages, report, signups
 from api.public import audit as public_audit
 from api.public.consultations import form, stats, submit
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         exception_handlers=pages.as_pages(exception_handlers),  # a browser following a signup link gets pages
         template_config=pages.TEMPLATES,
         before_request=check_request,
-        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig()), StrictStructs()],
+        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(exception_handler=pages.as_page(http_problem))), StrictStructs()],  # its handler for raised problems: pages too
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
         stores={"rate_limit": CountingStore(counting, namespace=f"{settings.redis_prefix}:rate-limit")},
         request_max_body_size=settings.max_body_bytes,

@@ -117,27 +117,28 @@ def problem_page(request: Request[Any, Any, Any], problem: dict[str, Any], heade
 Handler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
 
 
-def as_pages(handlers: dict[type[Exception], Handler]) -> dict[type[Exception], Handler]:
-    """The exception handlers, answering with a page for a browser on the signup links' routes, and on the
-    addresses of pages (`….html`: the report's), where a browser showed the problem's raw JSON."""
+def as_page(handler: Handler) -> Handler:
+    """An exception handler answering with a page for a browser on the signup links' routes, and on the addresses
+    of pages (`….html`: the report's), where a browser showed the problem's raw JSON."""
 
-    def wrap(handler: Handler) -> Handler:
-        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-            response = handler(request, exc)
-            path = request.scope["path"]
-            if not (wants_page(request) and isinstance(response.content, dict)):
-                return response
-            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
-            if path.startswith(LINKS):
-                return problem_page(request, response.content, headers)
-            if path.endswith(".html"):
-                problem = response.content
-                return page(str(problem.get("title", "That did not work")), [str(problem.get("detail", ""))], status=response.status_code, headers=headers)
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        response = handler(request, exc)
+        path = request.scope["path"]
+        if not (wants_page(request) and isinstance(response.content, dict)):
             return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+        if path.startswith(LINKS):
+            return problem_page(request, response.content, headers)
+        if path.endswith(".html"):
+            problem = response.content
+            return page(str(problem.get("title", "That did not work")), [str(problem.get("detail", ""))], status=response.status_code, headers=headers)
+        return response
 
-        return handle
+    return handle
 
-    return {cls: wrap(handler) for cls, handler in handlers.items()}
+
+def as_pages(handlers: dict[type[Exception], Handler]) -> dict[type[Exception], Handler]:
+    return {cls: as_page(handler) for cls, handler in handlers.items()}
 
 
 @get("/favicon.ico", media_type="image/svg+xml", include_in_schema=False, opt={"exclude_from_auth": True})

@@ -156,6 +156,8 @@ async def test_bad_paths_answer_problems(
     ids = story(system, staff)
     r = await client.get(PUBLIC)
     assert (r.status_code, r.json()["type"]) == (404, "/problems/report-not-published")
+    r = await client.get(f"{PUBLIC}.html", headers={"Accept": "text/html"})  # a page, as below (a tester's got JSON here)
+    assert (r.status_code, r.headers["content-type"].split(";")[0]) == (404, "text/html") and "<h1>No report yet</h1>" in r.text
     r = await client.get("/consultations/nowhere/report")
     assert (r.status_code, r.json()["type"]) == (404, "/problems/consultation-not-found")
     # A final version while the consultation is open and a response unreviewed: 409, nothing recorded.
