@@ -30,7 +30,6 @@ from redis.exceptions import ConnectionError, RedisError  # noqa: A004 - redis-p
 
 log = logging.getLogger(__name__)
 OUTAGE = 5.0  # seconds requests pass uncounted after Redis failed to count one (one log line each time)
-_uncounted_until = 0.0  # per process
 
 # KEYS[1]: the bucket; ARGV: the limit, the window in seconds. Counts the request unless the bucket
 # is full (a refused request is not counted, as in litestar's); the window opens with its first request.
@@ -47,13 +46,24 @@ return {taken, count, redis.call('PTTL', KEYS[1])}
 
 
 class CountingStore(RedisStore):
-    """litestar's Redis store, and a counter per key taken atomically."""
+    """litestar's Redis store, and a counter per key taken atomically; and whether Redis could count lately."""
 
-    __slots__ = ("_take",)
+    __slots__ = ("_take", "_uncounted_until")
 
     def __init__(self, redis: Redis, **kwargs: Any) -> None:
         super().__init__(redis, **kwargs)
         self._take = redis.register_script(_TAKE)
+        self._uncounted_until = 0.0  # monotonic time until which requests that may pass uncounted do
+
+    @property
+    def uncounting(self) -> bool:
+        return monotonic() < self._uncounted_until
+
+    def uncount(self, e: Exception) -> None:
+        """Redis failed to count a request (`e`): those that may pass uncounted do, for OUTAGE seconds."""
+        if not self.uncounting:  # one line as the limits open, not one per request failing meanwhile
+            log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)
+        self._uncounted_until = monotonic() + OUTAGE
 
     async def take(self, key: str, limit: int, seconds: int) -> tuple[bool, int, int]:
         """Count one request in `key`'s window of `seconds` if fewer than `limit` are counted:
@@ -70,16 +80,16 @@ class AtomicRateLimit(RateLimitMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
-        if await self.should_check_request(request=request) and not (self.open_when_down and monotonic() < _uncounted_until):
-            store = self.config.get_store_from_app(app)
-            assert isinstance(store, CountingStore)
+        store = self.config.get_store_from_app(app)
+        assert isinstance(store, CountingStore)
+        if await self.should_check_request(request=request) and not (self.open_when_down and store.uncounting):
             key = self.cache_key_from_request(request)
             try:
                 taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
             except RedisError as e:
                 if not self.open_when_down or _busy(e):
                     raise
-                _uncount(e)
+                store.uncount(e)
                 await self.app(scope, receive, send)
                 return
             # What litestar makes its headers of: a history as long as the count, and when the window ends.
@@ -99,10 +109,3 @@ class OpenWhenRedisDown(AtomicRateLimit):
 def _busy(e: RedisError) -> bool:
     """Whether no connection to Redis was free in time: redis-py's pool says so with a ConnectionError caused by its timeout."""
     return isinstance(e, ConnectionError) and isinstance(e.__cause__, TimeoutError)
-
-
-def _uncount(e: Exception) -> None:
-    global _uncounted_until  # noqa: PLW0603 - one process's view of whether Redis can count
-    if monotonic() >= _uncounted_until:  # one line as the limits open, not one per request failing meanwhile
-        log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)
-    _uncounted_until = monotonic() + OUTAGE
