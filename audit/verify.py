@@ -23,7 +23,7 @@ Hashes cover stored bytes, ciphertext where a value is sealed, so a shredded key
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -297,25 +297,28 @@ class Keys:
                 self._read(rec)
             unaccounted -= self.destroyed.keys()
         if unaccounted:
-            position, key = min((self.named[k], k) for k in unaccounted)
-            more = f"; {len(unaccounted)} keys in all" if len(unaccounted) > 1 else ""
-            return Problem(
-                "destroyed", position,
-                f"key {key} of a value sealed at position {position} is gone from the key store, and no event records destroying it "
-                f"(a shredding, an erasure or a password change): what it sealed can no longer be read, and nothing says why{more}",
+            return _first_key(
+                "destroyed", self.named, unaccounted,
+                "key {key} of a value sealed at position {position} is gone from the key store, and no event records destroying it "
+                "(a shredding, an erasure or a password change): what it sealed can no longer be read, and nothing says why",
             )
         kept = self.destroyed.keys() & keys
         if kept:
             kept &= held()
         if not kept:
             return None
-        position, key = min((self.destroyed[k], k) for k in kept)
-        more = f"; {len(kept)} keys in all" if len(kept) > 1 else ""
-        return Problem(
-            "unshredded", position,
-            f"key {key}, which the event at position {position} records as destroyed, is in the key store: what it sealed can be read "
-            f"again (a key table restored from an older backup, or a shredding not finished); `agora keys reshred` destroys it again{more}",
+        return _first_key(
+            "unshredded", self.destroyed, kept,
+            "key {key}, which the event at position {position} records as destroyed, is in the key store: what it sealed can be read "
+            "again (a key table restored from an older backup, or a shredding not finished); `agora keys reshred` destroys it again",
         )
+
+
+def _first_key(kind: str, positions: Mapping[str, int], keys: Collection[str], detail: str) -> Problem:
+    """A problem with the key of `keys` at the lowest position, `detail` saying it (of {key} and {position}), and how many in all."""
+    position, key = min((positions[k], k) for k in keys)
+    more = f"; {len(keys)} keys in all" if len(keys) > 1 else ""
+    return Problem(kind, position, detail.format(key=key, position=position) + more)
 
 
 def _covered(head: tuple[int, Head] | None) -> str:

@@ -134,14 +134,15 @@ class System:
         """Destroy again every key the log says was destroyed, and erased people's outbox files:
         run after restoring the data folder or the key store from a backup. Returns how many of
         those keys were still held, and how many the log names."""
-        texts = self.review.shredded_keys()
         erased = self.signups.erased()
-        staff = [k for e in self.staff.erased() for k in e.key_ids]
-        named = {*texts, *(e.key_id for e in erased), *staff}
-        held = len(named & self.keys_held())
-        self.texts.destroy(texts)
-        self.contact_keys.destroy([e.key_id for e in erased])
-        self.staff_keys.destroy(staff)
+        named = [
+            (self.texts, set(self.review.shredded_keys())),
+            (self.contact_keys, {e.key_id for e in erased}),
+            (self.staff_keys, {k for e in self.staff.erased() for k in e.key_ids}),
+        ]
+        held = sum(len(keys.get_many(ids)) for keys, ids in named)  # only those named, not every key
+        for keys, ids in named:
+            keys.destroy(ids)
         for e in erased:
             self.forget_mail(e.originator_id)
-        return held, len(named)
+        return held, sum(len(ids) for _, ids in named)
