@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
     """The API; `store_env` chooses the event store (default: the environment's, or SQLite in the data folder)."""
     settings = settings or Settings.from_env()
     client = redis_client(settings)
-    counting = redis_client(settings)  # the rate limits' own pool: no flood of reads can leave them without a connection
+    # The rate limits' own pool: no flood of reads can leave them without a connection.
+    limiting = redis_client(settings)
+    counting = CountingStore(limiting, namespace=f"{settings.redis_prefix}:rate-limit")
     salt = bytearray()
 
     @asynccontextmanager
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
                 if not wait:
                     raise
                 await asyncio.sleep(wait)
+        watching = asyncio.create_task(counting.watch())
         system = System(settings, store_env)
         app.state.services = services = Services(system, client, auth)
         app.state.system = system
@@ -81,7 +84,8 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
                 followers.close()
             system.close()
             await client.aclose()
-            await counting.aclose()
+            watching.cancel()
+            await limiting.aclose()
 
     def client_key(request: Request) -> str:
         client = get_remote_address(request)
@@ -138,7 +142,7 @@ def create_app(settings: Settings | None = None, store_env: dict[str, str] | Non
         before_request=check_request,
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(exception_handler=pages.as_page(http_problem))), StrictStructs()],  # its handler for raised problems: pages too
         middleware=[auth.middleware, *(limit.middleware for limit in limits)],
-        stores={"rate_limit": CountingStore(counting, namespace=f"{settings.redis_prefix}:rate-limit")},
+        stores={"rate_limit": counting},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Agora", version="0.1.0", description="Public consultations, event-sourced.", components=[auth.openapi_components]

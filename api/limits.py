@@ -5,16 +5,18 @@ within its own process: the API processes of `agora serve` overwrote each other'
 through than the limit. Here Redis counts, in a script, and litestar makes the answer as before: its
 headers, and a 429 (a problem with `Retry-After`, see api.problems) over the limit.
 
-While Redis cannot count (down, or hung: the API's client gives up on a reply after a second),
+While Redis cannot count (down, or hung: the API's client gives up on a reply after a few seconds),
 respondents' requests pass uncounted for `OUTAGE` seconds rather than fail: the event store, the
 only truth, may well be up, and a retried submission is decided there. Staff sign-in fails closed
 instead: its limit stands between a guesser and the passwords, and staff work needs Redis's views anyway.
-A process too busy to get a connection to Redis (its pool taken for `timeout` seconds) is not Redis
-down: that request is refused, never let through, or a flood of requests would turn the limits off.
+A process too busy to count is not Redis down: with no connection free in time, or with its event loop
+running late (a reply that came but was not read in time), the request is refused, never let through,
+or a flood of requests would turn the limits off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from time import monotonic, time
@@ -29,7 +31,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, RedisError  # noqa: A004 - redis-py's, not the builtin
 
 log = logging.getLogger(__name__)
-OUTAGE = 5.0  # seconds requests pass uncounted after Redis failed to count one (one log line each time)
+OUTAGE = 15.0  # seconds requests pass uncounted after Redis failed to count one (one log line each time)
+BEAT, LATE = 0.1, 0.5  # seconds between the event loop watch's beats; how late a beat shows the process busy
 
 # KEYS[1]: the bucket; ARGV: the limit, the window in seconds. Counts the request unless the bucket
 # is full (a refused request is not counted, as in litestar's); the window opens with its first request.
@@ -48,22 +51,39 @@ return {taken, count, redis.call('PTTL', KEYS[1])}
 class CountingStore(RedisStore):
     """litestar's Redis store, and a counter per key taken atomically; and whether Redis could count lately."""
 
-    __slots__ = ("_take", "_uncounted_until")
+    __slots__ = ("_beat", "_late_at", "_take", "_uncounted_until")
 
     def __init__(self, redis: Redis, **kwargs: Any) -> None:
         super().__init__(redis, **kwargs)
         self._take = redis.register_script(_TAKE)
         self._uncounted_until = 0.0  # monotonic time until which requests that may pass uncounted do
+        self._beat = self._late_at = -math.inf  # when watch() last beat, and last beat late
 
     @property
     def uncounting(self) -> bool:
         return monotonic() < self._uncounted_until
 
-    def uncount(self, e: Exception) -> None:
-        """Redis failed to count a request (`e`): those that may pass uncounted do, for OUTAGE seconds."""
+    async def watch(self) -> None:
+        """Beat every BEAT seconds, noting when this process's event loop ran late (run it while the app serves)."""
+        while True:
+            due = monotonic() + BEAT
+            await asyncio.sleep(BEAT)
+            self._beat = monotonic()
+            if self._beat - due > LATE:
+                self._late_at = self._beat
+
+    def uncount(self, e: RedisError, since: float) -> bool:
+        """Whether Redis itself failed to count a request sent at `since` (`e`): then requests that may pass
+        uncounted do, for OUTAGE seconds. Not when this process was too busy: no connection was free in time
+        (redis-py's pool says so with a ConnectionError caused by its timeout), or its loop ran late meanwhile
+        or is late now (a reply not read in time, or watch() not running)."""
+        pool_timeout = isinstance(e, ConnectionError) and isinstance(e.__cause__, TimeoutError)
+        if pool_timeout or self._late_at >= since or monotonic() - self._beat > BEAT + LATE:
+            return False
         if not self.uncounting:  # one line as the limits open, not one per request failing meanwhile
             log.warning("rate limits: Redis cannot count requests (%s: %s); they pass uncounted for %g s", type(e).__name__, e, OUTAGE)
         self._uncounted_until = monotonic() + OUTAGE
+        return True
 
     async def take(self, key: str, limit: int, seconds: int) -> tuple[bool, int, int]:
         """Count one request in `key`'s window of `seconds` if fewer than `limit` are counted:
@@ -83,13 +103,12 @@ class AtomicRateLimit(RateLimitMiddleware):
         store = self.config.get_store_from_app(app)
         assert isinstance(store, CountingStore)
         if await self.should_check_request(request=request) and not (self.open_when_down and store.uncounting):
-            key = self.cache_key_from_request(request)
+            key, sent = self.cache_key_from_request(request), monotonic()
             try:
                 taken, count, left = await store.take(key, self.max_requests, DURATION_VALUES[self.unit])
             except RedisError as e:
-                if not self.open_when_down or _busy(e):
+                if not (self.open_when_down and store.uncount(e, sent)):
                     raise
-                store.uncount(e)
                 await self.app(scope, receive, send)
                 return
             # What litestar makes its headers of: a history as long as the count, and when the window ends.
@@ -105,7 +124,3 @@ class AtomicRateLimit(RateLimitMiddleware):
 class OpenWhenRedisDown(AtomicRateLimit):
     open_when_down = True
 
-
-def _busy(e: RedisError) -> bool:
-    """Whether no connection to Redis was free in time: redis-py's pool says so with a ConnectionError caused by its timeout."""
-    return isinstance(e, ConnectionError) and isinstance(e.__cause__, TimeoutError)

@@ -37,10 +37,11 @@ from workers.mailer import Mailer
 
 def redis_client(settings: Settings) -> redis.asyncio.Redis:
     """The API's Redis client: a bounded pool that makes callers wait for a connection rather than fail at once.
-    Every command the API sends answers in milliseconds: a Redis that does not answer within a second is
-    taken as down (a hung one held each connection, and then each request, for good)."""
+    Every command the API sends answers in milliseconds, but a process under a burst of requests may read
+    the reply a second later: a Redis that does not answer within 5 s is taken as down (a hung one held
+    each connection, and then each request, for good)."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=5, socket_timeout=1, socket_connect_timeout=1
+        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=1
     )
     return redis.asyncio.Redis.from_pool(pool)
 
