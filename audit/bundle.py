@@ -31,7 +31,7 @@ from domain.staff.member import StaffMember
 from domain.topics import every_pinned
 from store.codec import MsgspecMapper, MsgspecTranscoder
 
-ENROLLED = readable(StaffMember.Enrolled)[0]
+ENROLLED, STAFF = readable(StaffMember.Enrolled)
 FILES = ("events.ndjson", "checkpoints.ndjson", "key.txt", "README.md")
 
 README = """# An Agora audit bundle
@@ -178,12 +178,18 @@ def carried(folder: Path, held: Sequence[str] = ()) -> list[Verifier]:
 
 def _misread(folder: Path) -> Problem | None:
     """The first line whose `event` is not what the disclosure policy shows of its stored bytes, or
-    that is withheld though it is not a version 1 enrolment. Offline, who an actor is called (staff
+    that is withheld though it is not a version 1 enrolment (a staff member's first event, before any
+    enrolment of a later version, whose aggregate no other kind of line names). Offline, who an actor is called (staff
     names are sealed) and whether a key still exists cannot be known: those two are taken from the
     line itself, and an actor must have the same name on every line."""
     mapper = MsgspecMapper(MsgspecTranscoder())
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
+    # A withheld line is the exporter's word, so what is around it must fit what it claims to be: a staff member's
+    # first event, before any enrolment of a later version (a deployment never goes back to version 1).
+    sealed_enrolment: int | None = None  # the position of the first enrolment of a later version
+    before: set[UUID] = set()  # the aggregates of the lines before it
+    withheld: set[UUID] = set()  # the aggregates withheld lines begin
     for raw, line in _read(folder):  # in order of position, as verify has found
         if not as_written(raw, line):
             return Problem("altered", line.position, f"the line {NOT_AS_WRITTEN}")
@@ -192,16 +198,27 @@ def _misread(folder: Path) -> Problem | None:
             name = names.setdefault(event.actor, event.actor_name)
             if name != event.actor_name:
                 return Problem("altered", line.position, f"it names actor {event.actor} {event.actor_name!r}, earlier lines {name!r}")
+        if event is not None and event.aggregate_id in withheld and event.aggregate != STAFF:
+            return Problem("altered", line.position, f"its aggregate {event.aggregate_id} is a {event.aggregate}, though a withheld line claims it is a staff member's")
         if line.withheld:
             if line.stored is not None or line.record_hash is None:
                 return Problem("altered", line.position, "a withheld line carries its record's hash, and no stored bytes")
             if event is None or (event.type, event.version, event.position, event.payload.get("contact", "")) != (ENROLLED, 1, line.position, None):
                 return Problem("altered", line.position, "the line is withheld, though only a staff enrolment of version 1 (email and password hash in clear) is")
+            if sealed_enrolment is not None:
+                return Problem("altered", line.position, f"the line is withheld as a version 1 enrolment, though a later version's enrolment is recorded before it (position {sealed_enrolment}), and a deployment never goes back")
+            if event.aggregate_id in before:
+                return Problem("altered", line.position, f"the line is withheld as a staff member's first event, though its aggregate {event.aggregate_id} is on earlier lines")
+            withheld.add(event.aggregate_id)
         elif line.stored is not None:
             if line.record_hash is not None or event is None or _shown(line.position, line.stored, event, mapper) != msgspec.json.encode(event):
                 return Problem("altered", line.position, "its readable `event` is not what its stored bytes say")
+            if event.type == ENROLLED and sealed_enrolment is None:
+                sealed_enrolment, before = line.position, set()  # no withheld line may follow: none is looked up in it
         elif event is not None or line.leaf is None or line.record_hash is not None:
             return Problem("altered", line.position, "the line has no stored bytes: an export writes one only for an event chained and gone from the log, its leaf and nothing else")
+        if event is not None and sealed_enrolment is None:
+            before.add(event.aggregate_id)
     return None
 
 

@@ -49,9 +49,13 @@ def records(recorder: ApplicationRecorder, after: int | None, limit: int) -> lis
     datastore = recorder.datastore  # type: ignore[attr-defined]
     table = recorder.events_table_name  # type: ignore[attr-defined]
     if isinstance(datastore, SQLiteDatastore):
-        # CAST: a state stored as text (written outside Agora) is hashed as its bytes, not refused by the hashing.
+        # CAST: a state stored as text (written outside Agora) is hashed as its bytes, not refused by the hashing;
+        # COALESCE: a topic or state set to NULL (the library's schema allows it) is hashed as empty, so verify names it.
         where = "" if after is None else "WHERE rowid > ?"
-        query = f"SELECT rowid, originator_id, originator_version, topic, CAST(state AS BLOB) FROM {table} {where} ORDER BY rowid LIMIT {int(limit)}"
+        query = (
+            f"SELECT rowid, originator_id, originator_version, COALESCE(topic, ''), COALESCE(CAST(state AS BLOB), X'') FROM {table} {where} "
+            f"ORDER BY rowid LIMIT {int(limit)}"
+        )
         with datastore.transaction(commit=False) as c:
             c.execute(query, () if after is None else (after,))
             rows = c.fetchall()
@@ -60,7 +64,7 @@ def records(recorder: ApplicationRecorder, after: int | None, limit: int) -> lis
         except (ValueError, AttributeError):  # an id that is no UUID (written outside Agora): hashed as its text, so verify names it
             return [(i, _id_bytes(o), v, t, s) for i, o, v, t, s in rows]
     query = (
-        f"SELECT notification_id, uuid_send(originator_id), originator_version, topic, state FROM {qualified(datastore, table)}"
+        f"SELECT notification_id, uuid_send(originator_id), originator_version, COALESCE(topic, ''), COALESCE(state, ''::bytea) FROM {qualified(datastore, table)}"
         f" {'' if after is None else 'WHERE notification_id > %s'} ORDER BY notification_id LIMIT {int(limit)}"
     )
     with datastore.transaction(commit=False) as c:

@@ -15,6 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
@@ -129,11 +130,13 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     for text in (json.dumps(planted), json.dumps({**json.loads(original[acted[-1]]), "comment": "planted"}), twice):
         assert f"FAILED at position {acted[-1] + 1}: altered: {more}" in with_lines([*original[: acted[-1]], text, *original[acted[-1] + 1 :]])
     # Withholding a line (its hash kept, so the tree still matches) to show another event in it.
-    line = json.loads(original[9])
-    stored = line.pop("stored")
-    record = leaf_hash(canonical(line["position"], UUID(stored["originator_id"]).bytes, stored["originator_version"], stored["topic"], base64.b64decode(stored["state"])))
-    line |= {"withheld": True, "record_hash": record.hex()}
+    line = withhold(original[9])
     assert "FAILED at position 10: altered: the line is withheld" in with_lines([*original[:9], json.dumps(line), *original[10:]])
+    # An auditor's: shown as a version 1 enrolment, it verified ok, though this deployment enrolled its staff sealed before it.
+    sealed = next(i for i, text in enumerate(original) if json.loads(text)["event"]["type"] == "staff.enrolled")
+    line = withhold(original[sealed + 1], as_enrolment=True)
+    verdict = with_lines([*original[: sealed + 1], json.dumps(line), *original[sealed + 2 :]])
+    assert f"FAILED at position {sealed + 2}: altered: the line is withheld as a version 1 enrolment, though a later version's enrolment is recorded before it (position {sealed + 1})" in verdict
     (out / "events.ndjson").write_text("\n".join(original) + "\n")
     notes = (out / "checkpoints.ndjson").read_text().splitlines()
     forged = json.loads(notes[1])
@@ -263,6 +266,19 @@ def test_a_checkpoint_you_hold_pins_the_key_a_bundle_names(history: System, tmp_
     assert "the checkpoint you hold (#1 given) is signed by none of the keys checked against" in refused, refused
 
 
+def withhold(text: str, as_enrolment: bool = False) -> dict[str, Any]:
+    """A bundle's line withheld as an exporter could: its record's hash in place of its stored bytes (so the tree
+    still matches), and, `as_enrolment`, its event shown as a version 1 enrolment, which is all a withheld line may be."""
+    line = json.loads(text)
+    stored = line.pop("stored")
+    record = leaf_hash(canonical(line["position"], UUID(stored["originator_id"]).bytes, stored["originator_version"], stored["topic"], base64.b64decode(stored["state"])))
+    line |= {"withheld": True, "record_hash": record.hex()}
+    if as_enrolment:
+        fake = {"type": "staff.enrolled", "aggregate": "staff_member", "version": 1, "actor": None, "actor_name": None, "payload": {"contact": None, "roles": ["reviewer"]}}
+        line["event"] |= fake
+    return line
+
+
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:
     """A version 1 enrolment stored a member's email and password hash in clear: its line carries its hash only."""
     system = old_store(tmp_path)
@@ -283,6 +299,21 @@ def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp
     decoded = b"".join(base64.b64decode(line["stored"]["state"]) for line in lines if "stored" in line)
     for secret in [c.email.encode() for c in clear] + [c.password_hash.encode() for c in clear]:
         assert secret not in everything and secret not in decoded, secret
+    # Another event shown as a version 1 enrolment among the real ones (an exporter hiding it): what is around it gives it away.
+    texts = (out / "events.ndjson").read_text().splitlines()
+    first = {}  # each aggregate's first line
+    for i, line in enumerate(lines):
+        first.setdefault(line["event"]["aggregate_id"], i)
+    later = next(i for i, line in enumerate(lines) if "stored" in line and first[line["event"]["aggregate_id"]] < i)
+    begun = next(i for i, line in enumerate(lines) if "stored" in line and first[line["event"]["aggregate_id"]] == i and line["event"]["aggregate"] != "staff_member"
+                 and any(other["event"]["aggregate_id"] == line["event"]["aggregate_id"] for other in lines[i + 1 :]))
+    for i, verdict in (
+        (later, "the line is withheld as a staff member's first event, though its aggregate"),
+        (begun, "though a withheld line claims it is a staff member's"),
+    ):
+        (out / "events.ndjson").write_text("\n".join([*texts[:i], json.dumps(withhold(texts[i], as_enrolment=True)), *texts[i + 1 :]]) + "\n")
+        report = verify_bundle(out)
+        assert report.problem is not None and report.problem.kind == "altered" and verdict in report.problem.detail, report
 
 
 def test_the_live_store_verifies_and_status_says_so_until_tampered(

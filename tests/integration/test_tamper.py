@@ -329,6 +329,14 @@ def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system:
     assert report.problem is not None and report.problem[:2] == ("altered", 11), report
 
 
+def test_a_topic_or_state_set_to_null_is_altered_not_a_crash(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """An auditor's: the library's schema lets both be NULL, and verify (and so `agora status`) ended in a TypeError."""
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET topic = NULL, state = NULL WHERE {pos} = 10")
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("altered", 10), report
+
+
 def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
     """A tester's entry held its hash and the JSON after it (`…","fingerprint`): a substring check took it."""
     with database(system, store_env) as (conn, _, _, _):
