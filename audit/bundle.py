@@ -39,11 +39,16 @@ README = """# An Agora audit bundle
 Exported by `agora audit export`; check it with `agora audit verify DIR`, or by reading docs/audit.md
 of Agora and these files:
 
-- events.ndjson: one line per log position, in order: `position`, `leaf` (its leaf index; null if not
-  chained yet), `leaf_hash` (hex, as chained), `stored` (originator_id, originator_version, topic and
-  state in base64: the bytes the leaf hashes) and `event` (the event as auditors read it). Lines of staff
-  enrolments of version 1 (email and password hash in clear) are `withheld`: `record_hash` (hex)
-  instead of `stored`.
+- events.ndjson: one line per position (of the log, or chained and since deleted from it), in order
+  of position. Every line has `position`, `leaf` (its leaf index; null if not chained) and `leaf_hash`
+  (hex, as chained; null if not chained); a field a line lacks is left out, not null. Then, by kind:
+  - an event: `stored` (originator_id, originator_version, topic and state in base64: the bytes the
+    leaf hashes) and `event` (the event as auditors read it; one this code cannot read reads
+    `"type": "unreadable"` with only its topic, its `stored` carried all the same);
+  - a staff enrolment of version 1 (email and password hash in clear): `"withheld": true`,
+    `record_hash` (hex: the leaf hash recomputed at export) and `event`, no `stored`;
+  - a position chained and since deleted from the log: those three fields only (verify fails on it:
+    `missing`, or `truncated` if no later position is in the log).
 - checkpoints.ndjson: each signed checkpoint (`seq`, `note`) with `consistency`, the proof (base64
   hashes) from the checkpoint before it.
 - key.txt: the verifier key(s) that sign checkpoints; compare with the one the deployment publishes
@@ -51,6 +56,13 @@ of Agora and these files:
 
 Leaf: SHA-256(0x00 || position (8) || originator id (16) || version (8) || topic length (4) || topic ||
 state length (4) || state), big-endian; node: SHA-256(0x01 || left || right); RFC 9162 tree shape.
+
+`stored` carries in clear what `event` leaves out: a response's choice answers (and, in a response
+of version 1, its free text) and its `receipt_hash`, the hex SHA-256 of the receipt's UTF-8 bytes (a
+respondent finds their response by it, and so does anyone else holding the receipt); link and reset
+hashes; report quotes' references and hashes. Only sealed values (free text, names, emails, password
+hashes) are unreadable here, and staff names show in `actor_name` as they stood at export. Share
+this bundle as you would the event log ("What a bundle discloses" in docs/audit.md of Agora).
 """
 
 

@@ -24,6 +24,8 @@ from psycopg.rows import tuple_row
 
 from audit import merkle
 from audit.merkle import Frontier
+from audit.signing import Verifier
+from domain.errors import LedgerDamaged
 from domain.consultations.response import Response
 from store.schema import creating, qualified
 
@@ -220,7 +222,7 @@ class Ledger:
                 found.update({(r["level"], r["idx"]): bytes(r["hash"]) for r in c.fetchall()})
         missing = set(wanted) - set(found)
         if missing:
-            raise LookupError(f"the ledger lacks tree nodes {sorted(missing)[:5]}")
+            raise LedgerDamaged(f"The ledger lacks tree nodes {sorted(missing)[:5]} (level, index): proofs that use them cannot be built.")
         return found
 
     def frontier(self) -> Frontier:
@@ -302,10 +304,7 @@ class Ledger:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT seq, size, root, position, time, note FROM {self.checkpoints_} {where}", params)
             rows = c.fetchall()
-        return [
-            Checkpoint(r["seq"], r["size"], bytes(r["root"]), r["position"], datetime.fromisoformat(r["time"]), r["note"])
-            for r in rows
-        ]
+        return [_checkpoint(r) for r in rows]
 
     # Keys
 
@@ -314,8 +313,25 @@ class Ledger:
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"INSERT INTO {self.keys_} (vkey, since) VALUES ({self.p}, {self.p}) ON CONFLICT (vkey) DO NOTHING", (vkey, since.isoformat()))
 
+    def verifiers(self) -> list[Verifier]:
+        """The keys that have signed checkpoints, read; LedgerDamaged names one that is no verifier key."""
+        found = []
+        for k in self.keys():
+            try:
+                found.append(Verifier.parse(k))
+            except ValueError as e:
+                raise LedgerDamaged(f"The ledger publishes {k[:60]!r} as a key that signs checkpoints, but it is no Ed25519 verifier key ({e}).") from None
+        return found
+
     def keys(self) -> list[str]:
         """The verifier keys that have signed checkpoints, oldest first."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT vkey FROM {self.keys_} ORDER BY since, vkey")
             return [r["vkey"] for r in c.fetchall()]
+
+
+def _checkpoint(row: Any) -> Checkpoint:
+    try:
+        return Checkpoint(row["seq"], row["size"], bytes(row["root"]), row["position"], datetime.fromisoformat(row["time"]), row["note"])
+    except (TypeError, ValueError) as e:  # a field set by hand to what the checkpointer never writes
+        raise LedgerDamaged(f"Checkpoint #{row['seq']} is stored with a field the checkpointer never writes ({e}).") from None

@@ -34,6 +34,7 @@ from audit import merkle
 from audit.ledger import RESPONSE, Ledger, Record, receipt_of, records
 from audit.merkle import Frontier, canonical, leaf_hash
 from audit.signing import Head, Verifier, parse_body
+from domain.errors import LedgerDamaged
 from domain.review.case import ReviewCase
 from domain.signups.signup import Signup
 from domain.staff.member import StaffMember
@@ -385,7 +386,7 @@ def _checkpoints(
                 return []
             try:
                 proof = consistency(prev.size, head.size) if consistency is not None else None
-            except LookupError as e:  # the ledger's nodes that prove it are gone: its tail cut, or one of them deleted
+            except LedgerDamaged as e:  # the ledger's nodes that prove it are gone: its tail cut, or one of them deleted
                 report.problem = Problem("missing", None, f"checkpoint #{cp.seq} covers {head.size} events, but the ledger lacks what proves it consistent with {prev_label} before it: {e}")
                 return []
             if proof is not None and not merkle.verify_consistency(prev.size, head.size, prev.root, head.root, proof):
@@ -404,10 +405,13 @@ def verify_store(
     """Verify the live store: its log against its ledger, every checkpoint and those `held` elsewhere, and given
     `keys` (the ids of the key stores' keys, read when called) that every sealed value's key is held or recorded destroyed."""
     checkpoints = []
-    while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
-        checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
+    try:
+        while batch := ledger.checkpoints(after=checkpoints[-1].seq if checkpoints else 0):
+            checkpoints.extend(SignedCheckpoint(c.seq, c.note, (c.size, c.root, c.position, c.time)) for c in batch)
+        named = ledger.verifiers()
+    except LedgerDamaged as e:  # a checkpoint or key row written outside Agora
+        return Report(problem=Problem("forged", None, str(e)))
     index = Receipts(_receipts(ledger), lambda receipt: found[0] if (found := ledger.leaf_of(receipt)) else None)
-    named = [Verifier.parse(k) for k in ledger.keys()]
     sealed = Keys()
     report = verify(sealed.walk(log(app)), chained(ledger), checkpoints, verifiers, ledger.consistency, held, lambda level: _stored(ledger, level), index, named)
     if report.problem and report.problem.kind in ("forged", "missing") and report.problem.position is None:

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from audit.bundle import carried, export, verify_bundle
 from audit.replay import view_at
 from audit.signing import KEY_FILE, Verifier, load_or_make_key, parse_body
-from audit.verify import Report, pinned, verify_store
+from domain.errors import LedgerDamaged
+from audit.verify import Problem, Report, pinned, verify_store
 from projections.live import VIEWS
 from runtime import System
 
@@ -98,7 +99,10 @@ def held(files: list[str]) -> list[str]:
 def live(system: System, keys: Sequence[str] = (), held: Sequence[str] = (), published_only: bool = False) -> tuple[Report, str]:
     """Verify the live store: against `keys`, the data folder's key (under any name it signed with), or (if none,
     or `published_only`: `agora status`, after a new key too) the keys the store publishes."""
-    published = [Verifier.parse(k) for k in system.ledger.keys()]
+    try:
+        published = system.ledger.verifiers()
+    except LedgerDamaged as e:  # a key row written outside Agora
+        return Report(problem=Problem("forged", None, str(e))), "the keys the store publishes"
     if keys:
         verifiers, source = [Verifier.parse(k) for k in keys], "the keys given"
     elif (system.data_dir / KEY_FILE).exists() and not published_only:

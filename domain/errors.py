@@ -50,6 +50,11 @@ class ResponseNotFound(DomainError):
         super().__init__(f"There is no response {response_id}.")
 
 
+class LedgerDamaged(DomainError):
+    """The ledger's tables hold what the checkpointer never writes (a row altered or deleted outside Agora): the
+    proof, checkpoint or key asked for cannot be read from them. `agora audit verify` names what changed."""
+
+
 class UnreadableEvent(DomainError):
     """An event of the log this code cannot decode: a fold of the log (a report, a view replayed) cannot pass it."""
 

@@ -27,7 +27,7 @@ from eventsourcing.application import Application
 
 import store
 from audit.ledger import Checkpoint, Ledger, OutOfOrder, records
-from audit.signing import KEY_FILE, Head, Signer, Verifier, body
+from audit.signing import KEY_FILE, Head, Signer, body
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Checkpointer:
 
     def _require_own_key(self) -> None:
         """Refuse (ForeignKey) a signing key that did not sign this log before; warn once if it did under another name."""
-        published = [Verifier.parse(k) for k in self.ledger.keys()]
+        published = self.ledger.verifiers()
         mine = self.signer.verifier
         names = {v.name for v in published if v.public == mine.public}
         if names and mine.name not in names and not self.renamed:

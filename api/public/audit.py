@@ -18,7 +18,6 @@ from litestar.params import JSONBody, QueryParameter
 
 from api.problems import documented, problem
 from audit.ledger import Checkpoint, Ledger, bound, records
-from audit.signing import Verifier
 from domain.consultations.service import hash_receipt
 from domain.errors import FieldError, InvalidInput
 from runtime import System
@@ -72,7 +71,7 @@ def _latest(ledger: Ledger) -> Checkpoint:
 
 @get(
     "/audit/checkpoints", sync_to_thread=True, opt=PUBLIC,
-    responses=documented(400), summary="The signed checkpoints, oldest first",
+    responses=documented(400, 409), summary="The signed checkpoints, oldest first",
 )
 def checkpoints(
     system: NamedDependency[System],
@@ -85,24 +84,24 @@ def checkpoints(
 
 @get(
     "/audit/checkpoints/latest", sync_to_thread=True, opt=PUBLIC,
-    responses=documented(400, 404), summary="The latest signed checkpoint",
+    responses=documented(400, 404, 409), summary="The latest signed checkpoint",
 )
 def latest(system: NamedDependency[System]) -> Checkpoint:
     return _latest(_ledger(system))
 
 
-@get("/audit/key", sync_to_thread=True, opt=PUBLIC, responses=documented(400, 404), summary="The key that signs checkpoints")
+@get("/audit/key", sync_to_thread=True, opt=PUBLIC, responses=documented(400, 404, 409), summary="The key that signs checkpoints")
 def key(system: NamedDependency[System]) -> Key:
-    keys = _ledger(system).keys()
-    if not keys:
+    verifiers = _ledger(system).verifiers()
+    if not verifiers:
         raise problem(404, "no-checkpoint", "No checkpoint yet", "No key has signed a checkpoint yet; the checkpointer takes one when it starts.")
-    current = Verifier.parse(keys[-1])
+    current, keys = verifiers[-1], [v.vkey for v in verifiers]
     return Key(current.vkey, current.name, current.public, "Ed25519", keys)
 
 
 @get(
     "/audit/consistency", sync_to_thread=True, opt=PUBLIC,
-    responses=documented(400, 404, 422), summary="A consistency proof between two checkpointed tree sizes",
+    responses=documented(400, 404, 409, 422), summary="A consistency proof between two checkpointed tree sizes",
 )
 def consistency(
     system: NamedDependency[System],

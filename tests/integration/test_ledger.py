@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import threading
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from litestar.testing import AsyncTestClient
 import store
 from api.app import create_app
 from audit import merkle
+from audit.bundle import export
 from audit.ledger import OutOfOrder, records
 from audit.signing import KEY_FILE, Signer, Verifier, parse_body
 from audit.verify import verify_store
@@ -226,13 +228,14 @@ async def until(client: AsyncTestClient, method: str, path: str, status: int, **
 
 
 def doc_snippet() -> dict:
-    (code,) = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    """What the documented snippets define, run as a reader would."""
     names: dict = {}
-    exec(code, names)  # noqa: S102 - the documented snippet, run as a reader would
+    for code in re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S):
+        exec(code, names)  # noqa: S102
     return names
 
 
-async def test_a_respondent_proves_their_response_is_in_the_log_by_hand(every_event: AsyncTestClient, system: System) -> None:
+async def test_a_respondent_proves_their_response_is_in_the_log_by_hand(every_event: AsyncTestClient, system: System, tmp_path: Path) -> None:
     submitted = (await every_event.post(f"/consultations/{SLUG}/responses", json=ANSWERS)).json()
     r = await until(every_event, "POST", "/audit/inclusion", 200, json={"receipt": submitted["receipt"]})
     answer = r.json()
@@ -250,6 +253,12 @@ async def test_a_respondent_proves_their_response_is_in_the_log_by_hand(every_ev
     assert base64.b64decode(key["public_key"]) == verifier.public and key["keys"] == [key["vkey"]]
     head = parse_body(verifier.open(checkpoint["note"]))
     assert (head.size, base64.b64encode(head.root).decode()) == (checkpoint["size"], checkpoint["root"])
+    # With a bundle, the proven leaf is tied to the receipt offline, by the recipe in audit.md.
+    export(system, tmp_path / "bundle")
+    lines = [json.loads(text) for text in (tmp_path / "bundle" / "events.ndjson").read_text().splitlines()]
+    (line,) = [line for line in lines if line["leaf"] == answer["leaf_index"]]
+    assert snippet["holds_receipt"](line, submitted["receipt"]) and line["leaf_hash"] == base64.b64decode(answer["leaf_hash"]).hex()
+    assert [line["position"] for line in lines if snippet["holds_receipt"](line, submitted["receipt"])] == [submitted["position"]]
 
 
 async def test_consistency_between_checkpoints_checks_by_hand(every_event: AsyncTestClient) -> None:
@@ -284,6 +293,35 @@ async def test_a_receipt_the_index_sends_to_another_event_gets_no_proof(every_ev
     r = await every_event.post("/audit/inclusion", json={"receipt": mine["receipt"]})
     assert r.status_code == 409 and r.json()["type"] == "/problems/ledger-inconsistent", r.text
     assert (await every_event.post("/audit/inclusion", json={"receipt": other["receipt"]})).status_code == 200
+
+
+async def test_a_damaged_ledger_is_a_problem_on_every_audit_route_and_a_finding_of_verify(every_event: AsyncTestClient, system: System) -> None:
+    """An auditor's: with stored subtrees gone, or a checkpoint or key row set by hand to what the checkpointer never
+    writes, the public proofs, checkpoints and key were 500s, and verify ended in a bare parsing error."""
+    submitted = [(await every_event.post(f"/consultations/{SLUG}/responses", json=ANSWERS)).json() for _ in range(6)][-1]
+    await until(every_event, "POST", "/audit/inclusion", 200, json={"receipt": submitted["receipt"]})
+    size = (await every_event.get("/audit/checkpoints/latest")).json()["size"]
+    ledger = system.ledger
+
+    def damage(statement: str) -> None:
+        with ledger.datastore.transaction(commit=True) as c:
+            c.execute(statement)
+
+    async def refused(*requests: tuple[str, str, dict]) -> None:
+        for method, path, kwargs in requests:
+            r = await every_event.request(method, path, **kwargs)
+            assert r.status_code == 409 and r.json()["type"] == "/problems/ledger-inconsistent", (path, r.text)
+
+    damage(f"DELETE FROM {ledger.nodes_}")
+    await refused(("POST", "/audit/inclusion", {"json": {"receipt": submitted["receipt"]}}), ("GET", "/audit/consistency", {"params": {"from": 1, "to": size}}))
+    damage(f"UPDATE {ledger.keys_} SET vkey = 'garbage+zz+!!!'")
+    await refused(("GET", "/audit/key", {}))
+    report = verify_store(system.app, ledger, [])
+    assert report.problem is not None and report.problem.kind == "forged" and "'garbage+zz+!!!'" in report.problem.detail, report
+    damage(f"UPDATE {ledger.checkpoints_} SET time = 'yesterday' WHERE seq = 1")
+    await refused(("GET", "/audit/checkpoints", {}))
+    report = verify_store(system.app, ledger, [])
+    assert report.problem is not None and report.problem.kind == "forged" and "Checkpoint #1" in report.problem.detail, report
 
 
 async def test_bad_requests_are_problems(client: AsyncTestClient, system: System) -> None:
