@@ -24,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from audit import merkle
-from audit.disclosure import AuditEvent, Unreadable, disclose, readable
+from audit.disclosure import AuditEvent, Unreadable, disclose, read, readable
 from audit.signing import Verifier, parse_body
 from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, pinned, verify
 from domain.staff.member import StaffMember
@@ -102,6 +102,15 @@ def export(system: Any, out: Path) -> tuple[int, int]:
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any((out / f).exists() for f in FILES):
         raise ValueError(f"{out} already holds a bundle; export into an empty folder")
+    try:
+        return _write(system, out)
+    except BaseException:  # no half a bundle: `verify DIR` would call it no bundle, and a new export would refuse the folder
+        for f in FILES:
+            (out / f).unlink(missing_ok=True)
+        raise
+
+
+def _write(system: Any, out: Path) -> tuple[int, int]:
     app, ledger = system.app, system.ledger
     names = {entry.id: entry.name for entry in system.history.directory()}
     encoder = msgspec.json.Encoder()
@@ -134,12 +143,10 @@ def _lines(app: Any, ledger: Any, names: dict[UUID, str], key_present: Any) -> I
         index, leaf_hex = (leaf[0], leaf[2].hex()) if leaf is not None and leaf[1] == position else (None, None)
         if index is not None:
             leaf = next(leaves, None)
+        if len(oid) != 16:
+            raise ValueError(f"The event at position {position} has an aggregate id that is no UUID ({oid[:40]!r}), which a bundle cannot carry: `agora audit verify` names it.")
         originator_id = UUID(bytes=oid)
-        stored = StoredEvent(originator_id, version, topic, state)
-        try:
-            domain_event = app.mapper.to_domain_event(stored)
-        except Exception:  # noqa: BLE001 - bytes this code cannot read: the line says so, and carries them
-            domain_event = Unreadable(stored)
+        domain_event = read(app.mapper, StoredEvent(originator_id, version, topic, state))  # unreadable: the line says so, and carries its bytes
         event = disclose(domain_event, position, names, key_present)
         if isinstance(domain_event, StaffMember.Enrolled) and domain_event.clear is not None:
             record = merkle.leaf_hash(merkle.canonical(position, oid, version, topic, state))

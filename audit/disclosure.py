@@ -47,6 +47,14 @@ class Unreadable:
         self.timestamp = _recorded_at(stored.state)
 
 
+def read(mapper: Any, stored: Any) -> Any:
+    """The stored event as this code reads it with `mapper`, or Unreadable."""
+    try:
+        return mapper.to_domain_event(stored)
+    except Exception:  # noqa: BLE001 - whatever bytes this code cannot read make the decoder raise
+        return Unreadable(stored)
+
+
 def _recorded_at(state: bytes) -> datetime:
     """The time an unreadable event's bytes say it was recorded at, if they say; else the Unix epoch."""
     try:

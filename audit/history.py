@@ -17,7 +17,7 @@ import msgspec
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
-from audit.disclosure import UNREADABLE, AuditEvent, Unreadable, disclose, readable
+from audit.disclosure import UNREADABLE, AuditEvent, Unreadable, disclose, read, readable
 from domain.access.access import Access
 from domain.consultations.consultation import Consultation, consultation_id
 from domain.staff.member import Role, StaffMember
@@ -110,7 +110,8 @@ class History:
         found = []
         for aggregate_id in aggregate_ids:
             positions = self._positions(aggregate_id)
-            found += [(positions[e.originator_version], e) for e in self.app.events.get(aggregate_id)]
+            # Read one by one: an event this code cannot read is `unreadable` here too, as on the log's pages.
+            found += [(positions[stored.originator_version], read(self.app.mapper, stored)) for stored in self.app.recorder.select_events(aggregate_id)]
         return self._disclose(found)
 
     def directory(self) -> list[StaffEntry]:

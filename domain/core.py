@@ -42,6 +42,8 @@ def read_log(
         notifications = app.recorder.select_notifications(start=position, limit=batch, stop=upto, topics=topics, inclusive_of_start=False)
         for n in notifications:
             try:
+                if not isinstance(n.originator_id, UUID):  # kept as text by the store: written outside Agora
+                    raise ValueError(f"its aggregate id {n.originator_id!r} is no UUID")
                 event = decode(n)
             except Exception as e:  # noqa: BLE001 - whatever bytes this code cannot read make the decoder raise
                 if unreadable is None:

@@ -22,6 +22,14 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
     # instance wrote; a ring from another file costs one empty read. Weak: closed bells drop out.
     doorbells: weakref.WeakSet = weakref.WeakSet()
 
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        """An id that is no UUID (SQLite keeps ids as text, and one was written outside Agora) is kept as its text, so that
+        what reads the log names that event unreadable (domain.core.read_log) rather than failing on its whole batch."""
+        try:
+            return super().convert_originator_id(originator_id)
+        except ValueError:
+            return originator_id
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         ids = super().insert_events(stored_events, **kwargs)
         for bell in list(self.doorbells):

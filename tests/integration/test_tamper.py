@@ -314,7 +314,7 @@ def test_a_receipt_index_entry_no_event_holds_is_forged(system: System, store_en
 
 
 @ON_SQLITE_ONLY  # PostgreSQL's columns are typed: such values cannot be stored there
-def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system: System, store_env: dict[str, str], chained: Checkpointer, tmp_path: Any) -> None:
     """A tester's edits in sqlite3 made verify end in a TypeError or a bare fromhex() error."""
     with database(system, store_env) as (conn, events, pos, _):
         sql(conn, f"UPDATE {events} SET state = CAST(state AS TEXT) WHERE {pos} = 10")
@@ -323,6 +323,15 @@ def test_a_stored_value_of_another_type_is_read_as_its_bytes_not_a_crash(system:
         sql(conn, f"UPDATE {events} SET originator_id = 'not a uuid' WHERE {pos} = 12")
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("altered", 12), report
+    # An auditor's: what folds the log (the report, /audit/events, a view as it stood) failed on its whole batch with a 500,
+    # and the export with a bare error, leaving half a bundle.
+    with pytest.raises(UnreadableEvent, match="The event at position 12 of the log cannot be read"):
+        view_at(system.app, "stats", None)
+    listed = system.history.page(0, 100, Filter())
+    assert [e.type for e in listed.events if e.position == 12] == ["unreadable"]
+    with pytest.raises(ValueError, match="The event at position 12 has an aggregate id that is no UUID"):
+        export(system, tmp_path / "bundle")
+    assert not list((tmp_path / "bundle").iterdir())
     with database(system, store_env) as (conn, events, pos, _):
         sql(conn, f"UPDATE {events} SET state = CAST(state AS TEXT) || ' ' WHERE {pos} = 11")
     report = verify(system, chained)
@@ -335,6 +344,15 @@ def test_a_topic_or_state_set_to_null_is_altered_not_a_crash(system: System, sto
         sql(conn, f"UPDATE {events} SET topic = NULL, state = NULL WHERE {pos} = 10")
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("altered", 10), report
+
+
+def test_a_responses_history_shows_an_event_this_code_cannot_read_as_unreadable(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    """An auditor's: a response's history (`/review/responses/{id}/history`) was a 500 when one of its events did not decode."""
+    (response,) = [n.originator_id for n in system.app.recorder.select_notifications(start=10, limit=1)]
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET state = ? WHERE {pos} = 10", b"\xff\xfe\x00\xde\xad")
+    (event,) = system.history.of_aggregates([response])
+    assert (event.position, event.type) == (10, "unreadable")
 
 
 def test_a_receipt_index_entry_is_compared_whole(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
