@@ -226,8 +226,9 @@ class Follower:
         return True
 
     def repaired(self, stop: threading.Event) -> bool:
-        """When idle: if the view stands behind where this follower left it (Redis restarted empty,
-        or its keys were deleted), fold again from where the view stands, without waiting for an event.
+        """When idle: if the view stands behind where this follower left it (Redis restarted from an older
+        snapshot), fold again from where the view stands, without waiting for an event; with no position at
+        all (Redis restarted empty, or the position key alone lost), rebuild it beside the live one.
         If it stands past the log's head, the log lost events it folded (a store restored from a backup):
         rebuild it, or the events recorded again at those positions would never be folded."""
         stored = self.view.max_tracking_id(self.app.name) or 0
@@ -237,11 +238,15 @@ class Follower:
             return self._rebuild(stop)
         if stored >= self.position:
             return False
+        if not stored:
+            # Its position gone: Redis restarted empty, or that one key was lost (evicted, deleted) and the data is
+            # still there, which folding the log again onto would count twice (a tester's). Rebuilt beside it, either is right.
+            log.warning("view %s has lost its position (it was at %d): rebuilding it", self.name, self.position)
+            return self._rebuild(stop)
+        # Position and data are written together: the view is as it stood at `stored`.
         log.warning("view %s is at %d, behind %d where it was left: folding the log again from there", self.view.name, stored, self.position)
         self.view.discard()
         self.position = stored
-        if not stored:  # gone altogether: this fold writes it again from the start
-            self.view.mark_fold(type(self.projection).version)
         return True
 
     # Poison events

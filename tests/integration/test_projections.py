@@ -297,6 +297,31 @@ def test_running_followers_refold_a_wiped_view_without_waiting_for_an_event(
         running.close()
 
 
+def test_a_view_that_lost_only_its_position_is_rebuilt_not_counted_twice(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, settings: Settings
+) -> None:
+    """An operator's: with its position key deleted (as an evicting Redis might) and its data left, a follower folded
+    the whole log again onto the data: the public counts doubled, and `agora status` said all was well."""
+    submit(system, 10)
+    running = system.workers(mail=False).start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
+            assert datetime.now(UTC) < deadline, "the followers did not catch up"
+            time.sleep(0.01)
+        expected = dump(sync_redis, redis_prefix)
+        for name in ("stats", "queue"):
+            keys = Keys(redis_prefix, name)
+            sync_redis.delete(keys.key(int(sync_redis.get(keys.generation) or 0), "position"))
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
+            assert datetime.now(UTC) < deadline, "the views were not repaired"
+            time.sleep(0.01)
+        assert dump(sync_redis, redis_prefix) == expected
+    finally:
+        running.close()
+
+
 def test_running_followers_rebuild_a_view_left_past_the_log_by_a_restored_backup(
     system: System, sync_redis: redis.Redis, redis_prefix: str, store_env: dict[str, str]
 ) -> None:
