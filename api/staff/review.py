@@ -166,13 +166,17 @@ async def consultation_progress(slug: FromPath[str], services: NamedDependency[S
 async def claim_next(slug: FromPath[str], request: Staff, services: NamedDependency[Services]) -> Claim:
     consultation = await _consultation(services, slug)
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
-    # is refused by optimistic concurrency, and the next candidate is tried.
-    page = await services.queue.page(services.app_name, "new", None, None, None, 0, 20, datetime.now(UTC), consultation)
-    for item in page.items:
-        try:
-            return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
-        except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
-            continue
+    # is refused by optimistic concurrency, and the next candidate is tried, page after page
+    # (reviewers claiming together take the first ones: a tester's got `queue-empty` with thousands new).
+    cursor: int | None = 0
+    while cursor is not None:
+        page = await services.queue.page(services.app_name, "new", None, None, None, cursor, 20, datetime.now(UTC), consultation)
+        for item in page.items:
+            try:
+                return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
+            except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
+                continue
+        cursor = page.next_cursor
     raise problem(404, "queue-empty", "Nothing to claim", f"Every response to '{slug}' is claimed or reviewed.")
 
 

@@ -13,7 +13,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from domain.consultations.service import Submission
+from api.app import create_app
 from runtime import System
+from runtime.settings import Settings
+from workers import views
+from workers.follower import Follower
 from domain.consultations.consultation import Consultation, Definition, Theme
 from domain.errors import InvalidInput
 from domain.review.case import ClaimConflict, Outcome
@@ -205,6 +209,21 @@ async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url:
         claims = await asyncio.gather(*(http.post(C + "/claim-next", headers=t) for t in tokens))
     assert [c.status_code for c in claims] == [201] * 6, [c.text for c in claims]
     assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
+
+
+async def test_claim_next_looks_past_a_page_of_responses_claimed_since_the_view_saw_them(
+    system: System, store_env: dict[str, str], settings: Settings, staff: dict[str, UUID], sync_redis: Any, redis_prefix: str,
+) -> None:
+    """An operator's: six reviewers claiming together got `queue-empty` with thousands of responses new, as
+    claim-next tried only the first 20 the view listed and others had taken those since."""
+    responses = submit(system, 25)
+    for projection, view in views.VIEWS.values():
+        Follower(system.app, projection(view(sync_redis, redis_prefix))).catch_up()
+    for response in responses[:20]:  # the view, not followed here, still lists them as new
+        system.review.claim(response, staff["reviewer2"], timedelta(minutes=30))
+    async with AsyncTestClient(create_app(msgspec.structs.replace(settings, inline_followers=False), store_env)) as client:
+        claimed = await client.post(C + "/claim-next", headers=await token(client, "reviewer@example.org"))
+    assert claimed.status_code == 201 and claimed.json()["response_id"] == str(responses[20]), claimed.text
 
 
 async def test_reviewers_tag_flag_and_quote_and_the_queue_filters_by_them(
