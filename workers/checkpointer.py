@@ -117,6 +117,11 @@ class Checkpointer:
                 f"this data folder's signing key ({KEY_FILE}) did not sign this log's checkpoints: copy the key file from the host "
                 "whose key did. If that key is lost for good, `agora audit new-key` publishes this one, and auditors see a new key from then on"
             )
+        if published and published[-1].public != mine.public:  # the last published is the log's key: a rotation retires the others
+            raise ForeignKey(
+                f"this data folder's signing key ({KEY_FILE}) was replaced by {published[-1].vkey} (`agora audit new-key`) and signs "
+                "no more: copy the new key file here from the host that published it"
+            )
 
     def due_in(self, now: datetime) -> float:
         """Seconds until the next checkpoint falls due by time."""

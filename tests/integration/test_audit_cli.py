@@ -362,6 +362,10 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     assert out.startswith(f"published {standby.signer.verifier.vkey}")
     signed = standby.checkpoint(datetime.now(UTC))
     assert Verifier.parse(history.ledger.keys()[-1]).open(signed.note) is not None
+    # An operator's: the checkpointer holding the old key signed on (a leaked key, say, that the rotation meant to retire).
+    with pytest.raises(ForeignKey, match="was replaced by .* and signs no more"):
+        history.checkpointer().checkpoint(datetime.now(UTC))
+    assert history.ledger.latest() == signed
     # Auditors follow the rotation: with both keys the log verifies, with the new one alone the old checkpoints do not
     # (a tester's --key kept only the last given); status checks against the keys the store publishes.
     old, new = history.ledger.keys()
