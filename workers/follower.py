@@ -53,6 +53,12 @@ def lock(view: str) -> str:
     return f"view-{view}"
 
 
+def wrong_type(e: redis.RedisError) -> bool:
+    """Whether a view's key holds another type than its fold writes (set by hand): damage that retrying will not
+    mend (`agora rebuild` will), so the view stops as on a poison event rather than retry as in an outage."""
+    return isinstance(e, redis.ResponseError) and str(e).startswith("WRONGTYPE")
+
+
 class FoldFailed(Exception):
     """The projection raised on one event (not an outage): retrying the same code will not help."""
 
@@ -103,8 +109,10 @@ class Follower:
             if n.topic in self.topics and n.id != self.skip:
                 try:
                     process(decode(n), tracking)
-                except redis.RedisError:
-                    raise  # an outage (a fold may read its view back), not the event
+                except redis.RedisError as e:
+                    if not wrong_type(e):
+                        raise  # an outage (a fold may read its view back), not the event
+                    raise FoldFailed(n.id, e) from e
                 except Exception as e:
                     raise FoldFailed(n.id, e) from e
             else:
@@ -115,6 +123,10 @@ class Follower:
             position = self.view.flush(self.position)
         except StaleGeneration:
             position = self.view.max_tracking_id(self.app.name) or 0
+        except redis.ResponseError as e:
+            if not (wrong_type(e) and notifications):
+                raise
+            raise FoldFailed(notifications[0].id, e) from e  # the batch's first: where the next attempt starts
         # Normally the batch's last event; wherever the view is if it refused the batch.
         if position is not None:
             self.position = position

@@ -538,6 +538,33 @@ def test_a_poison_event_stops_its_view_only_until_the_operator_skips_it(
     assert any("does without event 7, as the operator decided" in r.getMessage() for r in caplog.records)
 
 
+def test_a_view_key_of_another_type_stops_its_view_as_a_poison_event_does_until_rebuilt(
+    system: System, sync_redis: redis.Redis, redis_prefix: str
+) -> None:
+    """An operator's: a view's key set by hand to a string was retried as an outage forever (a warning a second),
+    and `agora status` said the view was followed and well."""
+    submit(system, 3)
+    stops = Stops(sync_redis, redis_prefix)
+    running = Followers([Follower(system.app, StatsProjection(StatsView(sync_redis, redis_prefix)), stops=stops, attempts=2)]).start()
+    try:
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the stats view did not catch up")
+        view = StatsView(sync_redis, redis_prefix)
+        damaged = view.keys.key(view.generation, f"stats:{system.consultations.get(SLUG).id}")
+        sync_redis.delete(damaged)
+        sync_redis.set(damaged, "garbage")
+        submit(system, 1)
+        position = system.app.head()
+        until(lambda: stops.get("stats"), "the stats view did not stop")
+        stop = stops.get("stats")
+        assert stop["position"] == position and "WRONGTYPE" in stop["error"], stop
+        views.rebuild(system.app, sync_redis, redis_prefix, "stats")
+        submit(system, 1)
+        until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the stats view did not fold on")
+    finally:
+        running.stop()
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"5"
+
+
 def test_a_rebuild_clears_a_poison_stop_and_the_follower_folds_on_from_the_rebuilt_view(
     system: System, sync_redis: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
