@@ -128,12 +128,14 @@ def status(args: argparse.Namespace) -> None:
         head = system.app.head()  # after the views' positions: a view never looks ahead of the log
         print(f"log head: {head}")
         stops = views.Stops(client, system.settings.redis_prefix).all()
-        followed = views.followed(system.app)
+        followed, stalled = views.followed(system.app), views.stalled(system.app)
         for name, position in positions.items():
             follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
+            if stalled[name] > store.STALLED:
+                follower = f"STALLED (its follower has not answered for {stalled[name]:,.0f} s: a standby `agora work` takes over; without one, restart it)"
             behind = f"behind by {head - position}" if position <= head else f"AHEAD of the log by {position - head}: the log lost events, or the view is another store's (`agora rebuild {name}`)"
             print(f"view {name:<8} at {position:>10}  {behind}  {follower}")
-            well = well and followed[name] and position <= head
+            well = well and followed[name] and stalled[name] <= store.STALLED and position <= head
             if name in stops:
                 stop = stops[name]
                 decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"

@@ -27,6 +27,11 @@ def followed(app: Application[Any]) -> dict[str, bool]:
     return {name: store.taken(app.recorder, lock(name)) for name in VIEWS}
 
 
+def stalled(app: Application[Any]) -> dict[str, float]:
+    """How long each view's follower has not answered, in seconds (`store.unanswered`)."""
+    return {name: store.unanswered(app.recorder, lock(name)) for name in VIEWS}
+
+
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:
     return {name: view(client, prefix).max_tracking_id(app.name) or 0 for name, (_, view) in VIEWS.items()}
 

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import msgspec
+import psycopg
 import pytest
 import redis
 
+import store
 from projections.live import StatsView
 from projections.state import replay
 from projections.stats import StatsProjection
@@ -21,7 +24,7 @@ from runtime.settings import Settings
 from tests.conftest import SLUG
 from tests.integration.test_projections import counts, submit, until
 from workers import views
-from workers.follower import STANDBY, Follower, Followers, rebuild
+from workers.follower import STANDBY, Follower, Followers, lock, rebuild
 
 TAKE_OVER = STANDBY + 10  # seconds: the standby's next try, and a slow machine's catching up
 
@@ -139,3 +142,29 @@ def test_a_standby_takes_over_a_view_when_the_worker_holding_it_is_killed(
         if standby:
             standby.stop()
     assert_exactly_once(system, sync_redis, redis_prefix)
+
+
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)  # SQLite's locks are files of processes on one host
+def test_a_standby_takes_over_from_a_holder_that_stopped_answering_and_status_says_so(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's: a worker stopped (SIGSTOP) kept its PostgreSQL sessions, and with them every lock, for good:
+    no standby took over, and `agora status` said the views were followed."""
+    monkeypatch.setattr(store, "STALLED", 1.0)
+    datastore = system.app.recorder.datastore  # type: ignore[attr-defined]
+    name = f"agora:{datastore.schema}:{lock('stats')}"
+    with psycopg.connect(**datastore.pool.kwargs, autocommit=True) as hung:  # a holder that answers nothing more
+        assert hung.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS held", (name,)).fetchone()["held"]
+        submit(system, 5)
+        time.sleep(1.5)
+        assert store.unanswered(system.app.recorder, lock("stats")) > 1.0
+        assert views.stalled(system.app)["stats"] > 1.0
+        with caplog.at_level(logging.WARNING):
+            running = stats_followers(system, sync_redis, redis_prefix)
+            try:
+                until(lambda: caught_up(system, sync_redis, redis_prefix), "the standby did not take over", TAKE_OVER)
+            finally:
+                running.stop()
+        assert any("has not answered for" in r.getMessage() and "ending its session to take over" in r.getMessage() for r in caplog.records)
+        with pytest.raises(psycopg.OperationalError):
+            hung.execute("SELECT 1")
