@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"agora: {e}")
     except redis.RedisError as e:  # an outage an operator may be looking into: said in a line, not a traceback
         sys.exit(f"agora: Redis does not answer ({type(e).__name__}: {e}); is it running, and is REDIS_URL right?")
+    except PersistenceError as e:  # likewise the event store
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        sys.exit(f"agora: the event store does not answer ({first}); is it running, and are PERSISTENCE_MODULE and POSTGRES_* right?")
+    except EOFError:  # a prompt (a password) with no terminal to answer it
+        sys.exit("agora: a prompt found no input; run it in a terminal, or give it by its variable (AGORA_STAFF_PASSWORD for a password)")
     except BrokenPipeError:  # `agora status | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor a second error as Python flushes at exit
         sys.exit(1)
