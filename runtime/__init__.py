@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import store
 from audit.history import History
@@ -41,7 +43,10 @@ def redis_client(settings: Settings) -> redis.asyncio.Redis:
     the reply a second later: a Redis that does not answer within 5 s is taken as down (a hung one held
     each connection, and then each request, for good)."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=1
+        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=1,
+        # A pooled connection that a restarted Redis closed fails its next command: sent again once, on a new connection
+        # (else each of them failed a request, a 503, as it came round, for minutes after Redis was back).
+        retry=Retry(NoBackoff(), 1), retry_on_error=[redis.ConnectionError],
     )
     return redis.asyncio.Redis.from_pool(pool)
 

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import msgspec
 import pytest
+import redis
 from litestar.testing import AsyncTestClient
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -20,7 +21,7 @@ from api.app import create_app
 from api.limits import CountingStore
 from cli.embedded import redis_url, start_redis
 from domain.consultations.response import Response
-from runtime import System
+from runtime import System, redis_client
 from runtime.settings import Settings
 from tests.conftest import PASSWORD, SLUG
 
@@ -114,3 +115,18 @@ async def test_submissions_are_refused_not_let_through_while_no_connection_to_co
         pool.max_connections = size
         assert (await client.post(f"/consultations/{SLUG}/responses", json=BODY)).status_code == 201
     assert len(list(system.app.select_events(Response.Submitted))) == 1
+
+
+async def test_connections_a_restarted_redis_closed_are_made_again_not_a_failed_request(tmp_path: Path, settings: Settings) -> None:
+    """An operator's: for minutes after Redis came back, each pooled connection it had closed failed a request (a 503) as it came round."""
+    redis_ = start_redis(tmp_path)
+    client = redis_client(msgspec.structs.replace(settings, redis_url=redis_url(tmp_path)))
+    try:
+        assert await client.ping()
+        with redis.Redis.from_url(redis_url(tmp_path)) as other:
+            other.client_kill_filter(_type="normal", skipme=True)  # as a restart closes them
+        assert await client.ping()
+    finally:
+        await client.aclose()
+        redis_.kill()
+        redis_.wait()
