@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from api.problems import problem
 from api.public.submissions import GroupCommit
 from domain.consultations.service import Submission
+from domain.errors import ConsultationNotFound
 from projections.live import FormReader, QueueReader, StatsReader
 from projections.view import ViewReader
 from runtime import System
@@ -36,9 +37,14 @@ async def wait(services: Services, view: ViewReader, after: int | None) -> None:
 
 async def absent(services: Services, view: ViewReader, missing: Exception) -> Exception:
     """What to answer for what `view` lacks: `missing`, unless the view holds nothing at all (being
-    rebuilt, say after Redis lost its data): then 503, not a 404 for what the log may well hold."""
+    rebuilt, say after Redis lost its data), or lacks a consultation the log holds (not folded yet, or
+    its key lost in Redis: logged for the operator): then 503, not a 404 for what the log holds."""
     if await view.position(services.app_name) == 0:
         detail = "This view is being rebuilt from the log; retry shortly."
+        return problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
+    if isinstance(missing, ConsultationNotFound) and await asyncio.to_thread(services.consultations.exists, missing.slug):
+        log.error("view %s lacks consultation %r, which the log holds: if it stays so, `agora rebuild` that view", view.keys.base, missing.slug)
+        detail = "This view has not caught up with the log; retry shortly."
         return problem(503, "view-behind", "The view has not caught up yet", detail, headers={"Retry-After": "1"})
     return missing
 

@@ -101,6 +101,10 @@ class Consultations:
             raise ConsultationNotFound(slug)
         return consultation
 
+    def exists(self, slug: str) -> bool:
+        """Whether the log holds a consultation of this slug (one query, no replay)."""
+        return self.app.exists(consultation_id(slug))
+
     def by_id(self, consultation_id_: UUID) -> Consultation:
         consultation = self.app.find(consultation_id_, Consultation)
         assert consultation is not None, consultation_id_  # ids come from recorded events

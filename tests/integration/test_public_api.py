@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 import sqlite3
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from projections.live import FormView
 from runtime import System
 from domain.consultations.consultation import Definition
 from domain.staff.member import Role
@@ -68,6 +70,22 @@ async def test_form_answers_if_none_match_with_304_until_it_changes(client: Asyn
 async def test_unknown_consultation_is_a_404_problem(client: AsyncTestClient) -> None:
     assert_problem(await client.get("/consultations/no-such-thing"), 404, "consultation-not-found")
     assert_problem(await client.get("/consultations/no-such-thing/stats"), 404, "consultation-not-found")
+
+
+async def test_a_consultation_the_form_view_lost_but_the_log_holds_is_503_not_404(
+    client: AsyncTestClient, system: System, sync_redis: Any, redis_prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's: with the consultation's form key deleted in Redis (the rest of the view there), the form answered
+    404 `consultation-not-found` for good, and nothing said the view was wrong."""
+    await client.get(f"/consultations/{SLUG}", params={"after": system.app.head()})
+    view = FormView(sync_redis, redis_prefix)
+    (key,) = [k for k in sync_redis.scan_iter(match=view.keys.key(view.generation, "*")) if str(system.consultations.get(SLUG).id).encode() in k]
+    sync_redis.delete(key)
+    with caplog.at_level(logging.ERROR):
+        r = await client.get(f"/consultations/{SLUG}")
+    assert (r.status_code, r.json()["type"]) == (503, "/problems/view-behind"), r.text
+    assert any(f"lacks consultation '{SLUG}', which the log holds" in rec.getMessage() for rec in caplog.records)
+    assert_problem(await client.get("/consultations/no-such-thing"), 404, "consultation-not-found")
 
 
 async def test_views_wiped_answer_503_not_404_until_folded_again(client: AsyncTestClient, sync_redis: Any, redis_prefix: str) -> None:
