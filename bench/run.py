@@ -319,7 +319,7 @@ def fill(store_env: dict[str, str], events: int) -> None:
 
 def rebuild(env: dict[str, str]) -> dict[str, tuple[int, float]]:
     out = subprocess.run([AGORA, "rebuild"], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=900, check=True).stdout
-    return {name: (int(n), int(n) / float(s)) for name, n, s in re.findall(r"rebuilt (\w+): (\d+) events in ([\d.]+)s", out)}
+    return {name: (int(n), int(n) / float(s)) for name, n, s in re.findall(r"rebuilt (\w+): up to position (\d+) in ([\d.]+)s", out)}
 
 
 class Table:

@@ -161,10 +161,18 @@ def rebuild(args: argparse.Namespace) -> None:
     unknown = set(args.views) - set(views.VIEWS)
     if unknown:
         raise ValueError(f"no such view: {', '.join(sorted(unknown))}; the views are {', '.join(views.VIEWS)}")
+    failed = []
     with System(settings(redis=True)) as system, system.redis() as client:
         for name in args.views or list(views.VIEWS):
-            events, seconds = views.rebuild(system.app, client, system.settings.redis_prefix, name)
-            print(f"rebuilt {name}: {events} events in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
+            try:
+                events, seconds = views.rebuild(system.app, client, system.settings.redis_prefix, name)
+            except ValueError as e:  # its fold fails on an event: the others are rebuilt all the same (an operator's)
+                print(f"agora: {e}", file=sys.stderr)
+                failed.append(name)
+                continue
+            print(f"rebuilt {name}: up to position {events} in {seconds:.2f}s ({events / max(seconds, 1e-9):,.0f}/s)")
+    if failed:
+        sys.exit(f"agora: not rebuilt: {', '.join(failed)}")
 
 
 def closing_time(at: str) -> datetime | None:

@@ -17,11 +17,12 @@ import redis
 from workers import views
 from workers.stops import Stops
 from cli.main import main
+from tests.integration.test_projections import Buggy
 from runtime import System
 from runtime.settings import Settings
 from domain.consultations.consultation import consultation_id, read_definition
 from projections.form import decode_form
-from projections.live import VIEWS, FormView
+from projections.live import VIEWS, FormView, StatsView
 from projections.state import POSITION
 from tests.conftest import REDIS_URL, SEED, SLUG
 
@@ -124,9 +125,22 @@ def test_status_shows_each_view_against_the_head_and_rebuild_catches_them_up(
         "ledger: 0 events chained (to position 0), no checkpoint yet",
     ]
     out = run(capsys, "rebuild")
-    assert all(f"rebuilt {view}: 2 events" in out for view in ("form", "stats", "queue", "report"))
+    assert all(f"rebuilt {view}: up to position 2 in" in out for view in ("form", "stats", "queue", "report"))
     assert "behind by 0" in status(capsys)
     assert "rebuilt stats" in run(capsys, "rebuild", "stats")
+
+
+def test_a_rebuild_of_every_view_rebuilds_the_others_when_one_fold_fails(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's: `agora rebuild` stopped at the first view whose fold failed, leaving the views after it as they were."""
+    run(capsys, "consultation", "load", str(SEED))
+    monkeypatch.setitem(views.VIEWS, "stats", (type("Buggy", (Buggy,), {"poison": 1}), StatsView))
+    with pytest.raises(SystemExit, match="not rebuilt: stats"):
+        main(["rebuild"])
+    out, err = capsys.readouterr()
+    assert "cannot rebuild stats: its fold fails on event 1" in err
+    assert all(f"rebuilt {view}: up to position 2 in" in out for view in ("form", "queue", "report"))
 
 
 def test_status_exits_0_only_when_every_view_is_followed_and_the_store_verifies(
