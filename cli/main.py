@@ -87,12 +87,14 @@ def serve(args: argparse.Namespace) -> None:
         supervisor.supervise(children, stop_timeout=supervisor.GRACE + 5)
 
 
+WORKERS = [*views.VIEWS, "mailer", "checkpointer", "clusterer"]  # what `agora work` runs, by name
+
+
 def work(args: argparse.Namespace) -> None:
     """Run the projection followers, the mailer, the checkpointer and the clusterer (or those named) until SIGINT or SIGTERM."""
-    known = [*views.VIEWS, "mailer", "checkpointer", "clusterer"]
-    unknown = set(args.names) - set(known)
+    unknown = set(args.names) - set(WORKERS)
     if unknown:
-        raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(known)}")
+        raise ValueError(f"no such worker: {', '.join(sorted(unknown))}; the workers are {', '.join(WORKERS)}")
     if "clusterer" in args.names and not Settings.from_env().cluster_responses:
         raise ValueError("the clusterer is off (AGORA_CLUSTER_RESPONSES=false): turn it on to run it")
     # What operators watch for: which worker holds or takes over which lock, stops on a poison event, sends mail.
@@ -284,8 +286,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=positive, default=os.cpu_count() or 1, metavar="N", help="API processes (default: the number of cores)")
     v.add_argument("--api-only", action="store_true", help="no worker, no embedded Redis: for deployments running `agora work` apart")
     v.set_defaults(run=serve)
-    w = sub.add_parser("work", help="run the projection followers, the mailer and the checkpointer in this process")
-    w.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join([*views.VIEWS, 'mailer', 'checkpointer'])} (default: all)")
+    w = sub.add_parser("work", help="run the projection followers, the mailer, the checkpointer and the clusterer in this process")
+    w.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(WORKERS)} (default: all)")
     w.set_defaults(run=work)
     sub.add_parser("status", help="the views' positions against the log's head").set_defaults(run=status)
     r = sub.add_parser("rebuild", help="replay the log into fresh views, then switch readers to them")
