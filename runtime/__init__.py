@@ -40,10 +40,11 @@ from workers.mailer import Mailer
 def redis_client(settings: Settings) -> redis.asyncio.Redis:
     """The API's Redis client: a bounded pool that makes callers wait for a connection rather than fail at once.
     Every command the API sends answers in milliseconds, but a process under a burst of requests may read
-    the reply a second later: a Redis that does not answer within 5 s is taken as down (a hung one held
-    each connection, and then each request, for good)."""
+    the reply, or finish opening a connection, a second or more later (CI saw both): a Redis that does not
+    answer or connect within 5 s is taken as down (a hung one held each connection, and then each request,
+    for good; one that is down refuses a connection at once)."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=1,
+        settings.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=5,
         # A pooled connection that a restarted Redis closed fails its next command: sent again once, on a new connection
         # (else each of them failed a request, a 503, as it came round, for minutes after Redis was back).
         retry=Retry(NoBackoff(), 1), retry_on_error=[redis.ConnectionError],
