@@ -109,10 +109,12 @@ def exclusive(recorder: ApplicationRecorder, name: str, take_over: bool = False)
                 conn.execute("SELECT pg_terminate_backend(%s)", (holder["pid"],))
             yield None
             return
-        guard, done = threading.Lock(), threading.Event()  # the connection serves one thread at a time
+        guard, done = threading.Lock(), threading.Event()  # the connection serves one thread at a time, and none once done
 
         def held() -> bool:
             with guard:
+                if done.is_set():  # the connection is closing: touching it from another thread could crash libpq
+                    return False
                 try:
                     conn.execute("SELECT 1")
                 except psycopg.Error:
@@ -127,9 +129,8 @@ def exclusive(recorder: ApplicationRecorder, name: str, take_over: bool = False)
         try:
             yield held
         finally:
-            done.set()
-            guard.acquire()  # the ping in flight, if any, ends before the connection closes
-            guard.release()
+            with guard:  # after the ping in flight, if any; and none after
+                done.set()
 
 
 def taken(recorder: ApplicationRecorder, name: str) -> bool:
