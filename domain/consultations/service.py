@@ -202,8 +202,10 @@ class Consultations:
             else:
                 response_id, fingerprint = keyed.response_id, keyed.fingerprint
                 receipt = self.keyed.receipt(response_id)
-            response = Response(
-                consultation.id, consultation.revision, plain, sealed_texts, hash_receipt(receipt), fingerprint, id=response_id
+            # Recorded at the time its rules were checked at: never past a closing time they allowed (an operator's).
+            response = Response._create(
+                Response.Submitted, id=response_id, timestamp=now, consultation_id=consultation.id, revision=consultation.revision,
+                answers=plain, texts=sealed_texts, receipt_hash=hash_receipt(receipt), fingerprint=fingerprint,
             )
             results.append((response, receipt))
         accepted = [r[0] for r in results if isinstance(r, tuple)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -155,3 +156,16 @@ def test_a_retry_of_a_response_recorded_before_the_fingerprint_changed_is_still_
     assert isinstance(again, Receipt) and (again.id, again.receipt) == (first.id, first.receipt)
     (other,) = system.consultations.submit_batch([Submission(SLUG, {**answers, "works_well": "Other."}, key=key)])
     assert isinstance(other, IdempotencyKeyReused) and system.app.head() == head
+
+
+def test_a_response_is_recorded_at_the_time_the_closing_time_was_checked_against(system: System) -> None:
+    """An operator's: with `closes` a few seconds ahead under load, the last response recorded its event 71 µs past the
+    closing time: the rules were checked at one moment and the event stamped at a later one."""
+    closes = datetime.now(UTC) + timedelta(hours=1)
+    system.consultations.move_closing_time(SLUG, closes)
+    checked_at = closes - timedelta(microseconds=1)
+    (receipt,) = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read"})], now=checked_at)
+    assert isinstance(receipt, Receipt)
+    assert system.consultations.response(receipt.id).created_on == checked_at < closes
+    (late,) = system.consultations.submit_batch([Submission(SLUG, {"familiarity": "read"})], now=closes)
+    assert isinstance(late, NotAcceptingResponses)
