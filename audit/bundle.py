@@ -27,11 +27,13 @@ from audit import merkle
 from audit.disclosure import AuditEvent, Unreadable, disclose, read, readable
 from audit.signing import Verifier, parse_body
 from audit.verify import Problem, Report, SignedCheckpoint, Withheld, chained, log, pinned, verify
+from domain.consultations.response import Response
 from domain.staff.member import StaffMember
 from domain.topics import every_pinned
 from store.codec import MsgspecMapper, MsgspecTranscoder
 
 ENROLLED, STAFF = readable(StaffMember.Enrolled)
+SUBMITTED = readable(Response.Submitted)[0]
 FILES = ("events.ndjson", "checkpoints.ndjson", "key.txt", "README.md")
 
 README = """# An Agora audit bundle
@@ -205,8 +207,8 @@ def _misread(folder: Path) -> Problem | None:
     every_pinned()  # so that every stored topic resolves, whatever the caller imported
     names: dict[UUID, str | None] = {}
     # A withheld line is the exporter's word, so what is around it must fit what it claims to be: a staff member's
-    # first event, before any enrolment of a later version (a deployment never goes back to version 1).
-    sealed_enrolment: int | None = None  # the position of the first enrolment of a later version
+    # first event, before any line version 1 never wrote (a deployment never goes back to version 1).
+    later: int | None = None  # the position of the first line written by a later version
     before: set[UUID] = set()  # the aggregates of the lines before it
     withheld: set[UUID] = set()  # the aggregates withheld lines begin
     for raw, line in _read(folder):  # in order of position, as verify has found
@@ -224,21 +226,38 @@ def _misread(folder: Path) -> Problem | None:
                 return Problem("altered", line.position, "a withheld line carries its record's hash, and no stored bytes")
             if event is None or (event.type, event.version, event.position, event.payload.get("contact", "")) != (ENROLLED, 1, line.position, None):
                 return Problem("altered", line.position, "the line is withheld, though only a staff enrolment of version 1 (email and password hash in clear) is")
-            if sealed_enrolment is not None:
-                return Problem("altered", line.position, f"the line is withheld as a version 1 enrolment, though a later version's enrolment is recorded before it (position {sealed_enrolment}), and a deployment never goes back")
+            if later is not None:
+                return Problem("altered", line.position, f"the line is withheld as a version 1 enrolment, though a later version's event is recorded before it (position {later}), and a deployment never goes back")
             if event.aggregate_id in before:
                 return Problem("altered", line.position, f"the line is withheld as a staff member's first event, though its aggregate {event.aggregate_id} is on earlier lines")
             withheld.add(event.aggregate_id)
         elif line.stored is not None:
             if line.record_hash is not None or event is None or _shown(line.position, line.stored, event, mapper) != msgspec.json.encode(event):
                 return Problem("altered", line.position, "its readable `event` is not what its stored bytes say")
-            if event.type == ENROLLED and sealed_enrolment is None:
-                sealed_enrolment, before = line.position, set()  # no withheld line may follow: none is looked up in it
+            if later is None and _after_version_1(event.type, line.stored):
+                later, before = line.position, set()  # no withheld line may follow: none is looked up in it
         elif event is not None or line.leaf is None or line.record_hash is not None:
             return Problem("altered", line.position, "the line has no stored bytes: an export writes one only for an event chained and gone from the log, its leaf and nothing else")
-        if event is not None and sealed_enrolment is None:
+        if event is not None and later is None:
             before.add(event.aggregate_id)
     return None
+
+
+class _Versioned(msgspec.Struct):
+    class_version: int = 1
+
+
+def _after_version_1(kind: str, stored: Stored) -> bool:
+    """Whether version 1 never wrote this event: a sealed staff enrolment (it enrolled in clear), or a response in a
+    format after its own (2, tests/fixtures/store-v1.sqlite), as every response since is."""
+    if kind == ENROLLED:
+        return True
+    if kind != SUBMITTED:
+        return False
+    try:
+        return msgspec.json.decode(stored.state, type=_Versioned).class_version > 2
+    except msgspec.DecodeError:
+        return False
 
 
 def _shown(position: int, stored: Stored, claimed: AuditEvent, mapper: MsgspecMapper) -> bytes:

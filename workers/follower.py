@@ -243,6 +243,10 @@ class Follower:
         all (Redis restarted empty, or the position key alone lost), rebuild it beside the live one.
         If it stands past the log's head, the log lost events it folded (a store restored from a backup):
         rebuild it, or the events recorded again at those positions would never be folded."""
+        if self.view.generation != self.view.current_generation():
+            # Readers were switched to another generation (`agora rebuild`), whose old one's keys are gone: follow the new one.
+            self._resume()
+            return True
         stored = self.view.max_tracking_id(self.app.name) or 0
         head = self.app.recorder.max_notification_id() or 0  # read after: a view never gets past a log that lost nothing
         if stored > head:

@@ -136,7 +136,7 @@ def test_a_tampered_bundle_names_what_was_changed(history: System, tmp_path: Pat
     sealed = next(i for i, text in enumerate(original) if json.loads(text)["event"]["type"] == "staff.enrolled")
     line = withhold(original[sealed + 1], as_enrolment=True)
     verdict = with_lines([*original[: sealed + 1], json.dumps(line), *original[sealed + 2 :]])
-    assert f"FAILED at position {sealed + 2}: altered: the line is withheld as a version 1 enrolment, though a later version's enrolment is recorded before it (position {sealed + 1})" in verdict
+    assert f"FAILED at position {sealed + 2}: altered: the line is withheld as a version 1 enrolment, though a later version's event is recorded before it (position {sealed + 1})" in verdict
     (out / "events.ndjson").write_text("\n".join(original) + "\n")
     notes = (out / "checkpoints.ndjson").read_text().splitlines()
     forged = json.loads(notes[1])
@@ -277,6 +277,26 @@ def withhold(text: str, as_enrolment: bool = False) -> dict[str, Any]:
         fake = {"type": "staff.enrolled", "aggregate": "staff_member", "version": 1, "actor": None, "actor_name": None, "payload": {"contact": None, "roles": ["reviewer"]}}
         line["event"] |= fake
     return line
+
+
+def test_a_response_shown_as_a_withheld_enrolment_is_found_though_no_staff_ever_enrolled(system: System, tmp_path: Path) -> None:
+    """A tester's: on a deployment with responses and no staff yet, a response's line withheld as a version 1 enrolment
+    under a fresh id verified ok, the response hidden. Every response since version 1 is in a format it never wrote."""
+    submit(system, 3)
+    checkpointer = system.checkpointer()
+    while checkpointer.step():
+        pass
+    checkpointer.checkpoint(datetime.now(UTC))
+    out = tmp_path / "bundle"
+    export(system, out)
+    texts = (out / "events.ndjson").read_text().splitlines()
+    responses = [i for i, text in enumerate(texts) if json.loads(text)["event"]["type"] == "response.submitted"]
+    line = withhold(texts[responses[1]], as_enrolment=True)
+    line["event"]["aggregate_id"] = str(uuid4())
+    (out / "events.ndjson").write_text("\n".join([*texts[: responses[1]], json.dumps(line), *texts[responses[1] + 1 :]]) + "\n")
+    report = verify_bundle(out)
+    assert report.problem is not None and report.problem[:2] == ("altered", responses[1] + 1), report
+    assert f"a later version's event is recorded before it (position {responses[0] + 1})" in report.problem.detail
 
 
 def test_a_bundle_withholds_only_enrolments_that_hold_personal_data_in_clear(tmp_path: Path) -> None:

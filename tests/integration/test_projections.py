@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -320,6 +321,28 @@ def test_a_view_that_lost_only_its_position_is_rebuilt_not_counted_twice(
         assert dump(sync_redis, redis_prefix) == expected
     finally:
         running.close()
+
+
+def test_an_idle_follower_follows_a_rebuild_without_rebuilding_again(
+    system: System, sync_redis: redis.Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's: after `agora rebuild`, an idle follower found its old generation's keys gone, took that for a view
+    that lost its position, and rebuilt it all over again."""
+    submit(system, 5)
+    running = views.followers(system.app, system.redis(), redis_prefix).start()
+    try:
+        until(lambda: min(views.positions(system.app, sync_redis, redis_prefix).values()) == system.app.head(), "the followers did not catch up")
+        old = StatsView(sync_redis, redis_prefix)
+        with caplog.at_level(logging.WARNING):
+            views.rebuild(system.app, sync_redis, redis_prefix, "stats")
+            sync_redis.delete(*sync_redis.scan_iter(match=old.keys.key(old.generation, "*")))  # as their expiry, 30 s on, does
+            time.sleep(2.5)  # past the idle follower's looks at its view
+            submit(system, 1)
+            until(lambda: views.positions(system.app, sync_redis, redis_prefix)["stats"] == system.app.head(), "the follower did not follow the rebuilt view")
+    finally:
+        running.stop()
+    assert not [r for r in caplog.records if "stats" in r.getMessage() and "rebuilding it" in r.getMessage()]
+    assert counts(sync_redis, redis_prefix, system)[b"responses"] == b"6"
 
 
 def test_running_followers_rebuild_a_view_left_past_the_log_by_a_restored_backup(
