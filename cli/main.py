@@ -18,6 +18,7 @@ import redis
 from eventsourcing.persistence import PersistenceError
 
 import store
+from store import locks
 from cli import audit as audit_command
 from cli import report as report_command
 from cli import supervisor
@@ -133,11 +134,11 @@ def status(args: argparse.Namespace) -> None:
         followed, stalled = views.followed(system.app), views.stalled(system.app)
         for name, position in positions.items():
             follower = "followed" if followed[name] else "NOT FOLLOWED (no worker holds its lock)"
-            if stalled[name] > store.STALLED:
+            if stalled[name] > locks.STALLED:
                 follower = f"STALLED (its follower has not answered for {stalled[name]:,.0f} s: a standby `agora work` takes over; without one, restart it)"
             behind = f"behind by {head - position}" if position <= head else f"AHEAD of the log by {position - head}: the log lost events, or the view is another store's (`agora rebuild {name}`)"
             print(f"view {name:<8} at {position:>10}  {behind}  {follower}")
-            well = well and followed[name] and stalled[name] <= store.STALLED and position <= head
+            well = well and followed[name] and stalled[name] <= locks.STALLED and position <= head
             if name in stops:
                 stop = stops[name]
                 decided = "skipping it, as decided" if stop["skip"] else f"`agora rebuild {name}` after a fix, or `agora skip {name} {stop['position']}`"

@@ -26,6 +26,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 import store
+from store import locks
 from audit.ledger import Checkpoint, Ledger, OutOfOrder, records
 from audit.signing import KEY_FILE, Head, Signer, body
 
@@ -156,7 +157,7 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - the store away: looked at again
                 log.warning("checkpointer: %s: %s; retrying", type(e).__name__, e)
             stop.wait(STANDBY)
-        store.one_at_a_time(self.app.recorder, "checkpointer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
+        locks.one_at_a_time(self.app.recorder, "checkpointer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
 
     def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:
         self.bell = bell = store.Doorbell(self.app.recorder)

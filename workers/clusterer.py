@@ -26,6 +26,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 import store
+from store import locks
 from domain.campaigns.cluster import Assignment, Book, Likeness, assignment_id, first_cluster_id
 from domain.campaigns.service import original_texts
 from domain.campaigns.similarity import Fingerprint, Index, fingerprint
@@ -164,7 +165,7 @@ class Clusterer:
 
     def run(self, stop: threading.Event) -> None:
         """Cluster until `stop` is set. One clusterer of a deployment runs; any other stands by to take over."""
-        store.one_at_a_time(self.app.recorder, "clusterer", stop, lambda held: self._serve(stop, held), STANDBY)
+        locks.one_at_a_time(self.app.recorder, "clusterer", stop, lambda held: self._serve(stop, held), STANDBY)
 
     def _serve(self, stop: threading.Event, held: Any) -> None:
         self.reset()  # rebuilt from the log: another clusterer may have recorded since

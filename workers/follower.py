@@ -31,7 +31,8 @@ from eventsourcing.persistence import Notification, Tracking
 from projections.background import background
 from projections.state import Fold, collector_paused
 from projections.view import RedisView, StaleGeneration
-from store import Doorbell, one_at_a_time
+from store import Doorbell
+from store.locks import one_at_a_time
 from workers.reads import reads
 from workers.stops import Stops
 
@@ -163,7 +164,7 @@ class Follower:
         """Follow the log until `stop` is set (then ring `bell`), surviving Redis or store outages.
 
         One follower of a view per deployment folds: it holds the view's lock in the event store's
-        database (`store.one_at_a_time`); any other, say in a second `agora work`, stands by to take over.
+        database (`store.locks`); any other, say in a second `agora work`, stands by to take over.
         """
         one_at_a_time(self.app.recorder, lock(self.name), stop, lambda locked: self._serve(stop, locked), STANDBY)
 

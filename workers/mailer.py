@@ -36,6 +36,7 @@ from domain.signups.service import Signups
 from domain.consultations.consultation import Consultation, Session
 from domain.signups.signup import ERASE_WITHIN, REMIND_BEFORE, Contact, Purpose, Signup, State, reminded, when
 import store
+from store import locks
 from workers.mail import MailError, Transport, calendar, message
 from workers.reads import reads
 
@@ -106,7 +107,7 @@ class Mailer:
 
     def run(self, stop: threading.Event, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Send until `stop` is set. One mailer of a deployment sends; any other stands by to take over."""
-        store.one_at_a_time(self.app.recorder, "mailer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
+        locks.one_at_a_time(self.app.recorder, "mailer", stop, lambda held: self._serve(stop, clock, held), STANDBY)
 
     def _serve(self, stop: threading.Event, clock: Callable[[], datetime], held: Callable[[], bool]) -> None:
         """Send, woken by the log's doorbell or when reminders fall due, while `held` and until `stop`."""

@@ -9,7 +9,7 @@ import redis
 from eventsourcing.application import Application
 
 from projections.live import VIEWS
-import store
+from store import locks
 from workers.follower import ATTEMPTS, Follower, Followers, FoldFailed, lock, rebuild as rebuild_view
 from workers.mailer import Mailer
 from workers.stops import Stops
@@ -24,12 +24,12 @@ def followers(
 
 def followed(app: Application[Any]) -> dict[str, bool]:
     """Whether a follower of this deployment holds each view's lock (one folds it; any other stands by)."""
-    return {name: store.taken(app.recorder, lock(name)) for name in VIEWS}
+    return {name: locks.taken(app.recorder, lock(name)) for name in VIEWS}
 
 
 def stalled(app: Application[Any]) -> dict[str, float]:
-    """How long each view's follower has not answered, in seconds (`store.unanswered`)."""
-    return {name: store.unanswered(app.recorder, lock(name)) for name in VIEWS}
+    """How long each view's follower has not answered, in seconds (`store.locks.unanswered`)."""
+    return {name: locks.unanswered(app.recorder, lock(name)) for name in VIEWS}
 
 
 def positions(app: Application[Any], client: redis.Redis, prefix: str) -> dict[str, int]:

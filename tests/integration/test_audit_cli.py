@@ -23,7 +23,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-import store
+from store import locks
 from audit.bundle import export, verify_bundle
 from audit.history import Filter
 from audit.merkle import canonical, leaf_hash
@@ -374,7 +374,7 @@ def test_a_checkpointer_without_the_logs_key_refuses_to_sign_until_a_new_one_is_
     running = threading.Thread(target=standby.run, args=(stop,))
     running.start()
     time.sleep(0.5)
-    assert standby.refused and not store.taken(history.app.recorder, "checkpointer")
+    assert standby.refused and not locks.taken(history.app.recorder, "checkpointer")
     stop.set()
     running.join(10)
     monkeypatch.setenv("AGORA_DATA_DIR", str(elsewhere))  # the operator, on the standby host, decides the old key is lost

@@ -200,7 +200,7 @@ def test_work_runs_only_the_workers_named_and_stops_on_sigterm(operator_env: dic
             worker.send_signal(signal.SIGTERM)
             _, errors = worker.communicate(timeout=30)
     assert worker.returncode == 0, errors
-    assert "INFO store: view-stats: holds the lock" in errors  # operators see which process folds what
+    assert "INFO store.locks: view-stats: holds the lock" in errors  # operators see which process folds what
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from litestar.testing import AsyncTestClient
 
-import store
+from store import locks
 from api.app import create_app
 from audit import merkle
 from audit.bundle import export
@@ -180,7 +180,7 @@ def test_concurrent_writers_are_chained_in_log_order_with_gaps(system: System, s
 
 
 def test_one_checkpointer_chains_another_stands_by(system: System) -> None:
-    with store.exclusive(system.app.recorder, "checkpointer") as held:
+    with locks.exclusive(system.app.recorder, "checkpointer") as held:
         assert held
         stop = threading.Event()
         standby = threading.Thread(target=system.checkpointer().run, args=(stop,))

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-import store
+from store import locks
 from projections.live import StatsView
 from projections.state import replay
 from projections.stats import StatsProjection
@@ -150,14 +150,14 @@ def test_a_standby_takes_over_from_a_holder_that_stopped_answering_and_status_sa
 ) -> None:
     """An operator's: a worker stopped (SIGSTOP) kept its PostgreSQL sessions, and with them every lock, for good:
     no standby took over, and `agora status` said the views were followed."""
-    monkeypatch.setattr(store, "STALLED", 1.0)
+    monkeypatch.setattr(locks, "STALLED", 1.0)
     datastore = system.app.recorder.datastore  # type: ignore[attr-defined]
     name = f"agora:{datastore.schema}:{lock('stats')}"
     with psycopg.connect(**datastore.pool.kwargs, autocommit=True) as hung:  # a holder that answers nothing more
         assert hung.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS held", (name,)).fetchone()["held"]
         submit(system, 5)
         time.sleep(1.5)
-        assert store.unanswered(system.app.recorder, lock("stats")) > 1.0
+        assert locks.unanswered(system.app.recorder, lock("stats")) > 1.0
         assert views.stalled(system.app)["stats"] > 1.0
         with caplog.at_level(logging.WARNING):
             running = stats_followers(system, sync_redis, redis_prefix)
