@@ -200,7 +200,7 @@ def carried(folder: Path, held: Sequence[str] = ()) -> list[Verifier]:
 def _misread(folder: Path) -> Problem | None:
     """The first line whose `event` is not what the disclosure policy shows of its stored bytes, or
     that is withheld though it is not a version 1 enrolment (a staff member's first event, before any
-    enrolment of a later version, whose aggregate no other kind of line names). Offline, who an actor is called (staff
+    line version 1 never wrote, whose aggregate no other kind of line names). Offline, who an actor is called (staff
     names are sealed) and whether a key still exists cannot be known: those two are taken from the
     line itself, and an actor must have the same name on every line."""
     mapper = MsgspecMapper(MsgspecTranscoder())
