@@ -255,11 +255,15 @@ def verify(
 
 
 def destroyed(rec: Record) -> list[str]:
-    """The keys an event records as destroyed: none, for most."""
+    """The keys an event records as destroyed: none, for most, and none for bytes that are no such event (altered:
+    the walk names them by their hash)."""
     field = SHREDDING.get(rec[3])
     if not field:
         return []
-    value = msgspec.json.decode(rec[4])[field]
+    try:
+        value = msgspec.json.decode(rec[4])[field]
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return []
     return value if isinstance(value, list) else [value]
 
 

@@ -50,6 +50,10 @@ def submit(system: System, count: int, slug: str = SLUG) -> None:
     assert not [r for r in system.consultations.submit_batch(batch) if isinstance(r, Exception)]
 
 
+def every_view_at_head(system: System, client: redis.Redis, prefix: str) -> bool:
+    return min(views.positions(system.app, client, prefix).values()) >= system.app.head()
+
+
 def dump(client: redis.Redis, prefix: str) -> dict[str, object]:
     """Every key of every view's current generation, by name without the generation, with its value."""
     out: dict[str, object] = {}
@@ -282,11 +286,8 @@ def test_running_followers_refold_a_wiped_view_without_waiting_for_an_event(
     submit(system, 10)
     running = system.workers(mail=False).start()
     try:
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
         # Every view, not one: else `expected` is a snapshot of views still folding.
-        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
-            assert datetime.now(UTC) < deadline, "the followers did not catch up"
-            time.sleep(0.01)
+        until(lambda: every_view_at_head(system, sync_redis, redis_prefix), "the followers did not catch up", 10)
         expected = dump(sync_redis, redis_prefix)
         # At once, as a Redis restarted empty loses them: a follower may look between two deletes one by one.
         sync_redis.delete(*sync_redis.scan_iter(match=f"{redis_prefix}:*"))
@@ -306,18 +307,12 @@ def test_a_view_that_lost_only_its_position_is_rebuilt_not_counted_twice(
     submit(system, 10)
     running = system.workers(mail=False).start()
     try:
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
-            assert datetime.now(UTC) < deadline, "the followers did not catch up"
-            time.sleep(0.01)
+        until(lambda: every_view_at_head(system, sync_redis, redis_prefix), "the followers did not catch up", 10)
         expected = dump(sync_redis, redis_prefix)
         for name in ("stats", "queue"):
             keys = Keys(redis_prefix, name)
             sync_redis.delete(keys.key(int(sync_redis.get(keys.generation) or 0), "position"))
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while min(views.positions(system.app, sync_redis, redis_prefix).values()) < system.app.head():
-            assert datetime.now(UTC) < deadline, "the views were not repaired"
-            time.sleep(0.01)
+        until(lambda: every_view_at_head(system, sync_redis, redis_prefix), "the views were not repaired", 10)
         assert dump(sync_redis, redis_prefix) == expected
     finally:
         running.close()
@@ -331,7 +326,7 @@ def test_an_idle_follower_follows_a_rebuild_without_rebuilding_again(
     submit(system, 5)
     running = views.followers(system.app, system.redis(), redis_prefix).start()
     try:
-        until(lambda: min(views.positions(system.app, sync_redis, redis_prefix).values()) == system.app.head(), "the followers did not catch up")
+        until(lambda: every_view_at_head(system, sync_redis, redis_prefix), "the followers did not catch up")
         old = StatsView(sync_redis, redis_prefix)
         with caplog.at_level(logging.WARNING):
             views.rebuild(system.app, sync_redis, redis_prefix, "stats")

@@ -28,6 +28,7 @@ from audit.verify import Report, verify_store
 from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
 from domain.errors import UnreadableEvent
+from domain.signups.signup import Signup
 from runtime import System
 from tests.conftest import ON_SQLITE_ONLY, PASSWORD, POSTGRES, SLUG, enrol_everyone, submit
 from tests.integration.test_signups import SESSIONS, future
@@ -232,7 +233,7 @@ def test_an_event_put_below_the_first_position_is_found_live_and_in_a_bundle(
     assert bundled.problem is not None and bundled.problem[:2] == ("reordered", position), bundled
 
 
-def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chained: Checkpointer) -> None:
+def test_shredded_keys_verify_ok_and_are_counted(system: System, store_env: dict[str, str], seed: Any, chained: Checkpointer) -> None:
     staff = enrol_everyone(system)
     system.consultations.load(future(seed))
     signup = system.signups.request(SESSIONS, "session_1300", "Sam Person", "sam@example.org", True)
@@ -252,6 +253,12 @@ def test_shredded_keys_verify_ok_and_are_counted(system: System, seed: Any, chai
     assert report.ok, report
     assert report.shredded == 5 and "5 keys shredded" in str(report)
     assert system.texts.get(system.review.shredded_keys()[0]) is None  # really gone, and the log still proves
+    # A shredding event's bytes emptied by hand: altered, not a decoding error in the walk that gathers its keys.
+    (erased,) = [n.id for n in system.app.recorder.select_notifications(start=1, limit=1000, topics=[get_topic(Signup.Erased)])]
+    with database(system, store_env) as (conn, events, pos, _):
+        sql(conn, f"UPDATE {events} SET state = NULL WHERE {pos} = ?", erased)
+    report = verify(system, chained)
+    assert report.problem is not None and report.problem[:2] == ("altered", erased), report
 
 
 def test_an_event_the_code_cannot_read_is_chained_all_the_same_and_stalls_nothing(system: System, chained: Checkpointer) -> None:
