@@ -10,8 +10,9 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing import sqlite
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 
+from store.codec import notification
 from store.consistency import unchanged
 from store.keys import NewKeys
 from store.schema import InTurn
@@ -29,6 +30,27 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
             return super().convert_originator_id(originator_id)
         except ValueError:
             return originator_id
+
+    def select_notifications(
+        self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = (), *, inclusive_of_start: bool = True
+    ) -> Sequence[Notification]:
+        """The library's query, its rows read as tuples and made into notifications without the dataclass's checks:
+        a rebuild reads every event, and the library's rows cost it three times what SQLite takes to read them."""
+        where, params = [], []
+        for condition, value in ((">=" if inclusive_of_start else ">", start), ("<=", stop)):
+            if value is not None:
+                where.append(f"rowid{condition}?")
+                params.append(value)
+        if topics:
+            where.append(f"topic IN ({','.join('?' * len(topics))})")
+            params += topics
+        statement = f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
+        statement += f"{' WHERE ' if where else ''}{' AND '.join(where)} ORDER BY rowid LIMIT ?"
+        with self.datastore.transaction(commit=False) as c:
+            c.row_factory = None
+            c.execute(statement, (*params, limit))
+            convert = self.convert_originator_id
+            return [notification(i, convert(o), v, t, state) for i, o, v, t, state in c.fetchall()]
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         ids = super().insert_events(stored_events, **kwargs)

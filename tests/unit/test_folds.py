@@ -11,8 +11,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
-from eventsourcing.projection import Projection
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import get_topic
 
 from domain.consultations.consultation import Consultation, Definition, Kind, Option, Question, Session
 from domain.consultations.response import Response
@@ -20,7 +19,7 @@ from domain.review.case import Flag, Outcome, ReviewCase
 from domain.signups.signup import Seats
 from projections.form import FormProjection, decode_form, form_key
 from projections.queue import PROGRESS, Query, QueueProjection, case_key, item, progress, state_key
-from projections.state import POSITION, Memory, State
+from projections.state import POSITION, Fold, Memory
 from projections.stats import StatsProjection, counted_key, stats_key, tally
 
 APP = "Agora"
@@ -51,13 +50,13 @@ class Log:
         for a in aggregates:
             self.events.extend(a.collect_events())
 
-    def fold(self, projection_class: type[Projection[State]], upto: int | None = None) -> Memory:
+    def fold(self, projection_class: type[Fold], upto: int | None = None) -> Memory:
         memory = Memory()
-        projection = projection_class(memory)
-        topics = tuple(resolve_topic(t) for t in projection_class.topics)
+        handlers = projection_class(memory).handlers()  # by topic, as a follower calls them
         for position, e in enumerate(self.events[:upto], start=1):
-            if isinstance(e, topics):
-                projection.process_event(e, Tracking(APP, position))
+            handle = handlers.get(get_topic(type(e)))
+            if handle is not None:
+                handle(e, Tracking(APP, position))
             else:
                 memory.insert_tracking(Tracking(APP, position))
         return memory
@@ -234,6 +233,23 @@ def test_a_page_lists_matches_oldest_first_and_moves_its_cursor_over_the_whole_w
 
 
 # Memory holds what Redis would
+
+
+def test_a_fold_whose_process_event_is_a_plain_method_has_it_called_for_every_topic() -> None:
+    seen: list[int] = []
+
+    class Counting(StatsProjection):
+        def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+            seen.append(tracking.notification_id)
+            super().process_event(domain_event, tracking)
+
+    log = Log()
+    c = consultation(log)
+    respond(log, c, colour="red")
+    assert set(Counting(Memory()).handlers()) == set(StatsProjection.topics)
+    memory = log.fold(Counting)
+    assert seen == [1, 2]  # the consultation and the response, through the subclass's method
+    assert log.fold(StatsProjection).dump() == memory.dump()
 
 
 def test_memory_holds_bytes_as_redis_does() -> None:
