@@ -47,7 +47,7 @@ class DoorbellSQLiteApplicationRecorder(sqlite.SQLiteApplicationRecorder):
         statement = f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}"
         statement += f"{' WHERE ' if where else ''}{' AND '.join(where)} ORDER BY rowid LIMIT ?"
         with self.datastore.transaction(commit=False) as c:
-            c.row_factory = None
+            c.sqlite_cursor.row_factory = None  # the library wraps the sqlite3 cursor
             c.execute(statement, (*params, limit))
             convert = self.convert_originator_id
             return [notification(i, convert(o), v, t, state) for i, o, v, t, state in c.fetchall()]
