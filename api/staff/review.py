@@ -89,6 +89,8 @@ class ResponseForReview(msgspec.Struct):
 
 class RedactionIn(QuoteIn, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)]
+    # The passage as it reads from start to end: if given and it reads otherwise, a 422 and nothing redacted.
+    expect: Annotated[str, msgspec.Meta(max_length=5000)] | None = None
 
 
 class Undoing(msgspec.Struct, forbid_unknown_fields=True):
@@ -235,7 +237,7 @@ def quote(response_id: ResponseId, data: JSONBody[QuoteIn], request: Staff, serv
 
 @post("/review/responses/{response_id:uuid}/redactions", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[REVIEWERS], summary="Redact a span of a text answer")
 def redact(response_id: ResponseId, data: JSONBody[RedactionIn], request: Staff, services: NamedDependency[Services]) -> Recorded:
-    return Recorded(services.review.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason))
+    return Recorded(services.review.redact(response_id, request.user.id, data.question_id, data.start, data.end, data.reason, data.expect))
 
 
 @post(

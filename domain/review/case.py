@@ -280,11 +280,20 @@ class ReviewCase(Aggregate):
         self._revert(by, question_id, _require_reason(reason, "Reverting a redaction needs a reason."))
 
     def redact(
-        self, by: UUID, question_id: str, start: int, end: int, reason: str, text: str, seal: Callable[[str], Sealed], now: datetime
+        self, by: UUID, question_id: str, start: int, end: int, reason: str, text: str, seal: Callable[[str], Sealed], now: datetime,
+        expect: str | None = None,
     ) -> None:
-        """Replace text[start:end] of an answer as it now reads; `seal` encrypts the result under a new key."""
+        """Replace text[start:end] of an answer as it now reads; `seal` encrypts the result under a new key.
+        Given `expect`, the passage must read so: offsets taken from another reading of the answer (before an
+        earlier redaction moved it, or counted in other units) are refused rather than redact the wrong words."""
         self._require_claim(by, now)
         _check_span(start, end, text)
+        if expect is not None and text[start:end] != expect:
+            # The passage itself is not echoed: a problem answer may be logged where personal data must not go.
+            raise InvalidInput([FieldError("expect", (
+                f"The answer does not read so from {start} to {end}. Offsets count characters (code points) of the answer "
+                "as it now reads (GET the response), after earlier redactions; nothing was redacted."
+            ))])
         reason = _require_reason(reason, "A redaction needs a reason.")
         self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
 

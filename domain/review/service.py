@@ -110,15 +110,17 @@ class Review:
         text = self._text(response_id, question_id)
         return self._act(case, by, Role.REVIEWER, lambda now: case.mark_quote(by, question_id, start, end, text, now))
 
-    def redact(self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str) -> int | None:
-        """Replace a span of a text answer; the earlier version stays readable until an admin shreds it."""
+    def redact(
+        self, response_id: UUID, by: UUID, question_id: str, start: int, end: int, reason: str, expect: str | None = None
+    ) -> int | None:
+        """Replace a span of a text answer (reading `expect`, if given); the earlier version stays readable until an admin shreds it."""
         case = self._case(response_id)
         text = self._text(response_id, question_id)
 
         def seal(redacted: str) -> Sealed:
             return self.texts.seal([(question_id, redacted)])[0]
 
-        return self._act(case, by, Role.REVIEWER, lambda now: case.redact(by, question_id, start, end, reason, text, seal, now))
+        return self._act(case, by, Role.REVIEWER, lambda now: case.redact(by, question_id, start, end, reason, text, seal, now, expect))
 
     def shred_originals(self, response_id: UUID, by: UUID, question_id: str) -> int:
         """Confirm a redaction: destroy the keys of every earlier version of the answer, for good."""

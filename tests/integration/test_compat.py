@@ -99,6 +99,7 @@ CHANGED_SCHEMAS = {
     "QueuePage": "removed with /review/queue: a consultation's queue answers a ReviewPage",
     "QueueItem": "removed with /review/queue: its items are ReviewItems, which name the consultation",
     "Stats": "two fields added, without_campaigns and campaigns; the others as they were",
+    "RedactionIn": "an optional field added, expect: the passage as it reads, checked before redacting",
 }
 
 

@@ -94,6 +94,29 @@ async def test_a_redaction_that_cannot_apply_is_refused_and_records_nothing(
     assert system.app.head() == head
 
 
+async def test_a_redaction_given_the_passage_it_expects_is_refused_when_the_answer_reads_otherwise(
+    client: AsyncTestClient, system: System, tokens: dict[str, dict[str, str]],
+) -> None:
+    """Spans taken from the answer as first read, the second after the first redaction moved the text: the
+    second one's `expect` catches it (without it, it would cut the wrong characters)."""
+    response = submitted(system)
+    r = tokens["reviewer"]
+    await client.post(f"/review/responses/{response}/claim", headers=r)
+    url = f"/review/responses/{response}/redactions"
+    name = {"start": SECRET.index("Jane"), "end": SECRET.index(" on"), "expect": "Jane Roe"}
+    phone = {"start": SECRET.index("+41"), "end": SECRET.index(" about"), "expect": "+41 79 555 01 23"}
+    assert (await client.post(url, json={"question_id": "works_well", **name, "reason": "a name"}, headers=r)).status_code == 201
+    head = system.app.head()
+    stale = await client.post(url, json={"question_id": "works_well", **phone, "reason": "a phone number"}, headers=r)
+    assert stale.status_code == 422 and [e["field"] for e in stale.json()["errors"]] == ["expect"]
+    assert "+41" not in stale.text  # the passage is not echoed
+    assert system.app.head() == head
+    now = system.review.answers(response)["works_well"]
+    moved = {"start": now.index("+41"), "end": now.index(" about"), "expect": "+41 79 555 01 23"}
+    assert (await client.post(url, json={"question_id": "works_well", **moved, "reason": "a phone number"}, headers=r)).status_code == 201
+    assert system.review.answers(response)["works_well"] == "Call [redacted] on [redacted] about the AI section."
+
+
 async def test_shredding_needs_an_admin_and_a_redaction_first(
     client: AsyncTestClient, system: System, tokens: dict[str, dict[str, str]],
 ) -> None:
