@@ -30,7 +30,9 @@ holding personal data, stand for a campaign; `agora-report/4` (format 2) leaves 
 whose response is flagged as holding personal data at the version's position; `agora-report/5`
 (format 2) publishes as a campaign's representative text only the passages a reviewer marked as
 quotes in the member standing for it (which needs one), not all its free text; `agora-report/6`
-(format 3) salts each passage's hash with a nonce derived from its data key (UNSALTED).
+(format 3) salts each passage's hash with a nonce derived from its data key (UNSALTED); `agora-report/7`
+(format 4) counts the responses completed in a campaign's group review apart (`in_group_reviews`): a
+group review completes every member at once, and no one reads each of them.
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ from domain.signups.signup import Seats
 from projections.state import collector_paused
 from projections.stats import COUNTED, answer_field, tally
 
-BUILDER = "agora-report/6"  # recorded with each version: which rules built it; change it when they change
+BUILDER = "agora-report/7"  # recorded with each version: which rules built it; change it when they change
 FORMATS = {  # the content's format under each builder's rules
-    "agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, "agora-report/4": 2, "agora-report/5": 2, BUILDER: 3,
+    "agora-report/1": 1, "agora-report/2": 2, "agora-report/3": 2, "agora-report/4": 2, "agora-report/5": 2, "agora-report/6": 3,
+    BUILDER: 4,
 }
 # Rules under which a passage's hash was the SHA-256 of its text alone: once the text was erased, anyone could
 # still test guesses at it (a redacted phone number, from the words around it) against the hash. From
@@ -103,11 +106,12 @@ class Exclusions(msgspec.Struct, frozen=True):
     by_reason: dict[str, int]
 
 
-class ResponseCounts(msgspec.Struct, frozen=True):
+class ResponseCounts(msgspec.Struct, frozen=True, omit_defaults=True):
     received: int
-    completed: int  # reviewed or excluded: "every response is read" is completed == received
+    completed: int  # reviewed or excluded, one by one or in a group review
     excluded: Exclusions
     counted: int  # received - excluded.total: what the `counted` figures count
+    in_group_reviews: int | None = None  # of `completed`, those completed in a campaign's group review; format 4 on
 
 
 class ThemeCount(msgspec.Struct, frozen=True):
@@ -591,6 +595,9 @@ class Fold:
     def completed(self) -> int:
         return sum(1 for c in self.cases.values() if c.outcome is not None)
 
+    def completed_in_groups(self) -> int:
+        return sum(1 for c in self.cases.values() if c.outcome is not None and not c.alone)
+
     def left(self) -> int:
         """Responses not completed yet: what stands between an interim version and a final one."""
         return len(self.cases) - self.completed()
@@ -654,6 +661,7 @@ def content_of(
             completed=fold.completed(),
             excluded=Exclusions(len(excluded), by_reason),
             counted=counted.responses,
+            in_group_reviews=fold.completed_in_groups() if FORMATS[builder] >= 4 else None,
         ),
         questions=[
             QuestionCount(

@@ -150,11 +150,14 @@ def spreadsheet_safe(cell: str) -> str:
 
 TABLES = [
     Table(
-        "responses.csv", "how many responses were received, read, excluded and counted",
-        [("measure", "received (every response), completed (read: reviewed or excluded), excluded, counted (received minus excluded)"),
+        "responses.csv", "how many responses were received, completed, excluded and counted",
+        [("measure", "received (every response), completed (reviewed or excluded), excluded, counted (received minus excluded); "
+          "from format 4, completed_in_group_reviews (of those completed, the ones completed in a campaign's group review, "
+          "not each read on its own)"),
          ("responses", "how many")],
         lambda c: [("received", c.responses.received), ("completed", c.responses.completed),
-                   ("excluded", c.responses.excluded.total), ("counted", c.responses.counted)],
+                   ("excluded", c.responses.excluded.total), ("counted", c.responses.counted),
+                   *([("completed_in_group_reviews", c.responses.in_group_reviews)] if c.responses.in_group_reviews is not None else [])],
     ),
     Table(
         "exclusions.csv", "excluded responses by reason; a response excluded for several reasons counts under each",

@@ -102,7 +102,7 @@ def test_submit_review_close_publish_download_verify_and_open_the_page_in_chromi
         dom = chromium("--dump-dom", page)
         assert dom.returncode == 0, dom.stderr
         assert "What we heard: Help Shape Our Global Community Code of Conduct" in dom.stdout
-        assert "We received 3 responses and read 3 of them (100.0%)" in dom.stdout and QUOTED in dom.stdout
+        assert "We received 3 responses, and reviewers completed 3 of them (100.0%)" in dom.stdout and QUOTED in dom.stdout
         assert dom.stdout.count("<svg") >= 3 and dom.stdout.count("<rect") >= 6  # two questions and the themes, a bar per option
         assert "Interim report" not in dom.stdout
         shot = tmp_path / "report.png"
