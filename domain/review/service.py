@@ -89,8 +89,10 @@ class Review:
 
     def flag(self, response_id: UUID, by: UUID, flag: Flag, reason: str, duplicate_of: UUID | None = None) -> int | None:
         case = self._case(response_id)
-        if duplicate_of is not None and not self.app.find(duplicate_of, Response):  # named in the body: 422, not 404
-            raise InvalidInput([FieldError("duplicate_of", "There is no such response.")])
+        if duplicate_of is not None:  # named in the body: 422, not 404
+            original = self.app.find(duplicate_of, Response)
+            if original is None or original.consultation_id != self.consultations.response(response_id).consultation_id:
+                raise InvalidInput([FieldError("duplicate_of", "There is no such response in this response's consultation.")])
         return self._act(case, by, Role.REVIEWER, lambda now: case.flag(by, flag, reason, duplicate_of, now))
 
     def unflag(self, response_id: UUID, by: UUID, flag: Flag, reason: str) -> int | None:

@@ -22,7 +22,7 @@ from domain.consultations.consultation import Consultation, Definition, Theme
 from domain.errors import InvalidInput
 from domain.review.case import ClaimConflict, Outcome
 from domain.staff.member import Role
-from tests.conftest import ON_SQLITE_ONLY, PASSWORD, ROLES, submit, token
+from tests.conftest import ON_SQLITE_ONLY, PASSWORD, ROLES, SLUG, submit, token
 from tests.integration.test_group_review import campaign
 
 R = "/review/responses/{id}"
@@ -369,6 +369,13 @@ async def test_a_missing_thing_named_in_the_body_is_a_422_in_the_path_a_404(clie
     assert (await client.post(f"/review/responses/{response}/claim", headers=r)).status_code == 201
     head = system.app.head()
     flagged = await client.post(f"/review/responses/{response}/flags", json={"flag": "duplicate", "reason": "same", "duplicate_of": str(uuid4())}, headers=r)
+    assert flagged.status_code == 422 and flagged.json()["errors"][0]["field"] == "duplicate_of", flagged.text
+    # A response of another consultation is no duplicate of this one's (a tester's: it was accepted).
+    system.consultations.load(msgspec.structs.replace(system.consultations.get(SLUG).definition, slug="another-one"))
+    system.consultations.open("another-one")
+    (elsewhere,) = system.consultations.submit_batch([Submission("another-one", {"familiarity": "read"})])
+    head = system.app.head()
+    flagged = await client.post(f"/review/responses/{response}/flags", json={"flag": "duplicate", "reason": "same", "duplicate_of": str(elsewhere.id)}, headers=r)  # type: ignore[union-attr]
     assert flagged.status_code == 422 and flagged.json()["errors"][0]["field"] == "duplicate_of", flagged.text
     assert system.app.head() == head
     assert (await client.post(f"/review/responses/{uuid4()}/claim", headers=r)).status_code == 404
