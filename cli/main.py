@@ -24,9 +24,10 @@ from cli import report as report_command
 from cli import supervisor
 from cli.embedded import claimed, redis_url, socket_path, start_redis
 from domain.access.service import SIGNUPS_EXPORT
-from domain.consultations.consultation import read_definition
+from domain.consultations.consultation import consultation_id, read_definition
 from domain.consultations.service import Consultations
 from domain.errors import DomainError
+from domain.reports.report import Report, report_id
 from domain.staff.member import Role
 from reports.render import spreadsheet_safe
 from runtime import System
@@ -200,6 +201,13 @@ def consultation(args: argparse.Namespace) -> None:
             "draft-url": lambda: consultations.set_draft_url(args.slug, args.url),
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")
+        report = system.app.find(report_id(consultation_id(args.slug)), Report)
+        if args.action != "close" and position and report is not None and report.final:
+            print(
+                f"agora: note: the final report (version {report.published}) is published; responses taken from now on are not "
+                "in it: publish a correction once they are reviewed (`agora report` and docs/api.md, The published report)",
+                file=sys.stderr,
+            )
 
 
 def staff(args: argparse.Namespace) -> None:

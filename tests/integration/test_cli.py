@@ -24,6 +24,7 @@ from domain.consultations.consultation import consultation_id, read_definition
 from projections.form import decode_form
 from projections.live import VIEWS, FormView, StatsView
 from projections.state import POSITION
+from domain.staff.member import Role
 from tests.conftest import REDIS_URL, SEED, SLUG
 
 
@@ -74,6 +75,21 @@ def test_status_piped_into_a_reader_that_stops_early_ends_without_a_traceback(op
         f"{sys.executable} -c 'from cli.main import main; main()' status | head -1", shell=True, capture_output=True, text=True, timeout=120,
     )
     assert done.stdout.startswith("log head: ") and "Traceback" not in done.stderr, done.stderr
+
+
+def test_reopening_a_consultation_whose_final_report_is_published_says_the_report_will_need_a_correction(
+    operator_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "consultation", "load", str(SEED))
+    run(capsys, "consultation", "close", SLUG)
+    with System(Settings.from_env(), operator_env) as system:
+        admin = system.staff.enrol("admin@example.org", "Admin", "a long enough password", [Role.ADMIN, Role.EDITOR], by=None)
+        system.reports.publish(SLUG, admin, final=True)
+    main(["consultation", "open", SLUG])
+    said = capsys.readouterr()
+    assert "recorded at position" in said.out and "the final report (version 1) is published" in said.err
+    main(["consultation", "close", SLUG])
+    assert "final report" not in capsys.readouterr().err  # closing takes no responses
 
 
 def test_operators_open_close_and_move_the_closing_time_as_events(
