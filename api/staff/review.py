@@ -170,12 +170,13 @@ async def claim_next(slug: FromPath[str], request: Staff, services: NamedDepende
     # The view proposes; the event store decides: a response claimed by someone else meanwhile
     # is refused by optimistic concurrency, and the next candidate is tried, page after page
     # (reviewers claiming together take the first ones: a tester's got `queue-empty` with thousands new).
+    # Only a response nobody holds, the caller included: one reviewer's claims at once each get another.
     cursor: int | None = 0
     while cursor is not None:
         page = await services.queue.page(services.app_name, "new", None, None, None, cursor, 20, datetime.now(UTC), consultation)
         for item in page.items:
             try:
-                return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id)
+                return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id, True)
             except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
                 continue
         cursor = page.next_cursor
@@ -287,8 +288,8 @@ async def _consultation(services: Services, slug: str) -> UUID:
     return (await anyio.to_thread.run_sync(services.consultations.get, slug)).id
 
 
-def _claim(services: Services, response_id: UUID, by: UUID) -> Claim:
-    until, position = services.review.claim(response_id, by, timedelta(minutes=services.settings.lease_minutes))
+def _claim(services: Services, response_id: UUID, by: UUID, fresh: bool = False) -> Claim:
+    until, position = services.review.claim(response_id, by, timedelta(minutes=services.settings.lease_minutes), fresh)
     return Claim(response_id, until, position)
 
 

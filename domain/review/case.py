@@ -209,9 +209,12 @@ class ReviewCase(Aggregate):
     def holds(self, staff: UUID, now: datetime) -> bool:
         return self.holder == staff and self.until is not None and now < self.until
 
-    def claim(self, by: UUID, now: datetime, lease: timedelta) -> None:
+    def claim(self, by: UUID, now: datetime, lease: timedelta, fresh: bool = False) -> None:
+        """Claim, or renew `by`'s own live claim; `fresh`: only a response nobody holds, `by` included."""
         self._require_open()
         self._require_unheld(by, now)
+        if fresh and self.holds(by, now):
+            raise ClaimConflict("You hold this response already.", by, self.until)
         self._claim(by, now + lease)
 
     def release(self, by: UUID, now: datetime) -> None:

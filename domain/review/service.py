@@ -63,10 +63,11 @@ class Review:
 
     # Actions on a response's case
 
-    def claim(self, response_id: UUID, by: UUID, lease: timedelta) -> tuple[datetime, int]:
-        """Claim a response for review; returns when the lease ends, and the event's position."""
+    def claim(self, response_id: UUID, by: UUID, lease: timedelta, fresh: bool = False) -> tuple[datetime, int]:
+        """Claim a response for review (`fresh`: one nobody holds, `by` included); returns when the lease ends, and
+        the event's position."""
         case = self._case(response_id, create=True)
-        position = self._act(case, by, Role.REVIEWER, lambda now: case.claim(by, now, lease))
+        position = self._act(case, by, Role.REVIEWER, lambda now: case.claim(by, now, lease, fresh))
         assert case.until is not None and position is not None  # a claim always records
         return case.until, position
 

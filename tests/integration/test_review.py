@@ -211,6 +211,18 @@ async def test_concurrent_claim_next_never_hands_out_the_same_response(live_url:
     assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
 
 
+async def test_one_reviewers_claim_nexts_at_once_each_get_another_response(live_url: str, system: System, staff: dict[str, UUID]) -> None:
+    """A tester's: 24 at once by one reviewer gave 16 responses, some claimed again (a renewal) as the view lagged."""
+    responses = submit(system, 8)
+    async with httpx.AsyncClient(base_url=live_url, timeout=30) as http:
+        await http.get("/consultations/code-of-conduct-2026", params={"after": system.app.head()})
+        t = await token(http, "reviewer@example.org")
+        await http.get(C + "/progress", params={"after": system.app.head()}, headers=t)
+        claims = await asyncio.gather(*(http.post(C + "/claim-next", headers=t) for _ in range(8)))
+    assert [c.status_code for c in claims] == [201] * 8, [c.text for c in claims]
+    assert sorted(c.json()["response_id"] for c in claims) == sorted(str(r) for r in responses)
+
+
 async def test_claim_next_looks_past_a_page_of_responses_claimed_since_the_view_saw_them(
     system: System, store_env: dict[str, str], settings: Settings, staff: dict[str, UUID], sync_redis: Any, redis_prefix: str,
 ) -> None:
