@@ -231,7 +231,11 @@ def verify(
         rec = next(recs, None)
     else:
         if problem is None and head is not None and not mismatches:
-            problem = Problem("truncated", None, f"checkpoint {head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only {frontier.size}")
+            problem = Problem("truncated", None, (
+                f"checkpoint {head[0]} covers {head[1].size} events up to position {head[1].position}, the ledger chains only "
+                f"{frontier.size}: events it covers are missing (of a bundle: exported before that checkpoint, or cut off; "
+                "a bundle exported since shows which)"
+            ))
         if receipts is not None and misreceipt is None:
             misreceipt = receipts.rest()
     report.shredded = shredded
