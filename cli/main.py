@@ -202,7 +202,7 @@ def consultation(args: argparse.Namespace) -> None:
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")
         report = system.app.find(report_id(consultation_id(args.slug)), Report)
-        if args.action != "close" and position and report is not None and report.final:
+        if args.action in ("open", "closes") and position and report is not None and report.final:
             print(
                 f"agora: note: the final report (version {report.published}) is published; responses taken from now on are not "
                 "in it: publish a correction once they are reviewed (`agora report` and docs/api.md, The published report)",

@@ -88,8 +88,9 @@ def test_reopening_a_consultation_whose_final_report_is_published_says_the_repor
     main(["consultation", "open", SLUG])
     said = capsys.readouterr()
     assert "recorded at position" in said.out and "the final report (version 1) is published" in said.err
-    main(["consultation", "close", SLUG])
-    assert "final report" not in capsys.readouterr().err  # closing takes no responses
+    for action in (["close", SLUG], ["draft-url", SLUG, "https://example.org/draft"]):  # neither takes responses
+        main(["consultation", *action])
+        assert "final report" not in capsys.readouterr().err
 
 
 def test_operators_open_close_and_move_the_closing_time_as_events(
