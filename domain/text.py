@@ -20,11 +20,25 @@ from datetime import UTC, datetime
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ENCODED_WORD = "=?"  # begins an RFC 2047 encoded word, decoded (line breaks too, before Python 3.11.10) when a mail header is written
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+STACKED = 30  # combining marks in a row at most: Unicode's stream-safe text format (UAX #15)
 
 
 def visible(text: str) -> bool:
     """Whether the text shows anything at all."""
     return any(unicodedata.category(c) not in _INVISIBLE for c in text)
+
+
+def stacked(text: str) -> bool:
+    """Whether the text stacks more than `STACKED` combining marks in a row ("zalgo" text, drawn over the lines
+    around it wherever it is shown). No language needs more: Unicode's stream-safe format allows 30."""
+    if not any(map(unicodedata.combining, text)):  # the usual case, checked in C
+        return False
+    run = 0
+    for c in text:
+        run = run + 1 if unicodedata.combining(c) else 0
+        if run > STACKED:
+            return True
+    return False
 
 
 def free_text(text: str) -> str:

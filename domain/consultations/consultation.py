@@ -271,4 +271,6 @@ def _check_answer(q: Question, value: object) -> str | None:
         return None if value in offered else f"{text.excerpt(value)} is not one of the options: {', '.join(offered)}."
     if q.max_length is not None and len(value) > q.max_length:
         return f"The answer is {len(value)} characters long; at most {q.max_length} are allowed."
+    if text.stacked(value):
+        return f"The answer stacks more than {text.STACKED} combining marks on one character."
     return None

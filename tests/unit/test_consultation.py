@@ -55,12 +55,20 @@ def test_answers_are_recorded_without_blank_text() -> None:
         ({"familiarity": "read", "works_well": "x" * 5001}, "answers.works_well", "at most 5000"),
         ({"works_well": "fine"}, "answers.familiarity", "needs an answer"),
         ({"familiarity": "read", "contact": {"name": "A", "email": "a@example.org"}}, "answers.contact", "anonymous"),
+        ({"familiarity": "read", "works_well": "e" + "\u0301" * 4990}, "answers.works_well", "more than 30 combining marks"),  # a tester's
+        ({"familiarity": "read", "works_well": "ok " + "a\u0301\u0302" * 10 + "e" + "\u0316" * 31}, "answers.works_well", "combining marks"),
     ],
 )
 def test_a_broken_rule_names_its_field(answers: dict[str, object], field: str, words: str) -> None:
     with pytest.raises(InvalidResponse) as refused:
         consultation().check_response(answers, NOW)
     assert [(e.field, words in e.detail) for e in refused.value.errors] == [(field, True)]
+
+
+def test_text_with_up_to_30_combining_marks_on_a_character_is_an_answer() -> None:
+    """Unicode's stream-safe limit: Vietnamese, Hindi or Arabic with its vowel marks never come near it."""
+    words = "Tiếng Việt, हिन्दी, العَرَبِيَّة, and e" + "\u0316" * 30
+    assert consultation().check_response({"familiarity": "read", "works_well": words}, NOW)["works_well"] == words
 
 
 def test_a_required_text_answered_with_blanks_is_missing() -> None:
