@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -202,7 +202,8 @@ def consultation(args: argparse.Namespace) -> None:
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")
         report = system.app.find(report_id(consultation_id(args.slug)), Report)
-        if args.action in ("open", "closes") and position and report is not None and report.final:
+        taking = consultations.get(args.slug).takes_responses(datetime.now(UTC))
+        if args.action in ("open", "closes") and position and taking and report is not None and report.final:
             print(
                 f"agora: note: the final report (version {report.published}) is published; responses taken from now on are not "
                 "in it: publish a correction once they are reviewed (`agora report` and docs/api.md, The published report)",

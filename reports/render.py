@@ -175,7 +175,7 @@ TABLES = [
     Table(
         "themes.csv", "responses per theme of the coding frame, as the frame stood when the version was built",
         [("theme_id", "the theme's id"), ("theme", "its label then"), ("retired", "true if no longer used for new tags"),
-         ("responses", "responses read (not excluded) and tagged with it"), ("frame_version", "the coding frame's version")],
+         ("responses", "responses completed (not excluded) and tagged with it"), ("frame_version", "the coding frame's version")],
         lambda c: [(t.id, t.label, t.retired, t.responses, c.themes.frame_version) for t in c.themes.themes],
     ),
     Table(

@@ -242,11 +242,14 @@ class Consultation(Aggregate):
             raise SessionStarted(f"The session '{session.title}' started at {text.moment(session.starts_at)}; it is too late to join it.")
         return session
 
+    def takes_responses(self, now: datetime) -> bool:
+        return accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now)
+
     def check_accepting(self, now: datetime) -> None:
         """Refuse unless the consultation takes responses (and signups) at `now`."""
         if not self.is_open:
             raise NotAcceptingResponses(f"The consultation '{self.slug}' is closed.")
-        if not accepts_responses(self.is_open, self.definition.opens_at, self.closes_at, now):
+        if not self.takes_responses(now):
             opens_at = self.definition.opens_at
             if opens_at is not None and now < opens_at:
                 raise NotAcceptingResponses(f"The consultation '{self.slug}' opens at {text.moment(opens_at)}.")

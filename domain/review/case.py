@@ -291,14 +291,16 @@ class ReviewCase(Aggregate):
         earlier redaction moved it, or counted in other units) are refused rather than redact the wrong words."""
         self._require_claim(by, now)
         _check_span(start, end, text)
-        if expect is not None and text[start:end] != expect:
+        if expect is not None and text[start:end] != free_text(expect):  # as the answer is stored: NFC, say
             # The passage itself is not echoed: a problem answer may be logged where personal data must not go.
             raise InvalidInput([FieldError("expect", (
                 f"The answer does not read so from {start} to {end}. Offsets count characters (code points) of the answer "
                 "as it now reads (GET the response), after earlier redactions; nothing was redacted."
             ))])
         reason = _require_reason(reason, "A redaction needs a reason.")
-        self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
+        redacted = text[:start] + REDACTED + text[end:]
+        if redacted != text:  # a span that is a marker already: nothing to record
+            self._redact(by, question_id, start, end, reason, seal(redacted))
 
     def superseded_keys(self, question_id: str, original: Sealed) -> tuple[str, ...]:
         """The keys of every earlier version of a redacted answer: what confirming the redaction destroys."""

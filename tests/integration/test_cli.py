@@ -88,9 +88,14 @@ def test_reopening_a_consultation_whose_final_report_is_published_says_the_repor
     main(["consultation", "open", SLUG])
     said = capsys.readouterr()
     assert "recorded at position" in said.out and "the final report (version 1) is published" in said.err
-    for action in (["close", SLUG], ["draft-url", SLUG, "https://example.org/draft"]):  # neither takes responses
+    # Neither takes responses, nor moving the closing time of a closed consultation, or to a time past (a tester's).
+    for action in (["close", SLUG], ["draft-url", SLUG, "https://example.org/draft"], ["closes", SLUG, "2099-01-01T00:00:00Z"]):
         main(["consultation", *action])
         assert "final report" not in capsys.readouterr().err
+    main(["consultation", "open", SLUG])
+    capsys.readouterr()
+    main(["consultation", "closes", SLUG, "2020-01-01T00:00:00Z"])
+    assert "final report" not in capsys.readouterr().err
 
 
 def test_operators_open_close_and_move_the_closing_time_as_events(
