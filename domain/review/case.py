@@ -298,9 +298,9 @@ class ReviewCase(Aggregate):
                 "as it now reads (GET the response), after earlier redactions; nothing was redacted."
             ))])
         reason = _require_reason(reason, "A redaction needs a reason.")
-        redacted = text[:start] + REDACTED + text[end:]
-        if redacted != text:  # a span that is a marker already: nothing to record
-            self._redact(by, question_id, start, end, reason, seal(redacted))
+        # A span that is a marker already changes no word, but seals the answer under a new key: the version
+        # before it can then be shredded (how a passage a published version quoted is erased).
+        self._redact(by, question_id, start, end, reason, seal(text[:start] + REDACTED + text[end:]))
 
     def superseded_keys(self, question_id: str, original: Sealed) -> tuple[str, ...]:
         """The keys of every earlier version of a redacted answer: what confirming the redaction destroys."""
