@@ -1,4 +1,5 @@
 """The store's recorders read the log as the library's do: they pass the library's own tests of reading it.
+And SQLite's writers, in every process, take turns through the kernel.
 
 store.sqlite and store.postgres read notifications with a query of their own (rows as tuples, made
 into notifications cheaply, for a rebuild's sake); the library's test of inserting and selecting,
@@ -7,7 +8,11 @@ run against each, checks every way of asking (start, stop, topics, limit, inclus
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 import unittest
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +30,10 @@ def run_library_test(recorder: Any, name: str) -> unittest.TestResult:
             return recorder
 
     result = unittest.TestResult()
+    before = set(threading.enumerate())
     Case(name).run(result)
+    for thread in set(threading.enumerate()) - before:  # its readers stop on their own: let them, before the store closes
+        thread.join(timeout=30)
     return result
 
 
@@ -46,3 +54,22 @@ def test_a_notification_made_cheaply_is_the_librarys_own() -> None:
     assert made == theirs and repr(made) == repr(theirs) and hash(made) == hash(theirs)
     with pytest.raises(AttributeError):  # frozen, as theirs
         made.id = 8  # type: ignore[misc]
+
+
+def test_sqlite_writers_of_every_process_take_turns_through_an_flock_of_the_file(tmp_path: Path) -> None:
+    """Not SQLite's polling with growing sleeps (store.sqlite.Datastore): a write transaction holds `<file>.writers`."""
+    db = tmp_path / "agora.sqlite"
+    app = Agora(env={**store.environment(tmp_path, {"PERSISTENCE_MODULE": "store.sqlite", "SQLITE_DBNAME": str(db)}), **store.CODEC})
+    probe = (
+        f"import fcntl, sys\nf = open({str(db) + '.writers'!r})\n"
+        "try:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)"
+    )
+    another = lambda: subprocess.run([sys.executable, "-c", probe], check=False, timeout=30).returncode  # noqa: E731
+    try:
+        with app.recorder.datastore.transaction(commit=True):
+            assert another() == 3  # another process waits its turn
+        with app.recorder.datastore.transaction(commit=False):
+            assert another() == 0  # readers take no turn
+        assert another() == 0
+    finally:
+        app.close()
