@@ -201,9 +201,10 @@ def consultation(args: argparse.Namespace) -> None:
             "draft-url": lambda: consultations.set_draft_url(args.slug, args.url),
         }[args.action]()
         print(f"recorded at position {position}" if position else "no change")
+        if args.action not in ("open", "closes") or not position:
+            return
         report = system.app.find(report_id(consultation_id(args.slug)), Report)
-        taking = consultations.get(args.slug).takes_responses(datetime.now(UTC))
-        if args.action in ("open", "closes") and position and taking and report is not None and report.final:
+        if report is not None and report.final and consultations.get(args.slug).takes_responses(datetime.now(UTC)):
             print(
                 f"agora: note: the final report (version {report.published}) is published; responses taken from now on are not "
                 "in it: publish a correction once they are reviewed (`agora report` and docs/api.md, The published report)",

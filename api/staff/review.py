@@ -9,6 +9,7 @@ Reviewers work one consultation at a time: its queue, progress and claim-next ar
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -176,7 +177,7 @@ async def claim_next(slug: FromPath[str], request: Staff, services: NamedDepende
         page = await services.queue.page(services.app_name, "new", None, None, None, cursor, 20, datetime.now(UTC), consultation)
         for item in page.items:
             try:
-                return await anyio.to_thread.run_sync(_claim, services, item.response_id, request.user.id, True)
+                return await anyio.to_thread.run_sync(partial(_claim, services, item.response_id, request.user.id, fresh=True))
             except (ClaimConflict, CaseClosed):  # taken or completed since the view last saw it
                 continue
         cursor = page.next_cursor
