@@ -48,6 +48,12 @@ class ColumnsInsert(postgres.PostgresAggregateRecorder):
 
 
 class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder, ColumnsInsert):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.versions_statement = SQL(
+            "SELECT originator_id, MAX(originator_version) FROM {0}.{1} WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's
     def select_notifications(
         self, start: int | None, limit: int, stop: int | None = None, topics: Sequence[str] = (), *, inclusive_of_start: bool = True
@@ -72,21 +78,35 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
             curs.execute(statement, (*params, limit), prepare=True)
             return [notification(*row) for row in curs.fetchall()]
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None,
-        keys: NewKeys | None = None, **kwargs: Any,
-    ) -> None:
-        if expect:
-            # The table lock serialises every insert: taken before the check, no writer can commit between it and ours.
-            self._lock_table(curs)
-            select = SQL("SELECT MAX(originator_version) AS version FROM {0}.{1} WHERE originator_id = %s").format(
-                Identifier(self.datastore.schema), Identifier(self.events_table_name)
-            )
-            unchanged(expect, lambda originator_id: curs.execute(select, (originator_id,)).fetchone()["version"])
-        # After the check: the library commits what was done before an error raised here (not by the server).
-        if keys:
-            keys.insert(curs)
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, keys: NewKeys | None = None, **_: Any
+    ) -> Sequence[int] | None:
+        """The library's transaction, sent as one round trip while the table is locked, then the commit.
+
+        The table lock serialises every writer (so that readers never pass a gap filled in later). The
+        library fetched each result as it went, so a writer held the lock through three or four round
+        trips, each also waiting for its thread to get the GIL back from a busy event loop. Here the
+        lock, the check of `expect` (after the lock: no writer can commit between it and ours), the data
+        keys and the events are sent together and read after one sync; a failed check rolls it all back.
+        Sustained POSTs on PostgreSQL: 3,000/s against 2,490/s (medians of six runs each, docs/benchmarks.md).
+        """
+        if not stored_events:
+            return None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            with conn.transaction(), conn.cursor() as curs, conn.cursor(row_factory=tuple_row) as check, conn.cursor() as insert:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+                if expect:
+                    check.execute(self.versions_statement, (list(expect),), prepare=True)
+                if keys:
+                    keys.insert(curs)
+                ColumnsInsert._insert_stored_events(self, insert, stored_events)
+                pipeline.sync()  # here a uniqueness violation raises, and everything is rolled back
+                if expect:
+                    versions = dict(check.fetchall())
+                    unchanged(expect, versions.get)
+                return [row["notification_id"] for row in insert.fetchall()]
 
 
 class Factory(InTurn, postgres.PostgresFactory):
