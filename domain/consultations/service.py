@@ -81,6 +81,9 @@ class Consultations:
         self.app = app
         self.texts = texts  # the keys of free-text answers
         self.keyed = keyed
+        # Each consultation as a submission batch last read it: a batch's first attempt checks against it
+        # without reading the store, as the insert refuses the batch if the consultation changed since.
+        self._checked: dict[str, Consultation] = {}
 
     def load(self, definition: Definition) -> tuple[UUID, bool]:
         """Create the consultation (with its coding frame) unless it exists; its id and whether it was created."""
@@ -144,16 +147,18 @@ class Consultations:
 
         A refused submission gets its error in its place in the result; it does not stop the others.
         A keyed submission already recorded (by an earlier attempt, or earlier in this batch) gets its
-        first receipt again and records nothing. The store refuses the whole transaction if one of this
-        batch's keyed ids is recorded already (by an earlier attempt, or another process meanwhile), or
-        if one of its consultations changed (closed) since it was checked: then the batch is checked
-        again, and this time each keyed id is looked up first. The first attempt looks none up: a
-        retry is rare, and the store's uniqueness decides all the same.
+        first receipt again and records nothing. The first attempt reads nothing from the store: it
+        checks against each consultation as this process last read it, and looks up no keyed id (a
+        retry is rare). The store refuses the whole transaction if one of its consultations changed
+        (closed) since, or if one of its keyed ids is recorded already (by an earlier attempt, or
+        another process meanwhile). Then, or if a consultation as last read refused a submission (it
+        may have been opened since), the batch is checked again against the store, each keyed id
+        looked up first.
         """
         for attempt in range(ATTEMPTS - 1):
             try:
                 return self._submit_batch(submissions, now or datetime.now(UTC), look_up=attempt > 0)
-            except IntegrityError:
+            except (IntegrityError, _LastRead):
                 pass  # the refused attempt recorded nothing, its keys neither
         return self._submit_batch(submissions, now or datetime.now(UTC), look_up=True)
 
@@ -173,7 +178,9 @@ class Consultations:
                     continue
             if submission.slug not in consultations:
                 try:
-                    consultations[submission.slug] = self.get(submission.slug)
+                    if look_up or submission.slug not in self._checked:
+                        self._checked[submission.slug] = self.get(submission.slug)
+                    consultations[submission.slug] = self._checked[submission.slug]
                 except ConsultationNotFound as e:
                     consultations[submission.slug] = e
             consultation = consultations[submission.slug]
@@ -182,9 +189,11 @@ class Consultations:
                     raise consultation
                 checked.append((consultation, consultation.check_response(submission.answers, now), keyed))
             except DomainError as e:
-                # A keyed retry of a response recorded before (say, before the consultation closed) answers with its receipt.
-                recorded = self._recorded(keyed) if keyed is not None and not look_up else None
-                checked.append(recorded or e)
+                if not look_up and not isinstance(consultation, DomainError):
+                    # Refused by the consultation as last read: only the store's may refuse (it may have been
+                    # opened or revised since), and a keyed retry of a response recorded before it closed is looked up.
+                    raise _LastRead from e
+                checked.append(e)
         # Free text is sealed under a key per answer, bound to its question; the keys are recorded in the events' transaction.
         texts = [(q, a) for c in checked if isinstance(c, tuple) for q, a in c[1].items() if q in c[0].text_questions]
         sealed_all, keys = self.texts.seal_for_save(texts)
@@ -245,6 +254,10 @@ class Consultations:
         if response is None:  # no such id, or the id of something else
             raise ResponseNotFound(response_id)
         return response
+
+
+class _LastRead(Exception):
+    """A submission refused by its consultation as a batch last read it: check the batch again against the store's."""
 
 
 class _Keyed(msgspec.Struct, frozen=True):

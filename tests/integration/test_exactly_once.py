@@ -108,6 +108,27 @@ def test_no_response_is_recorded_after_a_close_that_committed_first(system: Syst
         system.consultations.open(SLUG)
 
 
+def test_a_batch_checks_against_the_consultation_as_last_read_and_the_store_has_the_last_word(
+    system: System, store_env: dict[str, str], settings: Settings
+) -> None:
+    """Another process (an operator's close, then open) changes the consultation that this one read last."""
+    other = System(settings, store_env)
+    try:
+        (first,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS, key="k" * 20)])
+        assert isinstance(first, Receipt)  # read it open
+        other.consultations.close(SLUG)
+        closed, retried = system.consultations.submit_batch([Submission(SLUG, ANSWERS), Submission(SLUG, ANSWERS, key="k" * 20)])
+        assert isinstance(closed, NotAcceptingResponses)  # the insert refused what was checked against it open
+        # A retry of a response recorded before the close still answers with its receipt.
+        assert isinstance(retried, Receipt) and (retried.id, retried.receipt) == (first.id, first.receipt)
+        other.consultations.open(SLUG)
+        (opened,) = system.consultations.submit_batch([Submission(SLUG, ANSWERS)])
+        assert isinstance(opened, Receipt)  # not refused by the closed consultation it read last
+    finally:
+        other.close()
+    assert len(recorded(system)) == 2
+
+
 def test_a_change_to_the_consultation_since_it_was_checked_refuses_the_insert(system: System) -> None:
     """The store's own check: a save that expects an earlier version of the consultation records nothing."""
     consultation = system.consultations.get(SLUG)
