@@ -97,11 +97,13 @@ def _stat(pid: int) -> list[str]:
 
 
 def role(pid: int) -> str:
-    """What a server's process does: `agora serve`'s supervisor, an API process (or bench/bare.py), the worker, Redis."""
+    """What a server's process does: `agora serve`'s supervisor, an API process (or bench/bare.py), the worker, the clusterer, Redis."""
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     if any(b"import api" in a for a in argv):
         return "api"
-    return "redis" if b"redis" in argv[0] else "worker" if b"work" in argv else "supervisor" if b"serve" in argv else "api"
+    if b"work" in argv:
+        return "clusterer" if b"clusterer" in argv else "worker"
+    return "redis" if b"redis" in argv[0] else "supervisor" if b"serve" in argv else "api"
 
 
 def cpu_seconds(*roots: int) -> dict[str, float]:

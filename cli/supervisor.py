@@ -1,13 +1,13 @@
-"""`agora serve`'s processes, supervised: API processes sharing one port, one worker, and Redis.
+"""`agora serve`'s processes, supervised: API processes sharing one port, two worker processes, and Redis.
 
 One Python process uses one core, so the API runs as N processes. The supervisor binds the port
-once and hands the socket to each of them (they share the kernel's queue of connections), and
-runs the followers, the mailer and the checkpointer in one worker process (`agora work`), and, on
-the embedded default, the Redis server. Any child that dies is started again (at once, then backing
-off while it keeps dying within seconds of starting). Every child dies with the supervisor however
-it dies (the parent-death signal, cli/embedded.py), so a killed server leaves nothing running.
-On SIGINT or SIGTERM it stops the API processes first (they finish what they are answering), then
-the worker, then Redis.
+once and hands the socket to each of them (they share the kernel's queue of connections), runs the
+followers, the mailer and the checkpointer in one worker process (`agora work`) and the clusterer in
+another, and, on the embedded default, the Redis server. Any child that dies is started again (at
+once, then backing off while it keeps dying within seconds of starting). Every child dies with the
+supervisor however it dies (the parent-death signal, cli/embedded.py), so a killed server leaves
+nothing running. On SIGINT or SIGTERM it stops the API processes first (they finish what they are
+answering), then the workers, then Redis.
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ def api_processes(env: dict[str, str], count: int, sock: socket.socket) -> list[
     return [Child(f"api {i + 1}", lambda: spawn(argv, env, (fd,))) for i in range(count)]
 
 
-def worker_process(env: dict[str, str]) -> Child:
-    return Child("worker", lambda: spawn(python("from cli.main import main; main()", "work"), env))
+def worker_process(env: dict[str, str], name: str, workers: list[str]) -> Child:
+    """`agora work` running `workers`."""
+    return Child(name, lambda: spawn(python("from cli.main import main; main()", "work", *workers), env))
 
 
 def started() -> None:

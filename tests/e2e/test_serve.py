@@ -87,6 +87,9 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         stats = httpx.get(f"{server.url}/consultations/{SLUG}/stats", params={"after": position}).json()
         assert stats["responses"] == 1 and stats["answers"]["familiarity"]["read"] == 1
         assert httpx.get(f"{server.url}/schema/openapi.json").status_code == 200
+        # The clusterer works in a process of its own, beside the followers' (its index grows with the responses).
+        workers = sorted(argv[argv.index("work") + 1 :] for argv in children(server.process.pid) if "work" in argv)
+        assert workers == [["clusterer"], ["form", "stats", "queue", "report", "mailer", "checkpointer"]]
         # With no SMTP_URL, mail goes to the data folder's outbox; its link confirms the seat.
         signup = {"session_id": "session_1800", "name": "Zoë", "email": "zoe@example.org", "consent": True}
         assert httpx.post(f"{server.url}/consultations/sessions/signups", json=signup).status_code == 202
@@ -115,6 +118,18 @@ def test_serve_answers_end_to_end_stops_cleanly_and_starts_again_without_duplica
         # (2), the session's seats opened and one taken (2), two messages sent (2): the second start
         # created nothing.
         assert system.app.head() == 11
+
+
+def children(pid: int) -> list[list[str]]:
+    """The command lines of a process's children."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((stat_file.parent / "cmdline").read_bytes().decode().split("\0")[:-1])
+        except (OSError, IndexError):
+            pass  # gone meanwhile
+    return found
 
 
 def redis_processes(data_dir: Path) -> list[int]:
