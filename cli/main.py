@@ -37,11 +37,21 @@ from workers import views
 log = logging.getLogger("agora")
 
 
-def settings(redis: bool = False) -> Settings:
+def settings(redis: bool = False, creates: bool = False) -> Settings:
     """The environment's settings; without REDIS_URL, the embedded server's socket if one is running.
     A command that uses Redis (`redis`) refuses when there is neither: it would write to whatever
-    Redis answers on the default address (an operator's `agora rebuild` after stopping the server did)."""
+    Redis answers on the default address (an operator's `agora rebuild` after stopping the server did).
+    A command that does not make a deployment (`creates`) refuses when the embedded store is not
+    there: run from another folder, it made an empty store and a new secret, then said nothing was in it."""
     found = Settings.from_env()
+    env = {**os.environ, **store.environment(Path(found.data_dir))}
+    embedded = env.get("PERSISTENCE_MODULE") in ("store.sqlite", "eventsourcing.sqlite")
+    path = env.get("SQLITE_DBNAME", "")
+    if not creates and embedded and path != ":memory:" and not Path(path).exists():
+        raise ValueError(
+            f"no event store at {path}: run agora in the deployment's folder (where `agora serve` runs), or set "
+            "AGORA_DATA_DIR, or PERSISTENCE_MODULE and its settings for another store (docs/configuration.md)"
+        )
     if "REDIS_URL" in os.environ:
         return found
     sock = socket_path(store.data_dir(found.data_dir))
@@ -111,7 +121,7 @@ def work(args: argparse.Namespace) -> None:
     system, deadline = None, time.monotonic() + 20
     while True:
         try:
-            system = system or System(settings(redis=True))
+            system = system or System(settings(redis=True, creates=True))
             workers = system.workers()
             break
         except (redis.ConnectionError, PersistenceError) as e:
@@ -193,7 +203,7 @@ def closing_time(at: str) -> datetime | None:
 
 
 def consultation(args: argparse.Namespace) -> None:
-    with System(settings()) as system:
+    with System(settings(creates=args.action == "load")) as system:
         consultations = system.consultations
         if args.action == "load":
             load(consultations, Path(args.path))
@@ -237,7 +247,7 @@ def staff(args: argparse.Namespace) -> None:
             member = system.staff.set_password(args.email, password)
         print(f"new password set for {member.id}; their earlier tokens no longer work")
         return
-    with System(settings()) as system:
+    with System(settings(creates=True)) as system:  # the first admin may come before the first `agora serve`
         member_id = system.staff.enrol(args.email, args.name, password, [Role(r) for r in args.role], by=None)
     print(f"enrolled {args.email} as {', '.join(args.role)}: {member_id}")
 

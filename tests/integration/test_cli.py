@@ -33,6 +33,7 @@ def operator_env(monkeypatch: pytest.MonkeyPatch, store_env: dict[str, str], red
     """The environment an operator's shell would have: the store's variables, Redis and its prefix."""
     for name, value in {**store_env, "REDIS_URL": REDIS_URL, "AGORA_REDIS_PREFIX": redis_prefix}.items():
         monkeypatch.setenv(name, value)
+    System(Settings.from_env(), store_env).close()  # the deployment's store, as `agora serve` made it
     return store_env
 
 
@@ -242,8 +243,26 @@ def test_workers_and_serve_refuse_what_cannot_run(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("AGORA_CLUSTER_RESPONSES", "false")
     monkeypatch.setenv("AGORA_DATA_DIR", str(tmp_path))
+    System(Settings.from_env()).close()  # a deployment's store, with nothing else running
     with pytest.raises(SystemExit, match=refusal.replace("-", r"\-")):
         main(args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["audit", "verify"], ["audit", "export", "--out", "out"], ["report", "verify", "x"], ["keys", "reshred"],
+     ["consultation", "close", "x"], ["staff", "erase", "00000000-0000-4000-8000-000000000000"], ["signups", "export", "--session", "s"]],
+)
+def test_a_command_run_outside_the_deployment_makes_no_store_and_says_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
+) -> None:
+    """A newcomer's `agora status` in another folder made an empty store and a new secret there, then said it was empty."""
+    for name in ("REDIS_URL", "PERSISTENCE_MODULE", "SQLITE_DBNAME", "AGORA_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=f"^agora: no event store at var/agora.sqlite: run agora in the deployment's folder"):
+        main(args)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("workers", ["0", "-2", "two"])
