@@ -35,13 +35,17 @@ RESPONSE = get_topic(Response.Submitted)
 Record = tuple[int, bytes, int, str, bytes]
 
 
-def bound(record: Record | None, receipt_hash: str, leaf: bytes) -> bool:
-    """Whether `record`, the event the receipt index sends a receipt to, is a response holding that receipt
-    hash and hashes to that leaf: an index rewritten to prove one response with another's leaf is not."""
-    return (
-        record is not None and record[3] == RESPONSE and receipt_of(record[4]) == receipt_hash
-        and merkle.leaf_hash(merkle.canonical(*record)) == leaf
-    )
+def unbound(record: Record | None, position: int, receipt_hash: str, leaf: bytes) -> str | None:
+    """Why `record`, the event at `position` where the receipt index sends a receipt, is not that receipt's
+    leaf; None if it is a response holding that receipt hash and hashing to that leaf. An index rewritten to
+    prove one response with another's leaf is caught here, and so is the response's event altered."""
+    if record is None:
+        return f"the event at position {position}, where the receipt index sends this receipt, is not in the log"
+    if record[3] != RESPONSE or receipt_of(record[4]) != receipt_hash:
+        return f"the receipt index sends this receipt to the event at position {position}, which does not hold it"
+    if merkle.leaf_hash(merkle.canonical(*record)) != leaf:
+        return f"the event at position {position}, which holds this receipt, was altered since it was chained: it no longer hashes to its leaf"
+    return None
 
 
 def records(recorder: ApplicationRecorder, after: int | None, limit: int) -> list[Record]:

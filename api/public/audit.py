@@ -17,7 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from api.problems import documented, problem
-from audit.ledger import Checkpoint, Ledger, bound, records
+from audit.ledger import Checkpoint, Ledger, records, unbound
 from domain.consultations.service import hash_receipt
 from domain.errors import FieldError, InvalidInput
 from runtime import System
@@ -133,10 +133,10 @@ def inclusion(data: JSONBody[ReceiptIn], system: NamedDependency[System]) -> Inc
         raise problem(404, "receipt-not-found", "Receipt not found", detail)
     index, position, leaf_hash = leaf
     found = records(system.app.recorder, position - 1, 1)
-    if not bound(found[0] if found and found[0][0] == position else None, receipt_hash, leaf_hash):
-        log.error("audit: the receipt index sends a receipt to leaf %d (position %d), whose event does not hold it", index, position)
-        detail = ("The ledger's receipt index names an event for this receipt that does not hold it: the ledger or the log was altered. "
-                  "Keep your receipt; `agora audit verify` names what changed.")
+    why = unbound(found[0] if found and found[0][0] == position else None, position, receipt_hash, leaf_hash)
+    if why is not None:
+        log.error("audit: leaf %d: %s", index, why)
+        detail = f"The ledger or the log was altered: {why}. Keep your receipt; `agora audit verify` names what changed."
         raise problem(409, "ledger-inconsistent", "The ledger does not match the log", detail)
     checkpoint = _latest(ledger)
     if index >= checkpoint.size:

@@ -20,7 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from audit.signing import Signer, body, parse_body
-from audit.ledger import bound, receipt_of, records
+from audit.ledger import receipt_of, records, unbound
 from audit.replay import view_at
 from audit.bundle import export, verify_bundle
 from audit.history import Filter
@@ -86,11 +86,17 @@ def test_an_untouched_log_verifies(system: System, chained: Checkpointer) -> Non
 
 
 def test_altered_bytes_are_named_with_their_position(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
+    receipt = receipt_at(system, 10)
     with database(system, store_env) as (conn, events, pos, _):
         (state,) = sql(conn, f"SELECT state FROM {events} WHERE {pos} = 10")[0]
         sql(conn, f"UPDATE {events} SET state = ? WHERE {pos} = 10", bytes(state).replace(b'"read"', b'"know_well"'))
     report = verify(system, chained)
     assert report.problem is not None and report.problem[:2] == ("altered", 10), report
+    # Its respondent, asking for a proof, is told the same (a tester was told the event did not hold the receipt).
+    (_, position, leaf), found = system.ledger.leaf_of(receipt), records(system.app.recorder, 9, 1)  # type: ignore[misc]
+    assert unbound(found[0], position, receipt, leaf) == (
+        "the event at position 10, which holds this receipt, was altered since it was chained: it no longer hashes to its leaf"
+    )
 
 
 def test_a_deleted_event_is_missing(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
@@ -303,8 +309,8 @@ def test_a_receipt_sent_to_another_events_leaf_is_found_by_verify_and_refused_to
     assert report.problem is not None and report.problem[:2] == ("missing", 10) and "receipt index" in report.problem.detail, report
     index, position, leaf = system.ledger.leaf_of(moved)  # type: ignore[misc]
     found = records(system.app.recorder, position - 1, 1)
-    assert position == 12 and not bound(found[0], moved, leaf)  # what the inclusion route checks before answering
-    assert bound(found[0], receipt_at(system, 12), leaf)
+    assert position == 12 and "which does not hold it" in unbound(found[0], 12, moved, leaf)  # as the inclusion route checks  # type: ignore[operator]
+    assert unbound(found[0], 12, receipt_at(system, 12), leaf) is None
 
 
 def test_a_receipt_index_entry_no_event_holds_is_forged(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
