@@ -106,13 +106,13 @@ class History:
             yield _ndjson(self._disclose(batch))
 
     def of_aggregates(self, aggregate_ids: Iterable[UUID]) -> list[AuditEvent]:
-        """Every event of these aggregates, each aggregate's in order, with their positions."""
+        """Every event of these aggregates, with their positions, in the log's order."""
         found = []
         for aggregate_id in aggregate_ids:
             positions = self._positions(aggregate_id)
             # Read one by one: an event this code cannot read is `unreadable` here too, as on the log's pages.
             found += [(positions[stored.originator_version], read(self.app.mapper, stored)) for stored in self.app.recorder.select_events(aggregate_id)]
-        return self._disclose(found)
+        return self._disclose(sorted(found, key=lambda f: f[0]))
 
     def directory(self) -> list[StaffEntry]:
         entries = []

@@ -26,6 +26,7 @@ from api.schemas import Progress, QueueItem
 from api.services import After, Services, wait
 from audit.disclosure import AuditEvent
 from domain.access.service import RESPONSE_TEXT
+from domain.campaigns.cluster import assignment_id
 from domain.consultations.consultation import accepts_responses
 from domain.review.case import MAX_NOTE, CaseClosed, ClaimConflict, Flag, Outcome, case_id
 from domain.review.casefile import CaseFile
@@ -281,7 +282,7 @@ def case_file(response_id: ResponseId, request: Staff, services: NamedDependency
 @get("/review/responses/{response_id:uuid}/history", responses=STAFF_PROBLEMS, sync_to_thread=True, guards=[READERS], summary="Every event about a response, oldest first")
 def history(response_id: ResponseId, services: NamedDependency[Services], system: NamedDependency[System]) -> list[AuditEvent]:
     services.consultations.response(response_id)  # or 404
-    return system.history.of_aggregates([response_id, case_id(response_id)])
+    return system.history.of_aggregates([response_id, case_id(response_id), assignment_id(response_id)])
 
 
 async def _consultation(services: Services, slug: str) -> UUID:

@@ -224,6 +224,13 @@ async def test_staff_read_clusters_with_diffs_and_the_reading_is_on_record(clien
     body = (await client.get(f"{base}/{first}", headers=headers["reviewer"])).json()
     assert "Ana" not in str(body) and body["members"][2]["changes"][-1] == {"op": "+", "text": "Regards, [redacted]"}
 
+    # A response's history lists its cluster assignment too, in the log's order (a tester found it missing).
+    history = (await client.get(f"/review/responses/{ids[2]}/history", headers=headers["reviewer"])).json()
+    assert [h["type"] for h in history] == [
+        "response.submitted", "assignment.assigned", "review.opened", "review.claimed", "review.redacted",
+    ]
+    assert [h["position"] for h in history] == sorted(h["position"] for h in history)
+
 
 async def test_cluster_routes_refuse_unknown_foreign_and_unauthenticated(client, system: System, seed, headers) -> None:  # type: ignore[no-untyped-def]
     import msgspec
