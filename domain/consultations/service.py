@@ -146,36 +146,42 @@ class Consultations:
         """Check each submission and record all accepted ones in one transaction (group commit).
 
         A refused submission gets its error in its place in the result; it does not stop the others.
-        A keyed submission already recorded (by an earlier attempt, or earlier in this batch) gets its
+        A keyed submission already recorded (by an earlier request, or earlier in this batch) gets its
         first receipt again and records nothing. The first attempt reads nothing from the store: it
-        checks against each consultation as this process last read it, and looks up no keyed id (a
-        retry is rare). The store refuses the whole transaction if one of its consultations changed
-        (closed) since, or if one of its keyed ids is recorded already (by an earlier attempt, or
-        another process meanwhile). Then, or if a consultation as last read refused a submission (it
-        may have been opened since), the batch is checked again against the store, each keyed id
-        looked up first.
+        checks against each consultation as this process last read it, and looks up no id (a retry
+        is rare). The store refuses the whole transaction if one of its consultations changed
+        (closed) since, or if one of its ids is recorded already (by an earlier request, another
+        process meanwhile, or this batch itself, when the store retried a commit whose answer was
+        lost). Then, or if a consultation as last read refused a submission (it may have been opened
+        since), the batch is checked again against the store, each id looked up first.
         """
+        # Each submission's id and receipt, the same in every attempt: a store that lost the answer to a commit that
+        # happened (a connection dropped at COMMIT) tries again and is refused, and the next attempt finds them recorded.
+        identities = [self._identity(s) for s in submissions]
         for attempt in range(ATTEMPTS - 1):
             try:
-                return self._submit_batch(submissions, now or datetime.now(UTC), look_up=attempt > 0)
+                return self._submit_batch(submissions, identities, now or datetime.now(UTC), look_up=attempt > 0)
             except (IntegrityError, _LastRead):
                 pass  # the refused attempt recorded nothing, its keys neither
-        return self._submit_batch(submissions, now or datetime.now(UTC), look_up=True)
+        return self._submit_batch(submissions, identities, now or datetime.now(UTC), look_up=True)
 
-    def _submit_batch(self, submissions: Sequence[Submission], now: datetime, look_up: bool) -> list[Receipt | DomainError]:
+    def _identity(self, submission: Submission) -> _Identity:
+        if submission.key is None:
+            return _Identity(uuid.uuid4(), secrets.token_urlsafe(24), "", submission.answers)
+        response_id = self.keyed.response_id(submission.slug, submission.key)
+        return _Identity(response_id, self.keyed.receipt(response_id), self.keyed.fingerprint(submission.key, submission.answers), submission.answers)
+
+    def _submit_batch(
+        self, submissions: Sequence[Submission], identities: Sequence[_Identity], now: datetime, look_up: bool
+    ) -> list[Receipt | DomainError]:
         consultations: dict[str, Consultation | DomainError] = {}
-        checked: list[tuple[Consultation, dict[str, Answer], _Keyed | None] | Receipt | DomainError | _Repeat] = []
-        first: dict[UUID, tuple[str, int]] = {}  # a keyed id's fingerprint, and where in this batch it was first
-        for submission in submissions:
-            keyed = None
-            if submission.key is not None:
-                keyed = _Keyed(
-                    self.keyed.response_id(submission.slug, submission.key), self.keyed.fingerprint(submission.key, submission.answers), submission.answers
-                )
-                done = self._repeat(keyed, first, len(checked), look_up)
-                if done is not None:
-                    checked.append(done)
-                    continue
+        checked: list[tuple[Consultation, dict[str, Answer], _Identity] | Receipt | DomainError | _Repeat] = []
+        first: dict[UUID, tuple[str, int]] = {}  # an id's fingerprint, and where in this batch it was first
+        for submission, identity in zip(submissions, identities, strict=True):
+            done = self._repeat(identity, first, len(checked), look_up)
+            if done is not None:
+                checked.append(done)
+                continue
             if submission.slug not in consultations:
                 try:
                     if look_up or submission.slug not in self._checked:
@@ -187,7 +193,7 @@ class Consultations:
             try:
                 if isinstance(consultation, DomainError):
                     raise consultation
-                checked.append((consultation, consultation.check_response(submission.answers, now), keyed))
+                checked.append((consultation, consultation.check_response(submission.answers, now), identity))
             except DomainError as e:
                 if not look_up and not isinstance(consultation, DomainError):
                     # Refused by the consultation as last read: only the store's may refuse (it may have been
@@ -203,20 +209,15 @@ class Consultations:
             if not isinstance(c, tuple):
                 results.append(c)
                 continue
-            consultation, answers, keyed = c
+            consultation, answers, identity = c
             plain = {q: a for q, a in answers.items() if q not in consultation.text_questions}
             sealed_texts = {q: next(sealed) for q in answers if q in consultation.text_questions}
-            if keyed is None:
-                receipt, fingerprint, response_id = secrets.token_urlsafe(24), "", None
-            else:
-                response_id, fingerprint = keyed.response_id, keyed.fingerprint
-                receipt = self.keyed.receipt(response_id)
             # Recorded at the time its rules were checked at: never past a closing time they allowed (an operator's).
             response = Response._create(
-                Response.Submitted, id=response_id, timestamp=now, consultation_id=consultation.id, revision=consultation.revision,
-                answers=plain, texts=sealed_texts, receipt_hash=hash_receipt(receipt), fingerprint=fingerprint,
+                Response.Submitted, id=identity.response_id, timestamp=now, consultation_id=consultation.id, revision=consultation.revision,
+                answers=plain, texts=sealed_texts, receipt_hash=hash_receipt(identity.receipt), fingerprint=identity.fingerprint,
             )
-            results.append((response, receipt))
+            results.append((response, identity.receipt))
         accepted = [r[0] for r in results if isinstance(r, tuple)]
         # Recorded only if none of their consultations changed since checked (store/consistency.py).
         expect = {c[0].id: c[0].version for c in checked if isinstance(c, tuple)}
@@ -227,27 +228,27 @@ class Consultations:
         # A repeat of a key first seen in this batch answers as its first did.
         return [receipts[r.index] if isinstance(r, _Repeat) else r for r in receipts]  # type: ignore[misc]
 
-    def _repeat(self, keyed: _Keyed, first: dict[UUID, tuple[str, int]], index: int, look_up: bool) -> Receipt | DomainError | _Repeat | None:
-        """A keyed submission's earlier outcome: a pointer to its first occurrence in this batch (or a
-        refusal of other answers under the same key), else if `look_up`, its recorded receipt (or that
-        refusal); None if it is new, as far as looked."""
-        if keyed.response_id in first:
-            earlier, at = first[keyed.response_id]
-            return _Repeat(at) if earlier == keyed.fingerprint else _reused()
-        recorded = self._recorded(keyed) if look_up else None
+    def _repeat(self, identity: _Identity, first: dict[UUID, tuple[str, int]], index: int, look_up: bool) -> Receipt | DomainError | _Repeat | None:
+        """A submission's earlier outcome: a pointer to its first occurrence in this batch (the same key; or a
+        refusal of other answers under it), else if `look_up`, its recorded receipt (or that refusal); None if
+        it is new, as far as looked."""
+        if identity.response_id in first:
+            earlier, at = first[identity.response_id]
+            return _Repeat(at) if earlier == identity.fingerprint else _reused()
+        recorded = self._recorded(identity) if look_up else None
         if recorded is None:
-            first[keyed.response_id] = (keyed.fingerprint, index)
+            first[identity.response_id] = (identity.fingerprint, index)
         return recorded
 
-    def _recorded(self, keyed: _Keyed) -> Receipt | DomainError | None:
-        """A keyed submission's recorded receipt, a refusal if other answers were recorded under its key, or None."""
-        recorded = self.app.find(keyed.response_id, Response)
+    def _recorded(self, identity: _Identity) -> Receipt | DomainError | None:
+        """A submission's recorded receipt, a refusal if other answers were recorded under its key, or None."""
+        recorded = self.app.find(identity.response_id, Response)
         if recorded is None:
             return None
-        if recorded.fingerprint != keyed.fingerprint and recorded.fingerprint != self.keyed.fingerprint_before(keyed.answers):
+        if recorded.fingerprint != identity.fingerprint and recorded.fingerprint != self.keyed.fingerprint_before(identity.answers):
             return _reused()
         # Its position is not kept with the aggregate; the head is at or past it, which is what `?after=` needs.
-        return Receipt(keyed.response_id, self.keyed.receipt(keyed.response_id), self.app.head())
+        return Receipt(identity.response_id, identity.receipt, self.app.head())
 
     def response(self, response_id: UUID) -> Response:
         response = self.app.find(response_id, Response)
@@ -260,11 +261,13 @@ class _LastRead(Exception):
     """A submission refused by its consultation as a batch last read it: check the batch again against the store's."""
 
 
-class _Keyed(msgspec.Struct, frozen=True):
-    """What a keyed submission derives from its key and answers (`Keyed`), once per attempt."""
+class _Identity(msgspec.Struct, frozen=True):
+    """A submission's id and receipt, kept through a batch's attempts: derived from its Idempotency-Key
+    (`Keyed`), else drawn at random."""
 
     response_id: UUID
-    fingerprint: str
+    receipt: str
+    fingerprint: str  # "" without a key
     answers: dict[str, Any]  # as received: a retry of a response recorded before is compared by its fingerprint then
 
 

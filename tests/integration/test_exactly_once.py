@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
-from domain.consultations.service import Keyed, Receipt, Submission
+from domain.consultations.service import Keyed, Receipt, Submission, hash_receipt
 from domain.errors import IdempotencyKeyReused, NotAcceptingResponses
 from runtime import System
 from runtime.settings import Settings
@@ -106,6 +107,26 @@ def test_no_response_is_recorded_after_a_close_that_committed_first(system: Syst
         closing = len(order) - 1 - order[::-1].index("Closed")
         assert "Submitted" not in order[closing:], f"round {round_}: a response was recorded after the close"
         system.consultations.open(SLUG)
+
+
+def test_a_commit_whose_answer_was_lost_and_that_the_store_tried_again_records_each_response_once(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tester dropped PostgreSQL connections at COMMIT: the store's retry was refused (recorded already), the
+    batch was checked again, and its unkeyed responses were recorded a second time, under new ids."""
+    insert = system.app.recorder.insert_events
+    lost = []
+
+    def committed_then_tried_again(*args: Any, **kwargs: Any) -> Any:
+        if not lost:
+            lost.append(insert(*args, **kwargs))  # committed; the answer is lost, and the store tries again
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(system.app.recorder, "insert_events", committed_then_tried_again)
+    receipts = system.consultations.submit_batch([Submission(SLUG, ANSWERS), Submission(SLUG, ANSWERS, key="k" * 20), Submission(SLUG, ANSWERS)])
+    assert lost and all(isinstance(r, Receipt) for r in receipts)
+    recorded = {e.originator_id: e.receipt_hash for e in system.app.select_events(Response.Submitted)}
+    assert recorded == {r.id: hash_receipt(r.receipt) for r in receipts}  # type: ignore[union-attr]
 
 
 def test_a_batch_checks_against_the_consultation_as_last_read_and_the_store_has_the_last_word(
