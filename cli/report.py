@@ -18,11 +18,16 @@ from reports.service import Built
 from runtime import System
 
 
+def served(system: System, slug: str, version: int | None) -> int | None:
+    """`version`, else the one `GET …/report` serves: the latest not withdrawn (None: the latest, all being withdrawn)."""
+    chosen = latest(system.reports.versions(slug)) if version is None else None
+    return chosen.version if chosen else version
+
+
 def built(system: System, slug: str, at: int | None, version: int | None) -> Built:
-    """A published version (by default the latest, as `GET …/report` picks it), or the one built at `at`, or what would be published at `at`."""
+    """A published version (by default the one the public reads), or the one built at `at`, or what would be published at `at`."""
     if at is None:
-        chosen = latest(system.reports.versions(slug)) if version is None else None
-        return system.reports.version(slug, chosen.version if chosen else version)
+        return system.reports.version(slug, served(system, slug, version))
     head = system.app.head()
     if not 1 <= at <= head:
         raise ValueError(f"--at must be a position in the log, 1 to {head}")
@@ -54,7 +59,7 @@ def build(args: argparse.Namespace, system: System) -> None:
 
 def verify(args: argparse.Namespace, system: System) -> None:
     against = Path(args.against).read_bytes() if args.against else None
-    result = system.reports.verify(args.slug, args.version, against)
+    result = system.reports.verify(args.slug, served(system, args.slug, args.version), against)
     if not result.ok:
         sys.exit(f"version {result.version} differs: {result.difference}")
     copy = f", and {args.against} matches it (figures, quoted texts' hashes, nothing added)" if args.against else ""
@@ -74,11 +79,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  
     b = r.add_parser("build", help="write report.json, report.html and data.zip of a version, as served")
     b.add_argument("slug")
     which = b.add_mutually_exclusive_group()
-    which.add_argument("--version", type=int, help="a published version (default: the latest)")
+    which.add_argument("--version", type=int, help="a published version (default: the one GET …/report serves, the latest not withdrawn)")
     which.add_argument("--at", type=int, metavar="POSITION", help="the version built at this log position; if none was, what would be")
     b.add_argument("--out", required=True, metavar="DIR")
     v = r.add_parser("verify", help="rebuild a version from the log and compare it with its published digest")
     v.add_argument("slug")
-    v.add_argument("--version", type=int, help="default: the latest")
+    v.add_argument("--version", type=int, help="default: the one GET …/report serves, the latest not withdrawn")
     v.add_argument("--against", metavar="FILE", help="a report.json served or built earlier: name the first field that differs")
     return r

@@ -356,6 +356,13 @@ async def test_served_bytes_are_what_agora_report_build_writes_and_verify_says_o
     main(["report", "verify", SLUG, "--against", str(tmp_path / "latest" / "report.json")])
     out = capsys.readouterr().out
     assert out.startswith("ok: version 1") and "report.json matches it" in out  # says the copy was checked (a tester could not tell)
+    # A later version withdrawn: verify checks the version the public reads, as build builds it (a tester's checked the withdrawn one).
+    await publish(client, headers["editor"], final=True)
+    system.reports.withdraw(SLUG, staff["editor"], "published twice")
+    main(["report", "verify", SLUG])
+    assert capsys.readouterr().out.startswith("ok: version 1 ")
+    main(["report", "verify", SLUG, "--version", "2"])
+    assert capsys.readouterr().out.startswith("ok: version 2 ")
     with zipfile.ZipFile(io.BytesIO(served["data.zip"])) as z:  # fixed times and modes, stored: the same bytes on any machine
         assert {(i.date_time, i.compress_type, i.external_attr) for i in z.infolist()} == {((1980, 1, 1, 0, 0, 0), zipfile.ZIP_STORED, 0o644 << 16)}
     files = unzip(served["data.zip"])
