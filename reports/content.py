@@ -290,6 +290,7 @@ class Step(msgspec.Struct, frozen=True):
     by: UUID
     what: str  # quote-marked, redacted, originals-shredded, tagged, untagged, flagged, completed, reopened, quote-selected, quote-unselected
     response_id: UUID
+    group: UUID | None = None  # the group review it was part of (tagged and completed in one), if any
 
 
 class Mark(msgspec.Struct):
@@ -448,7 +449,7 @@ class Fold:
         if self.trace:
             if case.steps is None:
                 case.steps = []
-            case.steps.append((Step(position, e.timestamp, e.by, what, case.response_id), about))
+            case.steps.append((Step(position, e.timestamp, e.by, what, case.response_id, getattr(e, "group", None)), about))
 
     def _tagged(self, e: ReviewCase.Tagged, position: int) -> None:
         if case := self.cases.get(e.originator_id):

@@ -66,6 +66,11 @@ def test_a_group_review_records_one_group_event_and_each_members_own_events_nami
     ]
     file = system.review.case_file(ids[1], originals=False)
     assert (file.state, file.tags, file.group_review) == ("completed", ["ai_use", "consent"], done.id)
+    # So does a report's provenance: which steps behind a theme's count were one group review's (a tester could not tell).
+    (trail,) = [t for t in system.reports.provenance(SLUG, staff["editor"]).themes if t.theme_id == "ai_use"]
+    assert sorted((s.what, s.response_id, s.group) for s in trail.steps) == sorted(
+        (what, response, done.id) for response in ids for what in ("completed", "tagged")
+    )
 
     # Reopened by an editor, a member is a case of its own again.
     system.review.reopen(ids[1], staff["editor"], "Reads differently")
