@@ -232,7 +232,7 @@ def staff(args: argparse.Namespace) -> None:
     if args.action == "erase":
         with System(settings()) as system:
             member = system.staff.erase(UUID(args.id), by=None)
-        print(f"erased {member.id}: their name, email and password hash are gone from the log")
+        print(f"erased {member.id}: the keys of their name, email and password hash are destroyed, so the log and its backups no longer read them")
         if member.enrolled_in_clear:
             print("note: they were enrolled before staff data was sealed; that enrolment holds them in clear in the log and its backups")
         return
@@ -255,7 +255,7 @@ def staff(args: argparse.Namespace) -> None:
 def keys(args: argparse.Namespace) -> None:
     with System(settings()) as system:
         held, named = system.reshred()
-        print(f"the log's shredding, erasure and password-change events name {named} keys: {held} were still held, and are destroyed now")
+        print(f"the log's shredding, erasure and password-change events name {named} keys: {held} still held, destroyed now")
 
 
 def signups(args: argparse.Namespace) -> None:

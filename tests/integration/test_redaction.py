@@ -164,8 +164,8 @@ async def test_after_restoring_an_old_key_backup_reshred_destroys_the_shredded_k
     for name, value in store_env.items():
         monkeypatch.setenv(name, value)
     main(["keys", "reshred"])
-    assert "name 1 keys: 1 were still held, and are destroyed now" in capsys.readouterr().out
+    assert "name 1 keys: 1 still held, destroyed now" in capsys.readouterr().out
     assert system.texts.get(original.key_id) is None
     main(["keys", "reshred"])  # a newcomer's: nothing restored, yet it said "destroyed again 1 keys"
-    assert "name 1 keys: 0 were still held" in capsys.readouterr().out
+    assert "name 1 keys: 0 still held" in capsys.readouterr().out
     assert backup not in raw_storage(store_env)
