@@ -9,7 +9,8 @@ opened (or after the last response on it) get 408, and so does a body not comple
 `body_timeout` seconds after its headers; a body whose bytes on the wire pass `max_body_bytes`
 plus `max_header_bytes` (chunk framing, extensions and trailers, which the parser skips and the
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
-Retry-After; a request the parser cannot read, or one naming its Host twice (or, HTTP/1.1, not at all), gets 400. Each is a problem (RFC 9457) and closes the
+Retry-After; a request the parser cannot read, or one naming its Host twice (or, HTTP/1.1, not at all), gets 400, and
+one with a transfer coding other than chunked gets 501 (400 if chunked is not its last). Each is a problem (RFC 9457) and closes the
 connection. A connection with more than PIPELINED requests waiting behind the one being answered
 is closed, and a chunked body's trailers are counted but never taken as the request's headers. Once
 the connection is closed, the request being answered and those queued behind it write nothing. The
@@ -104,6 +105,8 @@ class LimitedHttp(HttpToolsProtocol):
         if not self.in_headers:
             return  # trailers: counted, never read as the request's headers (uvicorn would add them: a key, a client address)
         self.hosts += name.lower() == b"host"
+        if name.lower() == b"transfer-encoding":
+            self.codings += [c.strip().lower() for c in value.split(b",")]
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -113,6 +116,15 @@ class LimitedHttp(HttpToolsProtocol):
             raise Refused
         if self.hosts > 1 or (not self.hosts and self.parser.get_http_version() == "1.1"):  # RFC 9112, 3.2: a server must refuse them
             self.refuse(refusal(400, "malformed-request", "Bad Request", "A request names its Host once (HTTP/1.1: exactly once)."))
+            raise Refused
+        # RFC 9112, 6.3 and 6.1: a body whose last coding is not chunked has no length to read (400); a coding
+        # other than chunked, once, is one this server does not apply (501), where the parser ignored it.
+        if self.codings and self.codings[-1] != b"chunked":
+            self.refuse(refusal(400, "malformed-request", "Bad Request", "A Transfer-Encoding ends with chunked, or a body has no length."))
+            raise Refused
+        if self.codings and self.codings != [b"chunked"]:
+            detail = "Only the chunked transfer coding is supported, once: send the body as it is, chunked or with a Content-Length."
+            self.refuse(refusal(501, "transfer-coding-unsupported", "Not Implemented", detail))
             raise Refused
         self.in_headers = self.parsed_count = False
         self.body_bytes = 0
@@ -144,7 +156,7 @@ class LimitedHttp(HttpToolsProtocol):
             self.start_timer(self.limits.body_timeout_seconds, self.body_too_slow)  # the request queued behind it is read now
 
     def expect_headers(self) -> None:
-        self.in_headers, self.header_bytes, self.tail, self.hosts = True, 0, b"", 0
+        self.in_headers, self.header_bytes, self.tail, self.hosts, self.codings = True, 0, b"", 0, []
 
     def count(self, n: int, parsing: bool = False) -> None:
         """Count `n` bytes of headers; over the limit, refuse (and, from the parser's callbacks, stop it)."""

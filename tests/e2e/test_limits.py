@@ -228,13 +228,24 @@ def test_a_post_pipelined_behind_a_slow_answer_is_read_in_its_turn(server: Serve
     GET + b"Bad\x00Name: x\r\n\r\n",
     f"GET /consultations/{SLUG} HTTP/1.1\r\n\r\n".encode(),  # no Host: RFC 9112 says refuse it (an attacker's got a 200)
     GET + b"Host: elsewhere\r\n\r\n",  # two: which one is meant? (a tester's got a 200)
-], ids=["length-and-chunked", "folded-header", "nul-in-name", "no-host", "two-hosts"])
+    POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n",  # not chunked last: no length to read the body by
+], ids=["length-and-chunked", "folded-header", "nul-in-name", "no-host", "two-hosts", "chunked-not-last"])
 def test_a_request_the_parser_cannot_read_gets_a_problem(server: Server, connect: Callable[[], socket.socket], request_: bytes) -> None:
     sock = connect()
     sock.sendall(request_)
     response = answer(sock)
     assert response.startswith(b"HTTP/1.1 400 "), response
     assert b"content-type: application/problem+json" in response and b'"/problems/malformed-request"' in response
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked", b"gzip\r\nTransfer-Encoding: chunked"])
+def test_a_transfer_coding_the_server_does_not_apply_gets_501(server: Server, connect: Callable[[], socket.socket], coding: bytes) -> None:
+    """A tester's `gzip, chunked` body was taken as plain JSON: the gzip coding was ignored, and the response recorded."""
+    sock = connect()
+    body = b'{"answers": {"familiarity": "read"}}'
+    sock.sendall(POST + b"Transfer-Encoding: " + coding + b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    response = answer(sock)
+    assert response.startswith(b"HTTP/1.1 501 ") and b'"/problems/transfer-coding-unsupported"' in response, response
 
 
 def test_headers_sent_slowly_are_dropped_with_408(server: Server, connect: Callable[[], socket.socket]) -> None:
