@@ -203,11 +203,13 @@ class Reports:
         fold = Fold(consultation.id).run(self.app, self.app.head())
         return _built(None, content_of(fold, self.app, self.texts, (report.published if report else 0) + 1, final))
 
-    def publish(self, slug: str, by: UUID, final: bool) -> Built:
-        """Build the next version at the head of the log and record it with its digest, in one event."""
+    def publish(self, slug: str, by: UUID, final: bool, version: int | None = None) -> Built:
+        """Build the next version at the head of the log and record it with its digest, in one event.
+        `version`: the number it is to have (refused, ReportConflict, if another was published since)."""
         self._require(by, Role.EDITOR)
         consultation = self.consultations.get(slug)
         report = self._report(consultation, by)
+        report.check_next(version)
         fold = Fold(consultation.id).run(self.app, self.app.head())
         content = content_of(fold, self.app, self.texts, report.published + 1, final)
         built = _built(None, content)
@@ -215,7 +217,7 @@ class Reports:
         self.app.record(report)
         return msgspec.structs.replace(built, info=self._versions(consultation)[-1][0])
 
-    def correct(self, slug: str, by: UUID, erratum: str, reason: str, final: bool | None = None) -> Built:
+    def correct(self, slug: str, by: UUID, erratum: str, reason: str, final: bool | None = None, version: int | None = None) -> Built:
         """Publish a new version with an erratum (what changed, and why); earlier versions stay as they were.
         `final` None: as final as the version it corrects (a correction of a final report is final)."""
         self._require(by, Role.EDITOR)
@@ -224,6 +226,7 @@ class Reports:
         report = self.app.find(report_id(consultation.id), Report)
         if report is None or not report.published:
             raise ReportConflict("Nothing is published yet, so there is nothing to correct: publish a first version.")
+        report.check_next(version)
         defaulted, final = final is None, report.final if final is None else final
         fold = Fold(consultation.id).run(self.app, self.app.head())
         version = report.published + 1

@@ -50,14 +50,19 @@ class QuoteChoice(msgspec.Struct, forbid_unknown_fields=True):
     end: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 
 
+NEXT = msgspec.Meta(ge=1, description="The number this version is to have, as the preview showed it: if another was published since (a second click), a 409 and nothing published")
+
+
 class PublicationIn(msgspec.Struct, forbid_unknown_fields=True):
-    final: Annotated[bool, msgspec.Meta(description="A final version: only once the consultation is closed and every response read")] = False
+    final: Annotated[bool, msgspec.Meta(description="A final version: only once the consultation is closed and every response completed")] = False
+    version: Annotated[int, NEXT] | None = None
 
 
 class CorrectionIn(msgspec.Struct, forbid_unknown_fields=True):
     erratum: Annotated[str, msgspec.Meta(max_length=MAX_REASON, description="What changed")]
     reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON, description="Why")]
     final: Annotated[bool | None, msgspec.Meta(description="A final version; if left out, as final as the version it corrects")] = None
+    version: Annotated[int, NEXT] | None = None
 
 
 class WithdrawalIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -136,14 +141,14 @@ def _preview(slug: str, request: Staff, system: System, final: bool) -> Built:
 async def publish(
     slug: FromPath[str], data: JSONBody[PublicationIn], request: Staff, system: NamedDependency[System], reports: NamedDependency[PublishedReports],
 ) -> Publication:
-    return await _publish(slug, system, reports, lambda: system.reports.publish(slug, request.user.id, data.final))
+    return await _publish(slug, system, reports, lambda: system.reports.publish(slug, request.user.id, data.final, data.version))
 
 
 @post(BASE + "/corrections", responses=STAFF_PROBLEMS, guards=[EDITORS], summary="Publish a correction: a new version with an erratum")
 async def correct(
     slug: FromPath[str], data: JSONBody[CorrectionIn], request: Staff, system: NamedDependency[System], reports: NamedDependency[PublishedReports],
 ) -> Publication:
-    return await _publish(slug, system, reports, lambda: system.reports.correct(slug, request.user.id, data.erratum, data.reason, data.final))
+    return await _publish(slug, system, reports, lambda: system.reports.correct(slug, request.user.id, data.erratum, data.reason, data.final, data.version))
 
 
 async def _publish(slug: str, system: System, reports: PublishedReports, command: Callable[[], Built]) -> Publication:

@@ -47,7 +47,7 @@ class NotReadyForFinal(DomainError):
 
 
 class ReportConflict(DomainError):
-    """The change contradicts the report's versions: nothing published to correct or withdraw, or withdrawn already."""
+    """The change contradicts the report's versions: nothing published to correct or withdraw, withdrawn already, or not the next version."""
 
 
 class ReportMismatch(DomainError):
@@ -181,6 +181,15 @@ class Report(Aggregate):
         if quote not in self.quotes:
             raise QuoteNotCandidate(f"The quote {quote} is not selected.")
         self._unselect(by, quote.response_id, quote.question_id, quote.start, quote.end)
+
+    def check_next(self, version: int | None) -> None:
+        """Refuse a publication meant as `version` (None: whichever is next) if that is not the next number:
+        one was published since the editor looked (a second click would publish the same report twice)."""
+        if version is None or version == self.published + 1:
+            return
+        if version <= self.published:
+            raise ReportConflict(f"Version {version} is published already: this would publish version {self.published + 1}. Preview it first.")
+        raise ReportConflict(f"The next version is {self.published + 1}, not {version}.")
 
     def publish(
         self, by: UUID, position: int, digest: str, builder: str, final: bool, quotes: dict[str, str],

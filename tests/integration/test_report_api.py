@@ -203,6 +203,28 @@ async def test_bad_paths_answer_problems(
     assert (await client.get(f"{PUBLIC}/versions/1/data.zip")).status_code == 200  # nothing withdrawn
 
 
+async def test_a_publication_that_names_its_version_is_published_once_however_often_it_is_sent(
+    client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
+) -> None:
+    """A double click on "publish" recorded two versions the same but for their number."""
+    story(system, staff)
+    preview = (await client.get(f"{DESK}/preview", headers=headers["editor"])).json()
+    first = await client.post(f"{DESK}/versions", json={"version": preview["version"]}, headers=headers["editor"])
+    again = await client.post(f"{DESK}/versions", json={"version": preview["version"]}, headers=headers["editor"])
+    assert (first.status_code, first.json()["version"]) == (201, 1)
+    assert (again.status_code, again.json()["type"]) == (409, "/problems/report-conflict")
+    assert again.json()["detail"] == "Version 1 is published already: this would publish version 2. Preview it first."
+    ahead = await client.post(f"{DESK}/corrections", json={"erratum": "e", "reason": "r", "version": 3}, headers=headers["editor"])
+    assert (ahead.status_code, ahead.json()["detail"]) == (409, "The next version is 2, not 3.")
+    for body in ({"version": 0}, {"version": "2"}):
+        refused = await client.post(f"{DESK}/versions", json=body, headers=headers["editor"])
+        assert refused.status_code in (400, 422) and refused.json()["type"] in ("/problems/malformed-request", "/problems/invalid-input"), refused.text
+    assert [v.version for v in system.reports.versions(SLUG)] == [1]
+    corrected = await client.post(f"{DESK}/corrections", json={"erratum": "e", "reason": "r", "version": 2}, headers=headers["editor"])
+    assert (corrected.status_code, corrected.json()["version"]) == (201, 2)
+    assert (await client.post(f"{DESK}/versions", json={}, headers=headers["editor"])).json()["version"] == 3  # without it, as before
+
+
 async def test_withdrawn_versions_stay_listed_but_their_content_is_gone_and_corrections_say_what_changed(
     client: AsyncTestClient, system: System, staff: dict[str, UUID], headers: dict[str, dict[str, str]],
 ) -> None:
