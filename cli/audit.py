@@ -41,10 +41,11 @@ def register(sub: argparse._SubParsersAction, settings: Callable[[], object]) ->
     r.add_argument("view", metavar="VIEW", help=", ".join(VIEWS))
     r.add_argument("--at", type=int, metavar="POSITION", help="default: the head")
     for p in a.choices.values():
-        p.set_defaults(run=lambda args: run(args, settings()))
+        p.set_defaults(run=lambda args: run(args, settings))
 
 
-def run(args: argparse.Namespace, settings: object) -> None:
+def run(args: argparse.Namespace, settings: Callable[[], object]) -> None:
+    """`settings` are read only for the live store: a bundle is verified anywhere, with no deployment."""
     if args.action == "verify" and args.dir:
         folder, notes = Path(args.dir), held(args.checkpoint)
         if args.key:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace, settings: object) -> None:
         print(f"checked against {source}: {', '.join(f'{v.name}+{v.hash.hex()}' for v in verifiers)}")
         finish(report)
         return
-    with System(settings) as system:  # type: ignore[arg-type]
+    with System(settings()) as system:  # type: ignore[arg-type]
         if args.action == "export":
             lines, checkpoints = export(system, Path(args.out))
             print(f"exported {lines} events and {checkpoints} checkpoints to {args.out}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -83,6 +84,12 @@ def test_an_exported_bundle_verifies_offline_and_holds_no_personal_data(
     # In a process that imported nothing else first (stored topics such as `domain.frame:…` name no module).
     alone = subprocess.run([sys.executable, "-c", f"from audit.bundle import verify_bundle; print(verify_bundle(__import__('pathlib').Path({str(out)!r})))"], capture_output=True, text=True)
     assert alone.stdout.startswith("ok: "), alone.stdout + alone.stderr
+    # By an auditor anywhere, with no deployment at hand: `agora audit verify DIR` in an empty folder makes nothing there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSISTENCE_MODULE", "SQLITE_", "POSTGRES_", "REDIS_URL", "AGORA_"))}
+    offline = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "audit", "verify", str(out)], cwd=elsewhere, env={**env, "PYTHONPATH": str(Path.cwd())}, capture_output=True, text=True)
+    assert offline.returncode == 0 and "\nok: " in offline.stdout and not any(elsewhere.iterdir()), offline.stdout + offline.stderr
     lines = [json.loads(line) for line in (out / "events.ndjson").read_text().splitlines()]
     assert [line["position"] for line in lines] == list(range(1, history.app.head() + 1))
     enrolments = [line for line in lines if line["event"]["type"] == "staff.enrolled"]
