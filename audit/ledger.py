@@ -41,10 +41,10 @@ def unbound(record: Record | None, position: int, receipt_hash: str, leaf: bytes
     prove one response with another's leaf is caught here, and so is the response's event altered."""
     if record is None:
         return f"the event at position {position}, where the receipt index sends this receipt, is not in the log"
+    if merkle.leaf_hash(merkle.canonical(*record)) != leaf:  # first: an altered event may hold anything
+        return f"the event at position {position} no longer hashes to its leaf: the event, or the ledger's leaf, was altered since it was chained"
     if record[3] != RESPONSE or receipt_of(record[4]) != receipt_hash:
         return f"the receipt index sends this receipt to the event at position {position}, which does not hold it"
-    if merkle.leaf_hash(merkle.canonical(*record)) != leaf:
-        return f"the event at position {position}, which holds this receipt, was altered since it was chained: it no longer hashes to its leaf"
     return None
 
 

@@ -95,8 +95,15 @@ def test_altered_bytes_are_named_with_their_position(system: System, store_env: 
     # Its respondent, asking for a proof, is told the same (a tester was told the event did not hold the receipt).
     (_, position, leaf), found = system.ledger.leaf_of(receipt), records(system.app.recorder, 9, 1)  # type: ignore[misc]
     assert unbound(found[0], position, receipt, leaf) == (
-        "the event at position 10, which holds this receipt, was altered since it was chained: it no longer hashes to its leaf"
+        "the event at position 10 no longer hashes to its leaf: the event, or the ledger's leaf, was altered since it was chained"
     )
+    # Its receipt's hash altered too (a tester's): still the event, not the index, that is named.
+    with database(system, store_env) as (conn, events, pos, _):
+        (state,) = sql(conn, f"SELECT state FROM {events} WHERE {pos} = 10")[0]
+        assert receipt.encode() in bytes(state)
+        sql(conn, f"UPDATE {events} SET state = ? WHERE {pos} = 10", bytes(state).replace(receipt.encode(), b"0" * 64))
+    found = records(system.app.recorder, 9, 1)
+    assert "no longer hashes to its leaf" in unbound(found[0], position, receipt, leaf)  # type: ignore[operator]
 
 
 def test_a_deleted_event_is_missing(system: System, store_env: dict[str, str], chained: Checkpointer) -> None:
