@@ -11,7 +11,8 @@ plus `max_header_bytes` (chunk framing, extensions and trailers, which the parse
 application never sees) gets 413; a connection beyond `max_connections` gets 503 with
 Retry-After; a request the parser cannot read, or one naming its Host twice (or, HTTP/1.1, not at all), gets 400, and
 one with a transfer coding other than chunked gets 501 (400 if chunked is not its last). Each is a problem (RFC 9457) and closes the
-connection. A connection with more than PIPELINED requests waiting behind the one being answered
+connection; a request refused while those before it on the connection are still owed their answers is
+refused after them, in its turn. A connection with more than PIPELINED requests waiting behind the one being answered
 is closed, and a chunked body's trailers are counted but never taken as the request's headers. Once
 the connection is closed, the request being answered and those queued behind it write nothing. The
 keep-alive timeout between requests is uvicorn's own.
@@ -59,6 +60,7 @@ class LimitedHttp(HttpToolsProtocol):
         self.parsed_count = False  # whether the parser's callbacks count header bytes (see on_message_complete)
         self.timer: asyncio.TimerHandle | None = None  # for the headers in progress, or the body
         self.answering: RequestResponseCycle | None = None  # the request being answered; `cycle` is the one read last
+        self.deferred: bytes | None = None  # a refusal waiting for the answers owed to the requests before it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -74,6 +76,8 @@ class LimitedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.deferred is not None:
+            return  # refused: nothing more is read
         self.parsed_count = False
         if self.in_headers and not self.transport.is_closing():
             # Counted before parsing, up to the blank line that ends the headers: headers too large
@@ -150,6 +154,9 @@ class LimitedHttp(HttpToolsProtocol):
         super().on_response_complete()
         if self.transport.is_closing():
             return
+        if self.deferred is not None and self.cycle.response_complete:  # every request before the refused one answered
+            self.refuse(self.deferred)
+            return
         if self.in_headers and self.cycle is not None and self.cycle.response_complete:
             self.start_timer()  # the client has its answers: the next request's headers are due (not while one queued is served)
         elif not self.pipeline and self.timer is None:
@@ -170,7 +177,7 @@ class LimitedHttp(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser cannot read (bad framing, a malformed header), as a problem like every refusal."""
-        if not self.transport.is_closing():  # else refused already (Refused), with a problem of our own
+        if not self.transport.is_closing() and self.deferred is None:  # else refused already (Refused), with a problem of our own
             self.refuse(refusal(400, "malformed-request", "Bad Request", "The request is not well-formed HTTP/1.1: its framing or a header could not be read."))
 
     def start_timer(self, seconds: float | None = None, then: Any = None) -> None:
@@ -198,6 +205,15 @@ class LimitedHttp(HttpToolsProtocol):
             self.refuse(response)
 
     def refuse(self, response: bytes) -> None:
+        """Answer `response` and close. A request refused while those before it on the connection are still
+        owed their answers is answered after them: written at once, the client took the refusal for the answer
+        to its earlier request (a tester's lost receipt of a response recorded all the same)."""
+        if self.in_headers and self.cycle is not None and not self.cycle.response_complete:
+            self.deferred = response
+            self.stop_timer()
+            self.transport.pause_reading()
+            return
+        self.deferred = None
         self.transport.write(response)
         self.close()
 
