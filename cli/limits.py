@@ -123,8 +123,8 @@ class LimitedHttp(HttpToolsProtocol):
             raise Refused
         # RFC 9112, 6.3 and 6.1: a body whose last coding is not chunked has no length to read (400); a coding
         # other than chunked, once, is one this server does not apply (501), where the parser ignored it.
-        if self.codings and self.codings[-1] != b"chunked":
-            self.refuse(refusal(400, "malformed-request", "Bad Request", "A Transfer-Encoding ends with chunked, or a body has no length."))
+        if self.codings and (self.codings[-1] != b"chunked" or self.parser.get_http_version() == "1.0"):  # 1.0 has no transfer codings
+            self.refuse(refusal(400, "malformed-request", "Bad Request", "A Transfer-Encoding ends with chunked (HTTP/1.1), or a body has no length."))
             raise Refused
         if self.codings and self.codings != [b"chunked"]:
             detail = "Only the chunked transfer coding is supported, once: send the body as it is, chunked or with a Content-Length."

@@ -24,7 +24,7 @@ from cli import report as report_command
 from cli import supervisor
 from cli.embedded import claimed, redis_url, socket_path, start_redis
 from domain.access.service import SIGNUPS_EXPORT
-from domain.consultations.consultation import consultation_id, read_definition
+from domain.consultations.consultation import Definition, consultation_id, read_definition
 from domain.consultations.service import Consultations
 from domain.errors import DomainError
 from domain.reports.report import Report, report_id
@@ -45,12 +45,20 @@ def settings(redis: bool = False, creates: bool = False) -> Settings:
     there: run from another folder, it made an empty store and a new secret, then said nothing was in it."""
     found = Settings.from_env()
     env = {**os.environ, **store.environment(Path(found.data_dir))}
-    embedded = env.get("PERSISTENCE_MODULE") in ("store.sqlite", "eventsourcing.sqlite")
+    sqlite = env.get("PERSISTENCE_MODULE") in ("store.sqlite", "eventsourcing.sqlite")
     path = env.get("SQLITE_DBNAME", "")
-    if not creates and embedded and path != ":memory:" and not Path(path).exists():
+    if sqlite and not path:
+        raise ValueError("PERSISTENCE_MODULE names SQLite but SQLITE_DBNAME is not set: name the store's file (docs/configuration.md)")
+    if not creates and sqlite and path != ":memory:" and not Path(path).exists():
         raise ValueError(
             f"no event store at {path}: run agora in the deployment's folder (where `agora serve` runs), or set "
             "AGORA_DATA_DIR, or PERSISTENCE_MODULE and its settings for another store (docs/configuration.md)"
+        )
+    secret = store.secret_file(Path(found.data_dir))
+    if not creates and not found.secret and not secret.exists():  # a new one would not be the deployment's (keyed ids, receipts)
+        raise ValueError(
+            f"no secret: AGORA_SECRET is not set and {secret} is not there: set AGORA_SECRET as the deployment's "
+            "servers have it, or run agora in the deployment's folder (docs/configuration.md)"
         )
     if "REDIS_URL" in os.environ:
         return found
@@ -65,12 +73,16 @@ def settings(redis: bool = False, creates: bool = False) -> Settings:
     return found
 
 
-def load(consultations: Consultations, path: Path) -> None:
+def definition_in(path: Path) -> Definition:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"{path}: {e.strerror}") from None
-    consultation_id, created = consultations.load(read_definition(data))
+    return read_definition(data)
+
+
+def load(consultations: Consultations, path: Path, definition: Definition) -> None:
+    consultation_id, created = consultations.load(definition)
     print(f"{'created' if created else 'exists '} {path.name} -> {consultation_id}")
 
 
@@ -90,7 +102,7 @@ def serve(args: argparse.Namespace) -> None:
             children.append(supervisor.Child("redis", lambda: start_redis(folder)))
         with System(config) as system:
             for path in sorted(Path(config.consultations_dir).glob("*.toml")):
-                load(system.consultations, path)
+                load(system.consultations, path, definition_in(path))
         sock = stack.enter_context(supervisor.listen(config))
         if not args.api_only:
             # The clusterer in a process of its own: its index grows with the responses, and the garbage
@@ -203,10 +215,11 @@ def closing_time(at: str) -> datetime | None:
 
 
 def consultation(args: argparse.Namespace) -> None:
-    with System(settings(creates=args.action == "load")) as system:
+    definition = definition_in(Path(args.path)) if args.action == "load" else None  # a bad file makes no store
+    with System(settings(creates=definition is not None)) as system:
         consultations = system.consultations
-        if args.action == "load":
-            load(consultations, Path(args.path))
+        if definition is not None:
+            load(consultations, Path(args.path), definition)
             return
         position = {
             "open": lambda: consultations.open(args.slug),

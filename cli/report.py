@@ -60,10 +60,12 @@ def build(args: argparse.Namespace, system: System) -> None:
 def verify(args: argparse.Namespace, system: System) -> None:
     against = Path(args.against).read_bytes() if args.against else None
     result = system.reports.verify(args.slug, served(system, args.slug, args.version), against)
+    withdrawn = any(v.version == result.version and v.withdrawn for v in system.reports.versions(args.slug))
+    state = " (withdrawn)" if withdrawn else ""
     if not result.ok:
-        sys.exit(f"version {result.version} differs: {result.difference}")
+        sys.exit(f"version {result.version}{state} differs: {result.difference}")
     copy = f", and {args.against} matches it (figures, quoted texts' hashes, nothing added)" if args.against else ""
-    print(f"ok: version {result.version} rebuilds to its published digest {result.recorded}{copy}")
+    print(f"ok: version {result.version}{state} rebuilds to its published digest {result.recorded}{copy}")
     for ref in result.erased:
         print(f"  {described(ref)}: its text was erased by a recorded redaction since publication")
 

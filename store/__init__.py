@@ -34,9 +34,13 @@ def data_dir(path: str) -> Path:
     return folder
 
 
+def secret_file(folder: Path) -> Path:
+    return folder / "secret"
+
+
 def local_secret(folder: Path) -> str:
     """The embedded default's secret (for AGORA_SECRET): made once, kept in the data folder, readable by us only."""
-    path = folder / "secret"
+    path = secret_file(folder)
     if not path.exists():
         # Written whole under another name, then moved into place: never seen half-written.
         draft = path.with_name(f"secret.{secrets.token_hex(4)}")

@@ -62,11 +62,15 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+SECRET = "t" * 48  # the deployment's, as its servers and an operator's commands have it
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data folder of the test's own (the mailer's outbox, the local secret)."""
     path = tmp_path / "data"
     monkeypatch.setenv("AGORA_DATA_DIR", str(path))
+    monkeypatch.setenv("AGORA_SECRET", SECRET)
     return path
 
 
@@ -108,7 +112,7 @@ def settings(redis_prefix: str, data_dir: Path) -> Settings:
     return Settings(
         data_dir=str(data_dir), redis_url=REDIS_URL, redis_prefix=redis_prefix,
         rate_limit_per_minute=10_000, signup_rate_limit_per_minute=10_000, sign_in_rate_limit_per_minute=10_000,
-        view_wait_seconds=5.0, secret="t" * 48, password_profile="CHEAPEST",
+        view_wait_seconds=5.0, secret=SECRET, password_profile="CHEAPEST",
         # Tests that count what was recorded run without a background writer; clustering is tested on its own.
         cluster_responses=False,
     )

@@ -229,7 +229,8 @@ def test_a_post_pipelined_behind_a_slow_answer_is_read_in_its_turn(server: Serve
     f"GET /consultations/{SLUG} HTTP/1.1\r\n\r\n".encode(),  # no Host: RFC 9112 says refuse it (an attacker's got a 200)
     GET + b"Host: elsewhere\r\n\r\n",  # two: which one is meant? (a tester's got a 200)
     POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n",  # not chunked last: no length to read the body by
-], ids=["length-and-chunked", "folded-header", "nul-in-name", "no-host", "two-hosts", "chunked-not-last"])
+    POST.replace(b"HTTP/1.1", b"HTTP/1.0") + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # RFC 9112, 6.1: faulty framing
+], ids=["length-and-chunked", "folded-header", "nul-in-name", "no-host", "two-hosts", "chunked-not-last", "http-1.0-chunked"])
 def test_a_request_the_parser_cannot_read_gets_a_problem(server: Server, connect: Callable[[], socket.socket], request_: bytes) -> None:
     sock = connect()
     sock.sendall(request_)

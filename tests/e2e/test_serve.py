@@ -39,7 +39,7 @@ class Server:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "PERSISTENCE_MODULE", "SQLITE_", "POSTGRES_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "PERSISTENCE_MODULE", "SQLITE_", "POSTGRES_", "AGORA_SECRET"))}
         # Only the virtual environment on PATH: no system redis-server, so the bundled one must serve.
         env.update(
             PATH=str(Path(sys.executable).parent), PORT=str(self.port), AGORA_DATA_DIR=str(data_dir), AGORA_PUBLIC_URL=self.url,

@@ -11,12 +11,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 
 from workers import views
 from workers.stops import Stops
 from cli.main import main
+from tests.conftest import POSTGRES
 from tests.integration.test_projections import Buggy
 from runtime import System
 from runtime.settings import Settings
@@ -262,6 +264,30 @@ def test_a_command_run_outside_the_deployment_makes_no_store_and_says_where_it_l
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=f"^agora: no event store at var/agora.sqlite: run agora in the deployment's folder"):
         main(args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_without_the_deployments_secret_or_a_store_file_named_refuses_and_makes_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A tester's `agora status` on PostgreSQL, in another folder with a mistyped schema, made the schema and a new secret."""
+    for name in ("REDIS_URL", "AGORA_DATA_DIR", "AGORA_SECRET", "SQLITE_DBNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    schema = "agora_test_mistyped"
+    for name, value in {"PERSISTENCE_MODULE": "store.postgres", "POSTGRES_DBNAME": "test", "POSTGRES_HOST": "127.0.0.1",
+                        "POSTGRES_PORT": "5432", "POSTGRES_USER": "postgres", "POSTGRES_SCHEMA": schema}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match="^agora: no secret: AGORA_SECRET is not set and var/secret is not there"):
+        main(["status"])
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() == (0,)
+    monkeypatch.setenv("PERSISTENCE_MODULE", "store.sqlite")  # and no SQLITE_DBNAME
+    with pytest.raises(SystemExit, match="^agora: PERSISTENCE_MODULE names SQLite but SQLITE_DBNAME is not set"):
+        main(["status"])
+    monkeypatch.delenv("PERSISTENCE_MODULE")
+    with pytest.raises(SystemExit, match="x.toml: No such file or directory"):  # checked before a store is made
+        main(["consultation", "load", "x.toml"])
     assert list(tmp_path.iterdir()) == []
 
 
