@@ -62,7 +62,7 @@ def settings(redis: bool = False, creates: bool = False) -> Settings:
         )
     if "REDIS_URL" in os.environ:
         return found
-    sock = socket_path(store.data_dir(found.data_dir))
+    sock = socket_path(Path(found.data_dir))  # looked for, not made: a refusal leaves nothing behind
     if sock.exists():
         return Settings.from_env(redis_url=f"unix://{sock}")
     if redis:

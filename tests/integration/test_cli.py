@@ -288,6 +288,8 @@ def test_a_command_without_the_deployments_secret_or_a_store_file_named_refuses_
     monkeypatch.delenv("PERSISTENCE_MODULE")
     with pytest.raises(SystemExit, match="x.toml: No such file or directory"):  # checked before a store is made
         main(["consultation", "load", "x.toml"])
+    with pytest.raises(SystemExit, match="no Redis to use"):  # a worker makes a deployment, but not without Redis
+        main(["work"])
     assert list(tmp_path.iterdir()) == []
 
 
