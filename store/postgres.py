@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing import postgres
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.utils import Environment, EnvType, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
@@ -20,6 +21,9 @@ from store.codec import notification
 from store.consistency import unchanged
 from store.keys import NewKeys
 from store.schema import InTurn
+
+
+ATTEMPTS, WAIT = 10, 0.2  # an insert's, when its connection fails (as the library's)
 
 
 class ColumnsInsert(postgres.PostgresAggregateRecorder):
@@ -50,9 +54,14 @@ class ColumnsInsert(postgres.PostgresAggregateRecorder):
 class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder, ColumnsInsert):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        table = (Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self.versions_statement = SQL(
             "SELECT originator_id, MAX(originator_version) FROM {0}.{1} WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        ).format(*table)
+        self.recorded_statement = SQL(
+            "SELECT originator_id, originator_version, notification_id, state FROM {0}.{1} "
+            "WHERE (originator_id, originator_version) IN (SELECT * FROM unnest(%s::{2}[], %s::bigint[]))"
+        ).format(*table, Identifier(self.datastore.originator_id_type))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's
     def select_notifications(
@@ -78,7 +87,6 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
             curs.execute(statement, (*params, limit), prepare=True)
             return [notification(*row) for row in curs.fetchall()]
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, expect: Mapping[UUID, int] | None = None, keys: NewKeys | None = None, **_: Any
     ) -> Sequence[int] | None:
@@ -93,6 +101,24 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
         """
         if not stored_events:
             return None
+        attempts = 0  # that lost their connection: the server may have committed one all the same
+        while True:
+            try:
+                return self._insert(stored_events, expect, keys)
+            except (InterfaceError, OperationalError):  # tried again, as the library's @retry does
+                attempts += 1
+                if attempts == ATTEMPTS:
+                    raise
+                time.sleep(WAIT)
+            except IntegrityError:
+                # Refused after a dropped connection: perhaps by these very events, committed by the attempt whose
+                # answer was lost (else a review note, say, was refused as a conflict, or recorded twice by a retry).
+                recorded = self._recorded(stored_events) if attempts else None
+                if recorded is None:
+                    raise
+                return recorded
+
+    def _insert(self, stored_events: Sequence[StoredEvent], expect: Mapping[UUID, int] | None, keys: NewKeys | None) -> list[int]:
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
             with conn.transaction(), conn.cursor() as curs, conn.cursor(row_factory=tuple_row) as check, conn.cursor() as insert:
                 self._lock_table(curs)
@@ -107,6 +133,17 @@ class ConsistentPostgresApplicationRecorder(postgres.PostgresApplicationRecorder
                     versions = dict(check.fetchall())
                     unchanged(expect, versions.get)
                 return [row["notification_id"] for row in insert.fetchall()]
+
+    def _recorded(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The positions of these events if the log holds them byte for byte (a transaction recorded them
+        all or none), else None. Their bytes hold their time to the microsecond: no other writer's match."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self.recorded_statement, ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events]))
+            found = {(originator_id, version): (position, bytes(state)) for originator_id, version, position, state in curs.fetchall()}
+        recorded = [found.get((e.originator_id, e.originator_version)) for e in stored_events]
+        if any(r is None or r[1] != e.state for r, e in zip(recorded, stored_events, strict=True)):
+            return None
+        return [r[0] for r in recorded]  # type: ignore[index]
 
 
 class Factory(InTurn, postgres.PostgresFactory):

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain.consultations.consultation import Consultation
 from domain.consultations.response import Response
@@ -127,6 +127,31 @@ def test_a_commit_whose_answer_was_lost_and_that_the_store_tried_again_records_e
     assert lost and all(isinstance(r, Receipt) for r in receipts)
     recorded = {e.originator_id: e.receipt_hash for e in system.app.select_events(Response.Submitted)}
     assert recorded == {r.id: hash_receipt(r.receipt) for r in receipts}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_events_sent_again_after_their_commit_was_answered_by_a_dropped_connection_are_found_not_refused(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store tries an insert again when its connection drops, which may be after the server committed it:
+    then a review note, say, was refused as a conflict, or recorded twice by the command run again."""
+    recorder = system.app.recorder
+    response = Response(system.consultations.get(SLUG).id, 1, {"familiarity": "read"}, {}, "h")
+    stored = [system.app.mapper.to_stored_event(e) for e in response.collect_events()]
+    insert, committed = recorder._insert, []
+
+    def committed_then_dropped(*args: Any) -> Any:
+        if committed:  # the store's next attempt, refused: the first one is recorded
+            return insert(*args)
+        committed.append(insert(*args))
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(recorder, "_insert", committed_then_dropped)
+    positions = recorder.insert_events(stored)
+    assert positions == committed[0] and system.app.head() == positions[-1]  # type: ignore[index]
+    monkeypatch.undo()
+    with pytest.raises(IntegrityError):  # sent again with no connection lost: refused, as the library's recorders do
+        recorder.insert_events(stored)
 
 
 def test_a_batch_checks_against_the_consultation_as_last_read_and_the_store_has_the_last_word(
