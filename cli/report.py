@@ -8,30 +8,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from domain.access.service import REPORT_PREVIEW
 from projections.report import latest
 from reports import render
 from reports.content import build as build_content, canonical, described, digest
-from reports.service import Built
+from reports.service import Built, VersionInfo
 from runtime import System
 
 
-def served(system: System, slug: str, version: int | None) -> int | None:
-    """`version`, else the one `GET …/report` serves: the latest not withdrawn (None: the latest, all being withdrawn)."""
-    chosen = latest(system.reports.versions(slug)) if version is None else None
+def served(versions: Sequence[VersionInfo], version: int | None) -> int | None:
+    """`version`, else the one `GET …/report` serves: the latest not withdrawn (else the latest; None if none)."""
+    chosen = latest(versions) if version is None else None
     return chosen.version if chosen else version
 
 
 def built(system: System, slug: str, at: int | None, version: int | None) -> Built:
     """A published version (by default the one the public reads), or the one built at `at`, or what would be published at `at`."""
+    versions = system.reports.versions(slug)
     if at is None:
-        return system.reports.version(slug, served(system, slug, version))
+        return system.reports.version(slug, served(versions, version))
     head = system.app.head()
     if not 1 <= at <= head:
         raise ValueError(f"--at must be a position in the log, 1 to {head}")
-    versions = system.reports.versions(slug)
     published = [v for v in versions if v.position == at]
     if published:
         return system.reports.version(slug, published[-1].version)
@@ -59,9 +60,9 @@ def build(args: argparse.Namespace, system: System) -> None:
 
 def verify(args: argparse.Namespace, system: System) -> None:
     against = Path(args.against).read_bytes() if args.against else None
-    result = system.reports.verify(args.slug, served(system, args.slug, args.version), against)
-    withdrawn = any(v.version == result.version and v.withdrawn for v in system.reports.versions(args.slug))
-    state = " (withdrawn)" if withdrawn else ""
+    versions = system.reports.versions(args.slug)
+    result = system.reports.verify(args.slug, served(versions, args.version), against)
+    state = " (withdrawn)" if any(v.version == result.version and v.withdrawn for v in versions) else ""
     if not result.ok:
         sys.exit(f"version {result.version}{state} differs: {result.difference}")
     copy = f", and {args.against} matches it (figures, quoted texts' hashes, nothing added)" if args.against else ""

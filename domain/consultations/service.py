@@ -150,13 +150,12 @@ class Consultations:
         first receipt again and records nothing. The first attempt reads nothing from the store: it
         checks against each consultation as this process last read it, and looks up no id (a retry
         is rare). The store refuses the whole transaction if one of its consultations changed
-        (closed) since, or if one of its ids is recorded already (by an earlier request, another
-        process meanwhile, or this batch itself, when the store retried a commit whose answer was
-        lost). Then, or if a consultation as last read refused a submission (it may have been opened
-        since), the batch is checked again against the store, each id looked up first.
+        (closed) since, or if one of its ids is recorded already (by an earlier request, or another
+        process meanwhile). Then, or if a consultation as last read refused a submission (it may have
+        been opened since), the batch is checked again against the store, each id looked up first.
         """
-        # Each submission's id and receipt, the same in every attempt: a store that lost the answer to a commit that
-        # happened (a connection dropped at COMMIT) tries again and is refused, and the next attempt finds them recorded.
+        # Each submission's id and receipt, the same in every attempt: an attempt refused after it was recorded after
+        # all (a commit whose answer was lost, store/postgres.py) is found by the next, never recorded twice.
         identities = [self._identity(s) for s in submissions]
         for attempt in range(ATTEMPTS - 1):
             try:
